@@ -1,0 +1,61 @@
+# Finds every dependency once. Debian 12 packages on CPU machines; on the GPU
+# machine LibTorch comes from pip's torch (CMAKE_PREFIX_PATH) and liburing /
+# libsystemd from .debs unpacked into a prefix (scripts/gpu-build.sh).
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(fmt QUIET)
+
+# Boost.Asio is header-only.
+find_package(Boost 1.74 REQUIRED)
+
+if(WAND_IO_URING)
+  pkg_check_modules(URING IMPORTED_TARGET liburing)
+  if(NOT URING_FOUND)
+    message(STATUS "wand: liburing not found, io_uring engine disabled (pread fallback only)")
+    set(WAND_IO_URING OFF)
+  endif()
+endif()
+
+pkg_check_modules(SYSTEMD IMPORTED_TARGET libsystemd)
+pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+pkg_check_modules(LIBAV IMPORTED_TARGET libavformat libavcodec libswscale libavutil)
+
+if(NOT WAND_ONLY_MEMORY)
+  find_package(Torch REQUIRED)
+  message(STATUS "wand: LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
+endif()
+
+set(WAND_HAVE_CUDA OFF)
+if(WAND_CUDA)
+  if(NOT CUDAToolkit_ROOT AND EXISTS /usr/local/cuda)
+    set(CUDAToolkit_ROOT /usr/local/cuda)
+  endif()
+  find_package(CUDAToolkit QUIET)
+  if(CUDAToolkit_FOUND)
+    set(WAND_HAVE_CUDA ON)
+    message(STATUS "wand: CUDA ${CUDAToolkit_VERSION} found, CUDA code enabled")
+  else()
+    message(STATUS "wand: CUDA toolkit not found, CUDA code disabled")
+  endif()
+endif()
+
+set(WAND_HAVE_NCCL OFF)
+if(WAND_HAVE_CUDA AND WAND_NCCL)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include /usr/local/cuda/include)
+  find_library(NCCL_LIBRARY NAMES nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu /usr/local/cuda/lib64)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(WAND_HAVE_NCCL ON)
+    add_library(wand_nccl_dep INTERFACE)
+    target_include_directories(wand_nccl_dep INTERFACE ${NCCL_INCLUDE_DIR})
+    target_link_libraries(wand_nccl_dep INTERFACE ${NCCL_LIBRARY})
+    message(STATUS "wand: NCCL found at ${NCCL_LIBRARY}")
+  endif()
+endif()
+
+# Is the LibTorch we build against CUDA-enabled? (pip's torch on the GPU machine.)
+set(WAND_TORCH_CUDA OFF)
+if(TARGET torch AND TORCH_CUDA_LIBRARIES)
+  set(WAND_TORCH_CUDA ON)
+endif()

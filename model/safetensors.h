@@ -1,0 +1,86 @@
+// safetensors: reader and streaming writer.
+//
+//   SafetensorsFile f("diffusion_pytorch_model-00001-of-00006.safetensors");
+//   at::Tensor w = f.load("blocks.0.ffn.0.weight", at::kBFloat16);
+//
+//   SafetensorsWriter w(path, {{"format", "pt"}});
+//   w.declare("a", at::kFloat, {2, 3});  ...          // every tensor first
+//   w.write("a", tensor);                              // then data, in declared order
+//   w.finish();
+//
+// Format: u64 little-endian header length n, n bytes of JSON
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
+// then the raw bytes (offsets relative to the end of the header).
+#pragma once
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/tensor_source.h"
+
+namespace wand::model {
+
+class SafetensorsFile : public TensorSource {
+ public:
+  // Parses and validates the header (dtype, shape vs byte range, file size).
+  explicit SafetensorsFile(std::string path);
+
+  std::vector<std::string> names() const override { return order_; }
+  bool contains(const std::string& name) const override { return index_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const override;
+  at::Tensor load(const std::string& name,
+                  c10::optional<at::ScalarType> dtype = c10::nullopt) const override;
+  std::string describe() const override { return path_; }
+
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::uint64_t data_start() const { return data_start_; }
+
+ private:
+  std::string path_;
+  std::uint64_t data_start_ = 0;
+  std::vector<std::string> order_;  // by data offset
+  std::unordered_map<std::string, TensorInfo> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Loads every tensor of a file (small files: golden inputs).
+std::map<std::string, at::Tensor> load_safetensors(const std::string& path);
+
+// Streams tensors into a file without holding them all: declare all, then write in order.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(std::string path, std::map<std::string, std::string> metadata = {});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  void declare(const std::string& name, at::ScalarType dtype, std::vector<int64_t> shape);
+  // Writes the next declared tensor (must match name, dtype and shape). The
+  // header is written on the first call.
+  void write(const std::string& name, const at::Tensor& t);
+  // Raw bytes for the next declared tensor, possibly in several calls.
+  void write_bytes(const std::string& name, const void* data, std::uint64_t nbytes);
+  void finish();
+  std::uint64_t total_bytes() const { return data_bytes_; }
+
+ private:
+  void write_header();
+  std::string path_;
+  std::map<std::string, std::string> metadata_;
+  std::vector<TensorInfo> decl_;
+  std::uint64_t data_bytes_ = 0;
+  std::size_t next_ = 0;
+  std::uint64_t written_in_current_ = 0;
+  std::FILE* f_ = nullptr;
+  bool header_written_ = false;
+  bool finished_ = false;
+};
+
+// Writes a small map of tensors (sorted by name).
+void save_safetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors,
+                      std::map<std::string, std::string> metadata = {});
+
+}  // namespace wand::model
