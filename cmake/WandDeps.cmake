@@ -25,6 +25,22 @@ pkg_check_modules(LIBAV IMPORTED_TARGET libavformat libavcodec libswscale libavu
 if(NOT WAND_ONLY_MEMORY)
   find_package(Torch REQUIRED)
   message(STATUS "wand: LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
+  # Note [fmt shim]: pip's LibTorch ships its own fmt headers (v12) in its include
+  # directory, which would shadow the system fmt that the system spdlog was built
+  # against. A directory linking to the system fmt goes ahead of LibTorch's on
+  # every target. (Debian's LibTorch uses the system fmt: nothing to do there.)
+  foreach(d ${TORCH_INCLUDE_DIRS})
+    if(EXISTS "${d}/fmt/core.h" AND EXISTS /usr/include/fmt/core.h AND NOT d STREQUAL "/usr/include")
+      set(WAND_FMT_SHIM ${CMAKE_BINARY_DIR}/fmt-shim)
+      file(MAKE_DIRECTORY ${WAND_FMT_SHIM})
+      if(NOT EXISTS ${WAND_FMT_SHIM}/fmt)
+        file(CREATE_LINK /usr/include/fmt ${WAND_FMT_SHIM}/fmt SYMBOLIC)
+      endif()
+      include_directories(BEFORE ${WAND_FMT_SHIM})
+      message(STATUS "wand: LibTorch bundles fmt in ${d}; system fmt put first for spdlog")
+      break()
+    endif()
+  endforeach()
 endif()
 
 set(WAND_HAVE_CUDA OFF)

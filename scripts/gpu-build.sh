@@ -47,7 +47,7 @@ fi
 gen=(-G Ninja)
 command -v ninja >/dev/null || gen=()
 cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr" \
+  -DTorch_DIR="$torch_prefix/Torch" -DCMAKE_PREFIX_PATH="$prefix/usr" \
   -DCMAKE_BUILD_RPATH="$prefix/usr/lib/x86_64-linux-gnu" \
   -DCMAKE_CUDA_ARCHITECTURES="${WAND_CUDA_ARCH:-90}" \
   "${cuda_args[@]}" ${WAND_CMAKE_ARGS:-}
