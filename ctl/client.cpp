@@ -1,0 +1,110 @@
+#include "ctl/client.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "ctl/exit_codes.h"
+#include "proto/error_codes.h"
+#include "proto/framing.h"
+#include "proto/version.h"
+
+namespace wand::ctl {
+
+using nlohmann::json;
+
+int exit_code_for_error(const std::string& code) {
+  namespace e = proto::errc;
+  if (code == e::kNotFound || code == e::kPermissionDenied) return kExitNotFound;
+  if (code == e::kBadRequest || code == e::kUnknownModel || code == e::kInvalidState ||
+      code == e::kBadFrame || code == e::kFrameTooLarge) {
+    return kExitUsage;
+  }
+  if (code == e::kUnsupportedVersion || code == e::kShuttingDown || code == e::kHelloRequired) {
+    return kExitNoDaemon;
+  }
+  return kExitJobFailed;
+}
+
+Client Client::connect(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    throw ClientError(kExitUsage, "socket path too long: " + path);
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ClientError(kExitNoDaemon, std::string("socket: ") + std::strerror(errno));
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == ENOENT) {
+      throw ClientError(kExitNoDaemon, "wand is not running: no socket at " + path +
+                                           " (start it with `systemctl start wand` or `wand`, "
+                                           "or pass --socket)");
+    }
+    if (e == ECONNREFUSED) {
+      throw ClientError(kExitNoDaemon, "wand is not running: nothing listens on " + path);
+    }
+    if (e == EACCES || e == EPERM) {
+      throw ClientError(kExitNoDaemon, "permission denied on " + path +
+                                           ": your user needs to be in the socket's group "
+                                           "(see docs/operations.md)");
+    }
+    throw ClientError(kExitNoDaemon, "cannot connect to " + path + ": " + std::strerror(e));
+  }
+  Client c(fd);
+  c.path_ = path;
+  proto::Hello h{proto::kProtocolVersion, {"watch", "fetch"}, "wanctl 0.1.0"};
+  json hj = h;
+  try {
+    proto::write_frame(fd, hj.dump());
+    auto body = proto::read_frame(fd, 64u << 20);
+    if (!body) throw ClientError(kExitNoDaemon, "wand closed the connection during hello");
+    json r = json::parse(*body);
+    if (r.value("type", "") == "error") {
+      throw ClientError(exit_code_for_error(r.value("code", "")),
+                        "wand refused the connection: " + r.value("message", std::string()));
+    }
+    c.server_ = r.get<proto::Hello>();
+  } catch (const Error& e) {
+    throw ClientError(kExitNoDaemon, std::string("hello with wand failed: ") + e.what());
+  } catch (const json::exception& e) {
+    throw ClientError(kExitNoDaemon, std::string("hello with wand failed: ") + e.what());
+  }
+  return c;
+}
+
+Client::Client(Client&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)), server_(std::move(o.server_)) {
+  o.fd_ = -1;
+}
+
+Client::~Client() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Client::send(const proto::Request& r) {
+  try {
+    proto::write_frame(fd_, proto::request_to_json(r).dump());
+  } catch (const Error& e) {
+    throw ClientError(kExitNoDaemon, std::string("sending to wand failed: ") + e.what());
+  }
+}
+
+proto::Response Client::receive() {
+  try {
+    auto body = proto::read_frame(fd_, 64u << 20);
+    if (!body) throw ClientError(kExitNoDaemon, "wand closed the connection");
+    return proto::response_from_json(json::parse(*body));
+  } catch (const Error& e) {
+    throw ClientError(kExitNoDaemon, std::string("reading from wand failed: ") + e.what());
+  } catch (const json::exception& e) {
+    throw ClientError(kExitNoDaemon, std::string("wand sent a malformed message: ") + e.what());
+  }
+}
+
+}  // namespace wand::ctl

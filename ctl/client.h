@@ -1,0 +1,54 @@
+// Client: wanctl's blocking connection to wand. Connects, exchanges Hello, then
+// sends requests and reads response frames (proto/). Errors carry the wanctl exit
+// code they map to (ctl/exit_codes.h).
+//
+//   ctl::Client c = ctl::Client::connect("/run/wand/wand.sock");  // throws ClientError(3)
+//   proto::Response r = c.call(proto::GetStatus{"j-3"});
+//   c.send(proto::Watch{"j-3"});
+//   for (;;) { proto::Response ev = c.receive(); ... }
+//
+// One thread at a time.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "proto/hello.h"
+#include "proto/requests.h"
+#include "proto/responses.h"
+
+namespace wand::ctl {
+
+class ClientError : public std::runtime_error {
+ public:
+  ClientError(int exit_code, const std::string& message)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+class Client {
+ public:
+  static Client connect(const std::string& socket_path);
+  Client(Client&& o) noexcept;
+  Client& operator=(Client&&) = delete;
+  ~Client();
+
+  const proto::Hello& server() const { return server_; }
+  void send(const proto::Request& r);
+  proto::Response receive();  // throws ClientError(3) when the daemon hangs up
+  proto::Response call(const proto::Request& r) {
+    send(r);
+    return receive();
+  }
+
+ private:
+  explicit Client(int fd) : fd_(fd) {}
+  int fd_ = -1;
+  std::string path_;
+  proto::Hello server_;
+};
+
+}  // namespace wand::ctl

@@ -1,0 +1,157 @@
+#include "daemon/config.h"
+
+#include <fstream>
+
+#include "common/error.h"
+#include "memory/pool_config.h"
+
+namespace wand::daemon {
+
+using nlohmann::json;
+
+namespace {
+
+struct Ctx {
+  const std::string& source;
+  [[noreturn]] void bad(const std::string& field, const std::string& why) const {
+    throw Error(ErrorCode::kConfig, source + ": field '" + field + "': " + why);
+  }
+  std::string str(const json& v, const std::string& field) const {
+    if (!v.is_string()) bad(field, std::string("expected a string, got ") + v.type_name());
+    return v.get<std::string>();
+  }
+  std::int64_t integer(const json& v, const std::string& field, std::int64_t lo, std::int64_t hi) const {
+    if (!v.is_number_integer()) bad(field, std::string("expected an integer, got ") + v.type_name());
+    auto x = v.get<std::int64_t>();
+    if (x < lo || x > hi) {
+      bad(field, std::to_string(x) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    return x;
+  }
+};
+
+json strip_comments(const json& j) {
+  if (j.is_object()) {
+    json out = json::object();
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!it.key().empty() && it.key()[0] == '_') continue;
+      out[it.key()] = strip_comments(it.value());
+    }
+    return out;
+  }
+  if (j.is_array()) {
+    json out = json::array();
+    for (const auto& e : j) out.push_back(strip_comments(e));
+    return out;
+  }
+  return j;
+}
+
+}  // namespace
+
+DaemonConfig parse_config(const json& raw, const std::string& source) {
+  Ctx c{source};
+  if (!raw.is_object()) c.bad("(top level)", "expected a JSON object");
+  json j = strip_comments(raw);
+  DaemonConfig cfg;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    if (k == "socket") {
+      if (!v.is_object()) c.bad("socket", "expected an object");
+      for (auto s = v.begin(); s != v.end(); ++s) {
+        std::string f = "socket." + s.key();
+        if (s.key() == "path") {
+          cfg.socket_path = c.str(s.value(), f);
+          if (cfg.socket_path.empty() || cfg.socket_path[0] != '/') c.bad(f, "must be an absolute path");
+          if (cfg.socket_path.size() >= 108) c.bad(f, "longer than a unix socket path may be (107)");
+        } else if (s.key() == "group") {
+          cfg.socket_group = c.str(s.value(), f);
+        } else if (s.key() == "mode") {
+          std::string m = c.str(s.value(), f);
+          std::size_t used = 0;
+          unsigned long mode = 0;
+          try {
+            mode = std::stoul(m, &used, 8);
+          } catch (...) {
+            used = 0;
+          }
+          if (used != m.size() || m.empty() || mode > 0777) c.bad(f, "expected an octal mode such as \"0660\"");
+          cfg.socket_mode = static_cast<unsigned>(mode);
+        } else {
+          c.bad(f, "unknown field (expected path, group, mode)");
+        }
+      }
+    } else if (k == "state_dir") {
+      cfg.state_dir = c.str(v, k);
+      if (cfg.state_dir.empty()) c.bad(k, "must not be empty");
+    } else if (k == "admin_group") {
+      cfg.admin_group = c.str(v, k);
+    } else if (k == "max_message_bytes") {
+      if (v.is_string()) {
+        cfg.max_message_bytes = static_cast<std::uint32_t>(
+            std::min<std::uint64_t>(memory::parse_bytes(v, k), 0xffffffffu));
+      } else {
+        cfg.max_message_bytes = static_cast<std::uint32_t>(c.integer(v, k, 4096, 1ll << 30));
+      }
+      if (cfg.max_message_bytes < 4096 || cfg.max_message_bytes > (1u << 30)) {
+        c.bad(k, "must be between 4 KiB and 1 GiB");
+      }
+    } else if (k == "max_clients") {
+      cfg.max_clients = static_cast<int>(c.integer(v, k, 1, 100000));
+    } else if (k == "log_level") {
+      cfg.log_level = c.str(v, k);
+      static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+      bool ok = false;
+      for (const char* l : kLevels) ok = ok || cfg.log_level == l;
+      if (!ok) c.bad(k, "'" + cfg.log_level + "' is not one of trace, debug, info, warn, error, off");
+    } else if (k == "models") {
+      if (!v.is_object()) c.bad(k, "expected an object mapping model names to directories");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        std::string f = "models." + m.key();
+        std::string dir = c.str(m.value(), f);
+        if (dir.empty()) c.bad(f, "empty directory");
+        cfg.models[m.key()] = dir;
+      }
+    } else if (k == "memory") {
+      if (v.is_null()) continue;  // not configured
+      try {
+        memory::PoolConfig::from_json(v);
+      } catch (const Error& e) {
+        throw Error(ErrorCode::kConfig, source + ": " + e.what());
+      }
+      cfg.memory = v;
+    } else {
+      c.bad(k, "unknown field (expected socket, state_dir, admin_group, max_message_bytes, "
+               "max_clients, log_level, models, memory)");
+    }
+  }
+  return cfg;
+}
+
+DaemonConfig load_config_file(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(ErrorCode::kConfig, file.string() + ": cannot open");
+  json j;
+  try {
+    j = json::parse(in, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    throw Error(ErrorCode::kConfig, file.string() + ": not valid JSON: " + e.what());
+  }
+  return parse_config(j, file.string());
+}
+
+json config_to_json(const DaemonConfig& c) {
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "0%o", c.socket_mode);
+  return {{"socket", {{"path", c.socket_path}, {"group", c.socket_group}, {"mode", mode}}},
+          {"state_dir", c.state_dir},
+          {"admin_group", c.admin_group},
+          {"max_message_bytes", c.max_message_bytes},
+          {"max_clients", c.max_clients},
+          {"log_level", c.log_level},
+          {"models", c.models},
+          {"memory", c.memory}};
+}
+
+}  // namespace wand::daemon

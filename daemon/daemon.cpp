@@ -1,0 +1,189 @@
+#include "daemon/daemon.h"
+
+#include <csignal>
+
+#include <boost/asio.hpp>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/handlers/context.h"
+#include "daemon/notifier.h"
+#include "daemon/pipelines.h"
+#include "daemon/resource_provider.h"
+#include "daemon/server.h"
+#include "scheduler/durable_file.h"
+#include "scheduler/job_runner.h"
+
+namespace wand::daemon {
+
+namespace asio = boost::asio;
+
+DaemonConfig effective_config(const DaemonOptions& o) {
+  DaemonConfig c = o.config_file ? load_config_file(*o.config_file) : DaemonConfig{};
+  const ConfigFlags& f = o.flags;
+  if (f.socket_path) c.socket_path = *f.socket_path;
+  if (f.socket_group) c.socket_group = *f.socket_group;
+  if (f.socket_mode) c.socket_mode = *f.socket_mode;
+  if (f.state_dir) c.state_dir = *f.state_dir;
+  if (f.admin_group) c.admin_group = *f.admin_group;
+  if (f.log_level) c.log_level = *f.log_level;
+  for (const auto& [name, dir] : f.models) c.models[name] = dir;
+  // Re-validate the merged result (flags get the same checks as the file).
+  return parse_config(config_to_json(c), o.config_file ? o.config_file->string() + " + flags" : "flags");
+}
+
+struct Daemon::Impl {
+  DaemonOptions options;
+  DaemonConfig config;
+  asio::io_context io;
+  std::unique_ptr<sched::JobQueue> queue;
+  std::unique_ptr<sched::CheckpointStore> store;
+  sched::PipelineRegistry registry;
+  std::unique_ptr<ConfigResourceProvider> resources;
+  std::unique_ptr<Access> access;
+  std::unique_ptr<HandlerContext> ctx;
+  std::unique_ptr<Server> server;
+  std::unique_ptr<sched::JobRunner> runner;
+  Notifier notifier;
+  asio::signal_set signals{io};
+  asio::steady_timer status_timer{io};
+  int listener = 0;
+  bool stopping = false;
+
+  std::map<std::string, std::filesystem::path> model_dirs() const {
+    std::map<std::string, std::filesystem::path> m;
+    for (const auto& [n, d] : config.models) m[n] = d;
+    return m;
+  }
+
+  std::string status_line() {
+    auto c = queue->counts();
+    std::string s = "queued=" + std::to_string(c.queued) + " running=" + std::to_string(c.running) +
+                    " done=" + std::to_string(c.done) + " clients=" +
+                    std::to_string(server ? server->session_count() : 0);
+    try {
+      auto t = resources->tiers();
+      for (const auto& tier : t.tiers) {
+        s += " " + tier.value("name", std::string("?")) + "=" +
+             format_bytes(tier.value("bytes_capacity", std::uint64_t{0}));
+      }
+    } catch (const std::exception&) {
+    }
+    return s;
+  }
+
+  void arm_status_timer() {
+    long ms = notifier.watchdog_interval_ms();
+    if (ms <= 0 || ms > 5000) ms = 5000;
+    status_timer.expires_after(std::chrono::milliseconds(ms));
+    status_timer.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping) return;
+      notifier.watchdog();
+      notifier.status(status_line());
+      arm_status_timer();
+    });
+  }
+
+  void wait_signal() {
+    signals.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        reload();
+        wait_signal();
+      } else {
+        log::get("rpc")->info("signal={} action=stop", sig == SIGTERM ? "TERM" : "INT");
+        shutdown();
+      }
+    });
+  }
+
+  void reload() {
+    notifier.reloading();
+    try {
+      DaemonConfig next = effective_config(options);
+      if (next.socket_path != config.socket_path || next.state_dir != config.state_dir ||
+          next.socket_group != config.socket_group || next.socket_mode != config.socket_mode) {
+        log::get("rpc")->warn("reload: socket and state_dir changes take effect at restart");
+      }
+      log::set_level(next.log_level);
+      access->set_admin_group(next.admin_group);
+      std::map<std::string, std::filesystem::path> m;
+      for (const auto& [n, d] : next.models) m[n] = d;
+      registry.set_models(m);
+      resources->set_memory_config(next.memory);
+      server->set_max_message_bytes(next.max_message_bytes);
+      config.admin_group = next.admin_group;
+      config.models = next.models;
+      config.memory = next.memory;
+      config.log_level = next.log_level;
+      config.max_message_bytes = next.max_message_bytes;
+      log::get("rpc")->info("config reloaded models={}", next.models.size());
+    } catch (const Error& e) {
+      log::get("rpc")->error("reload failed, keeping the running config error=\"{}\"", e.what());
+    }
+    notifier.ready(status_line());
+  }
+
+  void shutdown() {
+    if (stopping) return;
+    stopping = true;
+    notifier.stopping();
+    ctx->accepting = false;
+    server->stop_accepting();
+    runner->stop();  // the running job stops at a block boundary and stays queued
+    queue->unsubscribe(listener);
+    server->close_all();
+    signals.cancel();
+    status_timer.cancel();
+    io.stop();
+  }
+};
+
+Daemon::Daemon(DaemonOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+}
+
+Daemon::~Daemon() = default;
+
+int Daemon::run() {
+  Impl& d = *impl_;
+  d.config = effective_config(d.options);
+  log::set_level(d.config.log_level);
+  sched::ensure_dir(d.config.state_dir);
+  d.queue = std::make_unique<sched::JobQueue>(d.config.state_dir);
+  d.store = std::make_unique<sched::CheckpointStore>(d.config.state_dir);
+  register_pipelines(d.registry);
+  d.registry.set_models(d.model_dirs());
+  d.resources = std::make_unique<ConfigResourceProvider>(d.config.memory);
+  d.access = std::make_unique<Access>(d.config.admin_group);
+  d.ctx = std::make_unique<HandlerContext>(
+      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true});
+  ServerOptions so{d.config.socket_path, d.config.socket_group, d.config.socket_mode,
+                   d.config.max_message_bytes, d.config.max_clients};
+  d.server = std::make_unique<Server>(d.io, *d.ctx, so, [&d] {
+    asio::post(d.io, [&d] { d.shutdown(); });
+  });
+  d.server->listen();
+  d.listener = d.queue->subscribe([&d](const sched::JobRecord& r, const std::string& kind) {
+    asio::post(d.io, [&d, r, kind] {
+      if (!d.stopping) d.server->on_job_event(r, kind);
+    });
+  });
+  d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store);
+  d.runner->start();
+  d.signals.add(SIGTERM);
+  d.signals.add(SIGINT);
+  d.signals.add(SIGHUP);
+  d.wait_signal();
+  d.arm_status_timer();
+  log::get("rpc")->info("ready state_dir={} models={} {}", d.config.state_dir, d.config.models.size(),
+                        d.status_line());
+  d.notifier.ready(d.status_line());
+  d.io.run();
+  d.runner.reset();
+  d.server.reset();
+  log::get("rpc")->info("stopped");
+  return 0;
+}
+
+}  // namespace wand::daemon

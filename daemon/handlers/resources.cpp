@@ -1,0 +1,32 @@
+#include "common/error.h"
+#include "daemon/handlers/context.h"
+#include "proto/error_codes.h"
+
+namespace wand::daemon {
+
+proto::Response handle_tiers(HandlerContext& ctx, const Peer&, const proto::GetTiers&) {
+  return ctx.resources.tiers();
+}
+
+proto::Response handle_plan(HandlerContext& ctx, const Peer& peer, const proto::GetPlan& m) {
+  sched::JobSpec spec = spec_from_params(m.job, peer);
+  try {
+    sched::validate_job_spec(spec);
+  } catch (const Error& e) {
+    return error_reply(proto::errc::kBadRequest, e.what());
+  }
+  if (!ctx.registry.has_model(spec.model)) {
+    return error_reply(proto::errc::kUnknownModel, "unknown model '" + spec.model + "'");
+  }
+  return ctx.resources.plan(spec);
+}
+
+proto::Response handle_models(HandlerContext& ctx, const Peer&, const proto::ListModels&) {
+  proto::ModelList out;
+  for (const auto& m : ctx.registry.models()) {
+    out.models.push_back({m.name, m.dir.string(), m.factory});
+  }
+  return out;
+}
+
+}  // namespace wand::daemon

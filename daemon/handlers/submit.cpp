@@ -1,0 +1,55 @@
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/handlers/context.h"
+#include "proto/error_codes.h"
+
+namespace wand::daemon {
+
+proto::ErrorReply error_reply(const char* code, std::string message) {
+  return proto::ErrorReply{code, std::move(message)};
+}
+
+sched::JobSpec spec_from_params(const proto::JobParams& p, const Peer& peer) {
+  sched::JobSpec s;
+  s.task = p.task;
+  s.model = p.model;
+  s.prompt = p.prompt;
+  s.negative = p.negative;
+  s.image = p.image;
+  s.width = p.width;
+  s.height = p.height;
+  s.frames = p.frames;
+  s.steps = p.steps;
+  s.seed = p.seed;
+  s.guide_scale = p.guide_scale;
+  s.shift = p.shift;
+  s.sampler = p.sampler;
+  s.priority = p.priority;
+  s.owner_uid = peer.uid;
+  s.owner_gid = peer.gid;
+  return s;
+}
+
+proto::Response handle_submit(HandlerContext& ctx, const Peer& peer, const proto::Submit& m) {
+  if (!ctx.accepting) return error_reply(proto::errc::kShuttingDown, "wand is shutting down");
+  sched::JobSpec spec = spec_from_params(m.job, peer);
+  try {
+    sched::validate_job_spec(spec);
+  } catch (const Error& e) {
+    return error_reply(proto::errc::kBadRequest, e.what());
+  }
+  if (!ctx.registry.has_model(spec.model)) {
+    return error_reply(proto::errc::kUnknownModel,
+                       "unknown model '" + spec.model + "' (see `wanctl models`)");
+  }
+  try {
+    ctx.registry.pipeline(spec.model)->validate(spec);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kBadRequest) return error_reply(proto::errc::kBadRequest, e.what());
+    throw;
+  }
+  std::string id = ctx.queue.submit(std::move(spec));  // journaled before we answer
+  return proto::Submitted{id};
+}
+
+}  // namespace wand::daemon

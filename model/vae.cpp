@@ -1,0 +1,541 @@
+#include "model/vae.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/torch_compat.h"
+#include "model/tensor_source.h"
+
+namespace wand::model {
+
+namespace {
+
+using WeightMap = std::unordered_map<std::string, at::Tensor>;
+
+// One feature-cache slot per cached conv (Note [VAE feature cache] in the
+// reference doc §6.4): empty (None), the 'Rep' marker of upsample3d, or up to
+// 2 frames of the conv's input.
+struct Slot {
+  bool rep = false;
+  at::Tensor t;  // [1, C, L, H, W], L <= 2
+};
+
+// The state of one chunked encode or decode: the weights and the cache slots,
+// consumed in execution order (the counter restarts at 0 for every chunk).
+class Net {
+ public:
+  Net(const WeightMap& w, std::vector<Slot>& cache) : w_(w), cache_(cache) {}
+  void start_chunk() { idx_ = 0; }
+  Slot& next_slot() {
+    if (idx_ >= cache_.size()) cache_.resize(idx_ + 1);
+    return cache_[idx_++];
+  }
+  const at::Tensor& p(const std::string& name) const {
+    auto it = w_.find(name);
+    WAND_ASSERT(it != w_.end(), "vae weight " + name + " missing");
+    return it->second;
+  }
+  bool has(const std::string& name) const { return w_.count(name) != 0; }
+
+ private:
+  const WeightMap& w_;
+  std::vector<Slot>& cache_;
+  size_t idx_ = 0;
+};
+
+// x / max(||x||_2 over dim 1, 1e-12) * sqrt(C) * gamma (F.normalize, no eps in
+// the mean). x: [B, C, ...]; gamma [C,1,1(,1)] fp32. Computed in fp32.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& gamma) {
+  const bool low = x.scalar_type() != at::kFloat;
+  at::Tensor xf = low ? x.to(at::kFloat) : x;
+  at::Tensor denom = xf.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
+  at::Tensor y = xf / denom;
+  y.mul_(std::sqrt(static_cast<double>(x.size(1))));
+  y.mul_(gamma);
+  return low ? y.to(x.scalar_type()) : y;
+}
+
+// CausalConv3d over [cache, x] with the remaining front time padding as zero
+// frames (front pad 2 for temporal kernel 3, 0 for kernel 1) and symmetric
+// spatial zero padding (kH - 1) / 2. x: [1, C, T, H, W] -> [1, Cout, T', H, W].
+at::Tensor causal_conv(const at::Tensor& x, const at::Tensor* cache, const at::Tensor& w,
+                       const at::Tensor& b) {
+  const int64_t kt = w.size(2), ks = w.size(3);
+  const int64_t sp = (ks - 1) / 2;
+  const int64_t front = kt - 1;  // 2 * padding_t with padding_t = (kt - 1) / 2
+  if (front == 0) return at::conv3d(x, w, b, at::IntArrayRef{1, 1, 1}, at::IntArrayRef{0, sp, sp});
+  const int64_t L = cache ? cache->size(2) : 0;
+  const int64_t pad = std::max<int64_t>(0, front - L);
+  const int64_t T = x.size(2);
+  at::Tensor in = at::empty({x.size(0), x.size(1), pad + L + T, x.size(3), x.size(4)}, x.options());
+  if (pad > 0) in.narrow(2, 0, pad).zero_();
+  if (L > 0) in.narrow(2, pad, L).copy_(*cache);
+  in.narrow(2, pad + L, T).copy_(x);
+  return at::conv3d(in, w, b, at::IntArrayRef{1, 1, 1}, at::IntArrayRef{0, sp, sp});
+}
+
+// A cached causal 3x3x3 conv (stem, residual convs, head): the slot keeps the
+// last 2 input frames (or [last cached frame, x] for a 1-frame chunk).
+at::Tensor cached_conv(Net& n, const at::Tensor& x, const std::string& prefix) {
+  Slot& s = n.next_slot();
+  const int64_t T = x.size(2);
+  at::Tensor next = x.narrow(2, std::max<int64_t>(0, T - 2), std::min<int64_t>(2, T)).clone();
+  if (next.size(2) < 2 && s.t.defined()) {
+    next = at::cat({s.t.narrow(2, s.t.size(2) - 1, 1), next}, 2);
+  }
+  at::Tensor out = causal_conv(x, s.t.defined() ? &s.t : nullptr, n.p(prefix + ".weight"),
+                               n.p(prefix + ".bias"));
+  s.t = std::move(next);
+  s.rep = false;
+  return out;
+}
+
+at::Tensor res_block(Net& n, const std::string& p, at::Tensor x) {
+  at::Tensor h;
+  if (n.has(p + ".shortcut.weight")) {
+    h = at::conv3d(x, n.p(p + ".shortcut.weight"), n.p(p + ".shortcut.bias"));
+  }
+  at::Tensor y = rms_norm(x, n.p(p + ".residual.0.gamma"));
+  if (h.defined()) x = at::Tensor();  // the input is no longer needed
+  at::silu_(y);
+  y = cached_conv(n, y, p + ".residual.2");
+  y = rms_norm(y, n.p(p + ".residual.3.gamma"));
+  at::silu_(y);
+  y = cached_conv(n, y, p + ".residual.6");
+  y.add_(h.defined() ? h : x);
+  return y;
+}
+
+// Per-frame single-head spatial attention. x: [1, C, T, H, W].
+at::Tensor attention(Net& n, const std::string& p, const at::Tensor& x) {
+  const int64_t C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  at::Tensor f = x.permute({0, 2, 1, 3, 4}).reshape({T, C, H, W});
+  f = rms_norm(f, n.p(p + ".norm.gamma"));
+  at::Tensor qkv = at::conv2d(f, n.p(p + ".to_qkv.weight"), n.p(p + ".to_qkv.bias"));
+  f = at::Tensor();
+  qkv = qkv.reshape({T, 1, 3 * C, H * W}).permute({0, 1, 3, 2}).contiguous();  // [T, 1, HW, 3C]
+  auto parts = qkv.chunk(3, -1);                                               // [T, 1, HW, C] each
+  at::Tensor o = wand::compat::sdpa(parts[0], parts[1], parts[2]);
+  parts.clear();
+  qkv = at::Tensor();
+  o = o.squeeze(1).permute({0, 2, 1}).reshape({T, C, H, W});
+  o = at::conv2d(o, n.p(p + ".proj.weight"), n.p(p + ".proj.bias"));
+  o = o.reshape({1, T, C, H, W}).permute({0, 2, 1, 3, 4});
+  return (o + x).contiguous();
+}
+
+// The per-frame 2-D part of a Resample, one frame at a time (frames are
+// independent, so this equals the official batched op). x: [1, C, T, H, W].
+at::Tensor resample_spatial(const at::Tensor& x, bool up, const at::Tensor& w, const at::Tensor& b) {
+  const int64_t T = x.size(2), H = x.size(3), W = x.size(4);
+  at::Tensor out;
+  for (int64_t t = 0; t < T; ++t) {
+    at::Tensor f = x.select(2, t);  // [1, C, H, W]
+    at::Tensor y;
+    if (up) {
+      // nearest-exact x2 == pixel duplication for an exact factor 2.
+      y = at::upsample_nearest2d(f, std::vector<int64_t>{2 * H, 2 * W}, c10::nullopt, c10::nullopt);
+      y = at::conv2d(y, w, b, at::IntArrayRef{1, 1}, at::IntArrayRef{1, 1});
+    } else {
+      y = at::constant_pad_nd(f, {0, 1, 0, 1}, 0);  // right and bottom only
+      y = at::conv2d(y, w, b, at::IntArrayRef{2, 2}, at::IntArrayRef{0, 0});
+    }
+    if (!out.defined()) out = at::empty({1, y.size(1), T, y.size(2), y.size(3)}, y.options());
+    out.select(2, t).copy_(y);
+  }
+  return out;
+}
+
+enum class ResampleMode { kDown2d, kDown3d, kUp2d, kUp3d };
+
+at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mode) {
+  if (mode == ResampleMode::kUp3d) {
+    Slot& s = n.next_slot();
+    if (!s.rep && !s.t.defined()) {
+      s.rep = true;  // first chunk: no temporal conv, the frame count stays 1
+    } else {
+      const int64_t B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+      at::Tensor next = x.narrow(2, std::max<int64_t>(0, T - 2), std::min<int64_t>(2, T)).clone();
+      if (next.size(2) < 2) {
+        next = s.rep ? at::cat({at::zeros_like(next), next}, 2)
+                     : at::cat({s.t.narrow(2, s.t.size(2) - 1, 1), next}, 2);
+      }
+      // 'Rep': zero history (chunk 0's features are not used).
+      at::Tensor y = causal_conv(x, s.rep ? nullptr : &s.t, n.p(p + ".time_conv.weight"),
+                                 n.p(p + ".time_conv.bias"));
+      s.rep = false;
+      s.t = std::move(next);
+      x = at::Tensor();
+      // [B, 2C, T] -> frame 2t + s = channels [sC, (s+1)C) of frame t.
+      y = y.reshape({B, 2, C, T, H, W});
+      x = at::stack({y.select(1, 0), y.select(1, 1)}, 3).reshape({B, C, 2 * T, H, W});
+    }
+  }
+  const bool up = mode == ResampleMode::kUp2d || mode == ResampleMode::kUp3d;
+  x = resample_spatial(x, up, n.p(p + ".resample.1.weight"), n.p(p + ".resample.1.bias"));
+  if (mode == ResampleMode::kDown3d) {
+    Slot& s = n.next_slot();
+    const int64_t T = x.size(2);
+    if (!s.t.defined()) {
+      s.t = x.narrow(2, T - 1, 1).clone();  // first chunk: no temporal conv (only the last frame is reused)
+    } else {
+      at::Tensor next = x.narrow(2, T - 1, 1).clone();
+      x = at::conv3d(at::cat({s.t, x}, 2), n.p(p + ".time_conv.weight"), n.p(p + ".time_conv.bias"),
+                     at::IntArrayRef{2, 1, 1});
+      s.t = std::move(next);
+    }
+  }
+  return x;
+}
+
+at::Tensor head(Net& n, const std::string& p, const at::Tensor& x) {
+  at::Tensor y = rms_norm(x, n.p(p + ".0.gamma"));
+  at::silu_(y);
+  return cached_conv(n, y, p + ".2");
+}
+
+// AvgDown3D (2.2 encoder stage shortcut). x: [B, C, T, H, W].
+at::Tensor avg_down(const at::Tensor& x, int64_t cout, int64_t ft, int64_t fs) {
+  const int64_t pad_t = (ft - x.size(2) % ft) % ft;
+  at::Tensor y = pad_t ? at::constant_pad_nd(x, {0, 0, 0, 0, pad_t, 0}, 0) : x;
+  const int64_t B = y.size(0), C = y.size(1), T = y.size(2), H = y.size(3), W = y.size(4);
+  const int64_t factor = ft * fs * fs;
+  const int64_t group = C * factor / cout;
+  y = y.view({B, C, T / ft, ft, H / fs, fs, W / fs, fs}).permute({0, 1, 3, 5, 7, 2, 4, 6}).contiguous();
+  y = y.view({B, cout, group, T / ft, H / fs, W / fs});
+  return y.mean(2);
+}
+
+// DupUp3D (2.2 decoder stage shortcut). x: [B, Cin, T, H, W] -> [B, cout, T*ft, H*fs, W*fs].
+at::Tensor dup_up(const at::Tensor& x, int64_t cout, int64_t ft, int64_t fs, bool first_chunk) {
+  const int64_t B = x.size(0), Cin = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  const int64_t rep = cout * ft * fs * fs / Cin;
+  at::Tensor y = x.repeat_interleave(rep, 1);
+  y = y.view({B, cout, ft, fs, fs, T, H, W}).permute({0, 1, 5, 2, 6, 3, 7, 4}).contiguous();
+  y = y.view({B, cout, T * ft, H * fs, W * fs});
+  if (first_chunk && ft > 1) y = y.narrow(2, ft - 1, y.size(2) - (ft - 1));
+  return y;
+}
+
+// "b c f (h q) (w r) -> b (c r q) f h w", q, r = 2.
+at::Tensor patchify(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), F = x.size(2), H = x.size(3), W = x.size(4);
+  return x.reshape({B, C, F, H / 2, 2, W / 2, 2}).permute({0, 1, 6, 4, 2, 3, 5}).reshape(
+      {B, C * 4, F, H / 2, W / 2});
+}
+
+// "b (c r q) f h w -> b c f (h q) (w r)".
+at::Tensor unpatchify(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1) / 4, F = x.size(2), H = x.size(3), W = x.size(4);
+  return x.reshape({B, C, 2, 2, F, H, W}).permute({0, 1, 4, 5, 3, 6, 2}).reshape({B, C, F, H * 2, W * 2});
+}
+
+std::string idx(const std::string& base, int i) { return base + "." + std::to_string(i); }
+
+// One encoder chunk. x: [1, Cin, T_c, H, W] -> [1, 2z, 1, H/8, W/8] (2.1; 2.2 after patchify).
+at::Tensor encoder_chunk(Net& n, const VaeConfig& cfg, at::Tensor x) {
+  n.start_chunk();
+  x = cached_conv(n, x, "encoder.conv1");
+  const int64_t d = cfg.dim;
+  const int64_t dims[5] = {d, d * VaeConfig::kDimMult[0], d * VaeConfig::kDimMult[1],
+                           d * VaeConfig::kDimMult[2], d * VaeConfig::kDimMult[3]};
+  int k = 0;
+  for (int i = 0; i < 4; ++i) {
+    const bool down = i != 3;
+    const bool tdown = i < 3 && VaeConfig::kTemporalDownsample[i];
+    const ResampleMode mode = tdown ? ResampleMode::kDown3d : ResampleMode::kDown2d;
+    if (cfg.version == VaeVersion::kWan22) {
+      const std::string stage = "encoder.downsamples." + std::to_string(i) + ".downsamples";
+      at::Tensor shortcut = avg_down(x, dims[i + 1], tdown ? 2 : 1, down ? 2 : 1);
+      for (int r = 0; r < VaeConfig::kNumResBlocks; ++r) x = res_block(n, idx(stage, r), std::move(x));
+      if (down) x = resample(n, idx(stage, VaeConfig::kNumResBlocks), std::move(x), mode);
+      x.add_(shortcut);
+    } else {
+      for (int r = 0; r < VaeConfig::kNumResBlocks; ++r) {
+        x = res_block(n, idx("encoder.downsamples", k++), std::move(x));
+      }
+      if (down) x = resample(n, idx("encoder.downsamples", k++), std::move(x), mode);
+    }
+  }
+  x = res_block(n, "encoder.middle.0", std::move(x));
+  x = attention(n, "encoder.middle.1", x);
+  x = res_block(n, "encoder.middle.2", std::move(x));
+  return head(n, "encoder.head", x);
+}
+
+// One decoder chunk (one latent frame). x: [1, z, 1, h, w] -> [1, 3 or 12, 1 or 4, 8h, 8w].
+at::Tensor decoder_chunk(Net& n, const VaeConfig& cfg, at::Tensor x, bool first_chunk) {
+  n.start_chunk();
+  x = cached_conv(n, x, "decoder.conv1");
+  x = res_block(n, "decoder.middle.0", std::move(x));
+  x = attention(n, "decoder.middle.1", x);
+  x = res_block(n, "decoder.middle.2", std::move(x));
+  const int64_t d = cfg.dec_dim;
+  const int64_t dims[5] = {d * 4, d * 4, d * 4, d * 2, d};
+  const bool tup[3] = {VaeConfig::kTemporalDownsample[2], VaeConfig::kTemporalDownsample[1],
+                       VaeConfig::kTemporalDownsample[0]};
+  int k = 0;
+  for (int i = 0; i < 4; ++i) {
+    const bool up = i != 3;
+    const bool tu = i < 3 && tup[i];
+    const ResampleMode mode = tu ? ResampleMode::kUp3d : ResampleMode::kUp2d;
+    if (cfg.version == VaeVersion::kWan22) {
+      const std::string stage = "decoder.upsamples." + std::to_string(i) + ".upsamples";
+      at::Tensor shortcut;
+      if (up) shortcut = dup_up(x, dims[i + 1], tu ? 2 : 1, 2, first_chunk);
+      for (int r = 0; r < VaeConfig::kNumResBlocks + 1; ++r) {
+        x = res_block(n, idx(stage, r), std::move(x));
+      }
+      if (up) {
+        x = resample(n, idx(stage, VaeConfig::kNumResBlocks + 1), std::move(x), mode);
+        x.add_(shortcut);
+      }
+    } else {
+      for (int r = 0; r < VaeConfig::kNumResBlocks + 1; ++r) {
+        x = res_block(n, idx("decoder.upsamples", k++), std::move(x));
+      }
+      if (up) x = resample(n, idx("decoder.upsamples", k++), std::move(x), mode);
+    }
+  }
+  return head(n, "decoder.head", x);
+}
+
+void check_video(const VaeConfig& cfg, const at::Tensor& v) {
+  const int64_t s = cfg.spatial_stride();
+  if (v.dim() != 4 || v.size(0) != 3 || v.size(1) < 1 || v.size(2) % s != 0 || v.size(3) % s != 0 ||
+      v.size(2) == 0 || v.size(3) == 0) {
+    std::ostringstream o;
+    o << "vae encode: video must be [3, T, H, W] with H, W multiples of " << s << ", got "
+      << v.sizes();
+    throw Error(ErrorCode::kBadRequest, o.str());
+  }
+}
+
+void check_latent(const VaeConfig& cfg, const at::Tensor& z) {
+  if (z.dim() != 4 || z.size(0) != cfg.z_dim || z.size(1) < 1 || z.size(2) < 1 || z.size(3) < 1) {
+    std::ostringstream o;
+    o << "vae decode: latent must be [" << cfg.z_dim << ", t, h, w], got " << z.sizes();
+    throw Error(ErrorCode::kBadRequest, o.str());
+  }
+}
+
+double fan_in(const std::vector<int64_t>& shape) {
+  double f = 1;
+  for (size_t i = 1; i < shape.size(); ++i) f *= static_cast<double>(shape[i]);
+  return f;
+}
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+}  // namespace
+
+Vae::Vae(const TensorSource& src, VaeOptions opt) : opt_(opt) {
+  cfg_ = VaeConfig::from_checkpoint(src);
+  WeightMap w;
+  for (const auto& s : vae_tensor_specs(cfg_)) w.emplace(s.name, src.load(s.name, at::kFloat));
+  init_weights(std::move(w));
+}
+
+Vae::Vae(const VaeConfig& cfg, std::unordered_map<std::string, at::Tensor> weights, VaeOptions opt)
+    : cfg_(cfg), opt_(opt) {
+  for (const auto& s : vae_tensor_specs(cfg_)) {
+    auto it = weights.find(s.name);
+    if (it == weights.end()) throw Error(ErrorCode::kModelFormat, "vae weights: key " + s.name + " missing");
+    if (it->second.sizes().vec() != s.shape) {
+      std::ostringstream o;
+      o << "vae weights: key " << s.name << " has shape " << it->second.sizes() << ", expected "
+        << at::IntArrayRef(s.shape);
+      throw Error(ErrorCode::kModelFormat, o.str());
+    }
+  }
+  init_weights(std::move(weights));
+}
+
+void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
+  if (opt_.dtype != at::kFloat && opt_.dtype != at::kBFloat16) {
+    throw Error(ErrorCode::kConfig, "vae: compute dtype must be float32 or bfloat16");
+  }
+  weight_bytes_ = 0;
+  for (auto& [name, t] : weights) {
+    const at::ScalarType dt = ends_with(name, "gamma") ? at::kFloat : opt_.dtype;
+    at::Tensor v = t.to(opt_.device, dt).contiguous();
+    weight_bytes_ += static_cast<int64_t>(v.numel() * v.element_size());
+    w_[name] = std::move(v);
+  }
+  const auto& mean = cfg_.latents_mean();
+  const auto& stdv = cfg_.latents_std();
+  std::vector<float> m(mean.begin(), mean.end()), inv(stdv.size());
+  // 1.0 / std in fp32, as the wrapper computes it on its fp32 tensor.
+  for (size_t i = 0; i < stdv.size(); ++i) inv[i] = 1.0f / static_cast<float>(stdv[i]);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  mean_ = at::from_blob(m.data(), {static_cast<int64_t>(m.size())}, f32).clone().to(opt_.device);
+  inv_std_ = at::from_blob(inv.data(), {static_cast<int64_t>(inv.size())}, f32).clone().to(opt_.device);
+  wand::log::get("model")->info("vae loaded config={} device={} dtype={} weights={}", cfg_.name(),
+                                opt_.device.str(), c10::toString(opt_.dtype),
+                                format_bytes(static_cast<uint64_t>(weight_bytes_)));
+}
+
+at::Tensor Vae::encode_mu(const at::Tensor& video) const {
+  check_video(cfg_, video);
+  at::NoGradGuard no_grad;
+  const int64_t T = video.size(1);
+  const int64_t chunks = 1 + (T - 1) / 4;
+  if (T != 1 + 4 * (chunks - 1)) {
+    wand::log::get("model")->warn("vae encode frames={} uses the first {} (T = 1 + 4k)", T,
+                                  1 + 4 * (chunks - 1));
+  }
+  at::Tensor x = video.to(opt_.device, opt_.dtype).unsqueeze(0);  // [1, 3, T, H, W]
+  if (cfg_.version == VaeVersion::kWan22) x = patchify(x);       // [1, 12, T, H/2, W/2]
+  std::vector<Slot> cache;
+  Net n(w_, cache);
+  std::vector<at::Tensor> outs;
+  for (int64_t i = 0; i < chunks; ++i) {
+    at::Tensor chunk = i == 0 ? x.narrow(2, 0, 1) : x.narrow(2, 1 + 4 * (i - 1), 4);
+    outs.push_back(encoder_chunk(n, cfg_, chunk.contiguous()));
+  }
+  cache.clear();
+  at::Tensor out = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
+  outs.clear();
+  out = at::conv3d(out, w_.at("conv1.weight"), w_.at("conv1.bias"));
+  return out.narrow(1, 0, cfg_.z_dim).squeeze(0).to(at::kFloat).contiguous();
+}
+
+at::Tensor Vae::encode(const at::Tensor& video) const {
+  at::Tensor mu = encode_mu(video);
+  return ((mu - mean_.view({-1, 1, 1, 1})) * inv_std_.view({-1, 1, 1, 1})).contiguous();
+}
+
+VaeDecodePlan Vae::plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& o) const {
+  VaePlanOptions po;
+  po.elem_bytes = opt_.dtype == at::kFloat ? 4 : 2;
+  po.output_elem_bytes = o.output_on_cpu ? 0 : 4;
+  po.weight_bytes = weight_bytes_;
+  po.overlap = o.overlap;
+  if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_decode_plan(cfg_, z, o.tile_h, o.tile_w, o.overlap, po);
+  return plan_vae_decode(cfg_, z, o.budget_bytes, po);
+}
+
+// Decodes latent columns/rows [y0, y1) x [x0, x1) of the conv2 output x
+// [1, z, t, h, w] with a fresh cache: -> [1, 3, F, (y1-y0)*s, (x1-x0)*s] unclamped.
+at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
+                              const at::TensorOptions& out_opts) const {
+  const int64_t t = x.size(2);
+  const int64_t s = cfg_.spatial_stride();
+  const int64_t frames = 1 + 4 * (t - 1);
+  at::Tensor region = x.narrow(3, y0, y1 - y0).narrow(4, x0, x1 - x0);
+  at::Tensor out = at::empty({1, 3, frames, (y1 - y0) * s, (x1 - x0) * s}, out_opts);
+  std::vector<Slot> cache;
+  Net n(w_, cache);
+  int64_t f = 0;
+  for (int64_t i = 0; i < t; ++i) {
+    at::Tensor y = decoder_chunk(n, cfg_, region.narrow(2, i, 1).contiguous(), i == 0);
+    if (cfg_.version == VaeVersion::kWan22) y = unpatchify(y);
+    out.narrow(2, f, y.size(2)).copy_(y);
+    f += y.size(2);
+  }
+  WAND_ASSERT(f == frames, "vae decode produced an unexpected frame count");
+  return out;
+}
+
+at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
+  check_latent(cfg_, z);
+  at::NoGradGuard no_grad;
+  const VaeLatentShape shape{z.size(1), z.size(2), z.size(3)};
+  const VaeDecodePlan plan = plan_decode(shape, o);
+  if (!plan.fits) {
+    throw OutOfMemory("vae-decode", static_cast<uint64_t>(plan.est_total_bytes),
+                      static_cast<uint64_t>(o.budget_bytes), static_cast<uint64_t>(o.budget_bytes),
+                      "even the smallest tile does not fit the decode budget: " + plan.describe());
+  }
+  auto log = wand::log::get("model");
+  log->debug("vae decode latent={}x{}x{} plan={}", shape.frames, shape.height, shape.width,
+             plan.describe());
+  // z / (1/std) + mean (division by the stored fp32 reciprocal), then conv2 on the whole latent.
+  at::Tensor x = z.to(opt_.device, at::kFloat).unsqueeze(0);
+  x = x / inv_std_.view({1, -1, 1, 1, 1}) + mean_.view({1, -1, 1, 1, 1});
+  x = at::conv3d(x.to(opt_.dtype), w_.at("conv2.weight"), w_.at("conv2.bias"));
+  const auto out_opts = at::TensorOptions()
+                            .dtype(at::kFloat)
+                            .device(o.output_on_cpu ? at::Device(at::kCPU) : opt_.device);
+  at::Tensor out;
+  if (!plan.tiled) {
+    out = decode_region(x, 0, shape.height, 0, shape.width, out_opts);
+  } else {
+    // Note [VAE tile blending]: each tile is decoded with its own feature cache
+    // over all frames (the temporal chunking is unchanged); on interior edges
+    // its weight ramps linearly across the overlap with the neighbour,
+    // (i + 1) / (ov + 1), frame borders keep weight 1. The blend divides by the
+    // summed weights (where two ramps meet they already sum to 1).
+    const int64_t s = cfg_.spatial_stride();
+    const int64_t frames = 1 + 4 * (shape.frames - 1);
+    out = at::zeros({1, 3, frames, shape.height * s, shape.width * s}, out_opts);
+    at::Tensor wsum = at::zeros({shape.height * s, shape.width * s}, out_opts);
+    auto ramp = [&](const std::vector<std::pair<int64_t, int64_t>>& spans, size_t k) {
+      const int64_t len = (spans[k].second - spans[k].first) * s;
+      std::vector<float> w(static_cast<size_t>(len), 1.0f);
+      if (k > 0) {
+        const int64_t ov = std::min(len, std::max<int64_t>(0, spans[k - 1].second - spans[k].first) * s);
+        for (int64_t i = 0; i < ov; ++i) w[i] = static_cast<float>(i + 1) / static_cast<float>(ov + 1);
+      }
+      if (k + 1 < spans.size()) {
+        const int64_t ov = std::min(len, std::max<int64_t>(0, spans[k].second - spans[k + 1].first) * s);
+        for (int64_t i = 0; i < ov; ++i) {
+          w[len - 1 - i] *= static_cast<float>(i + 1) / static_cast<float>(ov + 1);
+        }
+      }
+      return at::from_blob(w.data(), {len}, at::TensorOptions().dtype(at::kFloat))
+          .clone()
+          .to(out_opts.device());
+    };
+    for (size_t r = 0; r < plan.rows.size(); ++r) {
+      at::Tensor wy = ramp(plan.rows, r).view({-1, 1});
+      for (size_t c = 0; c < plan.cols.size(); ++c) {
+        at::Tensor wxy = wy * ramp(plan.cols, c).view({1, -1});  // [th*s, tw*s]
+        const auto [y0, y1] = plan.rows[r];
+        const auto [x0, x1] = plan.cols[c];
+        at::Tensor tile = decode_region(x, y0, y1, x0, x1, out_opts);
+        tile.mul_(wxy);
+        out.narrow(3, y0 * s, (y1 - y0) * s).narrow(4, x0 * s, (x1 - x0) * s).add_(tile);
+        wsum.narrow(0, y0 * s, (y1 - y0) * s).narrow(1, x0 * s, (x1 - x0) * s).add_(wxy);
+      }
+    }
+    out.div_(wsum);
+  }
+  if (o.clamp) out.clamp_(-1.0, 1.0);
+  return out.squeeze(0);
+}
+
+std::unordered_map<std::string, at::Tensor> random_vae_weights(const VaeConfig& cfg, uint64_t seed,
+                                                               double head_scale) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  std::unordered_map<std::string, at::Tensor> w;
+  for (const auto& s : vae_tensor_specs(cfg)) w.emplace(s.name, random_vae_tensor(s, gen, head_scale));
+  return w;
+}
+
+at::Tensor random_vae_tensor(const VaeTensorSpec& spec, at::Generator& gen, double head_scale) {
+  at::Tensor t = at::empty(spec.shape, at::TensorOptions().dtype(at::kFloat));
+  if (ends_with(spec.name, "gamma")) {
+    t.normal_(1.0, 0.1, gen);
+  } else if (ends_with(spec.name, "bias")) {
+    t.normal_(0.0, 0.02, gen);
+  } else {
+    t.normal_(0.0, 1.0 / std::sqrt(fan_in(spec.shape)), gen);
+    if (spec.name == "decoder.head.2.weight") t.mul_(head_scale);
+  }
+  return t;
+}
+
+void set_vae_cuda_tf32(bool cudnn, bool matmul) {
+  at::globalContext().setAllowTF32CuDNN(cudnn);
+  at::globalContext().setAllowTF32CuBLAS(matmul);
+}
+
+}  // namespace wand::model

@@ -1,0 +1,99 @@
+// Vae: the Wan2.1 (A14B) and Wan2.2 (TI2V-5B) video VAEs in LibTorch, with the
+// official chunked causal encode (frames 1, 4, 4, ...) and per-latent-frame
+// decode with the feature cache, the latent normalisation and the clamp; plus a
+// tiled decode that keeps the decode inside a byte budget.
+//
+//   auto src = PthFile("Wan2.1_VAE.pth");                 // or any TensorSource
+//   Vae vae(src, {at::Device(at::kCUDA, 0)});             // infers 2.1/2.2 and widths
+//   at::Tensor z = vae.encode(video);                     // [3,T,H,W] in [-1,1] -> [z, 1+(T-1)/4, H/s, W/s]
+//   at::Tensor x = vae.decode(z);                         // -> [3, 1+4(t-1), h*s, w*s] in [-1,1]
+//   VaeDecodeOptions o; o.budget_bytes = 16ll << 30;      // tiles only when the untiled decode would not fit
+//   at::Tensor y = vae.decode(z, o);
+//
+// Owns its weights (fp32 as released, or the compute dtype) on options().device.
+// Encode/decode keep their feature caches on the stack of the call, so a Vae
+// may be used by one thread at a time per call; concurrent calls are safe
+// (weights are read-only) but each needs its own working memory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include <ATen/ATen.h>
+
+#include "model/vae_config.h"
+#include "model/vae_tiling.h"
+
+namespace wand::model {
+
+class TensorSource;
+
+struct VaeOptions {
+  at::Device device = at::kCPU;
+  // Compute dtype. kFloat is the official numerics (cuDNN may use TF32 as in
+  // PyTorch: see set_vae_cuda_tf32); kBFloat16 is a reduced-precision mode with
+  // the RMS norms in fp32.
+  at::ScalarType dtype = at::kFloat;
+};
+
+struct VaeDecodeOptions {
+  int64_t budget_bytes = 0;  // 0: untiled; else tiled when the untiled decode would exceed it
+  int64_t tile_h = 0;        // force a tile size in latent units (both > 0), ignoring the budget
+  int64_t tile_w = 0;
+  int64_t overlap = -1;      // latent units; -1: 64 pixels (8 latents for 2.1, 4 for 2.2)
+  bool clamp = true;         // clamp to [-1, 1] as the official wrapper
+  bool output_on_cpu = false;  // accumulate the video in host memory (not counted in the budget)
+};
+
+class Vae {
+ public:
+  // Loads and checks every tensor (names, shapes) of a .pth / safetensors VAE.
+  explicit Vae(const TensorSource& src, VaeOptions opt = {});
+  // From tensors in memory (tests, random weights): `weights` must hold every
+  // name of vae_tensor_specs(cfg) with its shape.
+  Vae(const VaeConfig& cfg, std::unordered_map<std::string, at::Tensor> weights, VaeOptions opt = {});
+
+  const VaeConfig& config() const { return cfg_; }
+  const VaeOptions& options() const { return opt_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+
+  // [3, T, H, W] pixels in [-1, 1] (T = 1 + 4k; extra frames dropped as the
+  // official code does) -> normalised latent mean [z, 1 + (T-1)/4, H/s, W/s], fp32.
+  at::Tensor encode(const at::Tensor& video) const;
+  // The same before normalisation (mu).
+  at::Tensor encode_mu(const at::Tensor& video) const;
+  // Normalised latent [z, t, h, w] -> pixels [3, 1 + 4 (t-1), h*s, w*s], fp32.
+  at::Tensor decode(const at::Tensor& z, const VaeDecodeOptions& opt = {}) const;
+  // The plan decode() follows for a latent of this shape.
+  VaeDecodePlan plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& opt = {}) const;
+
+  // fp32 [z] on the device: the wrapper's mean and 1/std (computed in fp32).
+  const at::Tensor& latents_mean() const { return mean_; }
+  const at::Tensor& latents_inv_std() const { return inv_std_; }
+
+ private:
+  void init_weights(std::unordered_map<std::string, at::Tensor> weights);
+  at::Tensor decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
+                           const at::TensorOptions& out_opts) const;
+
+  VaeConfig cfg_;
+  VaeOptions opt_;
+  std::unordered_map<std::string, at::Tensor> w_;  // on opt_.device, opt_.dtype (gammas fp32)
+  at::Tensor mean_, inv_std_;
+  int64_t weight_bytes_ = 0;
+};
+
+// Random weights in the layout of `cfg` following the golden README (weights
+// N(0, 1/fan_in), biases N(0, 0.02^2), gammas 1 + N(0, 0.1^2)), with the
+// decoder head conv scaled by `head_scale`. CPU fp32, deterministic for a seed.
+std::unordered_map<std::string, at::Tensor> random_vae_weights(const VaeConfig& cfg, uint64_t seed,
+                                                               double head_scale = 1.0);
+// One tensor of that initialisation (for streaming writers), drawn from `gen`.
+at::Tensor random_vae_tensor(const VaeTensorSpec& spec, at::Generator& gen, double head_scale = 1.0);
+
+// Allows/forbids TF32 for cuDNN convolutions (PyTorch's default: allowed) and
+// cuBLAS matmuls (PyTorch's default: forbidden). Global LibTorch state.
+void set_vae_cuda_tf32(bool cudnn, bool matmul);
+
+}  // namespace wand::model

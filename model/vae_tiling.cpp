@@ -1,0 +1,389 @@
+#include "model/vae_tiling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace wand::model {
+
+namespace {
+
+// Note [VAE decode memory model]
+// The decode of one latent region runs the decoder once per latent frame with
+// a feature cache (reference doc §6.4). Its memory is
+//   * the caches: up to 2 input frames of every cached conv, at that conv's
+//     width and resolution (full after the third chunk), plus
+//   * the transient set of the op in flight: the block input, the norm output,
+//     the cache-prepended conv input [C, T+2, H, W], the conv output, ...
+//   * the region's output video [3, F, 8h, 8w] in fp32.
+// Rather than a closed formula, MemSim replays the allocation sequence of
+// vae.cpp (same order, same frees) over shapes, for the first three chunks
+// (later chunks repeat the third). Worked example (2.1, dim 96, fp32, 90x160
+// latents = 720p): the full-resolution caches are 7 convs x 2 frames x 96 ch
+// x 720 x 1280 x 4 B = 4.95 GB, all caches 8.6 GB; a full-resolution
+// residual block holds x, y, [96,6,720,1280] and its output, 1.4 + 1.4 + 2.1
+// + 1.4 GB; the output video is 0.9 GB. Keep this replay in step with vae.cpp.
+class MemSim {
+ public:
+  MemSim(const VaeConfig& cfg, int64_t elem) : cfg_(cfg), e_(elem) {}
+
+  int64_t peak() const { return peak_; }
+  void alloc(int64_t b) {
+    live_ += b;
+    peak_ = std::max(peak_, live_);
+  }
+  void release(int64_t b) { live_ -= b; }
+
+  struct Act {
+    int64_t c, t, h, w;
+    int64_t numel() const { return c * t * h * w; }
+  };
+  int64_t bytes(const Act& a) const { return a.numel() * e_; }
+  Act make(int64_t c, int64_t t, int64_t h, int64_t w) {
+    Act a{c, t, h, w};
+    alloc(bytes(a));
+    return a;
+  }
+  void drop(const Act& a) { release(bytes(a)); }
+
+  void start_chunk() { idx_ = 0; }
+  struct Slot {
+    bool rep = false;
+    int64_t frames = 0;
+    int64_t bytes = 0;
+  };
+  Slot& next_slot() {
+    if (idx_ >= slots_.size()) slots_.resize(idx_ + 1);
+    return slots_[idx_++];
+  }
+
+  // causal conv over [slot, x] (x held by the caller); returns the output.
+  Act conv(const Act& x, int64_t cout, int64_t slot_frames, bool temporal) {
+    if (!temporal) return make(cout, x.t, x.h, x.w);
+    const int64_t pad = std::max<int64_t>(0, 2 - slot_frames);
+    Act in = make(x.c, pad + slot_frames + x.t, x.h, x.w);
+    Act out = make(cout, x.t, x.h, x.w);
+    drop(in);
+    return out;
+  }
+  Act cached_conv(const Act& x, int64_t cout) {
+    Slot& s = next_slot();
+    const int64_t keep = std::min<int64_t>(2, x.t);
+    Act next = make(x.c, keep, x.h, x.w);
+    if (keep < 2 && s.frames > 0) {
+      Act cat = make(x.c, 2, x.h, x.w);
+      drop(next);
+      next = cat;
+    }
+    Act out = conv(x, cout, s.frames, true);
+    release(s.bytes);
+    s.frames = next.t;
+    s.bytes = bytes(next);
+    s.rep = false;
+    return out;
+  }
+  // x is owned: released before returning.
+  Act res_block(Act x, int64_t cout) {
+    const bool shortcut = x.c != cout;
+    Act h{};
+    if (shortcut) h = make(cout, x.t, x.h, x.w);
+    Act y = make(x.c, x.t, x.h, x.w);  // norm output
+    if (shortcut) drop(x);
+    Act y2 = cached_conv(y, cout);
+    drop(y);
+    Act y3 = make(cout, y2.t, y2.h, y2.w);
+    drop(y2);
+    Act y4 = cached_conv(y3, cout);
+    drop(y3);
+    if (shortcut) {
+      drop(h);
+    } else {
+      drop(x);
+    }
+    return y4;
+  }
+  // x held by the caller; returns the new activation.
+  Act attention(const Act& x) {
+    const int64_t hw = x.h * x.w;
+    Act f = make(x.c, x.t, x.h, x.w);
+    Act qkv = make(3 * x.c, x.t, x.h, x.w);
+    drop(f);
+    Act qkv2 = make(3 * x.c, x.t, x.h, x.w);
+    drop(qkv);
+    // math attention: logits, scaled logits / softmax, then the output
+    alloc(2 * x.t * hw * hw * e_);
+    Act o = make(x.c, x.t, x.h, x.w);
+    release(2 * x.t * hw * hw * e_);
+    drop(qkv2);
+    Act o2 = make(x.c, x.t, x.h, x.w);
+    drop(o);
+    Act o3 = make(x.c, x.t, x.h, x.w);
+    drop(o2);
+    Act o4 = make(x.c, x.t, x.h, x.w);
+    drop(o3);
+    return o4;
+  }
+  // x owned.
+  Act resample_up(Act x, int64_t cout, bool temporal) {
+    if (temporal) {
+      Slot& s = next_slot();
+      if (!s.rep && s.frames == 0) {
+        s.rep = true;
+      } else {
+        const int64_t keep = std::min<int64_t>(2, x.t);
+        Act next = make(x.c, keep, x.h, x.w);
+        if (keep < 2) {
+          Act cat = make(x.c, 2, x.h, x.w);
+          drop(next);
+          next = cat;
+        }
+        Act y = conv(x, 2 * x.c, s.rep ? 0 : s.frames, true);
+        release(s.bytes);
+        s.rep = false;
+        s.frames = next.t;
+        s.bytes = bytes(next);
+        drop(x);
+        Act st = make(x.c, 2 * x.t, x.h, x.w);
+        drop(y);
+        x = st;
+      }
+    }
+    Act out = make(cout, x.t, 2 * x.h, 2 * x.w);
+    Act up = make(x.c, 1, 2 * x.h, 2 * x.w);
+    Act cv = make(cout, 1, 2 * x.h, 2 * x.w);
+    drop(cv);
+    drop(up);
+    drop(x);
+    return out;
+  }
+  Act head(const Act& x, int64_t cout) {
+    Act y = make(x.c, x.t, x.h, x.w);
+    Act out = cached_conv(y, cout);
+    drop(y);
+    return out;
+  }
+  Act dup_up(const Act& x, int64_t cout, int64_t ft, bool first) {
+    Act rep = make(cout * ft * 4, x.t, x.h, x.w);
+    Act out = make(cout, x.t * ft, 2 * x.h, 2 * x.w);
+    drop(rep);
+    if (first && ft > 1) out.t -= ft - 1;  // a view: bytes stay those of the full tensor
+    return out;
+  }
+
+  // One decoder chunk; x [z, 1, h, w] owned. Returns the chunk output.
+  Act decoder_chunk(Act x, bool first) {
+    start_chunk();
+    const int64_t d = cfg_.dec_dim;
+    const int64_t dims[5] = {d * 4, d * 4, d * 4, d * 2, d};
+    const bool tup[3] = {VaeConfig::kTemporalDownsample[2], VaeConfig::kTemporalDownsample[1],
+                         VaeConfig::kTemporalDownsample[0]};
+    Act y = cached_conv(x, dims[0]);
+    drop(x);
+    y = res_block(y, dims[0]);
+    Act a = attention(y);
+    drop(y);
+    y = res_block(a, dims[0]);
+    const bool v22 = cfg_.version == VaeVersion::kWan22;
+    for (int i = 0; i < 4; ++i) {
+      const bool up = i != 3;
+      const bool tu = i < 3 && tup[i];
+      int64_t cin = y.c;
+      const int64_t cout = dims[i + 1];
+      int64_t sc_bytes = 0;
+      if (v22 && up) {
+        dup_up(y, cout, tu ? 2 : 1, first);
+        sc_bytes = cout * (y.t * (tu ? 2 : 1)) * 4 * y.h * y.w * e_;
+      }
+      for (int r = 0; r < VaeConfig::kNumResBlocks + 1; ++r) {
+        y = res_block(y, cout);
+        cin = cout;
+      }
+      if (up) {
+        y = resample_up(y, v22 ? cin : cin / 2, tu);
+        if (v22) release(sc_bytes);
+      }
+    }
+    Act out = head(y, cfg_.in_channels());
+    drop(y);
+    return out;
+  }
+
+  // Peak of decoding a [frames, h, w] latent region, incl. its fp32 output.
+  int64_t region_peak(int64_t frames, int64_t h, int64_t w) {
+    const int64_t s = cfg_.spatial_stride();
+    const int64_t out_frames = 1 + 4 * (frames - 1);
+    alloc(3 * out_frames * h * s * w * s * 4);  // the region's output video (fp32)
+    alloc(cfg_.z_dim * frames * h * w * e_);   // conv2 output
+    const int64_t chunks = std::min<int64_t>(frames, 3);
+    for (int64_t i = 0; i < chunks; ++i) {
+      Act x = make(cfg_.z_dim, 1, h, w);
+      Act y = decoder_chunk(x, i == 0);
+      if (cfg_.version == VaeVersion::kWan22) {
+        Act un = make(3, y.t, y.h * 2, y.w * 2);
+        drop(un);
+      }
+      drop(y);
+    }
+    return peak_;
+  }
+
+ private:
+  const VaeConfig& cfg_;
+  int64_t e_;
+  int64_t live_ = 0, peak_ = 0;
+  std::vector<Slot> slots_;
+  size_t idx_ = 0;
+};
+
+int64_t default_overlap(const VaeConfig& cfg, int64_t overlap) {
+  return overlap >= 0 ? overlap : 64 / cfg.spatial_stride();
+}
+
+std::string gib(int64_t b) {
+  std::ostringstream o;
+  o.setf(std::ios::fixed);
+  o.precision(2);
+  o << static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0) << " GiB";
+  return o.str();
+}
+
+void fill_totals(VaeDecodePlan& p, const VaeConfig& cfg, const VaeLatentShape& z,
+                 const VaePlanOptions& opt) {
+  p.est_untiled_bytes = vae_decode_working_bytes(cfg, z.height, z.width, opt.elem_bytes) +
+                        vae_decode_output_bytes(cfg, z, 4);
+  if (!p.tiled) {
+    p.est_tile_bytes = p.est_untiled_bytes;
+    p.est_total_bytes = p.est_untiled_bytes + opt.weight_bytes;
+    if (opt.output_elem_bytes == 0) p.est_total_bytes -= vae_decode_output_bytes(cfg, z, 4);
+    return;
+  }
+  const VaeLatentShape tile{z.frames, p.tile_h, p.tile_w};
+  p.est_tile_bytes = vae_decode_working_bytes(cfg, p.tile_h, p.tile_w, opt.elem_bytes) +
+                     vae_decode_output_bytes(cfg, tile, 4);
+  // + the blended video and the weight map (both only when kept on the device).
+  const int64_t s = cfg.spatial_stride();
+  const int64_t full = opt.output_elem_bytes == 0
+                           ? 0
+                           : vae_decode_output_bytes(cfg, z, 4) + z.height * s * z.width * s * 4;
+  p.est_total_bytes = p.est_tile_bytes + full + opt.weight_bytes;
+}
+
+}  // namespace
+
+int64_t vae_decode_working_bytes(const VaeConfig& cfg, int64_t h, int64_t w, int64_t elem_bytes) {
+  // Independent of the frame count: replay 3 chunks, minus the output/conv2 terms.
+  MemSim sim(cfg, elem_bytes);
+  const int64_t with_io = sim.region_peak(3, h, w);
+  const int64_t s = cfg.spatial_stride();
+  return with_io - 3 * 9 * h * s * w * s * 4 - cfg.z_dim * 3 * h * w * elem_bytes;
+}
+
+int64_t vae_decode_output_bytes(const VaeConfig& cfg, const VaeLatentShape& z, int64_t elem_bytes) {
+  const int64_t s = cfg.spatial_stride();
+  return 3 * (1 + 4 * (z.frames - 1)) * z.height * s * z.width * s * elem_bytes;
+}
+
+std::vector<std::pair<int64_t, int64_t>> vae_tile_spans(int64_t total, int64_t tile, int64_t overlap) {
+  WAND_ASSERT(total > 0, "tile spans of an empty extent");
+  if (tile <= 0 || tile >= total) return {{0, total}};
+  WAND_ASSERT(overlap >= 0 && overlap < tile, "tile overlap must be smaller than the tile");
+  const int64_t step = tile - overlap;
+  const int64_t n = std::max<int64_t>(2, (total - overlap + step - 1) / step);
+  std::vector<std::pair<int64_t, int64_t>> spans;
+  for (int64_t k = 0; k < n; ++k) {
+    // starts spread evenly over [0, total - tile], rounded down (integer math).
+    const int64_t start = (k * (total - tile)) / (n - 1);
+    spans.emplace_back(start, start + tile);
+  }
+  return spans;
+}
+
+std::string VaeDecodePlan::describe() const {
+  std::ostringstream o;
+  if (tiled) {
+    o << "tiled " << rows.size() << "x" << cols.size() << " tiles=" << tile_h << "x" << tile_w
+      << " overlap=" << overlap;
+  } else {
+    o << "untiled";
+  }
+  o << " est_tile=" << gib(est_tile_bytes) << " est_total=" << gib(est_total_bytes)
+    << " est_untiled=" << gib(est_untiled_bytes);
+  if (!fits) o << " (does not fit)";
+  return o.str();
+}
+
+VaeDecodePlan fixed_vae_decode_plan(const VaeConfig& cfg, const VaeLatentShape& z, int64_t tile_h,
+                                    int64_t tile_w, int64_t overlap, const VaePlanOptions& opt) {
+  VaeDecodePlan p;
+  p.overlap = default_overlap(cfg, overlap >= 0 ? overlap : opt.overlap);
+  p.tile_h = tile_h <= 0 ? z.height : std::min(tile_h, z.height);
+  p.tile_w = tile_w <= 0 ? z.width : std::min(tile_w, z.width);
+  if ((p.tile_h < z.height && p.overlap >= p.tile_h) || (p.tile_w < z.width && p.overlap >= p.tile_w)) {
+    throw Error(ErrorCode::kBadRequest, "vae decode: tile overlap " + std::to_string(p.overlap) +
+                                            " must be smaller than the tile " +
+                                            std::to_string(p.tile_h) + "x" + std::to_string(p.tile_w));
+  }
+  p.rows = vae_tile_spans(z.height, p.tile_h, p.overlap);
+  p.cols = vae_tile_spans(z.width, p.tile_w, p.overlap);
+  p.tiled = p.rows.size() > 1 || p.cols.size() > 1;
+  if (!p.tiled) {
+    p.tile_h = z.height;
+    p.tile_w = z.width;
+  }
+  fill_totals(p, cfg, z, opt);
+  return p;
+}
+
+VaeDecodePlan plan_vae_decode(const VaeConfig& cfg, const VaeLatentShape& z, int64_t budget_bytes,
+                              const VaePlanOptions& opt) {
+  if (z.frames < 1 || z.height < 1 || z.width < 1) {
+    throw Error(ErrorCode::kBadRequest, "vae decode plan: empty latent " + std::to_string(z.frames) +
+                                            "x" + std::to_string(z.height) + "x" +
+                                            std::to_string(z.width));
+  }
+  VaeDecodePlan untiled = fixed_vae_decode_plan(cfg, z, 0, 0, opt.overlap, opt);
+  if (budget_bytes <= 0) return untiled;
+  const auto usable = static_cast<int64_t>(static_cast<double>(budget_bytes) * (1.0 - opt.safety));
+  if (untiled.est_total_bytes <= usable) return untiled;
+
+  const int64_t ov = default_overlap(cfg, opt.overlap);
+  const int64_t min_tile = std::max<int64_t>(opt.min_tile > 0 ? opt.min_tile : 2 * ov + 2, 1);
+  // Candidate tile sides: for n tiles along an axis, the smallest side that covers it.
+  auto sides = [&](int64_t total) {
+    std::vector<int64_t> v;
+    if (total <= min_tile) return std::vector<int64_t>{total};
+    for (int64_t n = 1;; ++n) {
+      const int64_t side = n == 1 ? total : (total + (n - 1) * ov + n - 1) / n;
+      if (side < min_tile) break;
+      if (v.empty() || side != v.back()) v.push_back(side);
+      if (side == min_tile) break;
+    }
+    if (v.back() > min_tile) v.push_back(min_tile);
+    return v;
+  };
+  VaeDecodePlan best;
+  bool found = false;
+  int64_t best_count = 0, best_area = 0;
+  for (int64_t th : sides(z.height)) {
+    for (int64_t tw : sides(z.width)) {
+      VaeDecodePlan p = fixed_vae_decode_plan(cfg, z, th, tw, ov, opt);
+      if (p.est_total_bytes > usable) continue;
+      const int64_t count = static_cast<int64_t>(p.rows.size() * p.cols.size());
+      const int64_t area = count * p.tile_h * p.tile_w;
+      if (!found || count < best_count || (count == best_count && area < best_area)) {
+        best = p;
+        best_count = count;
+        best_area = area;
+        found = true;
+      }
+    }
+  }
+  if (found) return best;
+  VaeDecodePlan smallest = fixed_vae_decode_plan(cfg, z, min_tile, min_tile, ov, opt);
+  smallest.fits = false;
+  return smallest;
+}
+
+}  // namespace wand::model

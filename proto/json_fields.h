@@ -1,0 +1,33 @@
+// Typed field access for message decoding: every failure is an Error(kBadRequest)
+// that names the field and the expected type.
+//
+//   int steps = proto::field<int>(j, "steps");                     // required
+//   auto neg = proto::optional_field<std::string>(j, "negative");  // nullopt if absent/null
+//
+// Supported T: std::string, bool, int, std::int64_t, std::uint64_t, double,
+// std::vector<std::string>, std::vector<double>.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace wand::proto {
+
+template <class T>
+T field(const nlohmann::json& j, const char* name);
+
+template <class T>
+std::optional<T> optional_field(const nlohmann::json& j, const char* name);
+
+template <class T>
+T field_or(const nlohmann::json& j, const char* name, T fallback) {
+  auto v = optional_field<T>(j, name);
+  return v ? *v : fallback;
+}
+
+// Throws Error(kBadRequest) unless j is an object; `what` names the message.
+void require_object(const nlohmann::json& j, const std::string& what);
+
+}  // namespace wand::proto

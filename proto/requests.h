@@ -1,0 +1,63 @@
+// Requests, client -> daemon. One struct per request, grouped in the Request
+// variant; the JSON mapping of each sits in requests.cpp. On the wire every
+// request is one frame holding an object with a "type" field:
+//
+//   {"type":"submit","job":{"model":"tiny","prompt":"a cat","width":64,...}}
+//   {"type":"status","job":"j-3"}
+//
+//   proto::Request r = proto::request_from_json(j);   // throws Error(kBadRequest)
+//   nlohmann::json j = proto::request_to_json(r);
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace wand::proto {
+
+// What a job asks for (the wire form of sched::JobSpec, without the owner, which
+// the daemon takes from SO_PEERCRED). `image` travels base64 in "image_b64".
+struct JobParams {
+  std::string task = "t2v";              // "t2v" | "i2v" | "ti2v"
+  std::string model;                     // a name from `models`
+  std::string prompt;
+  std::string negative;
+  std::vector<std::uint8_t> image;       // encoded image file bytes (i2v / ti2v), may be empty
+  int width = 0;
+  int height = 0;
+  int frames = 0;
+  int steps = 0;
+  std::uint64_t seed = 0;
+  std::vector<double> guide_scale;       // empty: model default; 1 or 2 values (high, low noise)
+  std::optional<double> shift;           // empty: model default
+  std::string sampler = "unipc";         // "unipc" | "dpm++"
+  int priority = 0;                      // larger runs first; FIFO within a priority
+};
+void to_json(nlohmann::json& j, const JobParams& m);
+void from_json(const nlohmann::json& j, JobParams& m);
+
+struct Submit { JobParams job; };            // -> Submitted
+struct ListJobs {};                          // -> JobList (the caller's jobs; all for admins)
+struct GetStatus { std::string job; };       // -> JobInfo
+struct Watch { std::string job; };           // -> JobEvent... until a terminal state
+struct Cancel { std::string job; };          // -> CancelResult
+struct GetTiers {};                          // -> TiersReport
+struct GetPlan { JobParams job; };           // -> PlanReport
+struct ListModels {};                        // -> ModelList
+struct Shutdown {};                          // -> ShutdownAck (admin only), then the daemon stops
+struct Fetch { std::string job; };           // -> FetchChunk... FetchEnd
+
+using Request = std::variant<Submit, ListJobs, GetStatus, Watch, Cancel, GetTiers, GetPlan,
+                             ListModels, Shutdown, Fetch>;
+
+// The "type" string of a request ("submit", "list", ...).
+const char* request_type(const Request& r);
+nlohmann::json request_to_json(const Request& r);
+// Throws Error(kBadRequest) naming the type or the field that is wrong.
+Request request_from_json(const nlohmann::json& j);
+
+}  // namespace wand::proto

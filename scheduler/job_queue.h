@@ -1,0 +1,102 @@
+// JobQueue: the durable job table. Every accepted job and every state change is
+// journaled (write + fdatasync, scheduler/journal.h) before the call returns, so
+// the daemon acknowledges only what survives a crash. On construction it replays
+// <state_dir>/journal.jsonl: every accepted job is back; a job that was running
+// is queued again (the runner resumes it from its last checkpoint); the journal
+// is then compacted to one record per job.
+//
+// Order: highest priority first, FIFO (submission order) within a priority.
+//
+//   sched::JobQueue queue(state_dir);
+//   std::string id = queue.submit(spec);             // durable when it returns
+//   auto started = queue.wait_next();                // runner thread; nullopt after close()
+//   queue.record_step(id, 3, 0.8);
+//   queue.finish(id, JobPhase::kDone, "", bytes, "mp4");
+//   int sub = queue.subscribe([](const JobRecord& r, const std::string& kind) {...});
+//
+// Thread-safe: one mutex guards the table and the journal. Listeners are called
+// after the mutex is released, on the thread that made the change; they must not
+// block (the daemon posts to its io_context).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "scheduler/cancel_token.h"
+#include "scheduler/job_record.h"
+#include "scheduler/journal.h"
+
+namespace wand::sched {
+
+// kind: "state" (phase changed or cancel requested) or "step" (a step completed).
+using JobListener = std::function<void(const JobRecord& record, const std::string& kind)>;
+
+class JobQueue {
+ public:
+  explicit JobQueue(const std::filesystem::path& state_dir);
+
+  std::string submit(JobSpec spec);
+  std::optional<JobRecord> get(const std::string& id) const;
+  std::vector<JobRecord> list() const;  // submission order
+
+  struct CancelOutcome {
+    JobPhase phase;      // phase after the request
+    bool pending;        // running: stops at the next block boundary
+  };
+  // nullopt: unknown id. Queued -> cancelled now; running -> token cancelled;
+  // terminal -> unchanged.
+  std::optional<CancelOutcome> cancel(const std::string& id);
+
+  struct Started {
+    JobRecord record;
+    std::shared_ptr<CancelToken> token;
+  };
+  // Runner side. Blocks until a queued job exists (marks it running, journaled)
+  // or close() was called (nullopt).
+  std::optional<Started> wait_next();
+  // Non-blocking variant for tests and single-step drivers.
+  std::optional<Started> try_next();
+  void record_start(const std::string& id, int resumed_from_step);
+  void record_step(const std::string& id, int step, double sec_per_step);
+  void finish(const std::string& id, JobPhase phase, const std::string& error,
+              std::uint64_t result_bytes = 0, const std::string& result_format = "");
+  // Interrupted by shutdown: back to queued, keeping its step (journaled).
+  void requeue(const std::string& id);
+  // Asks every running job to stop for shutdown (CancelToken::Reason::kShutdown).
+  void stop_running();
+  // wait_next() returns nullopt from now on.
+  void close();
+
+  int subscribe(JobListener listener);
+  void unsubscribe(int handle);
+
+  struct Counts {
+    int queued = 0, running = 0, done = 0, failed = 0, cancelled = 0;
+  };
+  Counts counts() const;
+
+ private:
+  std::optional<Started> start_best_locked();     // needs mu_
+  void journal_update_locked(const JobRecord& r);  // needs mu_
+  void notify(const JobRecord& r, const std::string& kind);  // without mu_
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<Journal> journal_;                               // guarded by mu_
+  std::map<std::string, JobRecord> jobs_;                          // guarded by mu_
+  std::map<std::string, std::shared_ptr<CancelToken>> running_;    // guarded by mu_
+  std::uint64_t next_seq_ = 1;                                     // guarded by mu_
+  bool closed_ = false;                                            // guarded by mu_
+  std::map<int, JobListener> listeners_;                           // guarded by mu_
+  int next_listener_ = 1;                                          // guarded by mu_
+};
+
+}  // namespace wand::sched

@@ -1,0 +1,52 @@
+// JobRecord: one job as the queue knows it (spec + lifecycle), and JobPhase, the
+// lifecycle state: queued -> running -> done | failed | cancelled. A running job
+// that is interrupted (crash, SIGTERM) goes back to queued and resumes from its
+// last checkpointed step.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "scheduler/job_spec.h"
+
+namespace wand::sched {
+
+enum class JobPhase { kQueued, kRunning, kDone, kFailed, kCancelled };
+
+const char* phase_name(JobPhase phase);  // "queued", "running", ...
+std::optional<JobPhase> phase_from_name(const std::string& name);
+inline bool is_terminal(JobPhase p) {
+  return p == JobPhase::kDone || p == JobPhase::kFailed || p == JobPhase::kCancelled;
+}
+
+struct JobRecord {
+  std::string id;                  // "j-<seq>"
+  std::uint64_t seq = 0;           // submission order (FIFO within a priority)
+  JobSpec spec;
+  JobPhase phase = JobPhase::kQueued;
+  int step = 0;                    // completed denoising steps (checkpointed)
+  int total_steps = 0;
+  double created_at = 0;           // unix seconds
+  double started_at = 0;
+  double finished_at = 0;
+  int resumed_from_step = -1;
+  double sec_per_step = 0;         // this run's mean
+  bool cancel_requested = false;
+  std::string error;
+  std::uint64_t result_bytes = 0;
+  std::string result_format;
+};
+
+// Lifecycle fields only (no spec): what an "update" journal record carries.
+nlohmann::json job_progress_to_json(const JobRecord& r);
+void apply_job_progress(const nlohmann::json& j, JobRecord& r);  // throws Error(kIo)
+
+nlohmann::json job_record_to_json(const JobRecord& r);  // progress + spec + seq
+JobRecord job_record_from_json(const nlohmann::json& j);
+
+double unix_now();
+
+}  // namespace wand::sched

@@ -1,0 +1,84 @@
+#include "scheduler/job_spec.h"
+
+#include "common/error.h"
+#include "proto/base64.h"
+#include "proto/json_fields.h"
+
+namespace wand::sched {
+
+using nlohmann::json;
+
+json job_spec_to_json(const JobSpec& s) {
+  json j = {{"task", s.task},         {"model", s.model},       {"prompt", s.prompt},
+            {"negative", s.negative}, {"width", s.width},       {"height", s.height},
+            {"frames", s.frames},     {"steps", s.steps},       {"seed", s.seed},
+            {"guide_scale", s.guide_scale}, {"sampler", s.sampler}, {"priority", s.priority},
+            {"owner_uid", s.owner_uid}, {"owner_gid", s.owner_gid}};
+  if (!s.image.empty()) j["image_b64"] = proto::base64_encode(s.image);
+  if (s.shift) j["shift"] = *s.shift;
+  return j;
+}
+
+JobSpec job_spec_from_json(const json& j) {
+  using proto::field;
+  using proto::field_or;
+  proto::require_object(j, "job spec");
+  JobSpec s;
+  s.task = field_or<std::string>(j, "task", "t2v");
+  s.model = field<std::string>(j, "model");
+  s.prompt = field_or<std::string>(j, "prompt", "");
+  s.negative = field_or<std::string>(j, "negative", "");
+  if (auto b64 = proto::optional_field<std::string>(j, "image_b64")) {
+    s.image = proto::base64_decode(*b64);
+  }
+  s.width = field<int>(j, "width");
+  s.height = field<int>(j, "height");
+  s.frames = field<int>(j, "frames");
+  s.steps = field<int>(j, "steps");
+  s.seed = field_or<std::uint64_t>(j, "seed", 0);
+  s.guide_scale = field_or<std::vector<double>>(j, "guide_scale", {});
+  s.shift = proto::optional_field<double>(j, "shift");
+  s.sampler = field_or<std::string>(j, "sampler", "unipc");
+  s.priority = field_or<int>(j, "priority", 0);
+  s.owner_uid = static_cast<unsigned>(field_or<std::int64_t>(j, "owner_uid", 0));
+  s.owner_gid = static_cast<unsigned>(field_or<std::int64_t>(j, "owner_gid", 0));
+  return s;
+}
+
+namespace {
+void check_range(const char* name, long long v, long long lo, long long hi) {
+  if (v < lo || v > hi) {
+    throw Error(ErrorCode::kBadRequest, std::string("field '") + name + "': " + std::to_string(v) +
+                                            " is outside [" + std::to_string(lo) + ", " +
+                                            std::to_string(hi) + "]");
+  }
+}
+}  // namespace
+
+void validate_job_spec(const JobSpec& s) {
+  if (s.task != "t2v" && s.task != "i2v" && s.task != "ti2v") {
+    throw Error(ErrorCode::kBadRequest,
+                "field 'task': '" + s.task + "' is not one of t2v, i2v, ti2v");
+  }
+  if (s.model.empty()) throw Error(ErrorCode::kBadRequest, "field 'model' is empty");
+  check_range("width", s.width, 16, 8192);
+  check_range("height", s.height, 16, 8192);
+  check_range("frames", s.frames, 1, 4096);
+  check_range("steps", s.steps, 1, 1000);
+  check_range("priority", s.priority, -1000, 1000);
+  if (s.sampler != "unipc" && s.sampler != "dpm++") {
+    throw Error(ErrorCode::kBadRequest,
+                "field 'sampler': '" + s.sampler + "' is not one of unipc, dpm++");
+  }
+  if (s.guide_scale.size() > 2) {
+    throw Error(ErrorCode::kBadRequest, "field 'guide_scale': at most 2 values (high, low noise)");
+  }
+  if (s.task == "i2v" && s.image.empty()) {
+    throw Error(ErrorCode::kBadRequest, "field 'image': task i2v needs an input image");
+  }
+  if (s.task == "t2v" && !s.image.empty()) {
+    throw Error(ErrorCode::kBadRequest, "field 'image': task t2v takes no input image");
+  }
+}
+
+}  // namespace wand::sched

@@ -1,0 +1,89 @@
+// Pipeline: the step-wise interface between the job runner and a model. The
+// runner drives it one denoising step at a time so that it can checkpoint at
+// every step boundary and resume bitwise identically after a crash:
+//
+//   auto state = pipeline.prepare(spec, token);       // text encoding, initial noise
+//   if (checkpoint) pipeline.load_state(*state, checkpoint->blobs);
+//   while (pipeline.completed_steps(*state) < pipeline.total_steps(*state)) {
+//     pipeline.step(*state, token);                   // checks token between blocks
+//     StateBlobs blobs; pipeline.save_state(*state, blobs);   // latents, sampler, RNG
+//     store.save(job, step, blobs);
+//   }
+//   Video video = pipeline.decode(*state, token);     // RGB uint8 [F, H, W, 3]
+//   EncodedVideo file = encoder(video);               // mp4 or a lossless fallback
+//
+// The state is opaque to the runner: a pipeline subclasses JobState and keeps
+// its tensors there; save_state turns everything needed to continue (latents,
+// sampler history, RNG state, step index) into named byte blobs. load_state is
+// called on a state fresh from prepare() for the same spec.
+//
+// Threads: one Pipeline object serves one job at a time, on the runner's
+// thread; validate() may be called from any thread (it must not touch state).
+// This header is free of LibTorch on purpose (the daemon compiles without it).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scheduler/cancel_token.h"
+#include "scheduler/job_spec.h"
+
+namespace wand::sched {
+
+using ByteBuffer = std::vector<std::uint8_t>;
+// Named byte blobs of a checkpoint ("latent", "sampler", "rng", ...).
+using StateBlobs = std::map<std::string, ByteBuffer>;
+
+// Decoded video: RGB uint8, [frames, height, width, 3], row-major.
+struct Video {
+  int frames = 0;
+  int height = 0;
+  int width = 0;
+  double fps = 16.0;
+  ByteBuffer rgb;
+};
+
+// An encoded video file.
+struct EncodedVideo {
+  std::string format;  // file extension without the dot: "mp4", "wandrgb", ...
+  ByteBuffer bytes;
+};
+
+// Turns frames into file bytes. model/ provides the mp4 one; tests use
+// encode_wandrgb (scheduler/fake_pipeline.h).
+using VideoEncoder = std::function<EncodedVideo(const Video&)>;
+
+// Per-job pipeline state; subclassed by each pipeline.
+class JobState {
+ public:
+  virtual ~JobState();
+};
+
+class Pipeline {
+ public:
+  virtual ~Pipeline();
+
+  // Model-specific checks (sizes divisible by the VAE stride, task supported).
+  // Throws Error(kBadRequest) naming the field. Default: accepts.
+  virtual void validate(const JobSpec& spec) const;
+  // Text encoding and initial noise for a job. May check the token.
+  virtual std::unique_ptr<JobState> prepare(const JobSpec& spec, CancelToken& token) = 0;
+  // One denoising step; checks the token between blocks (throws Error(kCancelled)).
+  // When it throws, the state is discarded by the caller.
+  virtual void step(JobState& state, CancelToken& token) = 0;
+  virtual int total_steps(const JobState& state) const = 0;
+  virtual int completed_steps(const JobState& state) const = 0;
+  // Latents -> frames, once every step is done.
+  virtual Video decode(JobState& state, CancelToken& token) = 0;
+  // Everything needed to continue after completed_steps(state), as named blobs.
+  virtual void save_state(const JobState& state, StateBlobs& out) const = 0;
+  // Restores what save_state wrote into a state fresh from prepare() of the same
+  // spec. Throws Error(kModelFormat) naming the blob when one is missing or wrong.
+  virtual void load_state(JobState& state, const StateBlobs& in) const = 0;
+};
+
+}  // namespace wand::sched

@@ -1,0 +1,62 @@
+// PipelineRegistry: maps model names to model directories and directories to
+// the pipeline factory that can run them. A factory recognises a directory by
+// its contents (probe); the first factory whose probe accepts wins.
+//
+//   PipelineRegistry reg;
+//   register_fake_pipeline(reg);                  // dirs holding wand-fake-model.json
+//   reg.add_factory({"wan", probe_wan_dir, make_wan_pipeline, encode_mp4});  // model/ side
+//   reg.add_model("tiny", "/var/lib/wand/models/tiny");   // throws Error(kConfig)
+//   std::shared_ptr<Pipeline> p = reg.pipeline("tiny");    // created on first use
+//
+// Owns the pipelines it creates (one per model, cached). Thread-safe: every
+// method takes the registry's mutex; pipeline creation happens under it too.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "scheduler/pipeline.h"
+
+namespace wand::sched {
+
+struct PipelineFactory {
+  std::string name;                                                       // "fake", "wan"
+  std::function<bool(const std::filesystem::path& dir)> probe;
+  std::function<std::unique_ptr<Pipeline>(const std::filesystem::path& dir)> make;
+  VideoEncoder encoder;
+};
+
+struct ModelEntry {
+  std::string name;
+  std::filesystem::path dir;
+  std::string factory;
+};
+
+class PipelineRegistry {
+ public:
+  void add_factory(PipelineFactory factory);
+  // Throws Error(kConfig) when the directory is missing or no factory accepts it.
+  void add_model(const std::string& name, const std::filesystem::path& dir);
+  // Replaces the model table (SIGHUP); cached pipelines of unchanged entries survive.
+  void set_models(const std::map<std::string, std::filesystem::path>& models);
+  std::vector<ModelEntry> models() const;
+  bool has_model(const std::string& name) const;
+  // Throws Error(kNotFound) for an unknown model; creation errors propagate.
+  std::shared_ptr<Pipeline> pipeline(const std::string& model);
+  VideoEncoder encoder(const std::string& model) const;
+
+ private:
+  const PipelineFactory& factory_for(const std::filesystem::path& dir) const;  // needs mu_
+
+  mutable std::mutex mu_;
+  std::vector<PipelineFactory> factories_;                    // guarded by mu_
+  std::map<std::string, ModelEntry> models_;                  // guarded by mu_
+  std::map<std::string, std::shared_ptr<Pipeline>> loaded_;   // guarded by mu_
+};
+
+}  // namespace wand::sched

@@ -1,0 +1,2 @@
+# VAE family tests (label model): golden cases, VAE units incl. tiling, video I/O.
+wand_add_test(vae_golden_test SOURCES vae_golden_test.cpp LIBS wand_model LABELS model)

@@ -1,0 +1,105 @@
+#include <gtest/gtest.h>
+
+#include "scheduler/job_queue.h"
+#include "tests/scheduler/test_dir.h"
+
+namespace wand::sched {
+namespace {
+
+JobSpec spec(int priority, const std::string& prompt = "p") {
+  JobSpec s;
+  s.model = "m";
+  s.prompt = prompt;
+  s.width = s.height = 16;
+  s.frames = 1;
+  s.steps = 4;
+  s.priority = priority;
+  return s;
+}
+
+TEST(JobQueue, HighestPriorityFirstFifoWithin) {
+  test::TempDir dir;
+  JobQueue q(dir.path());
+  std::string a = q.submit(spec(0, "a"));
+  std::string b = q.submit(spec(5, "b"));
+  std::string c = q.submit(spec(0, "c"));
+  std::string d = q.submit(spec(5, "d"));
+  std::vector<std::string> order;
+  while (auto s = q.try_next()) {
+    order.push_back(s->record.id);
+    q.finish(s->record.id, JobPhase::kDone, "");
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{b, d, a, c}));
+}
+
+TEST(JobQueue, AcceptedJobsSurviveARestartAndRunningOnesAreQueuedAgain) {
+  test::TempDir dir;
+  std::string a, b, c;
+  {
+    JobQueue q(dir.path());
+    a = q.submit(spec(0, "a"));
+    b = q.submit(spec(0, "b"));
+    c = q.submit(spec(0, "c"));
+    auto s = q.try_next();
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->record.id, a);
+    q.record_step(a, 2, 0.5);
+    q.cancel(c);
+    // the process "dies" here: no finish for a
+  }
+  JobQueue q(dir.path());
+  auto ra = q.get(a), rb = q.get(b), rc = q.get(c);
+  ASSERT_TRUE(ra && rb && rc);
+  EXPECT_EQ(ra->phase, JobPhase::kQueued);
+  EXPECT_EQ(ra->step, 2);
+  EXPECT_EQ(ra->spec.prompt, "a");
+  EXPECT_EQ(rb->phase, JobPhase::kQueued);
+  EXPECT_EQ(rc->phase, JobPhase::kCancelled);
+  // ids keep increasing after a restart
+  std::string d = q.submit(spec(0, "d"));
+  EXPECT_NE(d, a);
+  EXPECT_NE(d, b);
+  EXPECT_NE(d, c);
+  EXPECT_EQ(q.list().size(), 4u);
+  EXPECT_EQ(q.list().back().id, d);
+}
+
+TEST(JobQueue, CancelQueuedIsImmediateCancelRunningIsPending) {
+  test::TempDir dir;
+  JobQueue q(dir.path());
+  std::string a = q.submit(spec(0));
+  std::string b = q.submit(spec(0));
+  auto s = q.try_next();
+  ASSERT_TRUE(s);
+  auto ob = q.cancel(b);
+  ASSERT_TRUE(ob);
+  EXPECT_EQ(ob->phase, JobPhase::kCancelled);
+  EXPECT_FALSE(ob->pending);
+  auto oa = q.cancel(a);
+  ASSERT_TRUE(oa);
+  EXPECT_EQ(oa->phase, JobPhase::kRunning);
+  EXPECT_TRUE(oa->pending);
+  EXPECT_EQ(s->token->reason(), CancelToken::Reason::kCancel);
+  EXPECT_FALSE(q.cancel("j-999").has_value());
+  EXPECT_FALSE(q.try_next().has_value());  // b was cancelled, never starts
+}
+
+TEST(JobQueue, ListenersSeeStateAndStepEvents) {
+  test::TempDir dir;
+  JobQueue q(dir.path());
+  std::vector<std::string> kinds;
+  int h = q.subscribe([&](const JobRecord& r, const std::string& kind) {
+    kinds.push_back(kind + ":" + phase_name(r.phase));
+  });
+  std::string a = q.submit(spec(0));
+  auto s = q.try_next();
+  q.record_step(a, 1, 0.1);
+  q.finish(a, JobPhase::kDone, "");
+  q.unsubscribe(h);
+  q.submit(spec(0));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"state:queued", "state:running", "step:running",
+                                             "state:done"}));
+}
+
+}  // namespace
+}  // namespace wand::sched

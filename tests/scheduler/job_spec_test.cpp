@@ -1,0 +1,96 @@
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "scheduler/job_spec.h"
+
+namespace wand::sched {
+namespace {
+
+JobSpec sample() {
+  JobSpec s;
+  s.task = "i2v";
+  s.model = "tiny";
+  s.prompt = "a cat";
+  s.negative = "blurry";
+  s.image = {0, 1, 2, 250, 255};
+  s.width = 64;
+  s.height = 48;
+  s.frames = 9;
+  s.steps = 5;
+  s.seed = 18446744073709551615ull;
+  s.guide_scale = {3.0, 4.0};
+  s.shift = 5.0;
+  s.sampler = "dpm++";
+  s.priority = 3;
+  s.owner_uid = 1000;
+  s.owner_gid = 100;
+  return s;
+}
+
+TEST(JobSpec, JsonRoundTripKeepsEveryField) {
+  JobSpec a = sample();
+  JobSpec b = job_spec_from_json(nlohmann::json::parse(job_spec_to_json(a).dump()));
+  EXPECT_EQ(b.task, a.task);
+  EXPECT_EQ(b.model, a.model);
+  EXPECT_EQ(b.prompt, a.prompt);
+  EXPECT_EQ(b.negative, a.negative);
+  EXPECT_EQ(b.image, a.image);
+  EXPECT_EQ(b.width, a.width);
+  EXPECT_EQ(b.height, a.height);
+  EXPECT_EQ(b.frames, a.frames);
+  EXPECT_EQ(b.steps, a.steps);
+  EXPECT_EQ(b.seed, a.seed);
+  EXPECT_EQ(b.guide_scale, a.guide_scale);
+  ASSERT_TRUE(b.shift.has_value());
+  EXPECT_EQ(*b.shift, 5.0);
+  EXPECT_EQ(b.sampler, a.sampler);
+  EXPECT_EQ(b.priority, a.priority);
+  EXPECT_EQ(b.owner_uid, a.owner_uid);
+  EXPECT_EQ(b.owner_gid, a.owner_gid);
+  EXPECT_NO_THROW(validate_job_spec(b));
+}
+
+void expect_bad(const JobSpec& s, const std::string& needle) {
+  try {
+    validate_job_spec(s);
+    ADD_FAILURE() << "accepted a spec that should fail on " << needle;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadRequest);
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(JobSpec, ValidationNamesTheField) {
+  JobSpec s = sample();
+  s.task = "v2v";
+  expect_bad(s, "'task'");
+  s = sample();
+  s.width = 0;
+  expect_bad(s, "'width'");
+  s = sample();
+  s.steps = 5000;
+  expect_bad(s, "'steps'");
+  s = sample();
+  s.sampler = "euler";
+  expect_bad(s, "'sampler'");
+  s = sample();
+  s.image.clear();
+  expect_bad(s, "'image'");
+  s = sample();
+  s.guide_scale = {1, 2, 3};
+  expect_bad(s, "'guide_scale'");
+}
+
+TEST(JobSpec, WrongTypesAreRejectedWithTheFieldName) {
+  nlohmann::json j = job_spec_to_json(sample());
+  j["frames"] = "nine";
+  try {
+    job_spec_from_json(j);
+    FAIL() << "accepted a string for frames";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'frames'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace wand::sched
