@@ -107,11 +107,11 @@ MemoryPool::MemoryPool(const PoolConfig& config, PoolDeps deps) : blobs_(0) {
 
   IoEngineOptions io = config.io;
   if (host_->bytes_capacity() > 0) io.fixed_regions.push_back({host_->base(), host_->bytes_capacity()});
-  io_ = make_io_engine(io);
+  xfer_ = std::make_unique<TransferEngine>(*host_, disk_, make_io_engine(io));
   wand::log::get("mem")->info("pool tiers={} host={} disk={} devices={} io={}", tiers_.size(),
                               format_bytes(host_->bytes_capacity()),
                               disk_ ? format_bytes(disk_->bytes_capacity()) : std::string("none"),
-                              config.devices.size(), io_->name());
+                              config.devices.size(), xfer_->io().name());
 }
 
 MemoryPool::~MemoryPool() {
@@ -121,7 +121,7 @@ MemoryPool::~MemoryPool() {
     for (auto& [path, f] : files_) ::close(f.fd);
     files_.clear();
   }
-  io_.reset();  // joins the engine threads before the tiers go
+  xfer_.reset();  // joins the engine threads before the tiers go
 }
 
 Tier& MemoryPool::tier(int index) const {
@@ -430,7 +430,9 @@ Completion MemoryPool::request_locked(Blob& b, int t, const RequestOptions& opti
       }
     } else {
       // Device and disk copies are made from the host copy (loading it first if needed).
-      if (!usable(host)) request_locked(b, host, options, launches);
+      // The staging copy may always evict by LRU: RequestOptions::evict is about the
+      // target tier, which a residency plan manages; the host tier is managed by use.
+      if (!usable(host)) request_locked(b, host, RequestOptions{}, launches);
       src.tier = host;
     }
   } catch (...) {
@@ -459,79 +461,54 @@ Completion MemoryPool::request_locked(Blob& b, int t, const RequestOptions& opti
   c.state = CopyState::kLoading;
   c.pending = done.completion();
   ++in_flight_;
-  launches.push_back([this, id = b.id, name = b.name, bytes = b.bytes, t, dst, head,
-                      generation = c.generation, src, done]() {
+  launches.push_back([this, id = b.id, bytes = b.bytes, t, dst, head, generation = c.generation, src,
+                      done]() {
     src.ready.then([=](const std::exception_ptr& err) {
       if (err) {
         finish_transfer(id, t, generation, src, done, err);
       } else {
-        start_transfer(id, name, bytes, t, dst, head, generation, src, done);
+        start_transfer(id, bytes, t, dst, head, generation, src, done);
       }
     });
   });
   return c.pending;
 }
 
-void MemoryPool::start_transfer(BlobId id, std::string name, std::uint64_t bytes, int t, Extent dst,
-                                std::uint64_t dst_head, std::uint64_t generation, Source src,
-                                CompletionSource done) {
+void MemoryPool::start_transfer(BlobId id, std::uint64_t bytes, int t, Extent dst, std::uint64_t dst_head,
+                                std::uint64_t generation, Source src, CompletionSource done) {
   Tier& to = *tiers_[static_cast<std::size_t>(t)];
   Completion moved;
   try {
     if (src.tier == kFromFile) {
-      IoRequest r;
+      OpenFile f;
+      std::string path;
+      std::uint64_t file_offset = 0;
       {
         std::lock_guard<std::mutex> lock(mu_);
         const Blob& b = blobs_.at(id);
-        OpenFile f = open_file_locked(b.file->path);
-        r.fd = f.fd;
-        r.direct = f.direct;
-        r.path = b.file->path;
-        r.file_offset = align_down(b.file->offset);
+        f = open_file_locked(b.file->path);
+        path = b.file->path;
+        file_offset = align_down(b.file->offset);
       }
-      r.buf = host_->base() + dst.offset;
-      r.bytes = dst.bytes;
-      r.bytes_required = dst_head + bytes;
-      host_->transfer_started();
-      moved = io_->submit(std::move(r));
-      moved.then([this, n = dst_head + bytes](const std::exception_ptr&) { host_->transfer_finished(n, 0); });
+      moved = xfer_->file_to_host(f.fd, path, f.direct, file_offset, dst, dst_head, bytes);
     } else {
       Tier& from = *tiers_[static_cast<std::size_t>(src.tier)];
-      if (from.kind() == TierKind::kDisk || to.kind() == TierKind::kDisk) {
-        const bool write = to.kind() == TierKind::kDisk;
-        IoRequest r;
-        r.fd = disk_->fd();
-        r.direct = disk_->direct();
-        r.path = disk_->path();
-        r.write = write;
-        r.file_offset = write ? dst.offset : src.extent.offset;
-        r.buf = host_->base() + (write ? src.extent.offset : dst.offset);
-        r.bytes = align_up(bytes == 0 ? 1 : bytes);
-        r.bytes_required = bytes;
-        host_->transfer_started();
-        disk_->transfer_started();
-        moved = io_->submit(std::move(r));
-        moved.then([this, bytes, write](const std::exception_ptr&) {
-          host_->transfer_finished(write ? 0 : bytes, write ? bytes : 0);
-          disk_->transfer_finished(write ? bytes : 0, write ? 0 : bytes);
-        });
+      if (from.kind() == TierKind::kDisk) {
+        moved = xfer_->disk_to_host(src.extent, dst, bytes);
+      } else if (to.kind() == TierKind::kDisk) {
+        moved = xfer_->host_to_disk(src.extent, dst, bytes);
       } else if (to.kind() == TierKind::kDevice) {
-        DeviceTier& dev = *device_by_tier_[static_cast<std::size_t>(t)];
-        host_->transfer_started();
-        moved = dev.copy_in(host_->base() + src.extent.offset + src.head, dst.offset, bytes);
-        moved.then([this, bytes](const std::exception_ptr&) { host_->transfer_finished(0, bytes); });
+        moved = xfer_->host_to_device(*device_by_tier_[static_cast<std::size_t>(t)],
+                                      host_->base() + src.extent.offset + src.head, dst.offset, bytes);
       } else {
-        DeviceTier& dev = *device_by_tier_[static_cast<std::size_t>(src.tier)];
-        host_->transfer_started();
-        moved = dev.copy_out(src.extent.offset + src.head, host_->base() + dst.offset + dst_head, bytes);
-        moved.then([this, bytes](const std::exception_ptr&) { host_->transfer_finished(bytes, 0); });
+        moved = xfer_->device_to_host(*device_by_tier_[static_cast<std::size_t>(src.tier)],
+                                      src.extent.offset + src.head, host_->base() + dst.offset + dst_head, bytes);
       }
     }
   } catch (...) {
     finish_transfer(id, t, generation, src, done, std::current_exception());
     return;
   }
-  (void)name;
   moved.then([this, id, t, generation, src, done](const std::exception_ptr& err) {
     finish_transfer(id, t, generation, src, done, err);
   });
@@ -615,8 +592,8 @@ nlohmann::json MemoryPool::status_json() {
     blobs = blobs_.size();
   }
   return {{"tiers", std::move(tiers)},
-          {"io_engine", io_->name()},
-          {"io_registered_bytes", io_->bytes_registered()},
+          {"io_engine", xfer_->io().name()},
+          {"io_registered_bytes", xfer_->io().bytes_registered()},
           {"interval_s", interval_s},
           {"blobs", blobs}};
 }

@@ -26,7 +26,8 @@
 // completions with the error; the rest of the pool is untouched. One host copy feeds any
 // number of device tiers: each H2D holds its own transfer pin on it.
 //
-// Owns: the tiers, the blob table, the io engine, the open files of file-backed blobs.
+// Owns: the tiers, the blob table, the TransferEngine (and its io engine), the open files
+// of file-backed blobs.
 // Threads: every public method from any thread (one mutex, mu_, guards the blob table,
 // the open files, the LRU policies and the in-flight count). Completions fire on engine
 // threads; the destructor waits for every transfer in flight.
@@ -52,6 +53,7 @@
 #include "memory/io_engine.h"
 #include "memory/lru_policy.h"
 #include "memory/pool_config.h"
+#include "memory/transfer_engine.h"
 
 namespace wand::memory {
 
@@ -69,7 +71,9 @@ struct PoolDeps {
 };
 
 struct RequestOptions {
-  bool evict = true;  // may evict unpinned copies on the target tier (LRU) to make room
+  // May evict unpinned copies on the target tier (LRU) to make room. A host copy made on
+  // the way to a device or the disk (staging) may always evict host copies by LRU.
+  bool evict = true;
 };
 
 // A pin on one copy (RAII: unpins on destruction). Move-only.
@@ -119,7 +123,7 @@ class MemoryPool {
   int disk_tier() const { return disk_index_; }  // -1 when none
   int device_tier(int gpu) const;                // throws wand::Error(kNotFound)
   std::vector<int> device_tiers() const;
-  IoEngine& io_engine() { return *io_; }
+  IoEngine& io_engine() { return xfer_->io(); }
 
   // Blobs. A file-backed blob is checked against the file's size (wand::Error(kIo) naming
   // the file when the range is past its end); names are unique.
@@ -175,9 +179,8 @@ class MemoryPool {
   void pin_locked(Blob& b, int t);
   PinnedCopy pin_copy_locked(Blob& b, int t);
   void unpin(BlobId id, int tier, std::uint64_t generation);
-  void start_transfer(BlobId id, std::string name, std::uint64_t bytes, int t, Extent dst,
-                      std::uint64_t dst_head, std::uint64_t generation, Source src,
-                      CompletionSource done);
+  void start_transfer(BlobId id, std::uint64_t bytes, int t, Extent dst, std::uint64_t dst_head,
+                      std::uint64_t generation, Source src, CompletionSource done);
   void finish_transfer(BlobId id, int t, std::uint64_t generation, const Source& src,
                        CompletionSource done, std::exception_ptr err);
   OpenFile open_file_locked(const std::string& path);
@@ -190,7 +193,7 @@ class MemoryPool {
   int disk_index_ = -1;
   std::unique_ptr<Clock> own_clock_;
   const Clock* clock_ = nullptr;
-  std::unique_ptr<IoEngine> io_;
+  std::unique_ptr<TransferEngine> xfer_;
 
   mutable std::mutex mu_;
   BlobTable blobs_;                                    // guarded by mu_

@@ -7,3 +7,7 @@ list(APPEND WAND_MODEL_SOURCES
   dit_block_weights.cpp
   dit.cpp
 )
+list(APPEND WAND_MODEL_SOURCES
+  sampler_schedule.cpp
+  sampler.cpp
+)

@@ -3,4 +3,6 @@ list(APPEND WAND_MODEL_SOURCES
   vae_config.cpp
   vae_tiling.cpp
   vae.cpp
+  video.cpp
+  video_frames.cpp
 )

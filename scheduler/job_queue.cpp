@@ -60,15 +60,18 @@ JobQueue::JobQueue(const std::filesystem::path& state_dir) {
 std::string JobQueue::submit(JobSpec spec) {
   JobRecord r;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    r.seq = next_seq_;
+    std::lock_guard<std::mutex> jl(journal_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      r.seq = next_seq_++;
+    }
     r.id = "j-" + std::to_string(r.seq);
     r.total_steps = spec.steps;
     r.spec = std::move(spec);
     r.created_at = unix_now();
     journal_->append({{"op", "accept"}, {"job", job_record_to_json(r)}});
-    ++next_seq_;
-    jobs_[r.id] = r;
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_[r.id] = r;  // visible only once durable
   }
   cv_.notify_all();
   log::get("sched")->info("job accepted id={} model={} steps={} priority={} uid={}", r.id,
@@ -94,10 +97,24 @@ std::vector<JobRecord> JobQueue::list() const {
   return out;
 }
 
-void JobQueue::journal_update_locked(const JobRecord& r) {
+void JobQueue::journal_update(const JobRecord& r) {
   json j = job_progress_to_json(r);
   j["op"] = "update";
   journal_->append(j);
+}
+
+template <class F>
+JobRecord JobQueue::change(const std::string& id, F f) {
+  std::lock_guard<std::mutex> jl(journal_mu_);
+  JobRecord copy;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    JobRecord& r = jobs_.at(id);
+    f(r);
+    copy = r;
+  }
+  journal_update(copy);
+  return copy;
 }
 
 std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
@@ -105,36 +122,43 @@ std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
   CancelOutcome out{};
   bool changed = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return std::nullopt;
-    JobRecord& r = it->second;
-    if (r.phase == JobPhase::kQueued) {
-      r.phase = JobPhase::kCancelled;
-      r.cancel_requested = true;
-      r.finished_at = unix_now();
-      journal_update_locked(r);
-      changed = true;
-      out = {r.phase, false};
-    } else if (r.phase == JobPhase::kRunning) {
-      if (!r.cancel_requested) {
+    std::lock_guard<std::mutex> jl(journal_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = jobs_.find(id);
+      if (it == jobs_.end()) return std::nullopt;
+      JobRecord& r = it->second;
+      if (r.phase == JobPhase::kQueued) {
+        r.phase = JobPhase::kCancelled;
         r.cancel_requested = true;
-        journal_update_locked(r);
+        r.finished_at = unix_now();
         changed = true;
+        out = {r.phase, false};
+      } else if (r.phase == JobPhase::kRunning) {
+        changed = !r.cancel_requested;
+        r.cancel_requested = true;
+        auto t = running_.find(id);
+        if (t != running_.end()) t->second->request(CancelToken::Reason::kCancel);
+        out = {r.phase, true};
+      } else {
+        out = {r.phase, false};
       }
-      auto t = running_.find(id);
-      if (t != running_.end()) t->second->request(CancelToken::Reason::kCancel);
-      out = {r.phase, true};
-    } else {
-      out = {r.phase, false};
+      copy = r;
     }
-    copy = r;
+    if (changed) journal_update(copy);
   }
   if (changed) {
     log::get("sched")->info("job cancel id={} state={} pending={}", id, phase_name(out.phase), out.pending);
     notify(copy, "state");
   }
   return out;
+}
+
+bool JobQueue::has_queued_locked() const {
+  for (const auto& [_, r] : jobs_) {
+    if (r.phase == JobPhase::kQueued) return true;
+  }
+  return false;
 }
 
 std::optional<JobQueue::Started> JobQueue::start_best_locked() {
@@ -150,94 +174,73 @@ std::optional<JobQueue::Started> JobQueue::start_best_locked() {
   best->phase = JobPhase::kRunning;
   best->started_at = unix_now();
   best->sec_per_step = 0;
-  journal_update_locked(*best);
   auto token = std::make_shared<CancelToken>();
   running_[best->id] = token;
   return Started{*best, token};
 }
 
 std::optional<JobQueue::Started> JobQueue::wait_next() {
-  std::optional<Started> s;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return closed_ || has_queued_locked(); });
       if (closed_) return std::nullopt;
-      s = start_best_locked();
-      if (s) break;
-      cv_.wait(lock);
     }
+    if (auto s = try_next()) return s;  // another taker may have raced us: wait again
   }
-  notify(s->record, "state");
-  return s;
 }
 
 std::optional<JobQueue::Started> JobQueue::try_next() {
   std::optional<Started> s;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return std::nullopt;
-    s = start_best_locked();
+    std::lock_guard<std::mutex> jl(journal_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return std::nullopt;
+      s = start_best_locked();
+    }
+    if (s) journal_update(s->record);
   }
   if (s) notify(s->record, "state");
   return s;
 }
 
 void JobQueue::record_start(const std::string& id, int resumed_from_step) {
-  JobRecord copy;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    JobRecord& r = jobs_.at(id);
+  JobRecord copy = change(id, [&](JobRecord& r) {
     r.resumed_from_step = resumed_from_step;
     if (resumed_from_step >= 0) r.step = resumed_from_step;
-    journal_update_locked(r);
-    copy = r;
-  }
+  });
   notify(copy, "state");
 }
 
 void JobQueue::record_step(const std::string& id, int step, double sec_per_step) {
-  JobRecord copy;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    JobRecord& r = jobs_.at(id);
+  JobRecord copy = change(id, [&](JobRecord& r) {
     r.step = step;
     r.sec_per_step = sec_per_step;
-    journal_update_locked(r);
-    copy = r;
-  }
+  });
   notify(copy, "step");
 }
 
 void JobQueue::finish(const std::string& id, JobPhase phase, const std::string& error,
                       std::uint64_t result_bytes, const std::string& result_format) {
-  JobRecord copy;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    JobRecord& r = jobs_.at(id);
+  JobRecord copy = change(id, [&](JobRecord& r) {
     r.phase = phase;
     r.error = error;
     r.finished_at = unix_now();
     r.result_bytes = result_bytes;
     r.result_format = result_format;
-    journal_update_locked(r);
     running_.erase(id);
-    copy = r;
-  }
+  });
   log::get("sched")->info("job finished id={} state={} steps={}{}", id, phase_name(phase), copy.step,
                           error.empty() ? "" : " error=" + error);
   notify(copy, "state");
 }
 
 void JobQueue::requeue(const std::string& id) {
-  JobRecord copy;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    JobRecord& r = jobs_.at(id);
+  JobRecord copy = change(id, [&](JobRecord& r) {
     r.phase = JobPhase::kQueued;
-    journal_update_locked(r);
     running_.erase(id);
-    copy = r;
-  }
+  });
   cv_.notify_all();
   log::get("sched")->info("job requeued id={} step={}", id, copy.step);
   notify(copy, "state");

@@ -14,9 +14,13 @@
 //   queue.finish(id, JobPhase::kDone, "", bytes, "mp4");
 //   int sub = queue.subscribe([](const JobRecord& r, const std::string& kind) {...});
 //
-// Thread-safe: one mutex guards the table and the journal. Listeners are called
-// after the mutex is released, on the thread that made the change; they must not
-// block (the daemon posts to its io_context).
+// Thread-safe. Note [Journal lock]: journal_mu_ serialises changes and their
+// journal records (taken first), mu_ guards the table (taken second, briefly), so
+// readers (get, list, counts) never wait for an fsync. A change is written to the
+// journal before the call that made it returns; a new job becomes visible only
+// once its accept record is durable. Listeners are called after both mutexes are
+// released, on the thread that made the change; they must not block (the daemon
+// posts to its io_context).
 #pragma once
 
 #include <condition_variable>
@@ -84,13 +88,18 @@ class JobQueue {
   Counts counts() const;
 
  private:
-  std::optional<Started> start_best_locked();     // needs mu_
-  void journal_update_locked(const JobRecord& r);  // needs mu_
+  std::optional<Started> start_best_locked();     // needs journal_mu_ and mu_
+  bool has_queued_locked() const;                  // needs mu_
+  // Applies f to job id under both locks, journals the result, returns a copy.
+  template <class F>
+  JobRecord change(const std::string& id, F f);
+  void journal_update(const JobRecord& r);         // needs journal_mu_ (not mu_)
   void notify(const JobRecord& r, const std::string& kind);  // without mu_
 
+  std::mutex journal_mu_;                                          // taken before mu_
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unique_ptr<Journal> journal_;                               // guarded by mu_
+  std::condition_variable cv_;                                     // with mu_
+  std::unique_ptr<Journal> journal_;                               // guarded by journal_mu_
   std::map<std::string, JobRecord> jobs_;                          // guarded by mu_
   std::map<std::string, std::shared_ptr<CancelToken>> running_;    // guarded by mu_
   std::uint64_t next_seq_ = 1;                                     // guarded by mu_

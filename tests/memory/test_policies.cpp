@@ -221,7 +221,7 @@ TEST(ResidencyScript, RunsOnTheCpuDeviceTier) {
   const std::uint64_t block = 96 * 1024 + 123;
   const auto src = testing::write_random_file(path, 8 * block + 5000, 31);
   PoolConfig cfg;
-  cfg.host_bytes = 2 << 20;
+  cfg.host_bytes = 6 * 100 * 1024;  // room for 6 of the 8 blocks: staging evicts host copies (LRU)
   cfg.host_pinned = false;
   cfg.devices = {{0, 4 * 96 * 1024 + 4096, "cpu"}};  // room for 4 blocks
   MemoryPool pool(cfg);

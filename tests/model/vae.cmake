@@ -1,2 +1,4 @@
 # VAE family tests (label model): golden cases, VAE units incl. tiling, video I/O.
 wand_add_test(vae_golden_test SOURCES vae_golden_test.cpp LIBS wand_model LABELS model)
+wand_add_test(video_test SOURCES video_test.cpp LIBS wand_model LABELS model)
+wand_add_test(vae_test SOURCES vae_test.cpp LIBS wand_model LABELS model)

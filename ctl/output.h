@@ -1,0 +1,23 @@
+// Human-readable printing for wanctl (tables, job details, the progress bar).
+// --json output bypasses this: commands print the response JSON instead.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "proto/responses.h"
+
+namespace wand::ctl {
+
+void print_job_table(std::FILE* out, const proto::JobList& jobs);
+void print_job(std::FILE* out, const proto::JobInfo& job);
+void print_tiers(std::FILE* out, const proto::TiersReport& t);
+void print_plan(std::FILE* out, const proto::PlanReport& p);
+void print_models(std::FILE* out, const proto::ModelList& m);
+// One line for a watch event ("j-3 running step 4/20 0.81 s/step eta 13s").
+std::string event_line(const proto::JobEvent& e);
+// Redraws a progress bar in place on a terminal ("\r[#####.....] 4/20 ...").
+void draw_progress(std::FILE* tty, const proto::JobInfo& job);
+std::string format_seconds(double s);
+
+}  // namespace wand::ctl

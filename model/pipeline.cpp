@@ -1,0 +1,442 @@
+#include "model/pipeline.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/torch_compat.h"
+#include "model/checkpoint.h"
+#include "model/dit.h"
+#include "model/image_prep.h"
+#include "model/pipeline_bytes.h"
+#include "model/pipeline_text.h"
+#include "model/pth.h"
+#include "model/sampler_schedule.h"
+#include "model/vae.h"
+
+namespace wand::model {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kHighDir = "high_noise_model";
+constexpr const char* kLowDir = "low_noise_model";
+constexpr const char* kVae21Name = "Wan2.1_VAE.pth";
+constexpr const char* kVae22Name = "Wan2.2_VAE.pth";
+constexpr int kMaxSteps = 1000;
+
+bool is_ti2v(const WanConfig& c) { return c.model_type == "ti2v"; }
+
+WanConfig read_config(const fs::path& expert_dir) {
+  const fs::path p = expert_dir / "config.json";
+  std::ifstream f(p);
+  if (!f) throw Error(ErrorCode::kNotFound, "model: cannot open " + p.string());
+  nlohmann::json j;
+  try {
+    f >> j;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kModelFormat, p.string() + ": not JSON: " + e.what());
+  }
+  return WanConfig::from_checkpoint(j, p.string());
+}
+
+at::Device default_device() {
+  if (at::hasCUDA() && torch::cuda::is_available()) return at::Device(at::kCUDA, 0);
+  return at::Device(at::kCPU);
+}
+
+[[noreturn]] void bad(const std::string& field, const std::string& msg) {
+  throw Error(ErrorCode::kBadRequest, field + ": " + msg);
+}
+
+// Note [CPU noise]: see pipeline.h. The one random draw of a job.
+at::Tensor draw_noise(std::uint64_t seed, at::IntArrayRef shape, at::Tensor* rng_state) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor noise;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+  }
+  *rng_state = gen.get_state();
+  return noise;
+}
+
+void need_blob_entry(const std::map<std::string, at::Tensor>& m, const std::string& blob, const std::string& key) {
+  if (m.find(key) == m.end()) {
+    throw Error(ErrorCode::kModelFormat, "checkpoint blob '" + blob + "': missing entry '" + key + "'");
+  }
+}
+
+std::map<std::string, at::Tensor> parse_blob(const std::map<std::string, std::vector<std::uint8_t>>& blobs,
+                                             const std::string& name) {
+  auto it = blobs.find(name);
+  if (it == blobs.end()) throw Error(ErrorCode::kModelFormat, "checkpoint: missing blob '" + name + "'");
+  return tensors_from_bytes(it->second, "checkpoint blob '" + name + "'");
+}
+
+void check_same_shape(const at::Tensor& saved, const at::Tensor& fresh, const std::string& blob,
+                      const std::string& key) {
+  if (!fresh.defined()) return;
+  if (saved.sizes() != fresh.sizes()) {
+    throw Error(ErrorCode::kModelFormat, "checkpoint blob '" + blob + "': entry '" + key + "' has shape " +
+                                             c10::str(saved.sizes()) + ", the job needs " + c10::str(fresh.sizes()));
+  }
+}
+
+}  // namespace
+
+WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir), opt_(std::move(opt)) {
+  if (!fs::is_directory(dir_)) throw Error(ErrorCode::kNotFound, "model: no directory " + dir_.string());
+  two_experts_ = fs::exists(dir_ / kHighDir / "config.json") || fs::exists(dir_ / kLowDir / "config.json");
+  if (two_experts_) {
+    for (const char* sub : {kHighDir, kLowDir}) {
+      if (!fs::exists(dir_ / sub / "config.json")) {
+        throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + sub + "/config.json");
+      }
+    }
+    cfg_ = read_config(dir_ / kHighDir);
+    const WanConfig low = read_config(dir_ / kLowDir);
+    if (low.model_type != cfg_.model_type || low.in_dim != cfg_.in_dim || low.out_dim != cfg_.out_dim ||
+        low.text_dim != cfg_.text_dim) {
+      throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": high_noise_model and low_noise_model configs differ");
+    }
+    if (is_ti2v(cfg_)) throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": ti2v model in A14B layout");
+  } else {
+    cfg_ = read_config(dir_);
+    if (!is_ti2v(cfg_)) {
+      throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": a single " + cfg_.model_type +
+                                               " model; A14B needs high_noise_model/ and low_noise_model/");
+    }
+  }
+  const fs::path vae_path = dir_ / (is_ti2v(cfg_) ? kVae22Name : kVae21Name);
+  if (!fs::exists(vae_path)) throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + vae_path.filename().string());
+  device_ = opt_.device ? *opt_.device : default_device();
+  run_ = opt_.run_dtype ? *opt_.run_dtype : (device_.is_cuda() ? RunDtype::kBFloat16 : RunDtype::kFloat32);
+  text_ = opt_.text_encoder ? opt_.text_encoder : make_umt5_text_encoder(dir_, device_, run_);
+  log::get("model")->info("generator dir={} variant={} experts={} device={} dtype={}", dir_.string(), cfg_.variant,
+                          two_experts_ ? 2 : 1, device_.str(), run_dtype_name(run_));
+}
+
+WanGenerator::~WanGenerator() = default;
+
+bool WanGenerator::probe(const fs::path& dir) {
+  std::error_code ec;
+  const bool a14b = fs::exists(dir / kHighDir / "config.json", ec) && fs::exists(dir / kLowDir / "config.json", ec) &&
+                    fs::exists(dir / kVae21Name, ec);
+  const bool ti2v = fs::exists(dir / "config.json", ec) && fs::exists(dir / kVae22Name, ec);
+  return a14b || ti2v;
+}
+
+int WanGenerator::fps() const { return is_ti2v(cfg_) ? 24 : 16; }
+
+std::vector<std::string> WanGenerator::tasks() const {
+  if (is_ti2v(cfg_)) return {"ti2v", "t2v", "i2v"};
+  return {cfg_.model_type};
+}
+
+bool WanGenerator::supports(const std::string& task) const {
+  for (const auto& t : tasks()) {
+    if (t == task) return true;
+  }
+  return false;
+}
+
+void WanGenerator::validate(const GenRequest& req) const {
+  if (!supports(req.task)) {
+    std::string list;
+    for (const auto& t : tasks()) list += (list.empty() ? "" : ", ") + t;
+    bad("task", "'" + req.task + "' is not supported by " + cfg_.variant + " (" + list + ")");
+  }
+  const bool has_image = req.image_rgb.defined() || !req.image_bytes.empty();
+  if (req.task == "i2v" && !has_image) bad("image", "task i2v needs an input image");
+  if (req.task == "t2v" && has_image) bad("image", "task t2v takes no input image");
+  if (req.image_rgb.defined() &&
+      (req.image_rgb.dim() != 3 || req.image_rgb.size(2) != 3 || req.image_rgb.scalar_type() != at::kByte)) {
+    bad("image", "expected an RGB uint8 tensor [H, W, 3]");
+  }
+  const int mult = is_ti2v(cfg_) ? 32 : 16;
+  const int w = req.width ? req.width : 1280;
+  const int h = req.height ? req.height : (is_ti2v(cfg_) ? 704 : 720);
+  if (w < 0 || h < 0) bad("width", "sizes must be positive");
+  if (w % mult != 0) bad("width", std::to_string(w) + " is not a multiple of " + std::to_string(mult));
+  if (h % mult != 0) bad("height", std::to_string(h) + " is not a multiple of " + std::to_string(mult));
+  if (static_cast<int64_t>(w) * h > 4096LL * 4096LL) bad("width", "area above 4096x4096");
+  const int frames = req.frames ? req.frames : (is_ti2v(cfg_) ? 121 : 81);
+  if (frames < 1 || (frames - 1) % 4 != 0) bad("frames", std::to_string(frames) + " is not 4n + 1");
+  if (req.steps < 0 || req.steps > kMaxSteps) bad("steps", std::to_string(req.steps) + " out of range 1.." + std::to_string(kMaxSteps));
+  if (req.guide_scale.size() > 2) bad("guide_scale", "at most two values (low-noise, high-noise)");
+  for (double g : req.guide_scale) {
+    if (!std::isfinite(g)) bad("guide_scale", "not finite");
+  }
+  if (req.shift && !(*req.shift > 0.0 && std::isfinite(*req.shift))) bad("shift", "must be a positive number");
+  try {
+    parse_solver(req.sampler);
+  } catch (const Error& e) {
+    bad("sampler", "'" + req.sampler + "' (unipc or dpm++)");
+  }
+}
+
+void WanGenerator::resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const {
+  const int64_t w = req.width ? req.width : 1280;
+  const int64_t h = req.height ? req.height : (is_ti2v(cfg_) ? 704 : 720);
+  const int64_t stride = cfg_.vae_stride_h;  // 8 (A14B) or 16 (ti2v)
+  st.frames = req.frames ? req.frames : (is_ti2v(cfg_) ? 121 : 81);
+  st.lat_f = (st.frames - 1) / cfg_.vae_stride_t + 1;
+  if (!st.has_image) {
+    st.width = w;
+    st.height = h;
+  } else if (!is_ti2v(cfg_)) {
+    // WanI2V.generate: area only, aspect of the image.
+    auto [lat_h, lat_w] = i2v_latent_size(w * h, img_h, img_w, stride, cfg_.patch_h);
+    st.height = lat_h * stride;
+    st.width = lat_w * stride;
+  } else {
+    auto [ow, oh] = best_output_size(img_w, img_h, stride * cfg_.patch_w, stride * cfg_.patch_h, w * h);
+    st.width = ow;
+    st.height = oh;
+  }
+  st.lat_h = st.height / stride;
+  st.lat_w = st.width / stride;
+  st.seq_len = st.lat_f * (st.lat_h / cfg_.patch_h) * (st.lat_w / cfg_.patch_w);
+}
+
+at::Tensor WanGenerator::encode_text(const std::string& text) {
+  at::Tensor ctx = text_(text);
+  if (ctx.dim() != 2 || ctx.size(1) != cfg_.text_dim) {
+    throw Error(ErrorCode::kModelFormat, "text encoder: output " + c10::str(ctx.sizes()) + ", the DiT needs [L, " +
+                                             std::to_string(cfg_.text_dim) + "]");
+  }
+  if (ctx.size(0) > cfg_.text_len) ctx = ctx.narrow(0, 0, cfg_.text_len);
+  return ctx.to(device_);
+}
+
+GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) {
+  validate(req);
+  auto checkpoint = [&] {
+    if (check) check();
+  };
+  GenState st;
+  st.task = req.task;
+  st.seed = req.seed;
+  at::Tensor rgb;
+  if (req.image_rgb.defined()) {
+    rgb = req.image_rgb.to(at::kCPU).contiguous();
+  } else if (!req.image_bytes.empty()) {
+    rgb = image_from_bytes(req.image_bytes);
+  }
+  st.has_image = rgb.defined();
+  resolve_size(req, st.has_image ? rgb.size(0) : 0, st.has_image ? rgb.size(1) : 0, st);
+
+  // Guidance scales (low-noise, high-noise) and the sampler.
+  st.guide_low = cfg_.guide_scale_low;
+  st.guide_high = cfg_.guide_scale_high;
+  if (req.guide_scale.size() == 1) st.guide_low = st.guide_high = req.guide_scale[0];
+  if (req.guide_scale.size() == 2) {
+    st.guide_low = req.guide_scale[0];
+    st.guide_high = req.guide_scale[1];
+  }
+  const int steps = req.steps ? req.steps : cfg_.sample_steps;
+  const double shift = req.shift ? *req.shift : cfg_.sample_shift;
+  st.sampler.emplace(parse_solver(req.sampler), steps, shift);
+
+  // Text: two separate calls; the default negative prompt when empty (reference §5.5).
+  checkpoint();
+  st.context = encode_text(req.prompt);
+  checkpoint();
+  st.context_null = encode_text(req.negative.empty() ? default_negative_prompt() : req.negative);
+
+  // Noise (the only random draw), then the task's conditioning.
+  checkpoint();
+  const int64_t channels = cfg_.out_dim;  // 16 (A14B) or 48 (ti2v)
+  at::Tensor noise = draw_noise(req.seed, {channels, st.lat_f, st.lat_h, st.lat_w}, &st.rng_state).to(device_);
+  st.latent = noise;
+  if (st.has_image && !is_ti2v(cfg_)) {
+    // WanI2V.generate: bicubic resize on the CPU (fp32), conditioning video with
+    // F - 1 zero frames, VAE encode, y = cat(mask, latent).
+    at::Tensor img = bicubic_resize(unit_image(rgb), st.height, st.width);  // [3, h, w]
+    at::Tensor video = at::cat({img.unsqueeze(1), at::zeros({3, st.frames - 1, st.height, st.width}, at::kFloat)}, 1);
+    checkpoint();
+    at::Tensor lat = vae().encode(video.to(device_));  // [16, Fl, lat_h, lat_w]
+    at::Tensor msk = i2v_mask(st.frames, st.lat_h, st.lat_w).to(device_);
+    st.y = at::cat({msk, lat.to(at::kFloat)}, 0);
+  } else if (st.has_image) {
+    // WanTI2V.i2v: Lanczos + centre crop, VAE 2.2 encode of the one frame, frame-0 mixing.
+    at::Tensor img = ti2v_image(rgb, st.width, st.height);  // [3, 1, oh, ow]
+    checkpoint();
+    st.z = vae().encode(img.to(device_)).to(at::kFloat);  // [48, 1, lat_h, lat_w]
+    st.mask2 = at::ones_like(noise);
+    st.mask2.select(1, 0).zero_();
+    st.latent = (1.0 - st.mask2) * st.z + st.mask2 * noise;
+  }
+  log::get("model")->info("prepare task={} size={}x{} frames={} latent={} seq_len={} steps={} sampler={} seed={}",
+                          st.task, st.width, st.height, st.frames, c10::str(st.latent.sizes()), st.seq_len, steps,
+                          solver_name(st.sampler->kind()), st.seed);
+  return st;
+}
+
+const WanDit& WanGenerator::expert(bool high_noise) {
+  std::unique_ptr<WanDit>& slot = (two_experts_ && !high_noise) ? low_ : high_;
+  if (!slot) {
+    if (two_experts_ && !opt_.keep_both_experts) (high_noise ? low_ : high_).reset();
+    const fs::path d = two_experts_ ? dir_ / (high_noise ? kHighDir : kLowDir) : dir_;
+    CheckpointDir ck(d);
+    slot = std::make_unique<WanDit>(WanDit::load(ck, run_, device_, /*load_blocks=*/true));
+    log::get("model")->info("dit loaded dir={} layers={} dtype={}", d.string(), slot->num_layers(), run_dtype_name(run_));
+  }
+  return *slot;
+}
+
+const Vae& WanGenerator::vae() {
+  if (!vae_) {
+    const fs::path p = dir_ / (is_ti2v(cfg_) ? kVae22Name : kVae21Name);
+    PthFile src(p.string());
+    VaeOptions o;
+    o.device = device_;
+    o.dtype = at::kFloat;
+    vae_ = std::make_unique<Vae>(src, o);
+  }
+  return *vae_;
+}
+
+void WanGenerator::step(GenState& st, const CancelCheck& check) {
+  WAND_ASSERT(st.sampler.has_value(), "step: state was not prepared");
+  if (st.sampler->done()) throw Error(ErrorCode::kInternal, "step: every step is already done");
+  at::NoGradGuard no_grad;
+  const int64_t t = st.sampler->timestep();
+  bool high = true;
+  double g = st.guide_high;
+  char who = 's';
+  if (two_experts_) {
+    const ExpertChoice c = choose_expert(t, cfg_.boundary, st.guide_low, st.guide_high);
+    high = c.use_high_noise;
+    g = c.guide_scale;
+    who = high ? 'h' : 'l';
+  }
+  const WanDit& dit = expert(high);
+
+  // Timestep input: A14B int64 [1]; ti2v per-token fp32 [1, seq_len] (0 on frame 0 with an image).
+  at::Tensor t_in = is_ti2v(cfg_)
+                        ? ti2v_token_timesteps(st.lat_f, st.lat_h / cfg_.patch_h, st.lat_w / cfg_.patch_w, st.seq_len,
+                                               t, st.has_image)
+                              .to(device_)
+                        : at::full({1}, t, at::TensorOptions().dtype(at::kLong)).to(device_);
+  c10::optional<at::Tensor> y;
+  if (st.y.defined()) y = st.y;
+
+  // Both CFG branches interleaved per block (each block's weights used twice in a row).
+  const at::Tensor& x = st.latent;
+  DitInputs in_c = dit.embed(x, t_in, st.context, st.seq_len, y);
+  DitInputs in_u = in_c;
+  in_u.context = dit.embed_text(st.context_null);
+  at::Tensor hc = in_c.tokens, hu = in_u.tokens;
+  for (int64_t i = 0; i < dit.num_layers(); ++i) {
+    if (check) check();
+    hc = dit.block(i, hc, in_c);
+    ++block_calls_;
+    hu = dit.block(i, hu, in_u);
+    ++block_calls_;
+  }
+  if (check) check();
+  at::Tensor v_c = dit.head(hc, in_c);
+  at::Tensor v_u = dit.head(hu, in_u);
+  at::Tensor v = cfg_combine(v_u, v_c, g);
+
+  // Sampler step on a copy so that a throw above leaves the state untouched.
+  at::Tensor next = st.sampler->step(v, x);
+  if (st.mask2.defined()) next = (1.0 - st.mask2) * st.z + st.mask2 * next;  // ti2v re-injection
+  st.latent = next;
+  st.experts_run.push_back(who);
+}
+
+at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
+  WAND_ASSERT(st.sampler.has_value(), "decode: state was not prepared");
+  if (!st.sampler->done()) {
+    throw Error(ErrorCode::kInternal, "decode: " + std::to_string(st.completed_steps()) + " of " +
+                                          std::to_string(st.total_steps()) + " steps done");
+  }
+  if (check) check();
+  at::NoGradGuard no_grad;
+  at::Tensor video = vae().decode(st.latent);  // [3, F, H, W] in [-1, 1]
+  return video.to(at::kCPU).to(at::kFloat);
+}
+
+at::Tensor WanGenerator::to_uint8(const at::Tensor& video) {
+  WAND_ASSERT(video.dim() == 4 && video.size(0) == 3, "to_uint8: expected [3, F, H, W]");
+  at::Tensor x = video.to(at::kCPU).to(at::kFloat).clamp(-1.0, 1.0);
+  x = (x - (-1.0)) / (1.0 - (-1.0));
+  x = (x * 255).to(at::kByte);  // truncation toward zero
+  return x.permute({1, 2, 3, 0}).contiguous();  // [F, H, W, 3]
+}
+
+std::map<std::string, std::vector<std::uint8_t>> WanGenerator::save_state(const GenState& st) const {
+  WAND_ASSERT(st.sampler.has_value(), "save_state: state was not prepared");
+  std::map<std::string, std::vector<std::uint8_t>> out;
+  at::Tensor who = at::empty({static_cast<int64_t>(st.experts_run.size())}, at::kByte);
+  for (std::size_t i = 0; i < st.experts_run.size(); ++i) who[static_cast<int64_t>(i)] = static_cast<int64_t>(st.experts_run[i]);
+  out["latent"] = tensors_to_bytes({{"latent", st.latent},
+                                    {"step_index", at::full({1}, st.sampler->step_index(), at::kLong)},
+                                    {"experts_run", who}});
+  out["sampler"] = tensors_to_bytes(st.sampler->state_dict());
+  out["rng"] = tensors_to_bytes({{"generator_state", st.rng_state},
+                                 {"seed", at::full({1}, static_cast<int64_t>(st.seed), at::kLong)}});
+  std::map<std::string, at::Tensor> cond{{"context", st.context}, {"context_null", st.context_null}};
+  if (st.y.defined()) cond["y"] = st.y;
+  if (st.z.defined()) cond["z"] = st.z;
+  if (st.mask2.defined()) cond["mask2"] = st.mask2;
+  out["cond"] = tensors_to_bytes(cond);
+  return out;
+}
+
+void WanGenerator::load_state(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs) const {
+  WAND_ASSERT(st.sampler.has_value(), "load_state: state was not prepared");
+  auto lat = parse_blob(blobs, "latent");
+  auto smp = parse_blob(blobs, "sampler");
+  auto rng = parse_blob(blobs, "rng");
+  auto cond = parse_blob(blobs, "cond");
+  for (const char* k : {"latent", "step_index", "experts_run"}) need_blob_entry(lat, "latent", k);
+  for (const char* k : {"generator_state", "seed"}) need_blob_entry(rng, "rng", k);
+  for (const char* k : {"context", "context_null"}) need_blob_entry(cond, "cond", k);
+  if (rng["seed"].item<int64_t>() != static_cast<int64_t>(st.seed)) {
+    throw Error(ErrorCode::kModelFormat, "checkpoint blob 'rng': seed differs from the job's");
+  }
+  check_same_shape(lat["latent"], st.latent, "latent", "latent");
+  for (const char* k : {"y", "z", "mask2"}) {
+    const at::Tensor& fresh = std::string(k) == "y" ? st.y : (std::string(k) == "z" ? st.z : st.mask2);
+    if (fresh.defined()) {
+      need_blob_entry(cond, "cond", k);
+      check_same_shape(cond[k], fresh, "cond", k);
+    }
+  }
+  // Sampler: the saved history lives with the latents on the run device.
+  for (auto& [k, v] : smp) {
+    if (v.dim() >= 2) v = v.to(device_);
+  }
+  FlowSampler sampler(smp);
+  if (sampler.kind() != st.sampler->kind() || sampler.steps() != st.sampler->steps() ||
+      sampler.schedule().sigmas != st.sampler->schedule().sigmas) {
+    throw Error(ErrorCode::kModelFormat, "checkpoint blob 'sampler': solver, steps or shift differ from the job's");
+  }
+  const int64_t idx = lat["step_index"].item<int64_t>();
+  if (idx != sampler.step_index() || lat["experts_run"].numel() != idx) {
+    throw Error(ErrorCode::kModelFormat, "checkpoint blob 'latent': step_index " + std::to_string(idx) +
+                                             " does not match the sampler's " + std::to_string(sampler.step_index()));
+  }
+  // Commit.
+  st.latent = lat["latent"].to(at::kFloat).to(device_);
+  st.sampler.emplace(std::move(sampler));
+  st.rng_state = rng["generator_state"];
+  st.experts_run.clear();
+  at::Tensor who = lat["experts_run"].to(at::kByte).contiguous();
+  for (int64_t i = 0; i < who.numel(); ++i) st.experts_run.push_back(static_cast<char>(who[i].item<int64_t>()));
+  st.context = cond["context"].to(st.context.scalar_type()).to(device_);
+  st.context_null = cond["context_null"].to(st.context_null.scalar_type()).to(device_);
+  if (st.y.defined()) st.y = cond["y"].to(device_);
+  if (st.z.defined()) st.z = cond["z"].to(device_);
+  if (st.mask2.defined()) st.mask2 = cond["mask2"].to(device_);
+}
+
+}  // namespace wand::model

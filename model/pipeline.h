@@ -1,0 +1,180 @@
+// WanGenerator: the Wan2.2 generation pipelines (official WanT2V.generate,
+// WanI2V.generate, WanTI2V.generate) as a step-wise generator, so that a job
+// runner can checkpoint between denoising steps and resume bitwise identically.
+//
+//   WanGenerator gen("/models/Wan2.2-T2V-A14B");          // release layout
+//   GenRequest req;  req.task = "t2v";  req.prompt = "a cat surfing";
+//   req.width = 832; req.height = 480; req.frames = 81; req.seed = 42;
+//   GenState st = gen.prepare(req);                        // text, noise, i2v/ti2v conditioning
+//   while (st.completed_steps() < st.total_steps()) {
+//     gen.step(st, [&] { token.throw_if_cancelled(); });   // checked between DiT blocks
+//     auto blobs = gen.save_state(st);                     // latents, sampler, RNG, conditioning
+//   }
+//   at::Tensor video = gen.decode(st);                     // [3, F, H, W] fp32 in [-1, 1] (CPU)
+//   at::Tensor rgb = WanGenerator::to_uint8(video);        // [F, H, W, 3] uint8 (truncation)
+//
+// Model directories (reference §2.1; wand-make-model writes the same layout):
+//   A14B (t2v / i2v): high_noise_model/ + low_noise_model/ (config.json + shards),
+//     models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/;
+//   ti2v-5B: config.json + shards at the root, the same T5 and tokenizer, Wan2.2_VAE.pth.
+//
+// Tasks: an A14B t2v dir runs "t2v" (width x height exactly, multiples of 16);
+// an A14B i2v dir runs "i2v" (image required; width * height is the area, the
+// aspect follows the image); a ti2v dir runs "ti2v" (image optional), "t2v"
+// (no image) and "i2v" (image required): without an image width x height
+// exactly (multiples of 32), with one best_output_size of the area.
+//
+// Reproducibility contract (Note [CPU noise]): the only random draw of a job
+// is the initial noise, drawn on the CPU from a generator seeded with the seed
+// (at::randn, float32) and then moved to the run device. The same seed gives
+// the same noise on every machine and device, unlike the official CUDA draw
+// (which depends on the PyTorch version and the GPU's SM count). On the CPU in
+// fp32 the whole generation is deterministic: same request -> same bytes.
+//
+// Device: CUDA when LibTorch has it and a GPU is present, else the CPU; DiT run
+// dtype bf16 on CUDA, fp32 on the CPU (GeneratorOptions overrides both). The
+// VAEs run in fp32, latents and sampler arithmetic are fp32.
+//
+// Owns the DiT experts (loaded on first use), the VAE and the text encoder.
+// One thread at a time per generator; a GenState belongs to one generator.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "model/dit_block_weights.h"  // RunDtype
+#include "model/sampler.h"
+#include "model/wan_config.h"
+
+namespace wand::model {
+
+class WanDit;
+class Vae;
+
+// Encodes one prompt to its trimmed umT5 embedding [L_txt, text_dim] (EOS
+// included); the prompt is passed as given (cleaning is the encoder's job).
+using TextEncodeFn = std::function<at::Tensor(const std::string& text)>;
+// Called between DiT blocks (and between the stages of prepare/decode); throws
+// (e.g. Error(kCancelled)) to stop. The state is left as it was before the call.
+using CancelCheck = std::function<void()>;
+
+struct GeneratorOptions {
+  std::optional<at::Device> device;  // default: CUDA when available, else CPU
+  std::optional<RunDtype> run_dtype;  // default: bf16 on CUDA, fp32 on the CPU
+  // Default: the umT5 encoder and tokenizer of the model directory.
+  TextEncodeFn text_encoder;
+  // A14B: keep both experts in memory once loaded (false: drop the idle one at
+  // the switch and reload it when a later job needs it).
+  bool keep_both_experts = true;
+};
+
+struct GenRequest {
+  std::string task = "t2v";  // t2v | i2v | ti2v
+  std::string prompt;
+  std::string negative;      // empty: the official default negative prompt
+  std::vector<std::uint8_t> image_bytes;  // encoded image (PNG, JPEG, PPM, ...)
+  at::Tensor image_rgb;      // or decoded: [H, W, 3] uint8 (wins over image_bytes)
+  int width = 0;             // 0: the model's default size (1280x720 A14B, 1280x704 ti2v)
+  int height = 0;
+  int frames = 0;            // 0: the model's default (81 A14B, 121 ti2v); must be 4n + 1
+  int steps = 0;             // 0: the model's default (40 A14B, 50 ti2v)
+  std::uint64_t seed = 0;
+  std::vector<double> guide_scale;  // empty: default; one value: both experts; two: (low, high)
+  std::optional<double> shift;      // empty: the model's sample_shift
+  std::string sampler = "unipc";    // unipc | dpm++
+};
+
+// Everything a job needs between steps. Tensors live on the generator's device.
+struct GenState {
+  std::string task;               // as requested
+  bool has_image = false;
+  int64_t width = 0, height = 0;  // output video size
+  int64_t frames = 0;
+  int64_t lat_f = 0, lat_h = 0, lat_w = 0;
+  int64_t seq_len = 0;            // tokens (one GPU: lat_f * lat_h/2 * lat_w/2)
+  std::uint64_t seed = 0;
+  double guide_low = 0, guide_high = 0;  // sample_guide_scale (low-noise, high-noise)
+  at::Tensor context, context_null;  // [L, text_dim] trimmed umT5 outputs (prompt, negative)
+  at::Tensor latent;                 // [C, lat_f, lat_h, lat_w] fp32
+  at::Tensor y;                      // i2v: [20, lat_f, lat_h, lat_w] = cat(mask(4), image latent(16))
+  at::Tensor z;                      // ti2v with image: [48, 1, lat_h, lat_w] image latent
+  at::Tensor mask2;                  // ti2v with image: [48, lat_f, lat_h, lat_w], 0 on latent frame 0
+  at::Tensor rng_state;              // CPU generator state after the noise draw (uint8)
+  std::optional<FlowSampler> sampler;
+  std::string experts_run;           // one char per completed step: 'h' high, 'l' low, 's' single model
+
+  int completed_steps() const { return sampler ? static_cast<int>(sampler->step_index()) : 0; }
+  int total_steps() const { return sampler ? sampler->steps() : 0; }
+};
+
+class WanGenerator {
+ public:
+  explicit WanGenerator(const std::filesystem::path& dir, GeneratorOptions opt = {});
+  ~WanGenerator();
+  WanGenerator(const WanGenerator&) = delete;
+  WanGenerator& operator=(const WanGenerator&) = delete;
+
+  // True when `dir` has the file layout of an A14B or ti2v-5B release (no parsing of weights).
+  static bool probe(const std::filesystem::path& dir);
+
+  const WanConfig& config() const { return cfg_; }   // of the (first) expert
+  bool two_experts() const { return two_experts_; }
+  at::Device device() const { return device_; }
+  RunDtype run_dtype() const { return run_; }
+  int fps() const;                                    // 16 (A14B) or 24 (ti2v)
+  std::vector<std::string> tasks() const;             // tasks this directory runs
+  bool supports(const std::string& task) const;
+
+  // Model-specific checks of a request (task, sizes, frames, steps, guide
+  // scales, sampler, image presence); throws Error(kBadRequest) naming the field.
+  void validate(const GenRequest& req) const;
+  // Text encoding, noise, conditioning, sampler set-up. Checks `check` between stages.
+  GenState prepare(const GenRequest& req, const CancelCheck& check = {});
+  // One denoising step (expert by boundary, cond + uncond forwards interleaved
+  // per block, CFG, sampler step, ti2v re-injection). On a throw the state is unchanged.
+  void step(GenState& st, const CancelCheck& check = {});
+  // Latents -> video [3, F, H, W] fp32 in [-1, 1] on the CPU. Needs every step done.
+  at::Tensor decode(const GenState& st, const CancelCheck& check = {});
+  // [3, F, H, W] in [-1, 1] -> [F, H, W, 3] uint8 as the official save_video
+  // (clamp, (x + 1) / 2 * 255, truncation).
+  static at::Tensor to_uint8(const at::Tensor& video);
+
+  // Checkpoint blobs: "latent", "sampler", "rng", "cond" (each an in-memory
+  // safetensors, model/pipeline_bytes.h). The conditioning (text embeddings,
+  // i2v y, ti2v z) is stored too, so a resume never depends on re-encoding.
+  std::map<std::string, std::vector<std::uint8_t>> save_state(const GenState& st) const;
+  // Restores save_state() output into a state fresh from prepare() of the same
+  // request. Throws Error(kModelFormat) naming the blob on missing or mismatched data.
+  void load_state(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs) const;
+
+  // Number of DiT block calls so far (both branches count), for tests and stats.
+  int64_t block_calls() const { return block_calls_; }
+
+ private:
+  const WanDit& expert(bool high_noise);
+  const Vae& vae();
+  at::Tensor encode_text(const std::string& text);
+  void resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const;
+
+  std::filesystem::path dir_;
+  GeneratorOptions opt_;
+  at::Device device_ = at::kCPU;
+  RunDtype run_ = RunDtype::kFloat32;
+  bool two_experts_ = false;
+  WanConfig cfg_;
+  std::unique_ptr<WanDit> high_;   // A14B high-noise expert, or the single ti2v model
+  std::unique_ptr<WanDit> low_;    // A14B low-noise expert
+  std::unique_ptr<Vae> vae_;
+  TextEncodeFn text_;
+  int64_t block_calls_ = 0;
+};
+
+}  // namespace wand::model

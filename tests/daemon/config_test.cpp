@@ -1,0 +1,91 @@
+// Configuration: every file in configs/ validates; bad values fail naming the
+// field; flags override the file.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "tests/scheduler/test_dir.h"
+
+namespace wand::daemon {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+TEST(Config, EveryShippedConfigValidates) {
+  int n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(WAND_SOURCE_DIR) / "configs")) {
+    if (e.path().extension() != ".json") continue;
+    ++n;
+    SCOPED_TRACE(e.path().string());
+    DaemonConfig c;
+    ASSERT_NO_THROW(c = load_config_file(e.path()));
+    EXPECT_FALSE(c.memory.is_null());
+    EXPECT_FALSE(c.socket_path.empty());
+  }
+  EXPECT_GE(n, 5);  // the default and the four examples
+}
+
+TEST(Config, MixedExampleKeepsPerDeviceBudgets) {
+  DaemonConfig c = load_config_file(fs::path(WAND_SOURCE_DIR) / "configs/examples/mixed-24-12-80gb.json");
+  ASSERT_EQ(c.memory["devices"].size(), 3u);
+  EXPECT_EQ(c.memory["devices"][1]["bytes"], "10GiB");
+}
+
+void expect_config_error(const json& j, const std::string& needle) {
+  try {
+    parse_config(j, "test.json");
+    ADD_FAILURE() << "accepted " << j.dump();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("test.json"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, ErrorsNameTheField) {
+  expect_config_error({{"socket", {{"path", "rel.sock"}}}}, "socket.path");
+  expect_config_error({{"socket", {{"mode", "0999"}}}}, "socket.mode");
+  expect_config_error({{"socket", {{"colour", "blue"}}}}, "socket.colour");
+  expect_config_error({{"state_dir", 5}}, "state_dir");
+  expect_config_error({{"log_level", "loud"}}, "log_level");
+  expect_config_error({{"max_message_bytes", 12}}, "max_message_bytes");
+  expect_config_error({{"models", {{"tiny", 3}}}}, "models.tiny");
+  expect_config_error({{"modles", json::object()}}, "modles");
+  expect_config_error({{"memory", {{"host", {{"bytes", "lots"}}}}}}, "host.bytes");
+  expect_config_error(json::parse(R"({"memory": {"host": {"bytes": 1}, "devices": [{"index": 0}]}})"),
+                      "devices[0].bytes");
+  expect_config_error(json::array(), "top level");
+}
+
+TEST(Config, CommentsAndUnderscoreKeysAreIgnored) {
+  test::TempDir dir;
+  auto f = dir.path() / "c.json";
+  std::ofstream(f) << "{\n // a comment\n \"_comment\": \"x\", /* more */ \"state_dir\": \"/srv/wand\"}\n";
+  DaemonConfig c = load_config_file(f);
+  EXPECT_EQ(c.state_dir, "/srv/wand");
+}
+
+TEST(Config, FlagsOverrideTheFile) {
+  test::TempDir dir;
+  auto f = dir.path() / "c.json";
+  std::ofstream(f) << R"({"socket": {"path": "/run/x.sock"}, "state_dir": "/a", "models": {"m": "/m1"}})";
+  DaemonOptions o;
+  o.config_file = f;
+  o.flags.socket_path = "/tmp/y.sock";
+  o.flags.models["n"] = "/n1";
+  o.flags.models["m"] = "/m2";
+  DaemonConfig c = effective_config(o);
+  EXPECT_EQ(c.socket_path, "/tmp/y.sock");
+  EXPECT_EQ(c.state_dir, "/a");
+  EXPECT_EQ(c.models.at("m"), "/m2");
+  EXPECT_EQ(c.models.at("n"), "/n1");
+  o.flags.log_level = "chatty";
+  EXPECT_THROW(effective_config(o), Error);
+}
+
+}  // namespace
+}  // namespace wand::daemon

@@ -1,0 +1,111 @@
+// Identity and access: a second uid cannot see or cancel the first uid's job,
+// sees its own, and reaches the socket only through the socket's group. Needs
+// root (to fork a client that drops to nobody); skipped otherwise.
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "tests/daemon/harness.h"
+
+namespace wand::test {
+namespace {
+
+using nlohmann::json;
+
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+
+// Runs fn in a child that dropped to uid/gid; returns the child's exit code.
+int as_user(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(90);
+    int rc = 91;
+    try {
+      rc = fn();
+    } catch (...) {
+      rc = 92;
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+TEST(Identity, SecondUidCannotSeeOrCancelAnotherUsersJob) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to fork a client as another uid";
+  if (!::getgrgid(kNogroup)) GTEST_SKIP() << "no group 65534";
+  DaemonFixture d(30);
+  // nobody must reach the socket directory; the socket itself is 0660 root:nogroup.
+  ::chmod(d.dir().c_str(), 0711);
+  ::chmod((d.dir() / "run").c_str(), 0711);
+  struct group* g = ::getgrgid(kNogroup);
+  d.start({"--socket-group", g->gr_name, "--admin-group", ""});
+
+  struct stat st {};
+  ASSERT_EQ(::stat(d.socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, kNogroup);
+
+  std::string root_job;
+  {
+    RawClient c(d.socket());
+    json h = c.hello();
+    EXPECT_EQ(h["uid"], 0);
+    EXPECT_EQ(h["admin"], true);
+    root_job = c.call({{"type", "submit"}, {"job", fake_job(1, 100)}})["id"];
+  }
+
+  // Each check in the child maps to its own exit code, so a failure says which.
+  int rc = as_user(kNobody, kNogroup, [&]() -> int {
+    RawClient c(d.socket());
+    json h = c.hello();
+    if (h["uid"] != kNobody || h["admin"] != false) return 10;
+    if (c.call({{"type", "status"}, {"job", root_job}})["code"] != "not_found") return 11;
+    if (c.call({{"type", "cancel"}, {"job", root_job}})["code"] != "not_found") return 12;
+    if (c.call({{"type", "watch"}, {"job", root_job}})["code"] != "not_found") return 13;
+    if (c.call({{"type", "fetch"}, {"job", root_job}})["code"] != "not_found") return 14;
+    if (!c.call({{"type", "list"}})["jobs"].empty()) return 15;
+    if (c.call({{"type", "shutdown"}})["code"] != "permission_denied") return 16;
+    json s = c.call({{"type", "submit"}, {"job", fake_job(2, 1)}});
+    if (s["type"] != "submitted") return 17;
+    json own = c.call({{"type", "status"}, {"job", s["id"]}});
+    if (own["type"] != "job" || own["owner_uid"] != kNobody) return 18;
+    json list = c.call({{"type", "list"}});
+    if (list["jobs"].size() != 1 || list["jobs"][0]["id"] != s["id"]) return 19;
+    return 0;
+  });
+  EXPECT_EQ(rc, 0) << "child check " << rc << " failed (see the codes in the test)";
+
+  // wanctl as nobody: the same rules through the real client (exit 4 = not found).
+  rc = as_user(kNobody, kNogroup, [&]() -> int {
+    CmdResult r = d.wanctl({"cancel", root_job});
+    return r.exit_code == 4 ? 0 : 20 + r.exit_code;
+  });
+  EXPECT_EQ(rc, 0);
+
+  // A uid outside the socket's group cannot connect at all (exit 3, clear message).
+  rc = as_user(65533, 65533, [&]() -> int {
+    CmdResult r = d.wanctl({"ls"});
+    if (r.err.find("permission denied") == std::string::npos) return 31;
+    return r.exit_code == 3 ? 0 : 30;
+  });
+  EXPECT_EQ(rc, 0);
+
+  // The root job was never cancelled; root (admin) sees both jobs.
+  RawClient c(d.socket());
+  c.hello();
+  json r = c.call({{"type", "status"}, {"job", root_job}});
+  EXPECT_FALSE(r["cancel_requested"].get<bool>());
+  EXPECT_NE(r["state"], "cancelled");
+  EXPECT_EQ(c.call({{"type", "list"}})["jobs"].size(), 2u);
+  EXPECT_EQ(c.call({{"type", "cancel"}, {"job", root_job}})["type"], "cancelled");
+  d.stop();
+}
+
+}  // namespace
+}  // namespace wand::test

@@ -1,0 +1,7 @@
+# DiT family tests (owner: dit), label model.
+wand_add_test(dit_golden_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/dit_golden_test.cpp
+  LIBS wand_model
+  LABELS model)
+target_compile_definitions(dit_golden_test PRIVATE WAND_GOLDEN_BIN="$<TARGET_FILE:wand-golden>")
+add_dependencies(dit_golden_test wand-golden)

@@ -1,0 +1,12 @@
+# Pipeline tests (owner: pipe), label model. pipeline_tiny_model.cpp writes tiny
+# model directories; tests/scheduler/wan reuses it through this library.
+add_library(wand_pipeline_test_support STATIC ${CMAKE_CURRENT_SOURCE_DIR}/pipeline_tiny_model.cpp)
+target_include_directories(wand_pipeline_test_support PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(wand_pipeline_test_support PUBLIC wand_model)
+wand_torch_pch(wand_pipeline_test_support)
+wand_add_test(pipeline_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/pipeline_test.cpp
+  LIBS wand_pipeline_test_support wand_model
+  LABELS model
+  TIMEOUT 300)
+wand_torch_pch(pipeline_test)
