@@ -46,6 +46,7 @@ struct IoRequest {
   std::uint64_t bytes_required = ~std::uint64_t{0};  // reads: min(bytes, this) must arrive
   bool write = false;
   bool direct = true;              // fd opened with O_DIRECT (alignment rules apply)
+  bool urgent = false;             // a demand: its chunks go ahead of queued prefetches
 };
 
 // An I/O failure: carries the file, the offset of the failing piece and the errno.

@@ -353,15 +353,22 @@ PinnedCopy MemoryPool::pin(BlobId id, int t) {
 
 PinnedCopy MemoryPool::acquire(BlobId id, int t, RequestOptions options) {
   tier(t);
+  options.urgent = true;
   Launches launches;
   PinnedCopy p;
+  std::exception_ptr err;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Blob& b = blobs_.at(id);
-    request_locked(b, t, options, launches);
-    p = pin_copy_locked(b, t);  // in the same critical section: nobody evicts in between
+    try {
+      Blob& b = blobs_.at(id);
+      request_locked(b, t, options, launches);
+      p = pin_copy_locked(b, t);  // in the same critical section: nobody evicts in between
+    } catch (...) {
+      err = std::current_exception();
+    }
   }
   for (auto& launch : launches) launch();
+  if (err) std::rethrow_exception(err);
   p.wait();
   return p;
 }
@@ -372,11 +379,17 @@ Completion MemoryPool::request(BlobId id, int t, RequestOptions options) {
   tier(t);
   Launches launches;
   Completion c;
+  std::exception_ptr err;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    c = request_locked(blobs_.at(id), t, options, launches);
+    try {
+      c = request_locked(blobs_.at(id), t, options, launches);
+    } catch (...) {
+      err = std::current_exception();
+    }
   }
-  for (auto& launch : launches) launch();
+  for (auto& launch : launches) launch();  // also on failure: copies already marked loading
+  if (err) std::rethrow_exception(err);
   return c;
 }
 
@@ -432,7 +445,11 @@ Completion MemoryPool::request_locked(Blob& b, int t, const RequestOptions& opti
       // Device and disk copies are made from the host copy (loading it first if needed).
       // The staging copy may always evict by LRU: RequestOptions::evict is about the
       // target tier, which a residency plan manages; the host tier is managed by use.
-      if (!usable(host)) request_locked(b, host, RequestOptions{}, launches);
+      if (!usable(host)) {
+        RequestOptions staging;
+        staging.urgent = options.urgent;
+        request_locked(b, host, staging, launches);
+      }
       src.tier = host;
     }
   } catch (...) {
@@ -462,12 +479,12 @@ Completion MemoryPool::request_locked(Blob& b, int t, const RequestOptions& opti
   c.pending = done.completion();
   ++in_flight_;
   launches.push_back([this, id = b.id, bytes = b.bytes, t, dst, head, generation = c.generation, src,
-                      done]() {
+                      urgent = options.urgent, done]() {
     src.ready.then([=](const std::exception_ptr& err) {
       if (err) {
         finish_transfer(id, t, generation, src, done, err);
       } else {
-        start_transfer(id, bytes, t, dst, head, generation, src, done);
+        start_transfer(id, bytes, t, dst, head, generation, src, urgent, done);
       }
     });
   });
@@ -475,7 +492,7 @@ Completion MemoryPool::request_locked(Blob& b, int t, const RequestOptions& opti
 }
 
 void MemoryPool::start_transfer(BlobId id, std::uint64_t bytes, int t, Extent dst, std::uint64_t dst_head,
-                                std::uint64_t generation, Source src, CompletionSource done) {
+                                std::uint64_t generation, Source src, bool urgent, CompletionSource done) {
   Tier& to = *tiers_[static_cast<std::size_t>(t)];
   Completion moved;
   try {
@@ -490,11 +507,11 @@ void MemoryPool::start_transfer(BlobId id, std::uint64_t bytes, int t, Extent ds
         path = b.file->path;
         file_offset = align_down(b.file->offset);
       }
-      moved = xfer_->file_to_host(f.fd, path, f.direct, file_offset, dst, dst_head, bytes);
+      moved = xfer_->file_to_host(f.fd, path, f.direct, file_offset, dst, dst_head, bytes, urgent);
     } else {
       Tier& from = *tiers_[static_cast<std::size_t>(src.tier)];
       if (from.kind() == TierKind::kDisk) {
-        moved = xfer_->disk_to_host(src.extent, dst, bytes);
+        moved = xfer_->disk_to_host(src.extent, dst, bytes, urgent);
       } else if (to.kind() == TierKind::kDisk) {
         moved = xfer_->host_to_disk(src.extent, dst, bytes);
       } else if (to.kind() == TierKind::kDevice) {

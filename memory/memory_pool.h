@@ -74,6 +74,9 @@ struct RequestOptions {
   // May evict unpinned copies on the target tier (LRU) to make room. A host copy made on
   // the way to a device or the disk (staging) may always evict host copies by LRU.
   bool evict = true;
+  // A demand (someone waits on it now): its disk reads go ahead of queued prefetches.
+  // acquire() always sets it.
+  bool urgent = false;
 };
 
 // A pin on one copy (RAII: unpins on destruction). Move-only.
@@ -180,7 +183,7 @@ class MemoryPool {
   PinnedCopy pin_copy_locked(Blob& b, int t);
   void unpin(BlobId id, int tier, std::uint64_t generation);
   void start_transfer(BlobId id, std::uint64_t bytes, int t, Extent dst, std::uint64_t dst_head,
-                      std::uint64_t generation, Source src, CompletionSource done);
+                      std::uint64_t generation, Source src, bool urgent, CompletionSource done);
   void finish_transfer(BlobId id, int t, std::uint64_t generation, const Source& src,
                        CompletionSource done, std::exception_ptr err);
   OpenFile open_file_locked(const std::string& path);
@@ -204,7 +207,14 @@ class MemoryPool {
 
   // Note [Pool status]: status_json() reports, per tier, capacity / used / pinned /
   // largest free extent / transfers in flight / total bytes moved in and out, and the
-  // GB/s moved since the previous status_json() call (the "last interval").
+  // GB/s moved (in + out) since the previous status_json() call (the "last interval"):
+  //   {"tiers": [{"name": "host", "kind": "host", "capacity_bytes": .., "used_bytes": ..,
+  //               "free_bytes": .., "pinned_bytes": .., "largest_free_bytes": ..,
+  //               "transfers_in_flight": .., "bytes_moved_in": .., "bytes_moved_out": ..,
+  //               "gbps": .., "page_locked": true},
+  //              {"name": "disk", "kind": "disk", ..., "path": "/spool/wand-spool-1-0.bin"},
+  //              {"name": "device0", "kind": "device", ..., "device": 0, "backend": "cuda"}],
+  //    "io_engine": "io_uring", "io_registered_bytes": .., "interval_s": .., "blobs": ..}
   std::mutex stats_mu_;
   std::uint64_t last_status_ns_ = 0;                   // guarded by stats_mu_
   std::vector<std::uint64_t> last_moved_;              // guarded by stats_mu_

@@ -28,7 +28,7 @@ Completion PsyncIoEngine::submit(IoRequest request) {
   auto chunks = detail::split_request(op, chunk_bytes_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& ch : chunks) queue_.push_back(std::move(ch));
+    queue_.push(std::move(chunks), op->req.urgent);
   }
   cv_.notify_all();
   return c;
@@ -41,8 +41,7 @@ void PsyncIoEngine::run() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;
-      chunk = std::move(queue_.front());
-      queue_.pop_front();
+      chunk = queue_.pop();
     }
     const IoRequest& req = chunk.op->req;
     while (!chunk.op->failed && chunk.len() > 0) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "memory/detail/io_op.h"
+#include "memory/detail/io_queue.h"
 #include "memory/io_engine.h"
 
 namespace wand::memory {
@@ -33,7 +34,7 @@ class PsyncIoEngine : public IoEngine {
   const std::uint64_t chunk_bytes_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<detail::IoChunk> queue_;  // guarded by mu_
+  detail::IoQueue queue_;  // guarded by mu_
   bool stop_ = false;                  // guarded by mu_
   std::vector<std::thread> workers_;
 };

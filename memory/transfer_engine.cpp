@@ -14,7 +14,7 @@ TransferEngine::TransferEngine(HostTier& host, DiskTier* disk, std::unique_ptr<I
 TransferEngine::~TransferEngine() { io_.reset(); }
 
 Completion TransferEngine::file_to_host(int fd, const std::string& path, bool direct, std::uint64_t file_offset,
-                                        Extent dst, std::uint64_t head, std::uint64_t bytes) {
+                                        Extent dst, std::uint64_t head, std::uint64_t bytes, bool urgent) {
   IoRequest r;
   r.fd = fd;
   r.path = path;
@@ -23,13 +23,14 @@ Completion TransferEngine::file_to_host(int fd, const std::string& path, bool di
   r.buf = host_.base() + dst.offset;
   r.bytes = dst.bytes;
   r.bytes_required = head + bytes;
+  r.urgent = urgent;
   host_.transfer_started();
   Completion c = io_->submit(std::move(r));
   c.then([this, bytes](const std::exception_ptr& err) { host_.transfer_finished(err ? 0 : bytes, 0); });
   return c;
 }
 
-Completion TransferEngine::disk_to_host(Extent src, Extent dst, std::uint64_t bytes) {
+Completion TransferEngine::disk_to_host(Extent src, Extent dst, std::uint64_t bytes, bool urgent) {
   WAND_ASSERT(disk_, "disk_to_host without a disk tier");
   IoRequest r;
   r.fd = disk_->fd();
@@ -39,6 +40,7 @@ Completion TransferEngine::disk_to_host(Extent src, Extent dst, std::uint64_t by
   r.buf = host_.base() + dst.offset;
   r.bytes = align_up(bytes == 0 ? 1 : bytes);
   r.bytes_required = bytes;
+  r.urgent = urgent;
   host_.transfer_started();
   disk_->transfer_started();
   Completion c = io_->submit(std::move(r));

@@ -35,10 +35,11 @@ class TransferEngine {
   // Reads [file_offset, file_offset + dst.bytes) of a file (file_offset block aligned)
   // into the host extent; the blob is the `bytes` bytes from `head` on, which must exist
   // (the aligned tail may run past the end of the file). Counts `bytes` as moved.
+  // `urgent`: a demand, queued ahead of prefetches (IoRequest::urgent).
   Completion file_to_host(int fd, const std::string& path, bool direct, std::uint64_t file_offset, Extent dst,
-                          std::uint64_t head, std::uint64_t bytes);
+                          std::uint64_t head, std::uint64_t bytes, bool urgent = false);
   // Disk tier extent <-> host extent, `bytes` of the blob (rounded up to 4 KiB on the wire).
-  Completion disk_to_host(Extent src, Extent dst, std::uint64_t bytes);
+  Completion disk_to_host(Extent src, Extent dst, std::uint64_t bytes, bool urgent = false);
   Completion host_to_disk(Extent src, Extent dst, std::uint64_t bytes);
   // Host pointer (inside the host region) <-> device tier offset.
   Completion host_to_device(DeviceTier& dev, const std::byte* src, std::uint64_t dst_offset, std::uint64_t bytes);

@@ -95,7 +95,7 @@ Completion UringIoEngine::submit(IoRequest request) {
   auto chunks = detail::split_request(op, chunk_bytes_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& ch : chunks) queue_.push_back(std::move(ch));
+    queue_.push(std::move(chunks), op->req.urgent);
   }
   wake();
   return c;
@@ -110,21 +110,17 @@ void UringIoEngine::run() {
   };
   arm_wake();
   unsigned in_flight = 0;
-  std::deque<detail::IoChunk> local;  // chunks to (re)submit, owned by this thread
+  detail::IoQueue local;  // chunks to (re)submit, owned by this thread: demand first
   bool stopping = false;
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      while (!queue_.empty()) {
-        local.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      while (!queue_.empty()) local.push_back(queue_.pop());
       stopping = stop_;
     }
     // Fill the ring up to the depth.
     while (!local.empty() && in_flight < depth_) {
-      detail::IoChunk chunk = std::move(local.front());
-      local.pop_front();
+      detail::IoChunk chunk = local.pop();
       if (chunk.op->failed || chunk.len() == 0) {  // skip the rest of a failed request
         detail::chunk_finish(chunk);
         continue;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "memory/detail/io_op.h"
+#include "memory/detail/io_queue.h"
 #include "memory/io_engine.h"
 
 struct io_uring;
@@ -57,7 +58,7 @@ class UringIoEngine : public IoEngine {
   std::uint64_t wake_value_ = 0;  // the eventfd read's buffer (ring thread / kernel)
 
   std::mutex mu_;
-  std::deque<detail::IoChunk> queue_;  // guarded by mu_
+  detail::IoQueue queue_;  // guarded by mu_
   bool stop_ = false;                  // guarded by mu_
   std::thread thread_;
 };

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/torch_compat.h"
 #include "model/pth.h"
+#include "model/text_clean.h"
 
 namespace wand::model {
 
@@ -279,6 +280,18 @@ std::vector<at::Tensor> T5Encoder::encode(const at::Tensor& ids, const at::Tenso
   std::vector<at::Tensor> res;
   for (int64_t b = 0; b < out.size(0); ++b) res.push_back(out[b].narrow(0, 0, lens[b].item<int64_t>()));
   return res;
+}
+
+std::vector<at::Tensor> T5Encoder::encode_texts(const Tokenizer& tok, const std::vector<std::string>& texts,
+                                                int text_len) const {
+  std::vector<at::Tensor> out;
+  for (const std::string& text : texts) {
+    const TokenizedText t = tok.encode(clean_text(text), text_len);
+    const at::Tensor ids = at::tensor(t.ids, at::kLong).view({1, text_len}).to(device_);
+    const at::Tensor mask = at::tensor(t.mask, at::kLong).view({1, text_len}).to(device_);
+    out.push_back(encode(ids, mask)[0]);
+  }
+  return out;
 }
 
 }  // namespace wand::model

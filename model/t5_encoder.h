@@ -32,6 +32,7 @@
 
 #include "model/dit_block_weights.h"  // RunDtype
 #include "model/tensor_source.h"
+#include "model/tokenizer.h"
 
 namespace wand::model {
 
@@ -83,6 +84,10 @@ class T5Encoder {
   // forward, then each sample trimmed to its true length sum(mask[b]):
   // {[L_b, dim]}, what the pipelines pass to the DiT as `context`.
   std::vector<at::Tensor> encode(const at::Tensor& ids, const at::Tensor& mask) const;
+  // T5EncoderModel.__call__: clean_text, tokenize to text_len (512 in the
+  // pipelines), encode each text as its own batch-1 call, trim.
+  std::vector<at::Tensor> encode_texts(const Tokenizer& tok, const std::vector<std::string>& texts,
+                                       int text_len = 512) const;
 
   // Stages.
   at::Tensor embed(const at::Tensor& ids) const;  // [B, L] -> [B, L, dim]

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
 
@@ -122,8 +123,10 @@ std::vector<std::string> tiny_tokenizer_corpus() {
   static const char* kZhStyles[] = {"电影感灯光", "特写镜头", "广角", "慢动作", "高质量", "柔和的色彩"};
   std::vector<std::string> lines;
   for (int i = 0; i < 200; ++i) {
-    lines.push_back(std::string(kSubjects[i % 20]) + " " + kActions[(i / 20 + i) % 10] + " " +
-                    kPlaces[(i * 7 + i / 10) % 10] + ", " + kStyles[(i * 3) % 8] + ".");
+    std::string s = std::string(kSubjects[i % 20]) + " " + kActions[(i / 20 + i) % 10] + " " +
+                    kPlaces[(i * 7 + i / 10) % 10] + ", " + kStyles[(i * 3) % 8] + ".";
+    if (i % 2 == 0) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
+    lines.push_back(s);
   }
   for (int i = 0; i < 200; ++i) {
     lines.push_back(std::string(kZhSubjects[i % 10]) + kZhActions[(i / 10 + i) % 8] + kZhPlaces[(i * 5 + i / 8) % 8] +

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "memory/detail/io_op.h"
+#include "memory/detail/io_queue.h"
 #include "tests/memory/test_util.h"
 
 namespace wand::memory {
@@ -207,6 +208,35 @@ TEST(IoChunk, ShortReadsAreRequeuedAndEofIsAnError) {
   } catch (const IoError& e) {
     EXPECT_EQ(e.offset(), 8192u + 100);
   }
+}
+
+// Demand before prefetch: urgent chunks leave the queue first, each class in order, and a
+// requeued chunk goes back to the head of its class.
+TEST(IoQueue, DemandGoesAheadOfPrefetch) {
+  auto prefetch = std::make_shared<detail::IoOp>();
+  prefetch->req.bytes = 4 * 4096;
+  auto demand = std::make_shared<detail::IoOp>();
+  demand->req.bytes = 2 * 4096;
+  demand->req.urgent = true;
+  detail::IoQueue q;
+  q.push(detail::split_request(prefetch, 4096), false);
+  detail::IoChunk first = q.pop();  // a prefetch chunk already on its way
+  EXPECT_EQ(first.op, prefetch);
+  q.push(detail::split_request(demand, 4096), true);
+  EXPECT_EQ(q.size(), 5u);
+  std::vector<std::pair<bool, std::uint64_t>> order;  // (urgent, pos)
+  detail::IoChunk d0 = q.pop();
+  EXPECT_EQ(d0.op, demand);
+  EXPECT_EQ(d0.pos, 0u);
+  d0.pos += 100;
+  q.push_front(d0);  // short read: requeued at the head of the demand class
+  while (!q.empty()) {
+    detail::IoChunk c = q.pop();
+    order.emplace_back(c.op->req.urgent, c.pos);
+  }
+  const std::vector<std::pair<bool, std::uint64_t>> want = {
+      {true, 100}, {true, 4096}, {false, 4096}, {false, 8192}, {false, 12288}};
+  EXPECT_EQ(order, want);
 }
 
 }  // namespace

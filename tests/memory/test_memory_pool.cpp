@@ -182,6 +182,27 @@ TEST(MemoryPool, SpillBlobMovesDeviceHostDiskAndBack) {
   EXPECT_EQ(pool.tier(dev).stats().bytes_used, 0u);
 }
 
+TEST(MemoryPool, BadConfigurationsNameTheProblem) {
+  PoolConfig c = small_config(1 << 20, {});
+  c.disk = DiskConfig{"/nonexistent/wand/spool", 1 << 20};
+  try {
+    MemoryPool pool(c);
+    FAIL() << "a pool with a missing spool directory was built";
+  } catch (const wand::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kIo);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/wand/spool"), std::string::npos) << e.what();
+  }
+  PoolConfig g = small_config(1 << 20, {});
+  g.devices.push_back({0, 1 << 20, "cuda"});  // no CUDA factory in a plain pool
+  try {
+    MemoryPool pool(g);
+    FAIL() << "a cuda device tier was built without CUDA";
+  } catch (const wand::Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos) << e.what();
+  }
+}
+
 TEST(MemoryPool, PinOfAnAbsentCopyIsAnError) {
   MemoryPool pool(small_config(1 << 20, {1 << 20}));
   const BlobId s = pool.create_blob("x", 100);

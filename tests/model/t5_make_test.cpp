@@ -65,6 +65,11 @@ TEST(T5Make, TinyPresetRunsEndToEnd) {
     EXPECT_EQ(ctx[0].size(1), 64);
     EXPECT_TRUE(at::isfinite(ctx[0]).all().item<bool>());
   }
+  // encode_texts = clean + tokenize + encode + trim, one call per text.
+  auto texts = enc.encode_texts(tok, {"  A cat\u3000walks &amp; runs ", kDefaultNegativePrompt}, 32);
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_EQ(texts[0].size(0), tok.encode(clean_text("A cat walks & runs"), 32).length);
+  EXPECT_EQ(texts[1].size(0), 32);  // the negative prompt is longer than 31 pieces: truncated
   // The same text in bf16 stays close to fp32.
   T5Encoder bf = T5Encoder::load((root / "models_t5_umt5-xxl-enc-bf16.pth").string(), RunDtype::kBFloat16, at::kCPU);
   TokenizedText t = tok.encode(prompts[0], 64);

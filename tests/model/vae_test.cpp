@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <c10/core/Allocator.h>
+#include <ATen/Parallel.h>
 #include <c10/util/ThreadLocalDebugInfo.h>
 
 #include <atomic>

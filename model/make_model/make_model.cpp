@@ -1,0 +1,196 @@
+#include "model/make_model/make_model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "model/checkpoint.h"
+#include "model/make_model/parts.h"
+#include "model/safetensors.h"
+
+namespace wand::model::make {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint64_t kDefaultShardBytes = 10ull * 1000 * 1000 * 1000;  // "10GB" as huggingface_hub parses it
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+// State-dict order of WanModel (module registration order), which is how
+// save_pretrained assigns tensors to shards.
+std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_order(const WanConfig& cfg) {
+  auto nb = cfg.non_block_tensors();  // patch(2) text(4) time(4) proj(2) head(3)
+  std::vector<std::pair<std::string, std::vector<int64_t>>> v(nb.begin(), nb.begin() + 12);
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    auto b = cfg.block_tensors(i);  // self_attn(10) cross_attn(10) norm3(2) ffn(4) modulation(1)
+    // Registration order: self_attn, norm3, cross_attn, ffn, modulation.
+    std::vector<std::pair<std::string, std::vector<int64_t>>> ordered;
+    ordered.insert(ordered.end(), b.begin(), b.begin() + 10);
+    ordered.insert(ordered.end(), b.begin() + 20, b.begin() + 22);
+    ordered.insert(ordered.end(), b.begin() + 10, b.begin() + 20);
+    ordered.insert(ordered.end(), b.begin() + 22, b.end());
+    v.insert(v.end(), ordered.begin(), ordered.end());
+  }
+  v.insert(v.end(), nb.begin() + 12, nb.end());
+  return v;
+}
+
+std::string shard_name(size_t k, size_t n) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "diffusion_pytorch_model-%05zu-of-%05zu.safetensors", k, n);
+  return buf;
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error(ErrorCode::kIo, "create " + p.string());
+  out << text;
+  if (!out) throw Error(ErrorCode::kIo, "write " + p.string());
+}
+
+std::uint64_t mix(std::uint64_t x) {  // splitmix64
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+std::uint64_t name_hash(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+at::Tensor random_dit_tensor(const std::string& name, const std::vector<int64_t>& shape, int64_t dim,
+                             std::uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(mix(seed ^ name_hash(name)));
+  at::Tensor t = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+  if (ends_with(name, "modulation")) {
+    t.mul_(1.0 / std::sqrt(static_cast<double>(dim)));
+  } else if (ends_with(name, "norm_q.weight") || ends_with(name, "norm_k.weight") || ends_with(name, "norm3.weight")) {
+    t.mul_(0.1).add_(1.0);
+  } else if (ends_with(name, ".bias")) {
+    t.mul_(0.05);
+  } else {
+    const int64_t fan_in = t.numel() / shape[0];
+    t.mul_(1.0 / std::sqrt(static_cast<double>(fan_in)));
+  }
+  return t;
+}
+
+std::uint64_t write_dit_expert(const fs::path& dir, const WanConfig& cfg, at::ScalarType dtype, std::uint64_t seed,
+                               std::uint64_t max_shard_bytes) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16) {
+    throw Error(ErrorCode::kBadRequest, "make-model: stored dtype must be fp32 or bf16");
+  }
+  fs::create_directories(dir);
+  const auto order = state_dict_order(cfg);
+  const std::uint64_t esize = dtype == at::kFloat ? 4 : 2;
+  std::uint64_t total = 0;
+  for (const auto& [n, s] : order) {
+    std::uint64_t k = esize;
+    for (int64_t d : s) k *= static_cast<std::uint64_t>(d);
+    total += k;
+  }
+  if (max_shard_bytes == 0) max_shard_bytes = kDefaultShardBytes;
+  // huggingface_hub.split_torch_state_dict_into_shards: fill in order, start a new
+  // shard when the next tensor would overflow; an oversized tensor gets its own.
+  std::vector<std::vector<size_t>> shards(1);
+  std::uint64_t cur = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::uint64_t k = esize;
+    for (int64_t d : order[i].second) k *= static_cast<std::uint64_t>(d);
+    if (k > max_shard_bytes) {
+      shards.push_back({i});
+      shards.push_back({});
+      cur = 0;
+      continue;
+    }
+    if (cur + k > max_shard_bytes && !shards.back().empty()) {
+      shards.push_back({});
+      cur = 0;
+    }
+    shards.back().push_back(i);
+    cur += k;
+  }
+  std::vector<std::vector<size_t>> nonempty;
+  for (auto& s : shards) if (!s.empty()) nonempty.push_back(s);
+
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t si = 0; si < nonempty.size(); ++si) {
+    const std::string sname = nonempty.size() == 1 ? CheckpointDir::kSingleName : shard_name(si + 1, nonempty.size());
+    std::vector<size_t> idx = nonempty[si];
+    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return order[a].first < order[b].first; });
+    SafetensorsWriter w((dir / sname).string(), {{"format", "pt"}});
+    for (size_t i : idx) w.declare(order[i].first, dtype, order[i].second);
+    for (size_t i : idx) {
+      at::Tensor t = random_dit_tensor(order[i].first, order[i].second, cfg.dim, seed);
+      w.write(order[i].first, t.to(dtype).contiguous());
+      weight_map[order[i].first] = sname;
+    }
+    w.finish();
+  }
+  if (nonempty.size() > 1) {
+    nlohmann::json idx;
+    idx["metadata"]["total_size"] = total;
+    idx["weight_map"] = weight_map;  // nlohmann::json objects are key-sorted
+    write_text(dir / CheckpointDir::kIndexName, idx.dump(2) + "\n");
+  }
+  write_text(dir / "config.json", cfg.to_config_json().dump(2) + "\n");
+  log::get("model")->info("make-model expert dir={} variant={} shards={} bytes={}", dir.string(), cfg.variant,
+                          nonempty.size(), format_bytes(total));
+  return total;
+}
+
+void write_shared_expert(const fs::path& dir, const fs::path& shared_from, const WanConfig& cfg) {
+  fs::create_directories(dir);
+  std::ifstream in(shared_from / CheckpointDir::kIndexName);
+  if (!in) throw Error(ErrorCode::kIo, "make-model: --share-experts needs a sharded index in " + shared_from.string());
+  nlohmann::json idx = nlohmann::json::parse(in);
+  const std::string rel = "../" + shared_from.filename().string() + "/";
+  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+    it.value() = rel + it.value().get<std::string>();
+  }
+  write_text(dir / CheckpointDir::kIndexName, idx.dump(2) + "\n");
+  write_text(dir / "config.json", cfg.to_config_json().dump(2) + "\n");
+}
+
+void make_model(const MakeModelOptions& o) {
+  if (o.out.empty()) throw Error(ErrorCode::kBadRequest, "make-model: --out is required");
+  const bool tiny = o.preset.rfind("tiny-", 0) == 0;
+  const int64_t text_dim = tiny ? t5_dim_for_preset(o.preset) : 4096;
+  const WanConfig cfg = WanConfig::from_preset(o.preset, text_dim);
+  fs::create_directories(o.out);
+  std::uint64_t shard = o.max_shard_bytes;
+  if (shard == 0 && tiny) {
+    const std::uint64_t esize = o.dtype == at::kFloat ? 4 : 2;
+    shard = static_cast<std::uint64_t>(cfg.num_params()) * esize * 3 / 5;  // two shards, like the golden cases
+  }
+  if (cfg.model_type == "ti2v") {
+    write_dit_expert(o.out, cfg, o.dtype, o.seed, shard);
+  } else {
+    write_dit_expert(o.out / "high_noise_model", cfg, o.dtype, mix(o.seed) + 1, shard);
+    if (o.share_experts) {
+      write_shared_expert(o.out / "low_noise_model", o.out / "high_noise_model", cfg);
+    } else {
+      write_dit_expert(o.out / "low_noise_model", cfg, o.dtype, mix(o.seed) + 2, shard);
+    }
+  }
+  if (!o.dit_only) {
+    write_t5_part(o.out, o.preset, o.seed);
+    write_vae_part(o.out, o.preset, o.seed);
+  }
+  log::get("model")->info("make-model preset={} out={} dtype={} shared_experts={}", o.preset, o.out.string(),
+                          o.dtype == at::kFloat ? "fp32" : "bf16", o.share_experts);
+}
+
+}  // namespace wand::model::make

@@ -1,0 +1,51 @@
+// wand-make-model: a model directory in the exact release layout with random weights.
+//
+//   MakeModelOptions o;
+//   o.preset = "tiny-t2v"; o.out = "/tmp/m"; o.seed = 1;
+//   make_model(o);   // high_noise_model/, low_noise_model/, T5 .pth, tokenizer, VAE .pth
+//
+// DiT experts are written tensor by tensor (SafetensorsWriter), shard by shard,
+// in diffusers save_pretrained's layout: shards of at most max_shard_bytes in
+// state-dict order (tiny presets: 2 shards), header metadata {"format": "pt"},
+// diffusion_pytorch_model.safetensors.index.json with sorted keys and indent 2,
+// config.json with _class_name WanModel. Never more than one tensor in memory.
+// Random init as the golden README: weights N(0, 1/fan_in), biases N(0, 0.05^2),
+// norm weights 1 + N(0, 0.1^2), modulations N(0, 1/dim); each tensor from its
+// own generator seeded by (seed, expert, tensor index), so output is reproducible.
+// Single caller; blocking.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "model/wan_config.h"
+
+namespace wand::model::make {
+
+struct MakeModelOptions {
+  std::string preset;                 // tiny-t2v | tiny-i2v | tiny-ti2v | t2v-A14B | i2v-A14B | ti2v-5B
+  std::filesystem::path out;
+  std::uint64_t seed = 0;
+  at::ScalarType dtype = at::kFloat;  // stored DiT dtype: fp32 (release) or bf16
+  bool share_experts = false;         // A14B: low_noise_model's index points at high_noise_model's shards
+  std::uint64_t max_shard_bytes = 0;  // 0: 10 GB (diffusers default); tiny presets: half the expert
+  bool dit_only = false;              // skip the T5 / VAE / tokenizer parts
+};
+
+void make_model(const MakeModelOptions& o);
+
+// Writes one DiT expert directory (config.json, shards, index). Returns total bytes.
+std::uint64_t write_dit_expert(const std::filesystem::path& dir, const WanConfig& cfg, at::ScalarType dtype,
+                               std::uint64_t seed, std::uint64_t max_shard_bytes);
+// Writes an expert directory whose index points at another expert's shards
+// (relative paths "../<other>/<shard>"), plus its config.json.
+void write_shared_expert(const std::filesystem::path& dir, const std::filesystem::path& shared_from,
+                         const WanConfig& cfg);
+// One tensor of the random init (deterministic in seed and index).
+at::Tensor random_dit_tensor(const std::string& name, const std::vector<int64_t>& shape, int64_t dim,
+                             std::uint64_t seed);
+
+}  // namespace wand::model::make
