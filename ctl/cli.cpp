@@ -248,12 +248,37 @@ int open_output(const std::string& path) {
   return fd;
 }
 
-// Follows a job until it is terminal; returns its last JobInfo.
+// Reconnects after the daemon went away (a restart: jobs are durable), for up
+// to 60 s. Returns false when it does not come back.
+bool reconnect(Client& c) {
+  const std::string path = c.path();
+  for (int i = 0; i < 120; ++i) {
+    try {
+      c = Client::connect(path);
+      return true;
+    } catch (const ClientError&) {
+      ::usleep(500 * 1000);
+    }
+  }
+  return false;
+}
+
+// Follows a job until it is terminal; returns its last JobInfo. Survives a
+// daemon restart: it reconnects and watches again.
 proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool progress, bool print_events) {
   c.send(proto::Watch{id});
   proto::JobInfo last;
   for (;;) {
-    proto::Response r = c.receive();
+    proto::Response r;
+    try {
+      r = c.receive();
+    } catch (const ClientError& e) {
+      if (e.exit_code() != kExitNoDaemon) throw;
+      if (!a.json) std::fprintf(stderr, "\nwanctl: lost wand (%s); reconnecting\n", e.what());
+      if (!reconnect(c)) throw;
+      c.send(proto::Watch{id});
+      continue;
+    }
     if (auto* e = as<proto::ErrorReply>(r)) {
       throw ClientError(exit_code_for_error(e->code), e->code + ": " + e->message);
     }

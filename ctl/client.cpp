@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -59,6 +60,10 @@ Client Client::connect(const std::string& path) {
   }
   Client c(fd);
   c.path_ = path;
+  // Hello must come back quickly; a socket nobody serves (a daemon that died under
+  // socket activation) would otherwise hang wanctl forever.
+  timeval hello_timeout{15, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &hello_timeout, sizeof hello_timeout);
   proto::Hello h{proto::kProtocolVersion, {"watch", "fetch"}, "wanctl 0.1.0"};
   json hj = h;
   try {
@@ -71,7 +76,12 @@ Client Client::connect(const std::string& path) {
                         "wand refused the connection: " + r.value("message", std::string()));
     }
     c.server_ = r.get<proto::Hello>();
+    timeval none{0, 0};  // watch may wait hours for a queued job: no timeout from here on
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
   } catch (const Error& e) {
+    if (std::string(e.what()).find("Resource temporarily unavailable") != std::string::npos) {
+      throw ClientError(kExitNoDaemon, "wand did not answer on " + path + " within 15 s");
+    }
     throw ClientError(kExitNoDaemon, std::string("hello with wand failed: ") + e.what());
   } catch (const json::exception& e) {
     throw ClientError(kExitNoDaemon, std::string("hello with wand failed: ") + e.what());
@@ -81,6 +91,17 @@ Client Client::connect(const std::string& path) {
 
 Client::Client(Client&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)), server_(std::move(o.server_)) {
   o.fd_ = -1;
+}
+
+Client& Client::operator=(Client&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+    path_ = std::move(o.path_);
+    server_ = std::move(o.server_);
+  }
+  return *this;
 }
 
 Client::~Client() {

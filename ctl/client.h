@@ -33,10 +33,11 @@ class Client {
  public:
   static Client connect(const std::string& socket_path);
   Client(Client&& o) noexcept;
-  Client& operator=(Client&&) = delete;
+  Client& operator=(Client&& o) noexcept;
   ~Client();
 
   const proto::Hello& server() const { return server_; }
+  const std::string& path() const { return path_; }
   void send(const proto::Request& r);
   proto::Response receive();  // throws ClientError(3) when the daemon hangs up
   proto::Response call(const proto::Request& r) {
@@ -46,6 +47,7 @@ class Client {
 
  private:
   explicit Client(int fd) : fd_(fd) {}
+
   int fd_ = -1;
   std::string path_;
   proto::Hello server_;

@@ -152,7 +152,15 @@ int Daemon::run() {
   sched::ensure_dir(d.config.state_dir);
   d.queue = std::make_unique<sched::JobQueue>(d.config.state_dir);
   d.store = std::make_unique<sched::CheckpointStore>(d.config.state_dir);
-  register_pipelines(d.registry);
+  for (const auto& r : d.queue->list()) {
+    // A crash between a job's end and its checkpoint's removal leaves one behind.
+    if (sched::is_terminal(r.phase)) d.store->remove(r.id);
+  }
+  if (d.options.register_pipelines) {
+    d.options.register_pipelines(d.registry);
+  } else {
+    register_pipelines(d.registry);
+  }
   d.registry.set_models(d.model_dirs());
   d.resources = std::make_unique<ConfigResourceProvider>(d.config.memory);
   d.access = std::make_unique<Access>(d.config.admin_group);

@@ -14,11 +14,13 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 
 #include "daemon/config.h"
+#include "scheduler/pipeline_registry.h"
 
 namespace wand::daemon {
 
@@ -36,6 +38,9 @@ struct ConfigFlags {
 struct DaemonOptions {
   std::optional<std::filesystem::path> config_file;
   ConfigFlags flags;
+  // Adds the pipeline factories (default: register_pipelines, the built-in fake).
+  // The `wand` executable adds the Wan2.2 one (scheduler/wan) here.
+  std::function<void(sched::PipelineRegistry&)> register_pipelines;
 };
 
 // The file (or defaults) with the flags applied. Throws Error(kConfig).

@@ -11,6 +11,10 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/pipelines.h"
+#ifdef WAND_HAVE_WAN_PIPELINE
+#include "scheduler/wan/wan_pipeline.h"
+#endif
 
 namespace {
 
@@ -25,6 +29,12 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   wand::daemon::DaemonOptions o;
+  o.register_pipelines = [](wand::sched::PipelineRegistry& registry) {
+#ifdef WAND_HAVE_WAN_PIPELINE
+    wand::sched::register_wan_pipeline(registry);   // Wan2.2 release-layout dirs
+#endif
+    wand::daemon::register_pipelines(registry);     // wand-fake-model.json dirs
+  };
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

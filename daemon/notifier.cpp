@@ -1,5 +1,9 @@
 #include "daemon/notifier.h"
 
+#include <sys/socket.h>
+
+#include "common/error.h"
+
 #include <cstdint>
 #include <cstdlib>
 
@@ -56,7 +60,12 @@ void Notifier::watchdog() {
 int Notifier::listen_fd() {
 #ifdef WAND_HAVE_SYSTEMD
   int n = sd_listen_fds(1);
-  return n >= 1 ? SD_LISTEN_FDS_START : -1;
+  if (n < 1) return -1;
+  if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, nullptr, 0) <= 0) {
+    throw Error(ErrorCode::kConfig, "LISTEN_FDS: fd 3 is not a listening unix stream socket "
+                                    "(check wand.socket: ListenStream=)");
+  }
+  return SD_LISTEN_FDS_START;
 #else
   const char* pid = std::getenv("LISTEN_PID");
   const char* fds = std::getenv("LISTEN_FDS");

@@ -25,6 +25,7 @@ class Notifier {
   // Half the WatchdogSec systemd asked for, 0 when no watchdog is set.
   long watchdog_interval_ms() const { return watchdog_interval_ms_; }
   // The first inherited listening socket (LISTEN_FDS for this pid), or -1.
+  // Throws Error(kConfig) when the inherited fd is not a listening unix socket.
   static int listen_fd();
 
  private:

@@ -5,8 +5,6 @@
 namespace wand::daemon {
 
 void register_pipelines(sched::PipelineRegistry& registry) {
-  // Wan2.2 pipelines (model/) register here, before the fake, e.g.:
-  //   model::register_wan_pipeline(registry);
   sched::register_fake_pipeline(registry);
 }
 

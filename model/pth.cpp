@@ -203,6 +203,7 @@ bool storage_dtype(const std::string& name, at::ScalarType* t) {
       {"torch.bool", at::kBool},
   };
   auto it = kMap.find(name);
+  if (it == kMap.end() && name.rfind("torch.cuda.", 0) == 0) it = kMap.find("torch." + name.substr(11));  // old GPU saves
   if (it == kMap.end()) return false;
   *t = it->second;
   return true;

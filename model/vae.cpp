@@ -60,6 +60,39 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& gamma) {
   return low ? y.to(x.scalar_type()) : y;
 }
 
+// Note [CPU conv3d]: LibTorch's CPU conv3d (slow_conv3d, vol2col) is ~10x
+// slower than the frame-batched conv2d it equals and needs a 27x column
+// buffer, so on the CPU a 3-D conv with temporal kernel kt and stride st is
+// computed as the sum over taps k of conv2d(frames t*st + k) with weight
+// w[:, :, k] (fp32 rounding of the sum differs from cuDNN's order at the
+// 1e-7 level). Other devices use conv3d.
+
+// Conv over the frame axis of `in` [1, C, N, H, W] (already time-padded):
+// -> [1, Cout, (N - kt) / st + 1, H', W'], spatial zero padding `sp`.
+at::Tensor conv3d_frames(const at::Tensor& in, const at::Tensor& w, const at::Tensor& b, int64_t st,
+                         int64_t sp) {
+  if (!in.is_cpu()) {
+    return at::conv3d(in, w, b, at::IntArrayRef{st, 1, 1}, at::IntArrayRef{0, sp, sp});
+  }
+  const int64_t kt = w.size(2);
+  const int64_t n = in.size(2);
+  const int64_t t_out = (n - kt) / st + 1;
+  at::Tensor frames = in.select(0, 0).transpose(0, 1);  // [N, C, H, W] view
+  at::Tensor out;
+  for (int64_t k = 0; k < kt; ++k) {
+    at::Tensor src = frames.slice(0, k, k + (t_out - 1) * st + 1, st);
+    at::Tensor wk = w.select(2, k);
+    at::Tensor y = at::conv2d(src, wk, k == 0 ? b : at::Tensor(), at::IntArrayRef{1, 1},
+                              at::IntArrayRef{sp, sp});
+    if (k == 0) {
+      out = y;
+    } else {
+      out.add_(y);
+    }
+  }
+  return out.transpose(0, 1).unsqueeze(0).contiguous();  // [1, Cout, T, H', W']
+}
+
 // CausalConv3d over [cache, x] with the remaining front time padding as zero
 // frames (front pad 2 for temporal kernel 3, 0 for kernel 1) and symmetric
 // spatial zero padding (kH - 1) / 2. x: [1, C, T, H, W] -> [1, Cout, T', H, W].
@@ -68,7 +101,7 @@ at::Tensor causal_conv(const at::Tensor& x, const at::Tensor* cache, const at::T
   const int64_t kt = w.size(2), ks = w.size(3);
   const int64_t sp = (ks - 1) / 2;
   const int64_t front = kt - 1;  // 2 * padding_t with padding_t = (kt - 1) / 2
-  if (front == 0) return at::conv3d(x, w, b, at::IntArrayRef{1, 1, 1}, at::IntArrayRef{0, sp, sp});
+  if (front == 0) return conv3d_frames(x, w, b, 1, sp);
   const int64_t L = cache ? cache->size(2) : 0;
   const int64_t pad = std::max<int64_t>(0, front - L);
   const int64_t T = x.size(2);
@@ -76,7 +109,7 @@ at::Tensor causal_conv(const at::Tensor& x, const at::Tensor* cache, const at::T
   if (pad > 0) in.narrow(2, 0, pad).zero_();
   if (L > 0) in.narrow(2, pad, L).copy_(*cache);
   in.narrow(2, pad + L, T).copy_(x);
-  return at::conv3d(in, w, b, at::IntArrayRef{1, 1, 1}, at::IntArrayRef{0, sp, sp});
+  return conv3d_frames(in, w, b, 1, sp);
 }
 
 // A cached causal 3x3x3 conv (stem, residual convs, head): the slot keeps the
@@ -98,7 +131,7 @@ at::Tensor cached_conv(Net& n, const at::Tensor& x, const std::string& prefix) {
 at::Tensor res_block(Net& n, const std::string& p, at::Tensor x) {
   at::Tensor h;
   if (n.has(p + ".shortcut.weight")) {
-    h = at::conv3d(x, n.p(p + ".shortcut.weight"), n.p(p + ".shortcut.bias"));
+    h = conv3d_frames(x, n.p(p + ".shortcut.weight"), n.p(p + ".shortcut.bias"), 1, 0);
   }
   at::Tensor y = rms_norm(x, n.p(p + ".residual.0.gamma"));
   if (h.defined()) x = at::Tensor();  // the input is no longer needed
@@ -185,8 +218,8 @@ at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mod
       s.t = x.narrow(2, T - 1, 1).clone();  // first chunk: no temporal conv (only the last frame is reused)
     } else {
       at::Tensor next = x.narrow(2, T - 1, 1).clone();
-      x = at::conv3d(at::cat({s.t, x}, 2), n.p(p + ".time_conv.weight"), n.p(p + ".time_conv.bias"),
-                     at::IntArrayRef{2, 1, 1});
+      x = conv3d_frames(at::cat({s.t, x}, 2), n.p(p + ".time_conv.weight"), n.p(p + ".time_conv.bias"),
+                        2, 0);
       s.t = std::move(next);
     }
   }
@@ -403,7 +436,7 @@ at::Tensor Vae::encode_mu(const at::Tensor& video) const {
   cache.clear();
   at::Tensor out = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
   outs.clear();
-  out = at::conv3d(out, w_.at("conv1.weight"), w_.at("conv1.bias"));
+  out = conv3d_frames(out, w_.at("conv1.weight"), w_.at("conv1.bias"), 1, 0);
   return out.narrow(1, 0, cfg_.z_dim).squeeze(0).to(at::kFloat).contiguous();
 }
 
@@ -418,6 +451,7 @@ VaeDecodePlan Vae::plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& 
   po.output_elem_bytes = o.output_on_cpu ? 0 : 4;
   po.weight_bytes = weight_bytes_;
   po.overlap = o.overlap;
+  po.cpu_convs = opt_.device.is_cpu();
   if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_decode_plan(cfg_, z, o.tile_h, o.tile_w, o.overlap, po);
   return plan_vae_decode(cfg_, z, o.budget_bytes, po);
 }
@@ -460,7 +494,7 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
   // z / (1/std) + mean (division by the stored fp32 reciprocal), then conv2 on the whole latent.
   at::Tensor x = z.to(opt_.device, at::kFloat).unsqueeze(0);
   x = x / inv_std_.view({1, -1, 1, 1, 1}) + mean_.view({1, -1, 1, 1, 1});
-  x = at::conv3d(x.to(opt_.dtype), w_.at("conv2.weight"), w_.at("conv2.bias"));
+  x = conv3d_frames(x.to(opt_.dtype), w_.at("conv2.weight"), w_.at("conv2.bias"), 1, 0);
   const auto out_opts = at::TensorOptions()
                             .dtype(at::kFloat)
                             .device(o.output_on_cpu ? at::Device(at::kCPU) : opt_.device);

@@ -27,7 +27,7 @@ namespace {
 // + 1.4 GB; the output video is 0.9 GB. Keep this replay in step with vae.cpp.
 class MemSim {
  public:
-  MemSim(const VaeConfig& cfg, int64_t elem) : cfg_(cfg), e_(elem) {}
+  MemSim(const VaeConfig& cfg, int64_t elem, bool cpu) : cfg_(cfg), e_(elem), cpu_(cpu) {}
 
   int64_t peak() const { return peak_; }
   void alloc(int64_t b) {
@@ -59,12 +59,31 @@ class MemSim {
     return slots_[idx_++];
   }
 
+  // The conv itself over a time-padded input (Note [CPU conv3d] in vae.cpp:
+  // on the CPU a contiguous copy of each tap's frames, the tap output and the
+  // final [1, Cout, T, H, W] copy live beside the accumulator).
+  Act conv_core(const Act& in, int64_t cout, int64_t t_out) {
+    if (!cpu_) return make(cout, t_out, in.h, in.w);
+    // oneDNN also reorders its input and output (one more copy of each).
+    Act acc = make(cout, t_out, in.h, in.w);
+    Act src = make(in.c, t_out, in.h, in.w);
+    Act src2 = make(in.c, t_out, in.h, in.w);
+    Act tap = make(cout, t_out, in.h, in.w);
+    Act tap2 = make(cout, t_out, in.h, in.w);
+    drop(tap2);
+    drop(tap);
+    drop(src2);
+    drop(src);
+    Act fin = make(cout, t_out, in.h, in.w);
+    drop(acc);
+    return fin;
+  }
   // causal conv over [slot, x] (x held by the caller); returns the output.
   Act conv(const Act& x, int64_t cout, int64_t slot_frames, bool temporal) {
-    if (!temporal) return make(cout, x.t, x.h, x.w);
+    if (!temporal) return conv_core(x, cout, x.t);
     const int64_t pad = std::max<int64_t>(0, 2 - slot_frames);
     Act in = make(x.c, pad + slot_frames + x.t, x.h, x.w);
-    Act out = make(cout, x.t, x.h, x.w);
+    Act out = conv_core(in, cout, x.t);
     drop(in);
     return out;
   }
@@ -88,7 +107,7 @@ class MemSim {
   Act res_block(Act x, int64_t cout) {
     const bool shortcut = x.c != cout;
     Act h{};
-    if (shortcut) h = make(cout, x.t, x.h, x.w);
+    if (shortcut) h = conv(x, cout, 0, false);
     Act y = make(x.c, x.t, x.h, x.w);  // norm output
     if (shortcut) drop(x);
     Act y2 = cached_conv(y, cout);
@@ -232,6 +251,7 @@ class MemSim {
  private:
   const VaeConfig& cfg_;
   int64_t e_;
+  bool cpu_;
   int64_t live_ = 0, peak_ = 0;
   std::vector<Slot> slots_;
   size_t idx_ = 0;
@@ -251,7 +271,7 @@ std::string gib(int64_t b) {
 
 void fill_totals(VaeDecodePlan& p, const VaeConfig& cfg, const VaeLatentShape& z,
                  const VaePlanOptions& opt) {
-  p.est_untiled_bytes = vae_decode_working_bytes(cfg, z.height, z.width, opt.elem_bytes) +
+  p.est_untiled_bytes = vae_decode_working_bytes(cfg, z.height, z.width, opt.elem_bytes, opt.cpu_convs) +
                         vae_decode_output_bytes(cfg, z, 4);
   if (!p.tiled) {
     p.est_tile_bytes = p.est_untiled_bytes;
@@ -260,7 +280,7 @@ void fill_totals(VaeDecodePlan& p, const VaeConfig& cfg, const VaeLatentShape& z
     return;
   }
   const VaeLatentShape tile{z.frames, p.tile_h, p.tile_w};
-  p.est_tile_bytes = vae_decode_working_bytes(cfg, p.tile_h, p.tile_w, opt.elem_bytes) +
+  p.est_tile_bytes = vae_decode_working_bytes(cfg, p.tile_h, p.tile_w, opt.elem_bytes, opt.cpu_convs) +
                      vae_decode_output_bytes(cfg, tile, 4);
   // + the blended video and the weight map (both only when kept on the device).
   const int64_t s = cfg.spatial_stride();
@@ -272,9 +292,10 @@ void fill_totals(VaeDecodePlan& p, const VaeConfig& cfg, const VaeLatentShape& z
 
 }  // namespace
 
-int64_t vae_decode_working_bytes(const VaeConfig& cfg, int64_t h, int64_t w, int64_t elem_bytes) {
+int64_t vae_decode_working_bytes(const VaeConfig& cfg, int64_t h, int64_t w, int64_t elem_bytes,
+                                 bool cpu_convs) {
   // Independent of the frame count: replay 3 chunks, minus the output/conv2 terms.
-  MemSim sim(cfg, elem_bytes);
+  MemSim sim(cfg, elem_bytes, cpu_convs);
   const int64_t with_io = sim.region_peak(3, h, w);
   const int64_t s = cfg.spatial_stride();
   return with_io - 3 * 9 * h * s * w * s * 4 - cfg.z_dim * 3 * h * w * elem_bytes;

@@ -30,6 +30,7 @@ struct VaePlanOptions {
   int64_t overlap = -1;          // latent units between neighbour tiles; -1: 64 pixels
   int64_t min_tile = 0;          // smallest tile side in latents; 0: 2 * overlap + 2
   double safety = 0.10;          // fraction of the budget kept free (allocator, workspaces)
+  bool cpu_convs = false;        // decoding on the CPU (see vae_decode_working_bytes)
 };
 
 struct VaeDecodePlan {
@@ -47,7 +48,9 @@ struct VaeDecodePlan {
 // Predicted peak working memory (bytes) of the chunked causal decode of a
 // `h` x `w` latent (feature caches + the largest transient set), excluding
 // weights and the output video. Independent of the number of latent frames.
-int64_t vae_decode_working_bytes(const VaeConfig& cfg, int64_t h, int64_t w, int64_t elem_bytes);
+// cpu_convs: the CPU conv path (Note [CPU conv3d] in vae.cpp) and its extra copies.
+int64_t vae_decode_working_bytes(const VaeConfig& cfg, int64_t h, int64_t w, int64_t elem_bytes,
+                                 bool cpu_convs = false);
 // Bytes of the decoded video [3, 1 + 4 (t - 1), h * s, w * s].
 int64_t vae_decode_output_bytes(const VaeConfig& cfg, const VaeLatentShape& z, int64_t elem_bytes);
 

@@ -214,7 +214,8 @@ void register_fake_pipeline(PipelineRegistry& registry) {
       [](const std::filesystem::path& dir) -> std::unique_ptr<Pipeline> {
         return std::make_unique<FakePipeline>(FakePipeline::read_options(dir));
       },
-      encode_wandrgb});
+      encode_wandrgb,
+      [](const std::filesystem::path&, const JobSpec& spec) { FakePipeline({0, 1, 16}).validate(spec); }});
 }
 
 }  // namespace wand::sched

@@ -62,19 +62,59 @@ bool PipelineRegistry::has_model(const std::string& name) const {
 }
 
 std::shared_ptr<Pipeline> PipelineRegistry::pipeline(const std::string& model) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = models_.find(model);
-  if (it == models_.end()) throw Error(ErrorCode::kNotFound, "unknown model '" + model + "'");
-  auto l = loaded_.find(model);
-  if (l != loaded_.end()) return l->second;
-  for (const auto& f : factories_) {
-    if (f.name == it->second.factory) {
-      std::shared_ptr<Pipeline> p = f.make(it->second.dir);
-      loaded_[model] = p;
-      return p;
+  std::shared_ptr<Slot> slot;
+  std::function<std::unique_ptr<Pipeline>(const fs::path&)> make;
+  fs::path dir;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model);
+    if (it == models_.end()) throw Error(ErrorCode::kNotFound, "unknown model '" + model + "'");
+    auto& s = loaded_[model];
+    if (!s) s = std::make_shared<Slot>();
+    slot = s;
+    dir = it->second.dir;
+    for (const auto& f : factories_) {
+      if (f.name == it->second.factory) make = f.make;
+    }
+    if (!make) throw Error(ErrorCode::kInternal, "factory " + it->second.factory + " vanished");
+  }
+  std::lock_guard<std::mutex> lock(slot->mu);
+  if (!slot->pipeline) {
+    log::get("sched")->info("model load name={} dir={}", model, dir.string());
+    slot->pipeline = make(dir);
+  }
+  return slot->pipeline;
+}
+
+std::shared_ptr<Pipeline> PipelineRegistry::loaded(const std::string& model) const {
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = loaded_.find(model);
+    if (it == loaded_.end()) return nullptr;
+    slot = it->second;
+  }
+  std::unique_lock<std::mutex> lock(slot->mu, std::try_to_lock);
+  return lock.owns_lock() ? slot->pipeline : nullptr;  // being created: not yet
+}
+
+void PipelineRegistry::validate(const std::string& model, const JobSpec& spec) const {
+  if (auto p = loaded(model)) {
+    p->validate(spec);
+    return;
+  }
+  std::function<void(const fs::path&, const JobSpec&)> check;
+  fs::path dir;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model);
+    if (it == models_.end()) throw Error(ErrorCode::kNotFound, "unknown model '" + model + "'");
+    dir = it->second.dir;
+    for (const auto& f : factories_) {
+      if (f.name == it->second.factory) check = f.validate;
     }
   }
-  throw Error(ErrorCode::kInternal, "factory " + it->second.factory + " vanished");
+  if (check) check(dir, spec);
 }
 
 VideoEncoder PipelineRegistry::encoder(const std::string& model) const {

@@ -9,7 +9,9 @@
 //   std::shared_ptr<Pipeline> p = reg.pipeline("tiny");    // created on first use
 //
 // Owns the pipelines it creates (one per model, cached). Thread-safe: every
-// method takes the registry's mutex; pipeline creation happens under it too.
+// method takes the registry's mutex briefly; creating a pipeline (which may load
+// weights) happens outside it, under the model's own slot mutex, so models() and
+// loaded() never wait for a model load.
 #pragma once
 
 #include <filesystem>
@@ -29,6 +31,8 @@ struct PipelineFactory {
   std::function<bool(const std::filesystem::path& dir)> probe;
   std::function<std::unique_ptr<Pipeline>(const std::filesystem::path& dir)> make;
   VideoEncoder encoder;
+  // Optional: checks a spec without creating the pipeline (throws Error(kBadRequest)).
+  std::function<void(const std::filesystem::path& dir, const JobSpec& spec)> validate;
 };
 
 struct ModelEntry {
@@ -47,16 +51,28 @@ class PipelineRegistry {
   std::vector<ModelEntry> models() const;
   bool has_model(const std::string& name) const;
   // Throws Error(kNotFound) for an unknown model; creation errors propagate.
+  // May take long (first use loads the model): call it from the runner, not the io thread.
   std::shared_ptr<Pipeline> pipeline(const std::string& model);
+  // The pipeline when it is already created, else nullptr. Never creates one.
+  std::shared_ptr<Pipeline> loaded(const std::string& model) const;
+  // Model-specific checks without loading anything: the loaded pipeline's
+  // validate(), else the factory's validate when it has one, else nothing (the
+  // runner's prepare() checks). Throws Error(kBadRequest) / Error(kNotFound).
+  void validate(const std::string& model, const JobSpec& spec) const;
   VideoEncoder encoder(const std::string& model) const;
 
  private:
   const PipelineFactory& factory_for(const std::filesystem::path& dir) const;  // needs mu_
 
+  struct Slot {
+    std::mutex mu;                      // held while creating
+    std::shared_ptr<Pipeline> pipeline;  // guarded by mu
+  };
+
   mutable std::mutex mu_;
   std::vector<PipelineFactory> factories_;                    // guarded by mu_
   std::map<std::string, ModelEntry> models_;                  // guarded by mu_
-  std::map<std::string, std::shared_ptr<Pipeline>> loaded_;   // guarded by mu_
+  std::map<std::string, std::shared_ptr<Slot>> loaded_;      // guarded by mu_
 };
 
 }  // namespace wand::sched

@@ -105,6 +105,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--heads", type=int, default=40)
     ap.add_argument("--json")
+    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of one block (torch.profiler)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("pytorch_block: skip (no CUDA)")
@@ -134,6 +135,12 @@ def main():
                 if it >= a.warmup:
                     ms.append((t1 - t0) * 1e3)
                 del out
+            if a.profile:
+                from torch.profiler import profile, ProfilerActivity
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    block(x, e0, ctx, W, tab, a.heads)
+                    torch.cuda.synchronize()
+                print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
             ms.sort()
             med = ms[len(ms) // 2]
             tf = flops(s, 512, dim, ffn) / (med * 1e-3) / 1e12

@@ -42,8 +42,10 @@ proto::Response handle_submit(HandlerContext& ctx, const Peer& peer, const proto
     return error_reply(proto::errc::kUnknownModel,
                        "unknown model '" + spec.model + "' (see `wanctl models`)");
   }
+  // Model-specific checks, without loading the model on the io thread (that can
+  // take minutes): see PipelineRegistry::validate.
   try {
-    ctx.registry.pipeline(spec.model)->validate(spec);
+    ctx.registry.validate(spec.model, spec);
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kBadRequest) return error_reply(proto::errc::kBadRequest, e.what());
     throw;

@@ -7,6 +7,25 @@
 
 namespace wand::memory::cuda {
 
+namespace {
+// Makes `device` current for a scope and restores the caller's device afterwards: the
+// current device is per thread, and the executor thread of GPU 0 may well ask for a copy
+// to GPU 1 without expecting its own kernels to move.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    WAND_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) WAND_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+}  // namespace
+
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -18,7 +37,7 @@ int device_count() {
 
 CudaTier::CudaTier(int device_index, std::uint64_t capacity)
     : DeviceTier("device" + std::to_string(device_index), TierKind::kDevice, device_index, capacity, kAlignment) {
-  WAND_CUDA_CHECK(cudaSetDevice(device_index));
+  DeviceGuard guard(device_index);
   const std::uint64_t bytes = bytes_capacity();
   if (bytes > 0) {
     void* p = nullptr;
@@ -46,9 +65,13 @@ CudaTier::~CudaTier() {
   }
   cv_.notify_all();
   waiter_.join();
+  int previous = 0;
+  cudaGetDevice(&previous);
   cudaSetDevice(device_index());
+  for (void* ev : free_events_) cudaEventDestroy(static_cast<cudaEvent_t>(ev));
   cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
   if (data_) cudaFree(data_);
+  cudaSetDevice(previous);
 }
 
 Completion CudaTier::copy_in(const void* host_src, std::uint64_t dst_offset, std::uint64_t bytes) {
@@ -62,9 +85,16 @@ Completion CudaTier::copy_out(std::uint64_t src_offset, void* host_dst, std::uin
 }
 
 Completion CudaTier::enqueue(void* dst, const void* src, std::uint64_t bytes, bool inbound) {
-  WAND_CUDA_CHECK(cudaSetDevice(device_index()));  // the current device is per thread
+  DeviceGuard guard(device_index());  // the current device is per thread: restore the caller's
   cudaEvent_t ev = nullptr;
-  WAND_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventBlockingSync));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_events_.empty()) {
+      ev = static_cast<cudaEvent_t>(free_events_.back());
+      free_events_.pop_back();
+    }
+  }
+  if (!ev) WAND_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventBlockingSync));
   Pending p{ev, bytes, inbound, {}};
   Completion c = p.done.completion();
   {
@@ -100,7 +130,12 @@ void CudaTier::run() {
       pending_.pop_front();
     }
     const cudaError_t err = cudaEventSynchronize(static_cast<cudaEvent_t>(p.event));
-    cudaEventDestroy(static_cast<cudaEvent_t>(p.event));
+    if (err == cudaSuccess) {
+      std::lock_guard<std::mutex> lock(mu_);
+      free_events_.push_back(p.event);
+    } else {
+      cudaEventDestroy(static_cast<cudaEvent_t>(p.event));
+    }
     transfer_finished(p.inbound && err == cudaSuccess ? p.bytes : 0, !p.inbound && err == cudaSuccess ? p.bytes : 0);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();

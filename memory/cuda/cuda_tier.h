@@ -17,6 +17,7 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "memory/device_tier.h"
 
@@ -57,6 +58,7 @@ class CudaTier : public DeviceTier {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> pending_;  // guarded by mu_, in issue order
+  std::vector<void*> free_events_;  // guarded by mu_: cudaEvent_t reused across copies
   bool stop_ = false;            // guarded by mu_
   std::thread waiter_;
 };

@@ -70,6 +70,32 @@ std::uint64_t name_hash(const std::string& s) {
 
 }  // namespace
 
+std::vector<std::vector<size_t>> plan_shards(const std::vector<std::uint64_t>& sizes, std::uint64_t max_shard_bytes) {
+  // Fill in order; start a new shard when the next tensor would overflow; an
+  // oversized tensor gets a shard of its own.
+  std::vector<std::vector<size_t>> shards(1);
+  std::uint64_t cur = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] > max_shard_bytes) {
+      shards.push_back({i});
+      shards.push_back({});
+      cur = 0;
+      continue;
+    }
+    if (cur + sizes[i] > max_shard_bytes && !shards.back().empty()) {
+      shards.push_back({});
+      cur = 0;
+    }
+    shards.back().push_back(i);
+    cur += sizes[i];
+  }
+  std::vector<std::vector<size_t>> out;
+  for (auto& s : shards) {
+    if (!s.empty()) out.push_back(s);
+  }
+  return out;
+}
+
 at::Tensor random_dit_tensor(const std::string& name, const std::vector<int64_t>& shape, int64_t dim,
                              std::uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(mix(seed ^ name_hash(name)));
@@ -102,28 +128,13 @@ std::uint64_t write_dit_expert(const fs::path& dir, const WanConfig& cfg, at::Sc
     total += k;
   }
   if (max_shard_bytes == 0) max_shard_bytes = kDefaultShardBytes;
-  // huggingface_hub.split_torch_state_dict_into_shards: fill in order, start a new
-  // shard when the next tensor would overflow; an oversized tensor gets its own.
-  std::vector<std::vector<size_t>> shards(1);
-  std::uint64_t cur = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
+  std::vector<std::uint64_t> sizes;
+  for (const auto& [n, shape] : order) {
     std::uint64_t k = esize;
-    for (int64_t d : order[i].second) k *= static_cast<std::uint64_t>(d);
-    if (k > max_shard_bytes) {
-      shards.push_back({i});
-      shards.push_back({});
-      cur = 0;
-      continue;
-    }
-    if (cur + k > max_shard_bytes && !shards.back().empty()) {
-      shards.push_back({});
-      cur = 0;
-    }
-    shards.back().push_back(i);
-    cur += k;
+    for (int64_t d : shape) k *= static_cast<std::uint64_t>(d);
+    sizes.push_back(k);
   }
-  std::vector<std::vector<size_t>> nonempty;
-  for (auto& s : shards) if (!s.empty()) nonempty.push_back(s);
+  const std::vector<std::vector<size_t>> nonempty = plan_shards(sizes, max_shard_bytes);
 
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t si = 0; si < nonempty.size(); ++si) {

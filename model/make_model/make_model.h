@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -44,6 +45,9 @@ std::uint64_t write_dit_expert(const std::filesystem::path& dir, const WanConfig
 // (relative paths "../<other>/<shard>"), plus its config.json.
 void write_shared_expert(const std::filesystem::path& dir, const std::filesystem::path& shared_from,
                          const WanConfig& cfg);
+// Shard assignment of save_pretrained (huggingface_hub.split_torch_state_dict_into_shards):
+// tensor byte sizes in state-dict order -> list of shards, each a list of indices.
+std::vector<std::vector<size_t>> plan_shards(const std::vector<std::uint64_t>& sizes, std::uint64_t max_shard_bytes);
 // One tensor of the random init (deterministic in seed and index).
 at::Tensor random_dit_tensor(const std::string& name, const std::vector<int64_t>& shape, int64_t dim,
                              std::uint64_t seed);

@@ -107,6 +107,17 @@ TEST(WanctlCli, HigherPriorityRunsFirstFifoWithinAPriority) {
   RawClient c(d.socket());
   c.hello();
   std::string blocker = c.call({{"type", "submit"}, {"job", fake_job(1, 30)}})["id"];
+  {
+    // Make sure it runs before the others arrive (else the runner may pick a later one).
+    RawClient w(d.socket());
+    w.hello();
+    w.send_json({{"type", "watch"}, {"job", blocker}});
+    for (;;) {
+      auto ev = w.receive();
+      ASSERT_TRUE(ev);
+      if ((*ev)["job"]["state"] == "running") break;
+    }
+  }
   std::vector<std::pair<std::string, int>> jobs;
   for (int p : {0, 5, 0, 5, 1}) {
     std::string id = c.call({{"type", "submit"}, {"job", fake_job(2, 1, p)}})["id"];

@@ -24,6 +24,12 @@ TEST(Concurrency, HundredClientsPollStatusWhileAJobRuns) {
     RawClient c(d.socket());
     c.hello();
     id = c.call({{"type", "submit"}, {"job", fake_job(9, 200)}})["id"];
+    c.send_json({{"type", "watch"}, {"job", id}});  // start polling once it runs
+    for (;;) {
+      auto ev = c.receive();
+      ASSERT_TRUE(ev);
+      if ((*ev)["job"]["state"] == "running") break;
+    }
   }
   std::vector<std::vector<double>> lat(kClients);
   std::atomic<int> errors{0};

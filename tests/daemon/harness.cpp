@@ -151,7 +151,11 @@ void DaemonFixture::launch(std::vector<std::string> argv, int listen_fd) {
     }
     ::putenv(const_cast<char*>(notify_env.c_str()));
     if (listen_fd >= 0) {
-      ::dup2(listen_fd, 3);  // dup2 clears FD_CLOEXEC on the copy
+      if (listen_fd == 3) {
+        ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep FD_CLOEXEC
+      } else {
+        ::dup2(listen_fd, 3);  // dup2 clears FD_CLOEXEC on the copy
+      }
       ::setenv("LISTEN_FDS", "1", 1);
       ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
     }

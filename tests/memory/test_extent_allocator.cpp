@@ -78,7 +78,9 @@ TEST(ExtentAllocator, RandomizedNeverOverlapsOrExceedsCapacity) {
       }
       ASSERT_LE(e->offset + e->bytes, cap);
       auto next = live.lower_bound(e->offset);
-      if (next != live.end()) ASSERT_LE(e->offset + e->bytes, next->first);
+      if (next != live.end()) {
+        ASSERT_LE(e->offset + e->bytes, next->first);
+      }
       if (next != live.begin()) {
         auto prev = std::prev(next);
         ASSERT_LE(prev->first + prev->second, e->offset);

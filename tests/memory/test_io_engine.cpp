@@ -160,7 +160,7 @@ TEST_P(IoEngineTest, BadDescriptorIsReported) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, IoEngineTest, ::testing::Values("io_uring", "psync"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& p) { return p.param; });
 
 TEST(IoEngine, OpenForReadNamesMissingFile) {
   try {

@@ -13,3 +13,7 @@ wand_add_test(dit_sampler_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/dit_sampler_test.cpp
   LIBS wand_model
   LABELS model)
+wand_add_test(dit_bf16_parity_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/dit_bf16_parity_test.cpp
+  LIBS wand_model
+  LABELS model gpu)

@@ -369,3 +369,34 @@ TEST(MakeModel, RejectsUnknownPresetAndDtype) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(MakeModel, ShardPlanMatchesTheRelease) {
+  // The release ships 6 shards per fp32 A14B expert and 3 for TI2V-5B (10 GB shards).
+  auto sizes_of = [](const std::string& preset, uint64_t esize) {
+    WanConfig cfg = WanConfig::from_preset(preset);
+    std::vector<uint64_t> v;
+    for (auto& [n, s] : cfg.expected_tensors()) {
+      uint64_t k = esize;
+      for (int64_t d : s) k *= d;
+      v.push_back(k);
+    }
+    return v;
+  };
+  const uint64_t ten_gb = 10ull * 1000 * 1000 * 1000;
+  EXPECT_EQ(make::plan_shards(sizes_of("t2v-A14B", 4), ten_gb).size(), 6u);
+  EXPECT_EQ(make::plan_shards(sizes_of("t2v-A14B", 2), ten_gb).size(), 3u);
+  EXPECT_EQ(make::plan_shards(sizes_of("ti2v-5B", 4), ten_gb).size(), 3u);
+  EXPECT_EQ(WanConfig::from_preset("t2v-A14B").num_params(), 14288491584);
+  EXPECT_EQ(WanConfig::from_preset("i2v-A14B").num_params(), 14288901184);
+  EXPECT_EQ(WanConfig::from_preset("ti2v-5B").num_params(), 4999787712);
+  // Every tensor lands in exactly one shard, in order; an oversized tensor alone.
+  auto p = make::plan_shards({5, 5, 20, 3, 3, 3}, 10);
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0], (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(p[1], (std::vector<size_t>{2}));
+  EXPECT_EQ(p[2], (std::vector<size_t>{3, 4, 5}));
+}
+
+}  // namespace

@@ -92,9 +92,9 @@ void expect_close(const at::Tensor& got, const at::Tensor& ref, double atol, dou
 // ---------------------------------------------------------------- image prep
 
 TEST(ImagePrep, BestOutputSizeDocExamples) {
-  EXPECT_EQ(best_output_size(1920, 1080, 32, 32, 1280 * 704), std::make_pair<int64_t, int64_t>(1248, 704));
-  EXPECT_EQ(best_output_size(1280, 704, 32, 32, 1280 * 704), std::make_pair<int64_t, int64_t>(1280, 704));
-  EXPECT_EQ(best_output_size(832, 1104, 32, 32, 1280 * 704), std::make_pair<int64_t, int64_t>(800, 1088));
+  EXPECT_EQ(best_output_size(1920, 1080, 32, 32, 1280 * 704), (std::pair<int64_t, int64_t>{1248, 704}));
+  EXPECT_EQ(best_output_size(1280, 704, 32, 32, 1280 * 704), (std::pair<int64_t, int64_t>{1280, 704}));
+  EXPECT_EQ(best_output_size(832, 1104, 32, 32, 1280 * 704), (std::pair<int64_t, int64_t>{800, 1088}));
   EXPECT_THROW(best_output_size(0, 10, 32, 32, 4096), Error);
 }
 
