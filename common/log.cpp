@@ -9,7 +9,10 @@ namespace wand::log {
 
 namespace {
 std::mutex mu;
+bool level_set = false;                                   // guarded by mu
+spdlog::level::level_enum level = spdlog::level::info;   // guarded by mu
 spdlog::level::level_enum default_level() {
+  if (level_set) return level;
   const char* env = std::getenv("WAND_LOG_LEVEL");
   return env ? spdlog::level::from_str(env) : spdlog::level::info;
 }
@@ -24,9 +27,11 @@ std::shared_ptr<spdlog::logger> get(const std::string& name) {
   return logger;
 }
 
-void set_level(const std::string& level) {
+void set_level(const std::string& level_name) {
   std::lock_guard<std::mutex> lock(mu);
-  spdlog::set_level(spdlog::level::from_str(level));
+  ::wand::log::level = spdlog::level::from_str(level_name);
+  level_set = true;
+  spdlog::set_level(::wand::log::level);  // existing loggers; later ones read `level`
 }
 
 }  // namespace wand::log

@@ -15,6 +15,6 @@ namespace wand::log {
 
 std::shared_ptr<spdlog::logger> get(const std::string& name);
 // "trace" | "debug" | "info" | "warn" | "error" | "off"; applies to all loggers.
-void set_level(const std::string& level);
+void set_level(const std::string& level);  // also applies to loggers created later
 
 }  // namespace wand::log

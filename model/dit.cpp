@@ -24,6 +24,29 @@ at::Tensor per_token(const at::Tensor& rows, const DitInputs& in, int64_t s0, in
   return rows.index_select(0, in.row_of_token.slice(0, s0, s1)).unsqueeze(0);
 }
 
+// Note [Fused mixed-dtype elementwise]: on CUDA the modulation and the gated
+// residual adds run as one addcmul each, reading bf16 and fp32 operands and
+// writing the wanted dtype directly (the GPU kernels cast on the fly). The CPU
+// kernels of LibTorch 1.13 cannot mix dtypes inside addcmul, so the CPU path
+// spells the same arithmetic out in separate ops.
+// out = (self + t1 * t2) in dtype `dt`; t1 has the full shape.
+at::Tensor addcmul_as(const at::Tensor& self, const at::Tensor& t1, const at::Tensor& t2, at::ScalarType dt) {
+  if (t1.is_cuda()) {
+    at::Tensor out = at::empty(t1.sizes(), t1.options().dtype(dt));
+    return at::addcmul_out(out, self, t1, t2);
+  }
+  return (t1.to(at::kFloat) * t2 + self).to(dt);
+}
+
+// x (fp32, owned) += y * gate, in place.
+void add_gated_(at::Tensor& x, const at::Tensor& y, const at::Tensor& gate) {
+  if (x.is_cuda()) {
+    x.addcmul_(y, gate);
+  } else {
+    x.add_(y.to(at::kFloat) * gate);
+  }
+}
+
 }  // namespace
 
 WanDit WanDit::load(const CheckpointDir& ck, RunDtype run, at::Device device, bool load_blocks) {
@@ -191,9 +214,22 @@ at::Tensor WanDit::linear(const at::Tensor& x, const at::Tensor& w, const at::Te
 
 at::Tensor WanDit::rms_norm(const at::Tensor& x, const at::Tensor& w) const {
   // WanRMSNorm: _norm(x.float()).type_as(x) * weight, over the whole width.
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor n = (xf * at::rsqrt(xf.pow(2).mean(-1, true) + cfg_.eps)).to(x.scalar_type());
-  return n * (w.scalar_type() == x.scalar_type() ? w : w.to(x.scalar_type()));
+  const at::Tensor& wx = w.scalar_type() == x.scalar_type() ? w : w.to(x.scalar_type());
+  if (x.scalar_type() == at::kFloat) {
+    return x * at::rsqrt(x.pow(2).mean(-1, true) + cfg_.eps) * wx;
+  }
+  // Reduced precision: the fp32 statistics without an fp32 copy of x, and the
+  // normalised value rounded to x's dtype by the multiply itself (3 passes, not 6).
+  at::Tensor ss = at::linalg_vector_norm(x, 2, at::IntArrayRef{-1}, true, at::kFloat);  // [.., 1]
+  at::Tensor factor = at::rsqrt(ss.square().div_(static_cast<double>(x.size(-1))).add_(cfg_.eps));
+  at::Tensor n;
+  if (x.is_cuda()) {
+    n = at::empty_like(x);
+    at::mul_out(n, x, factor);  // see Note [Fused mixed-dtype elementwise]
+  } else {
+    n = (x.to(at::kFloat) * factor).to(x.scalar_type());
+  }
+  return n.mul_(wx);
 }
 
 at::Tensor WanDit::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) const {
@@ -222,9 +258,9 @@ at::Tensor WanDit::block(int64_t i, const at::Tensor& x, const DitInputs& in, co
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor a = at::layer_norm(xf, {D}, {}, {}, cfg_.eps);
   if (x.scalar_type() != at::kFloat) a = a.to(x.scalar_type()).to(at::kFloat);
-  a = a * (1 + chunk(1, 0, S)) + chunk(0, 0, S);
   {
-    at::Tensor ag = a.to(g);
+    // a = LN1(x) * (1 + scale) + shift, written straight in the GEMM dtype.
+    at::Tensor ag = addcmul_as(chunk(0, 0, S), a, 1 + chunk(1, 0, S), g);
     a = at::Tensor();
     at::Tensor q = rms_norm(linear(ag, w.sa_q_w, w.sa_q_b), w.sa_norm_q).view({1, S, N, hd});
     at::Tensor k = rms_norm(linear(ag, w.sa_k_w, w.sa_k_b), w.sa_norm_k).view({1, S, N, hd});
@@ -237,7 +273,8 @@ at::Tensor WanDit::block(int64_t i, const at::Tensor& x, const DitInputs& in, co
       v = v.slice(1, 0, L);
     }
     at::Tensor o = linear(attention(q, k, v), w.sa_o_w, w.sa_o_b);
-    xf = xf + o * chunk(2, 0, S);  // fp32 from here on
+    // fp32 from here on; a new tensor, so the caller's x is never modified.
+    xf = xf.is_cuda() ? at::addcmul(xf, o, chunk(2, 0, S)) : xf + o.to(at::kFloat) * chunk(2, 0, S);
   }
   // 2. cross-attention (affine norm3, no modulation, no gate, no mask).
   {
@@ -249,7 +286,11 @@ at::Tensor WanDit::block(int64_t i, const at::Tensor& x, const DitInputs& in, co
     at::Tensor v = at::linear(ctx, w.ca_v_w.to(g), w.ca_v_b.to(g)).view({1, Lt, N, hd});
     c = at::Tensor();
     at::Tensor o = linear(attention(q, k, v), w.ca_o_w, w.ca_o_b);
-    xf = xf + o;
+    if (xf.is_cuda()) {
+      xf.add_(o);
+    } else {
+      xf.add_(o.to(at::kFloat));
+    }
   }
   // 3. FFN, optionally in token chunks (the [S, ffn_dim] hidden is the largest activation).
   const int64_t step = chunk_tokens_ > 0 ? chunk_tokens_ : S;
@@ -257,12 +298,15 @@ at::Tensor WanDit::block(int64_t i, const at::Tensor& x, const DitInputs& in, co
   for (int64_t s0 = 0; s0 < S; s0 += step) {
     const int64_t s1 = std::min(S, s0 + step);
     at::Tensor xs = xf.slice(1, s0, s1);
-    at::Tensor f = at::layer_norm(xs, {D}, {}, {}, cfg_.eps) * (1 + chunk(4, s0, s1)) + chunk(3, s0, s1);
-    at::Tensor h = at::gelu(at::linear(f.to(g), w0, b0), "tanh");
+    at::Tensor ln = at::layer_norm(xs, {D}, {}, {}, cfg_.eps);
+    at::Tensor f = addcmul_as(chunk(3, s0, s1), ln, 1 + chunk(4, s0, s1), g);
+    ln = at::Tensor();
+    at::Tensor h = at::linear(f, w0, b0);
     f = at::Tensor();
+    at::gelu_(h, "tanh");
     at::Tensor y = at::linear(h, w2, b2);
     h = at::Tensor();
-    xs.add_(y * chunk(5, s0, s1));
+    add_gated_(xs, y, chunk(5, s0, s1));
   }
   return xf;
 }

@@ -58,10 +58,10 @@ at::Tensor rope_apply(const at::Tensor& x, const at::Tensor& table, at::ScalarTy
   std::vector<int64_t> pairs = shape;
   pairs.back() = d / 2;
   pairs.push_back(2);
-  at::Tensor xr = x.to(table.scalar_type()).reshape(pairs);  // [..., S, N, d/2, 2]
-  at::Tensor re = xr.select(-1, 0), im = xr.select(-1, 1);
-  at::Tensor cs = table.select(-1, 0).unsqueeze(1), sn = table.select(-1, 1).unsqueeze(1);  // [S, 1, d/2]
-  at::Tensor out = at::stack({re * cs - im * sn, re * sn + im * cs}, -1);
+  // Complex multiply of adjacent pairs (as the official torch.view_as_complex code).
+  at::Tensor xr = x.to(table.scalar_type()).reshape(pairs).contiguous();  // [..., S, N, d/2, 2]
+  at::Tensor tc = at::view_as_complex(table.contiguous()).unsqueeze(1);   // [S, 1, d/2]
+  at::Tensor out = at::view_as_real(at::view_as_complex(xr) * tc);
   return out.reshape(shape).to(out_dtype);
 }
 

@@ -111,6 +111,41 @@ TEST(MemoryPool, OutOfMemoryCarriesTierRequestedFreeAndLargestExtent) {
   EXPECT_THROW(pool.request(a, dev, no_evict), OutOfMemory);
 }
 
+// Unscheduled use: a request that does not fit evicts the least recently used unpinned
+// copy on the target tier (pool clock injected), and pinned copies are skipped.
+TEST(MemoryPool, LruEvictsTheLeastRecentlyUsedCopy) {
+  TempDir dir;
+  testing::write_random_file(dir.file("shard.bin"), 1 << 20, 12);
+  FakeClock clock;
+  PoolDeps deps;
+  deps.clock = &clock;
+  MemoryPool pool(small_config(1 << 20, {3 * 64 * 1024}), deps);  // room for 3 blobs
+  const int dev = pool.device_tier(0);
+  std::vector<BlobId> b;
+  for (int i = 0; i < 5; ++i) b.push_back(pool.register_file_blob("b" + std::to_string(i), dir.file("shard.bin"), i * 65536, 65536));
+  auto use = [&](int i) {
+    clock.advance();
+    pool.acquire(b[i], dev);
+  };
+  use(0);
+  use(1);
+  use(2);
+  use(0);  // 1 is now the least recently used
+  use(3);
+  EXPECT_EQ(pool.state(b[1], dev), CopyState::kAbsent);
+  EXPECT_EQ(pool.state(b[0], dev), CopyState::kReady);
+  EXPECT_EQ(pool.state(b[2], dev), CopyState::kReady);
+  clock.advance();
+  PinnedCopy keep = pool.acquire(b[2], dev);  // oldest after this: 0, but pin 2 anyway
+  clock.advance();
+  PinnedCopy keep0 = pool.pin(b[0], dev);     // 0 touched and pinned: 3 is the only victim
+  use(4);
+  EXPECT_EQ(pool.state(b[3], dev), CopyState::kAbsent);
+  EXPECT_EQ(pool.state(b[0], dev), CopyState::kReady);
+  EXPECT_EQ(pool.state(b[2], dev), CopyState::kReady);
+  EXPECT_EQ(pool.state(b[4], dev), CopyState::kReady);
+}
+
 TEST(MemoryPool, TruncatedFileFailsThatBlobAndLeavesThePoolConsistent) {
   TempDir dir;
   const std::string path = dir.file("shard.bin");

@@ -11,6 +11,8 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "model/make_model/parts.h"
+#include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
 
@@ -281,6 +283,38 @@ TEST(VaeTiling, MeasuredPeakStaysUnderTheBudget) {
     EXPECT_LE(peak, o.budget_bytes - vae.weight_bytes());
   }
   at::set_num_threads(threads);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(VaeMakeModel, TinyPresetsWriteLoadableCheckpoints) {
+  const auto dir = std::filesystem::temp_directory_path() / ("wand_vae_make_" + std::to_string(::getpid()));
+  wand::model::make::write_vae_part(dir / "t2v", "tiny-t2v", 3);
+  wand::model::make::write_vae_part(dir / "ti2v", "tiny-ti2v", 3);
+  {
+    PthFile f((dir / "t2v" / "Wan2.1_VAE.pth").string());
+    EXPECT_EQ(f.names().size(), 194u);
+    Vae vae(f);
+    EXPECT_EQ(vae.config().dim, 8);
+    at::Tensor x = vae.decode(at::randn({16, 2, 2, 3}));
+    EXPECT_EQ(x.sizes(), (std::vector<int64_t>{3, 5, 16, 24}));
+    // The rescaled head keeps most pixels inside the clamp.
+    VaeDecodeOptions raw;
+    raw.clamp = false;
+    const double sat = (vae.decode(at::randn({16, 2, 2, 3}), raw).abs() > 1).to(at::kFloat).mean().item<double>();
+    EXPECT_LT(sat, 0.2);
+  }
+  {
+    PthFile f((dir / "ti2v" / "Wan2.2_VAE.pth").string());
+    EXPECT_EQ(f.names().size(), 196u);
+    Vae vae(f);
+    EXPECT_EQ(vae.config().version, VaeVersion::kWan22);
+    EXPECT_EQ(vae.config().dec_dim, 6);
+  }
+  EXPECT_THROW(wand::model::make::write_vae_part(dir / "x", "no-such-preset", 1), wand::Error);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
