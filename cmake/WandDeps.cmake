@@ -41,6 +41,15 @@ if(NOT WAND_ONLY_MEMORY)
       break()
     endif()
   endforeach()
+  # Note [libstdc++ first]: pip's libtorch_cpu.so / libtorch.so (2.11+cu130) export
+  # their own static copy of std::filesystem (101 / 64 _ZNSt10filesystem symbols).
+  # Ahead of libstdc++.so.6 in the lookup order they interpose on it, and tests
+  # crash (jump to 0) in fs::remove_all / create_directories / path ops (t5 helper
+  # saw it in pth_test, t5_make_test; LD_PRELOAD of libstdc++ fixed them all).
+  # Linking libstdc++ first (no-as-needed) puts it first in NEEDED.
+  if(Torch_VERSION VERSION_GREATER_EQUAL 2.0 AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
+  endif()
 endif()
 
 set(WAND_HAVE_CUDA OFF)

@@ -56,11 +56,8 @@ at::Device default_device() {
 // Note [CPU noise]: see pipeline.h. The one random draw of a job.
 at::Tensor draw_noise(std::uint64_t seed, at::IntArrayRef shape, at::Tensor* rng_state) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  at::Tensor noise;
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
-  }
+  // (at::randn takes the generator's mutex itself.)
+  at::Tensor noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
   *rng_state = gen.get_state();
   return noise;
 }

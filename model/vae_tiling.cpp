@@ -271,8 +271,10 @@ std::string gib(int64_t b) {
 
 void fill_totals(VaeDecodePlan& p, const VaeConfig& cfg, const VaeLatentShape& z,
                  const VaePlanOptions& opt) {
-  p.est_untiled_bytes = vae_decode_working_bytes(cfg, z.height, z.width, opt.elem_bytes, opt.cpu_convs) +
-                        vae_decode_output_bytes(cfg, z, 4);
+  auto scaled = [&](int64_t b) { return static_cast<int64_t>(static_cast<double>(b) * opt.working_factor); };
+  p.est_untiled_bytes =
+      scaled(vae_decode_working_bytes(cfg, z.height, z.width, opt.elem_bytes, opt.cpu_convs)) +
+      vae_decode_output_bytes(cfg, z, 4);
   if (!p.tiled) {
     p.est_tile_bytes = p.est_untiled_bytes;
     p.est_total_bytes = p.est_untiled_bytes + opt.weight_bytes;
@@ -280,7 +282,7 @@ void fill_totals(VaeDecodePlan& p, const VaeConfig& cfg, const VaeLatentShape& z
     return;
   }
   const VaeLatentShape tile{z.frames, p.tile_h, p.tile_w};
-  p.est_tile_bytes = vae_decode_working_bytes(cfg, p.tile_h, p.tile_w, opt.elem_bytes, opt.cpu_convs) +
+  p.est_tile_bytes = scaled(vae_decode_working_bytes(cfg, p.tile_h, p.tile_w, opt.elem_bytes, opt.cpu_convs)) +
                      vae_decode_output_bytes(cfg, tile, 4);
   // + the blended video and the weight map (both only when kept on the device).
   const int64_t s = cfg.spatial_stride();

@@ -31,6 +31,7 @@ struct VaePlanOptions {
   int64_t min_tile = 0;          // smallest tile side in latents; 0: 2 * overlap + 2
   double safety = 0.10;          // fraction of the budget kept free (allocator, workspaces)
   bool cpu_convs = false;        // decoding on the CPU (see vae_decode_working_bytes)
+  double working_factor = 1.0;   // measured/modelled working set on the device (CUDA: cuDNN workspaces)
 };
 
 struct VaeDecodePlan {

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include <c10/core/GradMode.h>
 #include <torch/cuda.h>
 
 #include "common/error.h"
@@ -92,7 +93,7 @@ Run run_decode(const Vae& vae, const at::Tensor& z, const VaeDecodeOptions& o) {
   torch::cuda::synchronize();
   alloc::emptyCache();
   alloc::resetPeakStats(0);
-  const auto agg = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+  const size_t agg = 0;  // StatType::AGGREGATE (the enum moved namespaces in LibTorch 2.x)
   const int64_t alloc_before = alloc::getDeviceStats(0).allocated_bytes[agg].current;
   const int64_t free_before = device_free();
   const auto t0 = std::chrono::steady_clock::now();
@@ -116,6 +117,9 @@ double gib(int64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0 * 1024.
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
+  // Reserve growth without fragmentation (read when the CUDA allocator starts);
+  // an explicit setting in the environment wins.
+  setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True", 0);
   if (!torch::cuda::is_available()) {
     std::printf("bench_vae_decode: skip (no CUDA device or CPU-only LibTorch)\n");
     return 0;
@@ -125,7 +129,7 @@ int main(int argc, char** argv) {
   return 0;
 #else
   try {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     set_vae_cuda_tf32(/*cudnn=*/true, /*matmul=*/false);
     torch::cuda::synchronize();
     const int64_t free0 = device_free();
@@ -154,6 +158,7 @@ int main(int argc, char** argv) {
     std::printf("# bench_vae_decode\n\n- vae: %s, weights %s, dtype %s, device memory in use before decoding (weights, latent, CUDA handles) %.2f GiB\n",
                 vae->config().name().c_str(), weights.c_str(), a.bf16 ? "bf16" : "fp32 (cuDNN TF32 allowed)",
                 gib(with_weights));
+    std::printf("- PYTORCH_CUDA_ALLOC_CONF=%s\n", std::getenv("PYTORCH_CUDA_ALLOC_CONF"));
     std::printf("- latent [%lld, %lld, %lld, %lld] -> video %lldx%lld x %lld frames\n\n",
                 static_cast<long long>(z.size(0)), static_cast<long long>(z.size(1)),
                 static_cast<long long>(z.size(2)), static_cast<long long>(z.size(3)),

@@ -4,6 +4,7 @@
 // (see model/make_model/make_model.h).
 #include <cstdio>
 #include <cstring>
+#include <sys/resource.h>
 #include <string>
 
 #include "common/error.h"
@@ -61,7 +62,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     wand::model::make::make_model(o);
-    std::printf("wand-make-model: wrote %s to %s\n", o.preset.c_str(), o.out.c_str());
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    std::printf("wand-make-model: wrote %s to %s (peak rss %.1f MiB)\n", o.preset.c_str(), o.out.c_str(),
+                static_cast<double>(ru.ru_maxrss) / 1024.0);
     return 0;
   } catch (const wand::Error& e) {
     std::fprintf(stderr, "wand-make-model: %s: %s\n", wand::error_code_name(e.code()), e.what());

@@ -265,6 +265,23 @@ TEST_F(PipelineTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
   EXPECT_GT(fs::file_size(out), 1000u);
 }
 
+TEST_F(PipelineTest, RealUmt5TextEncoderAndDefaultNegativePrompt) {
+  // The directory's own tiny umT5 + tokenizer (the default text encoder).
+  GeneratorOptions o;
+  o.device = at::Device(at::kCPU);
+  WanGenerator gen(root_ / "tiny-t2v", o);
+  GenRequest r = t2v_request(8);
+  r.negative = "";
+  r.steps = 2;
+  GenState a = gen.prepare(r);
+  EXPECT_EQ(a.context.size(1), kTinyTextDim);
+  EXPECT_GT(a.context_null.size(0), a.context.size(0));  // the long default negative prompt
+  at::Tensor va = WanGenerator::to_uint8(run_all(gen, a));
+  GenState b = gen.prepare(r);
+  EXPECT_TRUE(at::equal(a.context, b.context));
+  EXPECT_TRUE(at::equal(va, WanGenerator::to_uint8(run_all(gen, b))));
+}
+
 TEST_F(PipelineTest, SameSeedSameBytesDifferentSeedDiffers) {
   auto gen = make("tiny-t2v");
   GenState a = gen->prepare(t2v_request(5));

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/error.h"
+#include "model/make_model/make_model.h"
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
@@ -20,38 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 at::Tensor randn_cpu(at::IntArrayRef shape, at::Generator& gen) {
-  std::lock_guard<std::mutex> lock(gen.mutex());
   return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
-}
-
-// Random weights with the golden README's scales (weights N(0, 1/fan_in),
-// biases N(0, 0.05^2), norm weights 1 + N(0, 0.1^2), modulation N(0, 1/dim)).
-void write_dit(const fs::path& dir, const WanConfig& cfg, std::uint64_t seed) {
-  fs::create_directories(dir);
-  std::ofstream(dir / "config.json") << cfg.to_config_json().dump(2);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  SafetensorsWriter w((dir / "diffusion_pytorch_model.safetensors").string(), {{"format", "pt"}});
-  const auto specs = cfg.expected_tensors();
-  for (const auto& [name, shape] : specs) w.declare(name, at::kFloat, shape);
-  for (const auto& [name, shape] : specs) {
-    at::Tensor t = randn_cpu(shape, gen);
-    auto ends_with = [&](const std::string& s) {
-      return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-    };
-    if (ends_with("modulation")) {
-      t = t / std::sqrt(static_cast<double>(cfg.dim));
-    } else if (ends_with("norm_q.weight") || ends_with("norm_k.weight") || ends_with("norm3.weight")) {
-      t = 1.0 + 0.1 * t;
-    } else if (ends_with(".bias")) {
-      t = 0.05 * t;
-    } else {
-      int64_t fan_in = 1;
-      for (std::size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
-      t = t / std::sqrt(static_cast<double>(fan_in));
-    }
-    w.write(name, t.contiguous());
-  }
-  w.finish();
 }
 
 void write_vae(const fs::path& path, const VaeConfig& cfg, std::uint64_t seed) {
@@ -66,16 +36,17 @@ void write_vae(const fs::path& path, const VaeConfig& cfg, std::uint64_t seed) {
 }  // namespace
 
 void write_tiny_wan_dir(const fs::path& dir, const std::string& preset, std::uint64_t seed) {
+  // wand-make-model's library function: DiT experts, umT5 .pth + tokenizer, VAE .pth.
+  make::MakeModelOptions o;
+  o.preset = preset;
+  o.out = dir;
+  o.seed = seed;
+  make::make_model(o);
+  // Parts wand-make-model did not write (older builds) are filled in here.
   const WanConfig cfg = WanConfig::from_preset(preset, kTinyTextDim);
-  fs::create_directories(dir);
-  if (cfg.model_type == "ti2v") {
-    write_dit(dir, cfg, seed);
-    write_vae(dir / "Wan2.2_VAE.pth", VaeConfig::wan22(4, 6), seed + 100);
-  } else {
-    write_dit(dir / "high_noise_model", cfg, seed);
-    write_dit(dir / "low_noise_model", cfg, seed + 1);
-    write_vae(dir / "Wan2.1_VAE.pth", VaeConfig::wan21(8), seed + 100);
-  }
+  const bool ti2v = cfg.model_type == "ti2v";
+  const fs::path vae = dir / (ti2v ? "Wan2.2_VAE.pth" : "Wan2.1_VAE.pth");
+  if (!fs::exists(vae)) write_vae(vae, ti2v ? VaeConfig::wan22(4, 6) : VaeConfig::wan21(8), seed + 100);
 }
 
 TextEncodeFn fake_text_encoder(int64_t text_dim, int* calls) {

@@ -18,24 +18,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A tiny t2v model, a registry whose "wan" factory injects the stand-in text
-// encoder (the tiny dir has no umT5), and helpers to run jobs.
+// A tiny t2v model written by wand-make-model (DiT experts, umT5, tokenizer,
+// VAE) and a registry with the real "wan" factory.
 struct Fixture {
   test::TempDir model;
   PipelineRegistry registry;
   Fixture() {
     model::testing::write_tiny_wan_dir(model.path(), "tiny-t2v", 3);
-    PipelineFactory f;
-    f.name = "wan";
-    f.probe = probe_wan_dir;
-    f.make = [](const fs::path& dir) -> std::unique_ptr<Pipeline> {
-      model::GeneratorOptions o;
-      o.device = at::Device(at::kCPU);
-      o.text_encoder = model::testing::fake_text_encoder(model::testing::kTinyTextDim);
-      return std::make_unique<WanPipeline>(dir, o);
-    };
-    f.encoder = encode_wan_video;
-    registry.add_factory(f);
+    register_wan_pipeline(registry);
     registry.add_model("tiny", model.path());
   }
 };
@@ -45,7 +35,7 @@ JobSpec spec(std::uint64_t seed) {
   s.model = "tiny";
   s.task = "t2v";
   s.prompt = "a lighthouse in a storm";
-  s.negative = "blurry";
+  s.negative = "";  // the official default negative prompt
   s.width = 48;
   s.height = 32;
   s.frames = 5;
@@ -157,11 +147,8 @@ TEST(WanPipeline, ValidateAndRegistry) {
   EXPECT_TRUE(probe_wan_dir(f.model.path()));
   test::TempDir empty;
   EXPECT_FALSE(probe_wan_dir(empty.path()));
-  PipelineRegistry reg;
-  register_wan_pipeline(reg);
-  reg.add_model("tiny", f.model.path());
-  EXPECT_THROW(reg.add_model("none", empty.path()), Error);
-  EXPECT_TRUE(reg.has_model("tiny"));
+  EXPECT_THROW(f.registry.add_model("none", empty.path()), Error);
+  EXPECT_TRUE(f.registry.has_model("tiny"));
 }
 
 }  // namespace

@@ -1,0 +1,200 @@
+#include "scheduler/exec/dit_executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "memory/memory_pool.h"
+#include "model/dit.h"
+#include "scheduler/cancel_token.h"
+#include "scheduler/exec/device_runtime.h"
+#include "scheduler/exec/weight_store.h"
+
+namespace wand::sched::exec {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A pinned device copy of one block and the fence after the kernels that read it.
+struct HeldBlock {
+  memory::PinnedCopy pin;
+  ComputeFence fence;
+};
+
+}  // namespace
+
+DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> experts,
+                         std::vector<int> expert_of_step, ExecutorOptions options)
+    : pool_(pool), experts_(std::move(experts)), expert_of_step_(std::move(expert_of_step)), opt_(options) {
+  if (experts_.empty()) throw Error(ErrorCode::kBadRequest, "executor: no experts");
+  for (std::size_t e = 0; e < experts_.size(); ++e) {
+    const ExecutorExpert& x = experts_[e];
+    if (x.dit == nullptr || x.store == nullptr) {
+      throw Error(ErrorCode::kBadRequest, "executor: expert " + std::to_string(e) + " has no DiT or no weight store");
+    }
+    if (x.store->num_blocks() != x.dit->num_layers()) {
+      throw Error(ErrorCode::kBadRequest, "executor: expert " + std::to_string(e) + " store has " +
+                                              std::to_string(x.store->num_blocks()) + " blocks, its DiT " +
+                                              std::to_string(x.dit->num_layers()));
+    }
+    if (e == 0) layers_ = x.dit->num_layers();
+    if (x.dit->num_layers() != layers_) throw Error(ErrorCode::kBadRequest, "executor: experts differ in depth");
+  }
+  for (std::size_t k = 0; k < expert_of_step_.size(); ++k) {
+    const int e = expert_of_step_[k];
+    if (e < 0 || static_cast<std::size_t>(e) >= experts_.size()) {
+      throw Error(ErrorCode::kBadRequest, "executor: step " + std::to_string(k) + " names expert " +
+                                              std::to_string(e) + " of " + std::to_string(experts_.size()));
+    }
+  }
+  const int dev = opt_.device_tier;
+  if (dev < 0 || static_cast<std::size_t>(dev) >= pool_.tier_count()) {
+    throw Error(ErrorCode::kBadRequest, "executor: device tier " + std::to_string(dev) + " does not exist");
+  }
+
+  // The job's static schedule of block uses, on the device tier and on the host tier.
+  std::vector<memory::ScheduleEntry> dev_sched, host_sched;
+  std::uint64_t max_block = 0;
+  for (int e : expert_of_step_) {
+    for (std::int64_t i = 0; i < layers_; ++i) {
+      const memory::BlobId id = experts_[static_cast<std::size_t>(e)].store->block(i).id;
+      const std::uint64_t db = pool_.copy_bytes(id, dev);
+      max_block = std::max(max_block, db);
+      dev_sched.push_back({id, db});
+      host_sched.push_back({id, pool_.copy_bytes(id, pool_.host_tier())});
+    }
+  }
+  window_ = opt_.window_bytes > 0 ? opt_.window_bytes : 2 * max_block;
+  window_ = std::max(window_, max_block);
+  DeviceBudget b = opt_.budget;
+  if (b.slot_bytes == 0) b.slot_bytes = pool_.tier(dev).bytes_capacity();
+  check_device_budget(b, window_, max_block, opt_.activation_need_bytes);
+
+  device_rm_ = std::make_unique<memory::ResidencyManager>(dev_sched, pool_.tier(dev).bytes_capacity(), window_);
+  if (opt_.host_window_bytes > 0) {
+    host_rm_ = std::make_unique<memory::ResidencyManager>(host_sched, pool_.tier(pool_.host_tier()).bytes_capacity(),
+                                                          std::max(opt_.host_window_bytes, max_block));
+  }
+  log::get("sched")->info("executor steps={} layers={} window={} host_window={} slots={} block={}",
+                          expert_of_step_.size(), layers_, format_bytes(window_),
+                          format_bytes(opt_.host_window_bytes), format_bytes(b.slot_bytes), format_bytes(max_block));
+}
+
+DitExecutor::~DitExecutor() = default;
+
+void DitExecutor::plan_and_apply(std::size_t position) {
+  const int dev = opt_.device_tier, host = pool_.host_tier();
+  if (host_rm_) {
+    memory::ResidencyPlan hp = host_rm_->plan(position, pool_.resident(host));
+    for (memory::BlobId id : hp.prefetch) stats_.host_bytes_in += pool_.copy_bytes(id, host);
+    host_rm_->apply(hp, pool_, host);
+  }
+  memory::ResidencyPlan p = device_rm_->plan(position, pool_.resident(dev));
+  for (memory::BlobId id : p.prefetch) {
+    if (pool_.state(id, host) == memory::CopyState::kAbsent) stats_.host_bytes_in += pool_.copy_bytes(id, host);
+    stats_.device_bytes_in += pool_.copy_bytes(id, dev);
+  }
+  device_rm_->apply(p, pool_, dev);  // failures surface again through the demand's acquire
+}
+
+std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, bool cfg, const CancelToken* cancel) {
+  if (k < 0 || k >= num_steps()) {
+    throw Error(ErrorCode::kBadRequest, "executor: step " + std::to_string(k) + " out of range (" +
+                                            std::to_string(num_steps()) + " steps)");
+  }
+  const auto t_step = Clock::now();
+  const ExecutorExpert& ex = experts_[static_cast<std::size_t>(expert_of_step_[static_cast<std::size_t>(k)])];
+  const model::WanDit& dit = *ex.dit;
+  const at::Device device = dit.device();
+  const int dev = opt_.device_tier;
+
+  model::DitInputs in_c = dit.embed(in.x, in.t, in.context, in.seq_len, in.y);
+  model::DitInputs in_u;
+  at::Tensor hc = in_c.tokens, hu;
+  if (cfg) {
+    in_u = in_c;
+    in_u.context = dit.embed_text(in.context_null);
+    hu = in_u.tokens;
+  }
+
+  std::deque<HeldBlock> held;  // pinned blocks whose kernels may still run (oldest first)
+  try {
+    for (std::int64_t i = 0; i < layers_; ++i) {
+      if (cancel != nullptr) cancel->throw_if_cancelled();
+      const std::size_t pos = static_cast<std::size_t>(k * layers_ + i);
+      plan_and_apply(pos);
+      const BlockBlob& b = ex.store->block(i);
+      const bool had = pool_.state(b.id, dev) == memory::CopyState::kReady ||
+                       pool_.state(b.id, dev) == memory::CopyState::kLoading;
+      if (!had) {  // the plan could not bring it (no room): a demand load
+        if (pool_.state(b.id, pool_.host_tier()) == memory::CopyState::kAbsent) {
+          stats_.host_bytes_in += pool_.copy_bytes(b.id, pool_.host_tier());
+        }
+        stats_.device_bytes_in += pool_.copy_bytes(b.id, dev);
+      }
+      const auto t_wait = Clock::now();
+      memory::RequestOptions ro;
+      ro.urgent = true;
+      memory::PinnedCopy pin = pool_.acquire(b.id, dev, ro);
+      const double w = seconds_since(t_wait);
+      stats_.wait_s += w;
+      stats_.max_block_wait_s = std::max(stats_.max_block_wait_s, w);
+      stats_.block_wait_s.push_back(w);
+
+      const model::DitBlockWeights weights = view_block_weights(b, pin.data(), device);
+      hc = dit.block(i, hc, in_c, weights);
+      if (cfg) hu = dit.block(i, hu, in_u, weights);
+      held.push_back(HeldBlock{std::move(pin), ComputeFence::record(opt_.cuda_device)});
+      // Unpin what the device has finished; never more than one block behind.
+      while (!held.empty() && (held.size() > 2 || held.front().fence.done())) {
+        held.front().fence.wait();
+        held.pop_front();
+      }
+      ++stats_.blocks_run;
+    }
+  } catch (...) {
+    synchronize_device(opt_.cuda_device);  // no kernel may still read a slot we unpin
+    throw;
+  }
+  std::vector<at::Tensor> out;
+  out.push_back(dit.head(hc, in_c));
+  if (cfg) out.push_back(dit.head(hu, in_u));
+  for (HeldBlock& h : held) h.fence.wait();
+  held.clear();
+  synchronize_device(opt_.cuda_device);
+  ++stats_.steps;
+  stats_.step_s += seconds_since(t_step);
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> DitExecutor::step(std::int64_t k, const StepInputs& in, const CancelToken* cancel) {
+  std::vector<at::Tensor> o = run(k, in, true, cancel);
+  return {o[0], o[1]};
+}
+
+at::Tensor DitExecutor::forward(std::int64_t k, const StepInputs& in, const CancelToken* cancel) {
+  return run(k, in, false, cancel)[0];
+}
+
+nlohmann::json DitExecutor::stats_json() const {
+  return {{"steps", stats_.steps},
+          {"blocks_run", stats_.blocks_run},
+          {"device_bytes_in", stats_.device_bytes_in},
+          {"host_bytes_in", stats_.host_bytes_in},
+          {"wait_s", stats_.wait_s},
+          {"max_block_wait_s", stats_.max_block_wait_s},
+          {"step_s", stats_.step_s},
+          {"compute_s", stats_.step_s - stats_.wait_s},
+          {"window_bytes", window_},
+          {"allocator_reserved_bytes", caching_allocator_reserved(std::max(0, opt_.cuda_device))},
+          {"allocator_peak_reserved_bytes", caching_allocator_peak_reserved(std::max(0, opt_.cuda_device))}};
+}
+
+}  // namespace wand::sched::exec

@@ -1,0 +1,123 @@
+// DitExecutor: runs the denoising steps of a job's DiT experts with their blocks streamed
+// through a device tier of the memory pool.
+//
+//   std::vector<ExecutorExpert> ex = {{&dit_hi, &store_hi}, {&dit_lo, &store_lo}};
+//   std::vector<int> expert_of_step = {0, 0, ..., 1, 1};        // by the MoE boundary
+//   ExecutorOptions o;  o.device_tier = pool.device_tier(0);  o.cuda_device = 0;
+//   DitExecutor exec(pool, ex, expert_of_step, o);              // checks the budget
+//   for (int k = 0; k < steps; ++k) {
+//     auto [cond, uncond] = exec.step(k, in, &cancel);          // both CFG branches
+//     ...sampler...
+//   }
+//   nlohmann::json s = exec.stats_json();
+//
+// The schedule of block uses is static (step k uses blocks 0..L-1 of expert_of_step[k]),
+// so a ResidencyManager over the whole job plans the device tier (Belady eviction, a
+// prefetch window of window_bytes) and, when host_window_bytes > 0, the host tier as well
+// (the idle expert is read from disk ahead of the switch while the finished expert's
+// blocks are evicted one by one). Per block i: plan + apply (keep the window full), pin
+// block i's device copy (the time spent waiting is the block's wait), view it as
+// DitBlockWeights (at::from_blob, no copy), run block(i) on the cond stream then on the
+// uncond stream (each block's weights cross PCIe once per step), record a compute fence,
+// unpin the blocks whose fences are done (on CUDA at most one block stays pinned behind),
+// and check the cancel token.
+//
+// Owns its residency managers and counters; borrows the pool, the DiTs and the stores
+// (they must outlive it). One thread (the job's) calls step() / forward(); stats_json()
+// from the same thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "memory/residency_manager.h"
+#include "scheduler/exec/exec_budget.h"
+
+namespace wand::memory {
+class MemoryPool;
+}
+namespace wand::model {
+class WanDit;
+}
+namespace wand::sched {
+class CancelToken;
+}
+
+namespace wand::sched::exec {
+
+class WeightStore;
+
+struct ExecutorExpert {
+  const model::WanDit* dit = nullptr;   // non-block weights (loaded with load_blocks = false)
+  const WeightStore* store = nullptr;   // its blocks
+};
+
+struct ExecutorOptions {
+  int device_tier = -1;                 // pool tier the blocks run from
+  int cuda_device = -1;                 // -1: CPU compute (a CpuDeviceTier)
+  std::uint64_t window_bytes = 0;       // device prefetch window; 0: two largest blocks
+  std::uint64_t host_window_bytes = 0;  // host prefetch window (disk -> host); 0: no host planning
+  DeviceBudget budget;                  // slot_bytes 0: the device tier's capacity
+  std::uint64_t activation_need_bytes = 0;  // dit_activation_bytes(...) (0: not checked)
+};
+
+struct StepInputs {
+  at::Tensor x;             // [C, F, H, W] latent
+  at::Tensor t;             // [1] timestep (or per-token, ti2v)
+  at::Tensor context;       // [L_txt, text_dim]
+  at::Tensor context_null;  // [L_txt, text_dim] negative prompt (step() only)
+  std::int64_t seq_len = 0;
+  c10::optional<at::Tensor> y;  // i2v conditioning
+};
+
+struct ExecutorStats {
+  std::uint64_t steps = 0;
+  std::uint64_t blocks_run = 0;           // block uses (one per block per step)
+  std::uint64_t device_bytes_in = 0;      // host -> device bytes this executor requested
+  std::uint64_t host_bytes_in = 0;        // disk -> host bytes this executor requested
+  double wait_s = 0;                      // compute waited for weights
+  double step_s = 0;                      // wall time inside step() / forward()
+  double max_block_wait_s = 0;
+  std::vector<double> block_wait_s;       // per block use, in schedule order
+};
+
+class DitExecutor {
+ public:
+  DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> experts, std::vector<int> expert_of_step,
+              ExecutorOptions options);
+  ~DitExecutor();
+  DitExecutor(const DitExecutor&) = delete;
+  DitExecutor& operator=(const DitExecutor&) = delete;
+
+  // Step k: both CFG branches interleaved per block. Returns (cond, uncond), each
+  // [out_dim, F, H, W] fp32. Throws wand::Error(kCancelled) between blocks when asked.
+  std::pair<at::Tensor, at::Tensor> step(std::int64_t k, const StepInputs& in, const CancelToken* cancel = nullptr);
+  // Step k's expert, cond branch only (one expert forward).
+  at::Tensor forward(std::int64_t k, const StepInputs& in, const CancelToken* cancel = nullptr);
+
+  std::int64_t num_steps() const { return static_cast<std::int64_t>(expert_of_step_.size()); }
+  std::uint64_t window_bytes() const { return window_; }
+  const ExecutorStats& stats() const { return stats_; }
+  nlohmann::json stats_json() const;
+
+ private:
+  std::vector<at::Tensor> run(std::int64_t k, const StepInputs& in, bool cfg, const CancelToken* cancel);
+  void plan_and_apply(std::size_t position);
+
+  memory::MemoryPool& pool_;
+  std::vector<ExecutorExpert> experts_;
+  std::vector<int> expert_of_step_;
+  ExecutorOptions opt_;
+  std::int64_t layers_ = 0;
+  std::uint64_t window_ = 0;
+  std::unique_ptr<memory::ResidencyManager> device_rm_;
+  std::unique_ptr<memory::ResidencyManager> host_rm_;
+  ExecutorStats stats_;
+};
+
+}  // namespace wand::sched::exec

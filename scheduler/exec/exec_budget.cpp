@@ -1,0 +1,48 @@
+#include "scheduler/exec/exec_budget.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace wand::sched::exec {
+
+std::uint64_t dit_activation_bytes(const DitGeometry& g) {
+  const auto S = static_cast<std::uint64_t>(g.tokens), D = static_cast<std::uint64_t>(g.dim),
+             F = static_cast<std::uint64_t>(g.ffn_dim), L = static_cast<std::uint64_t>(g.text_len),
+             e = static_cast<std::uint64_t>(g.run_bytes);
+  const std::uint64_t chunk = g.chunk_tokens > 0 ? std::min<std::uint64_t>(S, g.chunk_tokens) : S;
+  const std::uint64_t streams = 2 * S * D * 4;        // hc, hu fp32 [1, S, D]
+  const std::uint64_t inputs = S * D * e + 2 * L * D * e + S * 64 * 4;  // tokens, contexts, rope
+  // Attention: fp32 copy of x, norm output, q, k, v, attention output, o projection.
+  const std::uint64_t attn = S * D * 4 + 5 * S * D * e;
+  // FFN: fp32 x, norm output, hidden + GELU output of one chunk, output.
+  const std::uint64_t ffn = S * D * 4 + 2 * S * D * e + 2 * chunk * F * e;
+  return streams + inputs + std::max(attn, ffn);
+}
+
+void check_device_budget(const DeviceBudget& b, std::uint64_t window_bytes, std::uint64_t max_block_bytes,
+                         std::uint64_t activation_need_bytes) {
+  const std::uint64_t slots_need = window_bytes + max_block_bytes;
+  if (b.slot_bytes < slots_need) {
+    throw Error(ErrorCode::kConfig, "device budget: weight slots " + format_bytes(b.slot_bytes) +
+                                        " cannot hold the prefetch window " + format_bytes(window_bytes) +
+                                        " plus the block being released " + format_bytes(max_block_bytes) + " (" +
+                                        format_bytes(slots_need) + ")");
+  }
+  if (activation_need_bytes > 0 && b.activation_bytes < activation_need_bytes) {
+    throw Error(ErrorCode::kConfig, "device budget: activation cap " + format_bytes(b.activation_bytes) +
+                                        " is below the estimated activation peak " +
+                                        format_bytes(activation_need_bytes) + " (chunk the sequence or raise it)");
+  }
+  if (b.budget_bytes > 0) {
+    const std::uint64_t total = b.context_bytes + b.slot_bytes + b.activation_bytes;
+    if (total > b.budget_bytes) {
+      throw Error(ErrorCode::kConfig, "device budget " + format_bytes(b.budget_bytes) + " < context " +
+                                          format_bytes(b.context_bytes) + " + weight slots " +
+                                          format_bytes(b.slot_bytes) + " + activation cap " +
+                                          format_bytes(b.activation_bytes) + " = " + format_bytes(total));
+    }
+  }
+}
+
+}  // namespace wand::sched::exec

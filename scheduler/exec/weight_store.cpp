@@ -1,0 +1,333 @@
+#include "scheduler/exec/weight_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "memory/memory_pool.h"
+#include "model/checkpoint.h"
+#include "scheduler/exec/fingerprint.h"
+
+namespace wand::sched::exec {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+std::string manifest_path(const std::string& packed) { return packed + ".json"; }
+
+// Note [Weight store paths]: the direct path needs, per block, every tensor stored in
+// the run's GEMM dtype, all in one shard, back to back (offset_k + nbytes_k ==
+// offset_{k+1} once sorted by offset) and each offset a multiple of its element size (the
+// copy keeps the file's alignment modulo 4 KiB, so views stay aligned). Release shards
+// written by save_pretrained satisfy this for A14B in bf16 except where a block straddles
+// two shards; such a checkpoint (or any fp32 release for a bf16 run) is packed instead.
+bool direct_layout(const model::CheckpointDir& ck, std::int64_t layers, at::ScalarType g,
+                   std::vector<BlockBlob>* out) {
+  std::vector<BlockBlob> blocks;
+  for (std::int64_t i = 0; i < layers; ++i) {
+    BlockBlob b;
+    std::vector<const model::TensorInfo*> infos;
+    for (const std::string& n : model::DitBlockWeights::tensor_names(i)) infos.push_back(&ck.info(n));
+    for (const auto* ti : infos) {
+      if (ti->dtype != g) return false;
+      if (ti->path != infos[0]->path) return false;
+      if (ti->offset % model::dtype_size(ti->dtype) != 0) return false;
+    }
+    std::vector<const model::TensorInfo*> sorted = infos;
+    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* c) { return a->offset < c->offset; });
+    for (std::size_t k = 1; k < sorted.size(); ++k) {
+      if (sorted[k - 1]->offset + sorted[k - 1]->nbytes != sorted[k]->offset) return false;
+    }
+    b.path = sorted.front()->path;
+    b.file_offset = sorted.front()->offset;
+    b.bytes = sorted.back()->offset + sorted.back()->nbytes - b.file_offset;
+    for (const auto* ti : infos) {
+      b.tensors.push_back(BlockTensor{ti->name, ti->offset - b.file_offset, ti->dtype, ti->shape, ti->nbytes});
+    }
+    blocks.push_back(std::move(b));
+  }
+  *out = std::move(blocks);
+  return true;
+}
+
+// The packed layout (offsets only; no I/O).
+std::vector<BlockBlob> packed_layout(const model::CheckpointDir& ck, std::int64_t layers, at::ScalarType g,
+                                     const std::string& path) {
+  std::vector<BlockBlob> blocks;
+  std::uint64_t file_off = 0;
+  for (std::int64_t i = 0; i < layers; ++i) {
+    BlockBlob b;
+    b.path = path;
+    b.file_offset = file_off;
+    std::uint64_t off = 0;
+    for (const std::string& n : model::DitBlockWeights::tensor_names(i)) {
+      const model::TensorInfo& ti = ck.info(n);
+      const std::uint64_t nb = static_cast<std::uint64_t>(ti.numel()) * model::dtype_size(g);
+      off = round_up(off, WeightStore::kTensorAlign);
+      b.tensors.push_back(BlockTensor{n, off, g, ti.shape, nb});
+      off += nb;
+    }
+    b.bytes = round_up(off, WeightStore::kBlockAlign);
+    file_off += b.bytes;
+    blocks.push_back(std::move(b));
+  }
+  return blocks;
+}
+
+nlohmann::json layout_json(const std::vector<BlockBlob>& blocks) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& b : blocks) {
+    nlohmann::json t = nlohmann::json::array();
+    for (const auto& x : b.tensors) {
+      t.push_back({{"name", x.name}, {"offset", x.offset}, {"dtype", model::safetensors_dtype_name(x.dtype)},
+                   {"shape", x.shape}, {"nbytes", x.nbytes}});
+    }
+    arr.push_back({{"offset", b.file_offset}, {"bytes", b.bytes}, {"tensors", t}});
+  }
+  return arr;
+}
+
+void write_all(int fd, const void* data, std::uint64_t n, std::uint64_t off, const std::string& path) {
+  const auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw Error(ErrorCode::kIo, "weight store: write to " + path + " at offset " + std::to_string(off) +
+                                      " failed: " + std::strerror(errno));
+    }
+    p += w;
+    off += static_cast<std::uint64_t>(w);
+    n -= static_cast<std::uint64_t>(w);
+  }
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorCode::kIo, "weight store: cannot create " + tmp + ": " + std::strerror(errno));
+  try {
+    write_all(fd, text.data(), text.size(), 0, tmp);
+    if (::fsync(fd) != 0) throw Error(ErrorCode::kIo, "weight store: fsync " + tmp + ": " + std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw Error(ErrorCode::kIo, "weight store: rename " + tmp + " -> " + path + ": " + std::strerror(errno));
+  }
+}
+
+// Converts every block into the packed file (tmp + rename), one block in memory at a time.
+void write_pack(const model::CheckpointDir& ck, const std::vector<BlockBlob>& blocks, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorCode::kIo, "weight store: cannot create " + tmp + ": " + std::strerror(errno));
+  try {
+    std::vector<char> buf;
+    for (const BlockBlob& b : blocks) {
+      buf.assign(b.bytes, 0);
+      for (const BlockTensor& t : b.tensors) {
+        at::Tensor x = ck.load(t.name, t.dtype).contiguous();
+        WAND_ASSERT(static_cast<std::uint64_t>(x.numel()) * x.element_size() == t.nbytes, "weight store: size of " + t.name);
+        std::memcpy(buf.data() + t.offset, x.data_ptr(), t.nbytes);
+      }
+      write_all(fd, buf.data(), b.bytes, b.file_offset, tmp);
+    }
+    if (::fsync(fd) != 0) throw Error(ErrorCode::kIo, "weight store: fsync " + tmp + ": " + std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw Error(ErrorCode::kIo, "weight store: rename " + tmp + " -> " + path + ": " + std::strerror(errno));
+  }
+}
+
+std::uint64_t file_size_or_zero(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+}  // namespace
+
+std::string WeightStore::pack_path(const std::string& pack_dir, const model::CheckpointDir& ck, model::RunDtype run) {
+  std::error_code ec;
+  fs::path canon = fs::weakly_canonical(ck.dir(), ec);
+  const std::string key_src = (ec ? ck.dir().string() : canon.string()) + "|" + model::run_dtype_name(run);
+  return (fs::path(pack_dir) / ("wand-pack-" + hex64(fnv1a64(key_src.data(), key_src.size())) + ".bin")).string();
+}
+
+WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool& pool, const WeightStoreOptions& o) {
+  auto log = log::get("sched");
+  WeightStore ws;
+  ws.pool_ = &pool;
+  ws.name_ = o.name;
+  ws.run_ = o.run;
+  const std::int64_t layers = ck.config().num_layers;
+  const at::ScalarType g = model::gemm_dtype(o.run);
+
+  if (!o.force_pack && direct_layout(ck, layers, g, &ws.blocks_)) {
+    ws.direct_ = true;
+    ws.register_blobs();
+    log->info("weight store direct name={} blocks={} bytes={} dir={}", o.name, layers,
+              format_bytes(ws.total_bytes()), ck.dir().string());
+    return ws;
+  }
+  if (o.pack_dir.empty()) {
+    throw Error(ErrorCode::kConfig, "weight store: " + ck.dir().string() + " needs a repack to " +
+                                        model::run_dtype_name(o.run) + " but no pack directory is configured");
+  }
+  std::error_code ec;
+  fs::create_directories(o.pack_dir, ec);
+  if (ec) throw Error(ErrorCode::kIo, "weight store: cannot create pack dir " + o.pack_dir + ": " + ec.message());
+
+  ws.packed_path_ = pack_path(o.pack_dir, ck, o.run);
+  ws.blocks_ = packed_layout(ck, layers, g, ws.packed_path_);
+  const std::uint64_t want_bytes = ws.total_bytes();
+  const std::string tag = std::string("wand-pack v") + std::to_string(kPackVersion) + " " + model::run_dtype_name(o.run);
+  const std::string fp = checkpoint_fingerprint(ck.shard_paths(), tag);
+  const std::string mpath = manifest_path(ws.packed_path_);
+
+  bool reuse = false;
+  std::string reason = "no manifest";
+  {
+    std::ifstream in(mpath);
+    if (in) {
+      nlohmann::json m;
+      try {
+        in >> m;
+        if (m.value("fingerprint", std::string()) != fp) {
+          reason = "checkpoint changed";
+        } else if (m.value("version", 0) != kPackVersion || m.value("file_bytes", std::uint64_t{0}) != want_bytes ||
+                   m.value("blocks", nlohmann::json::array()) != layout_json(ws.blocks_)) {
+          reason = "layout changed";
+        } else {
+          reuse = true;
+        }
+      } catch (const nlohmann::json::exception& e) {
+        reason = std::string("unreadable manifest (") + e.what() + ")";
+      }
+    }
+  }
+  if (reuse) {
+    const std::uint64_t have = file_size_or_zero(ws.packed_path_);
+    if (have < want_bytes) {
+      throw Error(ErrorCode::kIo, "weight store: packed file " + ws.packed_path_ + " is truncated: " +
+                                      std::to_string(have) + " bytes, its manifest " + mpath + " expects " +
+                                      std::to_string(want_bytes) + " (delete both to repack)");
+    }
+    log->info("weight store reuse name={} blocks={} bytes={} path={}", o.name, layers, format_bytes(want_bytes),
+              ws.packed_path_);
+  } else {
+    log->info("weight store repack name={} reason=\"{}\" blocks={} bytes={} dtype={} path={}", o.name, reason, layers,
+              format_bytes(want_bytes), model::run_dtype_name(o.run), ws.packed_path_);
+    ::unlink(mpath.c_str());  // a crash mid-repack leaves no manifest: the next open repacks
+    write_pack(ck, ws.blocks_, ws.packed_path_);
+    nlohmann::json m = {{"version", kPackVersion},
+                        {"fingerprint", fp},
+                        {"checkpoint", ck.dir().string()},
+                        {"shards", ck.shard_paths()},
+                        {"run_dtype", model::run_dtype_name(o.run)},
+                        {"file_bytes", want_bytes},
+                        {"blocks", layout_json(ws.blocks_)}};
+    write_text_atomic(mpath, m.dump(1));
+    ws.repacked_now_ = true;
+  }
+  ws.register_blobs();
+  return ws;
+}
+
+void WeightStore::register_blobs() {
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    BlockBlob& b = blocks_[i];
+    b.blob_name = name_ + ".block." + std::to_string(i);
+    b.id = pool_->register_file_blob(b.blob_name, b.path, b.file_offset, b.bytes);
+  }
+}
+
+WeightStore::WeightStore(WeightStore&& other) noexcept
+    : pool_(other.pool_),
+      name_(std::move(other.name_)),
+      run_(other.run_),
+      direct_(other.direct_),
+      repacked_now_(other.repacked_now_),
+      packed_path_(std::move(other.packed_path_)),
+      blocks_(std::move(other.blocks_)) {
+  other.pool_ = nullptr;
+  other.blocks_.clear();
+}
+
+WeightStore::~WeightStore() {
+  if (pool_ == nullptr) return;
+  for (const BlockBlob& b : blocks_) {
+    if (b.blob_name.empty()) continue;
+    try {
+      pool_->drop_blob(b.id);
+    } catch (const std::exception& e) {
+      log::get("sched")->warn("weight store drop blob={} error=\"{}\"", b.blob_name, e.what());
+    }
+  }
+}
+
+const BlockBlob& WeightStore::block(std::int64_t i) const {
+  if (i < 0 || i >= num_blocks()) {
+    throw Error(ErrorCode::kBadRequest, "weight store " + name_ + ": block " + std::to_string(i) + " out of range (" +
+                                            std::to_string(num_blocks()) + " blocks)");
+  }
+  return blocks_[static_cast<std::size_t>(i)];
+}
+
+std::uint64_t WeightStore::max_block_bytes() const {
+  std::uint64_t m = 0;
+  for (const auto& b : blocks_) m = std::max(m, b.bytes);
+  return m;
+}
+
+std::uint64_t WeightStore::total_bytes() const {
+  std::uint64_t n = 0;
+  for (const auto& b : blocks_) n += b.bytes;
+  return n;
+}
+
+nlohmann::json WeightStore::status_json() const {
+  return {{"name", name_},
+          {"mode", direct_ ? "direct" : "packed"},
+          {"run_dtype", model::run_dtype_name(run_)},
+          {"blocks", blocks_.size()},
+          {"bytes", total_bytes()},
+          {"max_block_bytes", max_block_bytes()},
+          {"packed_path", packed_path_}};
+}
+
+model::DitBlockWeights view_block_weights(const BlockBlob& b, std::byte* data, at::Device device) {
+  WAND_ASSERT(data != nullptr, "view_block_weights: no data for " + b.blob_name);
+  model::DitBlockWeights w;
+  std::vector<at::Tensor*> f = w.fields();
+  if (f.size() != b.tensors.size()) {
+    throw Error(ErrorCode::kInternal, "weight store: blob " + b.blob_name + " has " + std::to_string(b.tensors.size()) +
+                                          " tensors, a block has " + std::to_string(f.size()));
+  }
+  for (std::size_t k = 0; k < f.size(); ++k) {
+    const BlockTensor& t = b.tensors[k];
+    *f[k] = at::from_blob(data + t.offset, t.shape, at::TensorOptions().dtype(t.dtype).device(device));
+  }
+  return w;
+}
+
+}  // namespace wand::sched::exec
