@@ -46,9 +46,17 @@ if(NOT WAND_ONLY_MEMORY)
   # Ahead of libstdc++.so.6 in the lookup order they interpose on it, and tests
   # crash (jump to 0) in fs::remove_all / create_directories / path ops (t5 helper
   # saw it in pth_test, t5_make_test; LD_PRELOAD of libstdc++ fixed them all).
-  # Linking libstdc++ first (no-as-needed) puts it first in NEEDED.
+  # The GPU machine's g++ links the C++ runtime from a static archive there, so
+  # the linker even resolves those symbols to LibTorch at link time. Naming the
+  # shared libstdc++.so.6 first (no-as-needed) makes it the definer and puts it
+  # first in NEEDED.
   if(Torch_VERSION VERSION_GREATER_EQUAL 2.0 AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-    add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
+    find_file(WAND_LIBSTDCXX_SO libstdc++.so.6
+              PATHS /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu /usr/lib64 /usr/lib NO_DEFAULT_PATH)
+    if(WAND_LIBSTDCXX_SO)
+      add_link_options("LINKER:--push-state,--no-as-needed" "${WAND_LIBSTDCXX_SO}" "LINKER:--pop-state")
+      message(STATUS "wand: ${WAND_LIBSTDCXX_SO} linked first (Note [libstdc++ first])")
+    endif()
   endif()
 endif()
 

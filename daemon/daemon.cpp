@@ -49,6 +49,7 @@ struct Daemon::Impl {
   asio::steady_timer status_timer{io};
   int listener = 0;
   bool stopping = false;
+  std::string last_status;
 
   std::map<std::string, std::filesystem::path> model_dirs() const {
     std::map<std::string, std::filesystem::path> m;
@@ -78,8 +79,12 @@ struct Daemon::Impl {
     status_timer.expires_after(std::chrono::milliseconds(ms));
     status_timer.async_wait([this](boost::system::error_code ec) {
       if (ec || stopping) return;
-      notifier.watchdog();
-      notifier.status(status_line());
+      if (notifier.watchdog_interval_ms() > 0) notifier.watchdog();
+      std::string line = status_line();
+      if (line != last_status) {  // systemd needs no repeats
+        notifier.status(line);
+        last_status = line;
+      }
       arm_status_timer();
     });
   }
@@ -133,7 +138,6 @@ struct Daemon::Impl {
     runner->stop();  // the running job stops at a block boundary and stays queued
     queue->unsubscribe(listener);
     server->close_all();
-    signals.cancel();
     status_timer.cancel();
     io.stop();
   }
@@ -188,6 +192,13 @@ int Daemon::run() {
                         d.status_line());
   d.notifier.ready(d.status_line());
   d.io.run();
+  // Exiting now: a late SIGTERM (e.g. right after a shutdown request) must not
+  // turn a clean exit into a death by signal.
+  boost::system::error_code ec;
+  d.signals.clear(ec);
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGHUP, SIG_IGN);
   d.runner.reset();
   d.server.reset();
   log::get("rpc")->info("stopped");

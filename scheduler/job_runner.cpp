@@ -75,17 +75,17 @@ void JobRunner::run_one(const JobQueue::Started& started) {
     if (e.code() == ErrorCode::kCancelled && token.reason() == CancelToken::Reason::kShutdown) {
       queue_.requeue(job.id);  // the checkpoint stays for the next start
     } else if (e.code() == ErrorCode::kCancelled) {
+      store_.remove(job.id);  // before the terminal state is visible
       queue_.finish(job.id, JobPhase::kCancelled, "");
-      store_.remove(job.id);
     } else {
       log->error("job failed id={} error=\"{}\"", job.id, e.what());
-      queue_.finish(job.id, JobPhase::kFailed, std::string(error_code_name(e.code())) + ": " + e.what());
       store_.remove(job.id);
+      queue_.finish(job.id, JobPhase::kFailed, std::string(error_code_name(e.code())) + ": " + e.what());
     }
   } catch (const std::exception& e) {
     log->error("job failed id={} error=\"{}\"", job.id, e.what());
-    queue_.finish(job.id, JobPhase::kFailed, e.what());
     store_.remove(job.id);
+    queue_.finish(job.id, JobPhase::kFailed, e.what());
   }
   busy_ = false;
 }

@@ -8,17 +8,11 @@
 #include "model/checkpoint.h"
 #include "model/dit.h"
 #include "model/golden/golden.h"
+#include "model/pth.h"
 #include "model/rope.h"
 #include "model/sampler.h"
 #include "model/sampler_schedule.h"
-
-namespace wand::model {
-// Implemented by the VAE family (model/golden/vae_cases.cpp) once it exists:
-// the y_build_* (i2v) / z_build_* (ti2v) intermediates of a DiT case, built
-// from its image_uint8 input and the VAE checkpoint named in its config.
-// Weak: while absent, run_dit leaves those outputs out (run_case then reports them).
-golden::Outputs vae_encode_for_golden(const golden::Case& c) __attribute__((weak));
-}  // namespace wand::model
+#include "model/vae.h"
 
 namespace wand::model::golden {
 
@@ -105,13 +99,39 @@ Outputs run_dit(const Case& c) {
     const int64_t padded = cfg.at("padded_seq_len").get<int64_t>();
     out["pred_padded_seq_len"] = f64(dit.forward(x, t, context, padded, y));
   }
-  if (vae_encode_for_golden) {
-    Outputs extra = vae_encode_for_golden(c);
-    for (auto& [k, v] : extra) out[k] = v;
-  } else {
-    for (const auto& name : expected_outputs(c)) {
-      if (!out.count(name)) log::get("model")->warn("golden case={} output={} needs the vae: not produced", c.spec.value("case", ""), name);
-    }
+  // i2v conditioning pieces that need no VAE (WanI2V.generate arithmetic).
+  if (listed(c, "y_build_msk")) {
+    const int64_t frames = cfg.at("frame_num").get<int64_t>();
+    const int64_t lh = cfg.at("lat_h").get<int64_t>(), lw = cfg.at("lat_w").get<int64_t>();
+    at::Tensor msk = at::ones({1, frames, lh, lw}, at::kDouble);
+    msk.slice(1, 1).zero_();
+    msk = at::cat({msk.slice(1, 0, 1).repeat_interleave(4, 1), msk.slice(1, 1)}, 1);
+    msk = msk.view({1, msk.size(1) / 4, 4, lh, lw}).transpose(1, 2).select(0, 0);
+    out["y_build_msk"] = msk.contiguous();
+  }
+  if (listed(c, "y_build_image_resized")) {
+    // TF.to_tensor (u8 / 255), sub_(0.5).div_(0.5), bicubic to (h, w), align_corners False, no clamp.
+    at::Tensor img = input(c, "image_uint8").to(at::kFloat).div(255.0).sub_(0.5).div_(0.5);
+    const int64_t h = cfg.at("h").get<int64_t>(), w = cfg.at("w").get<int64_t>();
+    at::Tensor r = at::upsample_bicubic2d(img.unsqueeze(0), {h, w}, /*align_corners=*/false);
+    out["y_build_image_resized"] = f64(r.select(0, 0));
+  }
+  // VAE-encoded conditioning (the VAE family's encoder, fp32 on the CPU).
+  if (listed(c, "y_build_vae_latent")) {
+    const auto& b = cfg.at("y_builder");
+    PthFile pth((c.dir / b.at("vae_case_dir").get<std::string>() / "Wan2.1_VAE.pth").string());
+    Vae vae(pth);
+    const int64_t frames = cfg.at("frame_num").get<int64_t>();
+    at::Tensor img = out.at("y_build_image_resized").to(at::kFloat);  // [3, h, w]
+    at::Tensor video = at::cat({img.unsqueeze(1), at::zeros({3, frames - 1, img.size(1), img.size(2)})}, 1);
+    out["y_build_vae_latent"] = f64(vae.encode(video));
+  }
+  if (listed(c, "z_build_z")) {
+    const auto& b = cfg.at("z_builder");
+    PthFile pth((c.dir / b.at("vae_case_dir").get<std::string>() / "Wan2.2_VAE.pth").string());
+    Vae vae(pth);
+    at::Tensor img = input(c, "image_uint8").to(at::kFloat).div(255.0).sub_(0.5).div_(0.5);  // [3, oh, ow]
+    out["z_build_z"] = f64(vae.encode(img.unsqueeze(1)));
   }
   return out;
 }

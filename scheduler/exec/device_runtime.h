@@ -33,6 +33,8 @@ void cap_caching_allocator(int device, std::uint64_t bytes);
 std::uint64_t caching_allocator_reserved(int device);
 std::uint64_t caching_allocator_peak_reserved(int device);
 void reset_caching_allocator_peak(int device);
+// Returns LibTorch's cached, unused blocks to the driver (emptyCache).
+void empty_caching_allocator();
 // Waits for the compute stream of `device` (no-op on CPU).
 void synchronize_device(int device);
 

@@ -11,6 +11,7 @@ void cap_caching_allocator(int, std::uint64_t) {}
 std::uint64_t caching_allocator_reserved(int) { return 0; }
 std::uint64_t caching_allocator_peak_reserved(int) { return 0; }
 void reset_caching_allocator_peak(int) {}
+void empty_caching_allocator() {}
 void synchronize_device(int) {}
 
 ComputeFence ComputeFence::record(int) { return {}; }

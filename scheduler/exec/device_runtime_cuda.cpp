@@ -67,6 +67,10 @@ void reset_caching_allocator_peak(int device) {
   c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
 }
 
+void empty_caching_allocator() {
+  if (torch_cuda_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+}
+
 void synchronize_device(int device) {
   if (device < 0 || !torch_cuda_available()) return;
   WAND_CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream()));

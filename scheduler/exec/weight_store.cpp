@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -26,47 +27,42 @@ std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / 
 
 std::string manifest_path(const std::string& packed) { return packed + ".json"; }
 
-// Note [Weight store paths]: the direct path needs, per block, every tensor stored in
-// the run's GEMM dtype, all in one shard, back to back (offset_k + nbytes_k ==
+// Note [Weight store paths]: a block goes direct when every one of its tensors is stored
+// in the run's GEMM dtype, all in one shard, back to back (offset_k + nbytes_k ==
 // offset_{k+1} once sorted by offset) and each offset a multiple of its element size (the
 // copy keeps the file's alignment modulo 4 KiB, so views stay aligned). Release shards
-// written by save_pretrained satisfy this for A14B in bf16 except where a block straddles
-// two shards; such a checkpoint (or any fp32 release for a bf16 run) is packed instead.
-bool direct_layout(const model::CheckpointDir& ck, std::int64_t layers, at::ScalarType g,
-                   std::vector<BlockBlob>* out) {
-  std::vector<BlockBlob> blocks;
-  for (std::int64_t i = 0; i < layers; ++i) {
-    BlockBlob b;
-    std::vector<const model::TensorInfo*> infos;
-    for (const std::string& n : model::DitBlockWeights::tensor_names(i)) infos.push_back(&ck.info(n));
-    for (const auto* ti : infos) {
-      if (ti->dtype != g) return false;
-      if (ti->path != infos[0]->path) return false;
-      if (ti->offset % model::dtype_size(ti->dtype) != 0) return false;
-    }
-    std::vector<const model::TensorInfo*> sorted = infos;
-    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* c) { return a->offset < c->offset; });
-    for (std::size_t k = 1; k < sorted.size(); ++k) {
-      if (sorted[k - 1]->offset + sorted[k - 1]->nbytes != sorted[k]->offset) return false;
-    }
-    b.path = sorted.front()->path;
-    b.file_offset = sorted.front()->offset;
-    b.bytes = sorted.back()->offset + sorted.back()->nbytes - b.file_offset;
-    for (const auto* ti : infos) {
-      b.tensors.push_back(BlockTensor{ti->name, ti->offset - b.file_offset, ti->dtype, ti->shape, ti->nbytes});
-    }
-    blocks.push_back(std::move(b));
+// written by save_pretrained satisfy this except for a block that straddles two shards;
+// such blocks (or every block of an fp32 release for a bf16 run) are packed: only they
+// go into the packed file, the others stay direct.
+std::optional<BlockBlob> direct_block(const model::CheckpointDir& ck, std::int64_t i, at::ScalarType g) {
+  BlockBlob b;
+  std::vector<const model::TensorInfo*> infos;
+  for (const std::string& n : model::DitBlockWeights::tensor_names(i)) infos.push_back(&ck.info(n));
+  for (const auto* ti : infos) {
+    if (ti->dtype != g) return std::nullopt;
+    if (ti->path != infos[0]->path) return std::nullopt;
+    if (ti->offset % model::dtype_size(ti->dtype) != 0) return std::nullopt;
   }
-  *out = std::move(blocks);
-  return true;
+  std::vector<const model::TensorInfo*> sorted = infos;
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* c) { return a->offset < c->offset; });
+  for (std::size_t k = 1; k < sorted.size(); ++k) {
+    if (sorted[k - 1]->offset + sorted[k - 1]->nbytes != sorted[k]->offset) return std::nullopt;
+  }
+  b.path = sorted.front()->path;
+  b.file_offset = sorted.front()->offset;
+  b.bytes = sorted.back()->offset + sorted.back()->nbytes - b.file_offset;
+  for (const auto* ti : infos) {
+    b.tensors.push_back(BlockTensor{ti->name, ti->offset - b.file_offset, ti->dtype, ti->shape, ti->nbytes});
+  }
+  return b;
 }
 
-// The packed layout (offsets only; no I/O).
-std::vector<BlockBlob> packed_layout(const model::CheckpointDir& ck, std::int64_t layers, at::ScalarType g,
-                                     const std::string& path) {
+// The packed layout of the given blocks (offsets only; no I/O).
+std::vector<BlockBlob> packed_layout(const model::CheckpointDir& ck, const std::vector<std::int64_t>& which,
+                                     at::ScalarType g, const std::string& path) {
   std::vector<BlockBlob> blocks;
   std::uint64_t file_off = 0;
-  for (std::int64_t i = 0; i < layers; ++i) {
+  for (std::int64_t i : which) {
     BlockBlob b;
     b.path = path;
     b.file_offset = file_off;
@@ -85,15 +81,16 @@ std::vector<BlockBlob> packed_layout(const model::CheckpointDir& ck, std::int64_
   return blocks;
 }
 
-nlohmann::json layout_json(const std::vector<BlockBlob>& blocks) {
+nlohmann::json layout_json(const std::vector<std::int64_t>& which, const std::vector<BlockBlob>& blocks) {
   nlohmann::json arr = nlohmann::json::array();
-  for (const auto& b : blocks) {
+  for (std::size_t k = 0; k < blocks.size(); ++k) {
+    const BlockBlob& b = blocks[k];
     nlohmann::json t = nlohmann::json::array();
     for (const auto& x : b.tensors) {
       t.push_back({{"name", x.name}, {"offset", x.offset}, {"dtype", model::safetensors_dtype_name(x.dtype)},
                    {"shape", x.shape}, {"nbytes", x.nbytes}});
     }
-    arr.push_back({{"offset", b.file_offset}, {"bytes", b.bytes}, {"tensors", t}});
+    arr.push_back({{"block", which[k]}, {"offset", b.file_offset}, {"bytes", b.bytes}, {"tensors", t}});
   }
   return arr;
 }
@@ -182,24 +179,40 @@ WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool
   const std::int64_t layers = ck.config().num_layers;
   const at::ScalarType g = model::gemm_dtype(o.run);
 
-  if (!o.force_pack && direct_layout(ck, layers, g, &ws.blocks_)) {
-    ws.direct_ = true;
+  // Per block: direct over the shard when possible, else packed.
+  ws.blocks_.resize(static_cast<std::size_t>(layers));
+  std::vector<std::int64_t> to_pack;
+  for (std::int64_t i = 0; i < layers; ++i) {
+    std::optional<BlockBlob> d = o.force_pack ? std::nullopt : direct_block(ck, i, g);
+    if (d) {
+      ws.blocks_[static_cast<std::size_t>(i)] = std::move(*d);
+    } else {
+      to_pack.push_back(i);
+    }
+  }
+  ws.packed_count_ = static_cast<std::int64_t>(to_pack.size());
+  ws.direct_ = to_pack.empty();
+  if (to_pack.empty()) {
     ws.register_blobs();
     log->info("weight store direct name={} blocks={} bytes={} dir={}", o.name, layers,
               format_bytes(ws.total_bytes()), ck.dir().string());
     return ws;
   }
   if (o.pack_dir.empty()) {
-    throw Error(ErrorCode::kConfig, "weight store: " + ck.dir().string() + " needs a repack to " +
-                                        model::run_dtype_name(o.run) + " but no pack directory is configured");
+    throw Error(ErrorCode::kConfig, "weight store: " + ck.dir().string() + " needs a repack of " +
+                                        std::to_string(to_pack.size()) + " of " + std::to_string(layers) +
+                                        " blocks to " + model::run_dtype_name(o.run) +
+                                        " but no pack directory is configured");
   }
   std::error_code ec;
   fs::create_directories(o.pack_dir, ec);
   if (ec) throw Error(ErrorCode::kIo, "weight store: cannot create pack dir " + o.pack_dir + ": " + ec.message());
 
   ws.packed_path_ = pack_path(o.pack_dir, ck, o.run);
-  ws.blocks_ = packed_layout(ck, layers, g, ws.packed_path_);
-  const std::uint64_t want_bytes = ws.total_bytes();
+  const std::vector<BlockBlob> packed = packed_layout(ck, to_pack, g, ws.packed_path_);
+  std::uint64_t want_bytes = 0;
+  for (const BlockBlob& b : packed) want_bytes += b.bytes;
+  const nlohmann::json layout = layout_json(to_pack, packed);
   const std::string tag = std::string("wand-pack v") + std::to_string(kPackVersion) + " " + model::run_dtype_name(o.run);
   const std::string fp = checkpoint_fingerprint(ck.shard_paths(), tag);
   const std::string mpath = manifest_path(ws.packed_path_);
@@ -215,7 +228,7 @@ WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool
         if (m.value("fingerprint", std::string()) != fp) {
           reason = "checkpoint changed";
         } else if (m.value("version", 0) != kPackVersion || m.value("file_bytes", std::uint64_t{0}) != want_bytes ||
-                   m.value("blocks", nlohmann::json::array()) != layout_json(ws.blocks_)) {
+                   m.value("blocks", nlohmann::json::array()) != layout) {
           reason = "layout changed";
         } else {
           reuse = true;
@@ -232,23 +245,24 @@ WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool
                                       std::to_string(have) + " bytes, its manifest " + mpath + " expects " +
                                       std::to_string(want_bytes) + " (delete both to repack)");
     }
-    log->info("weight store reuse name={} blocks={} bytes={} path={}", o.name, layers, format_bytes(want_bytes),
-              ws.packed_path_);
+    log->info("weight store reuse name={} packed_blocks={} of={} bytes={} path={}", o.name, to_pack.size(), layers,
+              format_bytes(want_bytes), ws.packed_path_);
   } else {
-    log->info("weight store repack name={} reason=\"{}\" blocks={} bytes={} dtype={} path={}", o.name, reason, layers,
-              format_bytes(want_bytes), model::run_dtype_name(o.run), ws.packed_path_);
+    log->info("weight store repack name={} reason=\"{}\" packed_blocks={} of={} bytes={} dtype={} path={}", o.name,
+              reason, to_pack.size(), layers, format_bytes(want_bytes), model::run_dtype_name(o.run), ws.packed_path_);
     ::unlink(mpath.c_str());  // a crash mid-repack leaves no manifest: the next open repacks
-    write_pack(ck, ws.blocks_, ws.packed_path_);
+    write_pack(ck, packed, ws.packed_path_);
     nlohmann::json m = {{"version", kPackVersion},
                         {"fingerprint", fp},
                         {"checkpoint", ck.dir().string()},
                         {"shards", ck.shard_paths()},
                         {"run_dtype", model::run_dtype_name(o.run)},
                         {"file_bytes", want_bytes},
-                        {"blocks", layout_json(ws.blocks_)}};
+                        {"blocks", layout}};
     write_text_atomic(mpath, m.dump(1));
     ws.repacked_now_ = true;
   }
+  for (std::size_t k = 0; k < to_pack.size(); ++k) ws.blocks_[static_cast<std::size_t>(to_pack[k])] = packed[k];
   ws.register_blobs();
   return ws;
 }
@@ -307,7 +321,8 @@ std::uint64_t WeightStore::total_bytes() const {
 
 nlohmann::json WeightStore::status_json() const {
   return {{"name", name_},
-          {"mode", direct_ ? "direct" : "packed"},
+          {"mode", direct_ ? "direct" : (packed_count_ == num_blocks() ? "packed" : "mixed")},
+          {"packed_blocks", packed_count_},
           {"run_dtype", model::run_dtype_name(run_)},
           {"blocks", blocks_.size()},
           {"bytes", total_bytes()},

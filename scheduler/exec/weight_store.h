@@ -10,11 +10,12 @@
 //   DitBlockWeights w = view_block_weights(b, c.data(), at::Device(at::kCUDA, 0));
 //   x = dit.block(3, x, inputs, w);                        // views into the copy
 //
-// Two paths (Note [Weight store paths]):
-// - direct: the stored dtype equals the run's GEMM dtype and every block's 27 tensors are
+// Two paths, chosen per block (Note [Weight store paths]):
+// - direct: the stored dtype equals the run's GEMM dtype and the block's 27 tensors are
 //   contiguous in one shard (the release layout): one file-backed blob per block over the
 //   shard's byte range, no second copy on disk;
-// - packed: otherwise the blocks are converted once into `<pack_dir>/wand-pack-<key>.bin`
+// - packed: otherwise (an fp32 release for a bf16 run: every block; a bf16 release: the
+//   few blocks that straddle two shards) the blocks are converted once into `<pack_dir>/wand-pack-<key>.bin`
 //   (each block 4 KiB aligned, tensors 256-byte aligned inside it, run dtype) with a JSON
 //   manifest beside it carrying the checkpoint fingerprint (shard paths, sizes, mtimes,
 //   header hashes; scheduler/exec/fingerprint.h). A matching manifest is reused across
@@ -87,9 +88,10 @@ class WeightStore {
   WeightStore(const WeightStore&) = delete;
   ~WeightStore();
 
-  bool direct() const { return direct_; }
+  bool direct() const { return direct_; }                // every block over the shards
+  std::int64_t packed_blocks() const { return packed_count_; }  // blocks in the packed file
   bool repacked_now() const { return repacked_now_; }  // false: direct, or an existing pack reused
-  const std::string& packed_path() const { return packed_path_; }  // empty when direct
+  const std::string& packed_path() const { return packed_path_; }  // empty when direct()
   std::int64_t num_blocks() const { return static_cast<std::int64_t>(blocks_.size()); }
   const BlockBlob& block(std::int64_t i) const;
   const std::vector<BlockBlob>& blocks() const { return blocks_; }
@@ -109,6 +111,7 @@ class WeightStore {
   std::string name_;
   model::RunDtype run_ = model::RunDtype::kBFloat16;
   bool direct_ = false;
+  std::int64_t packed_count_ = 0;
   bool repacked_now_ = false;
   std::string packed_path_;
   std::vector<BlockBlob> blocks_;

@@ -92,13 +92,51 @@ DaemonFixture::DaemonFixture(int step_ms) {
   dir_ = ::mkdtemp(tmpl.data());
   fs::create_directories(dir_ / "run");
   make_fake_model("fake", step_ms);
+  notify_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, (dir_ / "notify.sock").c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(::bind(notify_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  notify_thread_ = std::thread([this] {
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_notify_) return;
+      }
+      pollfd p{notify_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      ssize_t got = ::recv(notify_fd_, buf, sizeof buf, 0);
+      if (got <= 0) continue;
+      std::string msg(buf, got);
+      std::lock_guard<std::mutex> lock(mu_);
+      notifications_.push_back(msg);
+      if (msg.find("READY=1") != std::string::npos) ++ready_count_;
+      cv_.notify_all();
+    }
+  });
 }
 
 DaemonFixture::~DaemonFixture() {
   if (pid_ > 0) kill9();
-  if (notify_fd_ >= 0) ::close(notify_fd_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_notify_ = true;
+  }
+  notify_thread_.join();
+  ::close(notify_fd_);
   std::error_code ec;
   fs::remove_all(dir_, ec);
+}
+
+std::vector<std::string> DaemonFixture::notifications() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return notifications_;
+}
+
+int DaemonFixture::ready_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ready_count_;
 }
 
 fs::path DaemonFixture::make_fake_model(const std::string& name, int step_ms) const {
@@ -130,17 +168,9 @@ void DaemonFixture::start_socket_activated(int listen_fd, const std::vector<std:
 
 void DaemonFixture::launch(std::vector<std::string> argv, int listen_fd) {
   ASSERT_LT(pid_, 0) << "already running";
-  fs::path notify = dir_ / "notify.sock";
-  fs::remove(notify);
-  if (notify_fd_ >= 0) ::close(notify_fd_);
-  notify_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, notify.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(notify_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
-
   std::string log_path = (dir_ / "wand.log").string();
-  std::string notify_env = "NOTIFY_SOCKET=" + notify.string();
+  std::string notify_env = "NOTIFY_SOCKET=" + (dir_ / "notify.sock").string();
+  int before = ready_count();
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -166,30 +196,25 @@ void DaemonFixture::launch(std::vector<std::string> argv, int listen_fd) {
     ::_exit(127);
   }
   pid_ = pid;
-  wait_ready();
+  wait_ready(before);
 }
 
 void DaemonFixture::reload() {
   ASSERT_GT(pid_, 0);
+  int before = ready_count();
   ::kill(pid_, SIGHUP);
-  wait_ready();
+  wait_ready(before);
 }
 
-void DaemonFixture::wait_ready() {
-  // Wait for READY=1 (sent after the socket listens, and after each reload) or an exit.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    ASSERT_GT(left.count(), 0) << "wand did not become ready; log:\n" << log();
-    pollfd p{notify_fd_, POLLIN, 0};
-    int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 200)));
-    if (n > 0) {
-      char buf[4096];
-      ssize_t got = ::recv(notify_fd_, buf, sizeof buf, 0);
-      if (got > 0 && std::string(buf, got).find("READY=1") != std::string::npos) return;
-    }
+void DaemonFixture::wait_ready(int before) {
+  // READY=1 comes once the socket listens, and again after each reload.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (ready_count_ <= before) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "wand did not become ready; log:\n" << log();
+    cv_.wait_for(lock, std::chrono::milliseconds(100));
     int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    if (ready_count_ <= before && ::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       FAIL() << "wand exited during start-up; log:\n" << log();
     }

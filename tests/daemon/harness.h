@@ -11,6 +11,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -53,6 +56,8 @@ class DaemonFixture {
   std::string socket() const { return (dir_ / "run" / "wand.sock").string(); }
   std::filesystem::path state_dir() const { return dir_ / "state"; }
   std::string log() const;  // the daemon's stderr so far
+  // Every sd_notify datagram received so far ("READY=1\nSTATUS=...").
+  std::vector<std::string> notifications() const;
 
   // Writes another fake model dir and returns it.
   std::filesystem::path make_fake_model(const std::string& name, int step_ms) const;
@@ -60,10 +65,19 @@ class DaemonFixture {
  private:
   std::filesystem::path dir_;
   void launch(std::vector<std::string> argv, int listen_fd);
-  void wait_ready();
+  void wait_ready(int ready_before);
+  int ready_count() const;
 
   pid_t pid_ = -1;
+  // The NOTIFY_SOCKET wand reports to, drained by notify_thread_ (an undrained
+  // datagram queue would block wand's sd_notify calls).
   int notify_fd_ = -1;
+  std::thread notify_thread_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int ready_count_ = 0;                    // guarded by mu_
+  std::vector<std::string> notifications_;  // guarded by mu_
+  bool stop_notify_ = false;               // guarded by mu_
 };
 
 // A raw protocol client (blocking): frames out, frames in.

@@ -24,6 +24,12 @@ TEST(Systemd, SocketActivationServesTheInheritedSocketAndLeavesItInPlace) {
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::listen(fd, 16), 0);
   d.start_socket_activated(fd);
+  // READY came with a STATUS line describing the queue.
+  bool status = false;
+  for (const auto& n : d.notifications()) {
+    status = status || (n.find("READY=1") != std::string::npos && n.find("STATUS=queued=0") != std::string::npos);
+  }
+  EXPECT_TRUE(status);
   CmdResult r = d.wanctl({"models", "--json"});
   EXPECT_EQ(r.exit_code, 0) << r.err << d.log();
   EXPECT_EQ(r.json()["models"][0]["name"], "fake");

@@ -24,7 +24,8 @@ TEST(WanEndToEnd, TinyT2vModelGeneratesADeterministicVideo) {
   CmdResult models = d.wanctl({"models", "--json"});
   ASSERT_EQ(models.exit_code, 0) << models.err;
   bool wan = false;
-  for (const auto& m : models.json()["models"]) wan = wan || (m["name"] == "tiny" && m["pipeline"] == "wan");
+  nlohmann::json list = models.json();
+  for (const auto& m : list["models"]) wan = wan || (m["name"] == "tiny" && m["pipeline"] == "wan");
   EXPECT_TRUE(wan) << models.out;
 
   std::vector<std::string> args = {"generate", "--model", "tiny", "--prompt", "a cat on a surfboard",

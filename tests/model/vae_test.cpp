@@ -23,8 +23,9 @@ using namespace wand::model;
 // Counts CPU allocator bytes (current, peak) through LibTorch's memory
 // reporting hook, which the default CPU allocator calls for every allocation
 // and free while the profiler debug info is installed on the thread.
-// reportMemoryUsage's total types differ between LibTorch versions (int64_t in
-// 1.13, size_t later): take them from the base class's own signature.
+// reportMemoryUsage's byte-total type differs between LibTorch versions
+// (int64_t in 1.13, size_t in 2.x): it is read off the base class's own
+// signature, so no version check is needed.
 template <class>
 struct TotalArg;
 template <class C, class A, class B, class T, class U, class D>

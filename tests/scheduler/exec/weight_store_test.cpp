@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -79,6 +80,7 @@ TEST(WeightStore, Fp32ReleaseIsPackedToBf16AndReused) {
     WeightStore ws = WeightStore::open(ck, pool, o);
     EXPECT_FALSE(ws.direct());
     EXPECT_TRUE(ws.repacked_now());
+    EXPECT_EQ(ws.packed_blocks(), ws.num_blocks());
     packed = ws.packed_path();
     EXPECT_EQ(fs::path(packed).parent_path(), fs::path(spool));
     EXPECT_EQ(fs::file_size(packed), ws.total_bytes());
@@ -182,6 +184,18 @@ TEST(WeightStore, BlockSplitAcrossShardsIsPacked) {
   o.pack_dir = (tmp.path() / "spool").string();
   WeightStore ws = WeightStore::open(ck, pool, o);
   EXPECT_FALSE(ws.direct());
+  EXPECT_GT(ws.packed_blocks(), 0);
+  // Only the straddling blocks are packed; the others stay direct over their shard.
+  const auto shards = ck.shard_paths();
+  std::int64_t packed = 0;
+  for (const BlockBlob& b : ws.blocks()) {
+    if (b.path == ws.packed_path()) {
+      ++packed;
+    } else {
+      EXPECT_NE(std::find(shards.begin(), shards.end(), b.path), shards.end()) << b.path;
+    }
+  }
+  EXPECT_EQ(packed, ws.packed_blocks());
   expect_blocks_match(ws, ck, pool, at::kBFloat16);
 }
 
