@@ -1,6 +1,7 @@
 #include "ctl/cli.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +45,7 @@ Commands:
 
 Options:
   --socket PATH   the daemon's socket (default: $WAND_SOCKET or /run/wand/wand.sock)
+  --wait SECONDS  keep trying to connect while wand starts (scripts), default 0
   --json          machine-readable output (one JSON object; watch prints one per line)
 
 Exit codes:
@@ -73,7 +75,7 @@ class UsageError : public std::runtime_error {
 };
 
 const std::vector<std::string> kValueOptions = {
-    "--socket", "--model", "--prompt", "--negative", "--image", "--size", "--frames", "--steps",
+    "--socket", "--wait", "--model", "--prompt", "--negative", "--image", "--size", "--frames", "--steps",
     "--seed", "--guide-scale", "--shift", "--sampler", "--priority", "--task", "-o", "--output"};
 
 Args parse(int argc, char** argv) {
@@ -242,8 +244,13 @@ int fetch_into(Client& c, const Args& a, const std::string& id, int fd, const st
   }
 }
 
-int open_output(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+// Opens (or creates) the output with the user's own rights, without truncating:
+// an existing file is only replaced once the video has arrived (fetch_into
+// truncates to the final size). *created tells whether to remove it on failure.
+int open_output(const std::string& path, bool* created) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  *created = fd >= 0;
+  if (fd < 0 && errno == EEXIST) fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) throw UsageError("cannot write " + path + ": " + std::strerror(errno));
   return fd;
 }
@@ -308,7 +315,8 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
     out_path = a.get("-o");
   }
   proto::JobParams p = job_params(a);
-  if (generate) out_fd = open_output(out_path);  // opened by us, with our rights, before submitting
+  bool created = false;
+  if (generate) out_fd = open_output(out_path, &created);  // ours, with our rights, before submitting
   struct Closer {
     int fd;
     ~Closer() {
@@ -317,7 +325,7 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
   } closer{out_fd};
   proto::Response r = c.call(proto::Submit{p});
   if (auto* e = as<proto::ErrorReply>(r)) {
-    if (generate) ::unlink(out_path.c_str());
+    if (generate && created) ::unlink(out_path.c_str());
     return fail(a, *e);
   }
   auto* s = as<proto::Submitted>(r);
@@ -335,7 +343,7 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
   proto::JobInfo last = follow(c, a, s->id, progress, false);
   int rc = exit_for_state(last.state);
   if (rc != kExitOk) {
-    ::unlink(out_path.c_str());
+    if (created) ::unlink(out_path.c_str());
     if (a.json) {
       std::printf("%s\n", json(last).dump().c_str());
     } else {
@@ -346,7 +354,10 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
   }
   proto::FetchEnd end;
   rc = fetch_into(c, a, s->id, out_fd, out_path, &end);
-  if (rc != kExitOk) return rc;
+  if (rc != kExitOk) {
+    if (created) ::unlink(out_path.c_str());
+    return rc;
+  }
   if (a.json) {
     json j = last;
     j["output"] = out_path;
@@ -371,7 +382,18 @@ int run(const Args& a) {
   if (!known) throw UsageError("unknown command '" + a.command + "'");
   if (a.command == "fetch" && !a.has("-o")) throw UsageError("fetch needs -o FILE");
 
-  Client c = Client::connect(a.socket);
+  long long wait_s = a.has("--wait") ? parse_int(a, "--wait", 0, 3600) : 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+  std::optional<Client> conn;
+  while (!conn) {
+    try {
+      conn.emplace(Client::connect(a.socket));
+    } catch (const ClientError& e) {
+      if (e.exit_code() != kExitNoDaemon || std::chrono::steady_clock::now() >= deadline) throw;
+      ::usleep(100 * 1000);
+    }
+  }
+  Client& c = *conn;
   const std::string& cmd = a.command;
   if (cmd == "generate" || cmd == "submit") return cmd_submit_like(c, a, cmd == "generate");
   if (cmd == "ls" || cmd == "list") {
@@ -419,12 +441,13 @@ int run(const Args& a) {
   if (cmd == "fetch") {
     std::string id = need_id(a);
     std::string path = a.get("-o");
-    int fd = open_output(path);
+    bool created = false;
+    int fd = open_output(path, &created);
     proto::FetchEnd end;
     int rc = fetch_into(c, a, id, fd, path, &end);
     ::close(fd);
     if (rc != kExitOk) {
-      ::unlink(path.c_str());
+      if (created) ::unlink(path.c_str());
       return rc;
     }
     if (a.json) {

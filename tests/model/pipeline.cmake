@@ -10,3 +10,10 @@ wand_add_test(pipeline_test
   LABELS model
   TIMEOUT 300)
 wand_torch_pch(pipeline_test)
+# On CUDA (skips without a GPU).
+wand_add_test(pipeline_gpu_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/pipeline_gpu_test.cpp
+  LIBS wand_pipeline_test_support wand_model
+  LABELS model gpu
+  TIMEOUT 300)
+wand_torch_pch(pipeline_gpu_test)

@@ -32,9 +32,11 @@ const fs::path kGolden = WAND_GOLDEN_DIR;
 // One directory per preset for the whole test binary (written once).
 class PipelineTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    root_ = make_temp_dir("pipeline-test");
-    for (const char* p : {"tiny-t2v", "tiny-i2v", "tiny-ti2v"}) write_tiny_wan_dir(root_ / p, p, 7);
+  // ctest runs every test in its own process: write only the presets a test uses.
+  static void SetUpTestSuite() { root_ = make_temp_dir("pipeline-test"); }
+  static fs::path dir(const std::string& preset) {
+    if (!fs::exists(root_ / preset)) write_tiny_wan_dir(root_ / preset, preset, 7);
+    return root_ / preset;
   }
   static void TearDownTestSuite() {
     std::error_code ec;
@@ -44,7 +46,7 @@ class PipelineTest : public ::testing::Test {
     GeneratorOptions o;
     o.device = at::Device(at::kCPU);
     o.text_encoder = fake_text_encoder(kTinyTextDim, text_calls);
-    return std::make_unique<WanGenerator>(root_ / preset, o);
+    return std::make_unique<WanGenerator>(dir(preset), o);
   }
   static fs::path root_;
 };
@@ -234,7 +236,7 @@ TEST(PipelineBytes, RoundTripAndErrors) {
 TEST_F(PipelineTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
   int text_calls = 0;
   auto gen = make("tiny-t2v", &text_calls);
-  EXPECT_TRUE(WanGenerator::probe(root_ / "tiny-t2v"));
+  EXPECT_TRUE(WanGenerator::probe(dir("tiny-t2v")));
   GenState st = gen->prepare(t2v_request(11));
   EXPECT_EQ(text_calls, 2);  // prompt and negative, two separate calls
   EXPECT_EQ(st.latent.sizes(), (std::vector<int64_t>{16, 2, 6, 8}));
@@ -263,13 +265,19 @@ TEST_F(PipelineTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
   std::ofstream(out, std::ios::binary).write(reinterpret_cast<const char*>(file.bytes.data()),
                                              static_cast<std::streamsize>(file.bytes.size()));
   EXPECT_GT(fs::file_size(out), 1000u);
+  // The file reads back as 5 frames of 64x48 (exactly the frames for the lossless fallback).
+  VideoFrames back = have_libav() ? decode_video(file.bytes) : read_avi_rgb(file.bytes);
+  EXPECT_EQ(back.frames, 5);
+  EXPECT_EQ(back.height, 48);
+  EXPECT_EQ(back.width, 64);
+  if (!have_libav()) EXPECT_EQ(back.rgb, vf.rgb);
 }
 
 TEST_F(PipelineTest, RealUmt5TextEncoderAndDefaultNegativePrompt) {
   // The directory's own tiny umT5 + tokenizer (the default text encoder).
   GeneratorOptions o;
   o.device = at::Device(at::kCPU);
-  WanGenerator gen(root_ / "tiny-t2v", o);
+  WanGenerator gen(dir("tiny-t2v"), o);
   GenRequest r = t2v_request(8);
   r.negative = "";
   r.steps = 2;
@@ -358,9 +366,9 @@ TEST_F(PipelineTest, GoldenConditioningI2vAndTi2v) {
   // The golden cases' VAEs in place of the tiny ones: y / z built from the
   // golden image must match the official WanI2V / WanTI2V arithmetic.
   const fs::path d = make_temp_dir("pipeline-golden");
-  fs::copy(root_ / "tiny-i2v", d / "i2v", fs::copy_options::recursive);
+  fs::copy(dir("tiny-i2v"), d / "i2v", fs::copy_options::recursive);
   fs::copy_file(kGolden / "vae21/Wan2.1_VAE.pth", d / "i2v/Wan2.1_VAE.pth", fs::copy_options::overwrite_existing);
-  fs::copy(root_ / "tiny-ti2v", d / "ti2v", fs::copy_options::recursive);
+  fs::copy(dir("tiny-ti2v"), d / "ti2v", fs::copy_options::recursive);
   fs::copy_file(kGolden / "vae22/Wan2.2_VAE.pth", d / "ti2v/Wan2.2_VAE.pth", fs::copy_options::overwrite_existing);
   GeneratorOptions o;
   o.device = at::Device(at::kCPU);
@@ -425,10 +433,10 @@ void check_resume(const fs::path& dir, const GenRequest& req, int k) {
 }
 
 TEST_F(PipelineTest, ResumeIsBitwiseIdenticalT2v) {
-  check_resume(root_ / "tiny-t2v", t2v_request(21), 2);  // UniPC history straddles the expert switch
+  check_resume(dir("tiny-t2v"), t2v_request(21), 2);  // UniPC history straddles the expert switch
   GenRequest d = t2v_request(22);
   d.sampler = "dpm++";
-  check_resume(root_ / "tiny-t2v", d, 1);
+  check_resume(dir("tiny-t2v"), d, 1);
 }
 
 TEST_F(PipelineTest, ResumeIsBitwiseIdenticalTi2vWithImage) {
@@ -438,7 +446,7 @@ TEST_F(PipelineTest, ResumeIsBitwiseIdenticalTi2vWithImage) {
   r.height = 64;
   r.steps = 3;
   r.image_bytes = ppm_image(64, 64);
-  check_resume(root_ / "tiny-ti2v", r, 2);
+  check_resume(dir("tiny-ti2v"), r, 2);
 }
 
 TEST_F(PipelineTest, CancellationStopsMidStepAndLeavesStateIntact) {

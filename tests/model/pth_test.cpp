@@ -2,6 +2,7 @@
 // cross-checked against LibTorch's own zip-pickle reader (torch::pickle_load);
 // round trips through PthWriter; truncated / corrupt / compressed files.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>

@@ -124,3 +124,23 @@ TEST(T5Encoder, RejectsBadCheckpointsAndInputs) {
   EXPECT_THROW(T5Encoder::load(kCaseDir + "/models_t5_umt5-xxl-enc-bf16.pth", RunDtype::kFloat16, at::kCPU),
                wand::Error);
 }
+
+TEST(T5Encoder, StagedBlocksMatchForward) {
+  // An executor streams block weights: load without blocks, pass each block's
+  // T5BlockWeights; the result equals forward() bit for bit.
+  golden::Case c = golden::load_case(kCaseDir);
+  const std::string pth = kCaseDir + "/models_t5_umt5-xxl-enc-bf16.pth";
+  PthFile src(pth);
+  T5Encoder full = T5Encoder::load(src, RunDtype::kFloat32, at::kCPU);
+  T5Encoder staged = T5Encoder::load(src, RunDtype::kFloat32, at::kCPU, /*load_blocks=*/false);
+  const at::Tensor ids = c.inputs.at("ids"), mask = c.inputs.at("mask");
+  EXPECT_THROW(staged.forward(ids, mask), wand::Error);  // no blocks held
+  at::Tensor x = staged.embed(ids);
+  for (int i = 0; i < staged.num_layers(); ++i) {
+    x = staged.block(i, x, mask, T5BlockWeights::from(src, i, RunDtype::kFloat32, at::kCPU));
+  }
+  x = staged.final_norm(x);
+  EXPECT_TRUE(at::equal(x, full.forward(ids, mask)));
+  EXPECT_EQ(T5BlockWeights::tensor_names(1).size(), 10u);
+  for (const auto& n : T5BlockWeights::tensor_names(1)) EXPECT_TRUE(src.contains(n)) << n;
+}

@@ -3,6 +3,7 @@
 // the streamed writer is deterministic per seed and follows the release
 // layout and init statistics.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
