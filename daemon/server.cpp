@@ -28,7 +28,8 @@ Server::Server(asio::io_context& io, HandlerContext& ctx, ServerOptions options,
       ctx_(ctx),
       options_(std::move(options)),
       on_shutdown_request_(std::move(on_shutdown_request)),
-      acceptor_(io) {}
+      acceptor_(io),
+      retry_timer_(io) {}
 
 Server::~Server() {
   boost::system::error_code ec;
@@ -111,7 +112,13 @@ void Server::accept() {
     if (!accepting_) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
-      log::get("rpc")->warn("accept failed error=\"{}\"", ec.message());
+      // e.g. EMFILE: back off instead of spinning on a failing accept.
+      log::get("rpc")->warn("accept failed error=\"{}\" retry_ms=100", ec.message());
+      retry_timer_.expires_after(std::chrono::milliseconds(100));
+      retry_timer_.async_wait([this](boost::system::error_code tec) {
+        if (!tec && accepting_) accept();
+      });
+      return;
     } else {
       auto s = std::make_shared<Session>(*this, std::move(socket));
       if (static_cast<int>(sessions_.size()) >= options_.max_clients) {
@@ -127,6 +134,7 @@ void Server::accept() {
 
 void Server::stop_accepting() {
   accepting_ = false;
+  retry_timer_.cancel();
   boost::system::error_code ec;
   acceptor_.close(ec);
 }

@@ -71,6 +71,7 @@ class Server {
   ServerOptions options_;
   std::function<void()> on_shutdown_request_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::steady_timer retry_timer_;  // re-arms accept after a failure
   bool owns_path_ = false;
   bool accepting_ = false;
   std::map<Session*, std::weak_ptr<Session>> sessions_;

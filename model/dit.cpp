@@ -268,11 +268,18 @@ at::Tensor WanDit::block(int64_t i, const at::Tensor& x, const DitInputs& in, co
     ag = at::Tensor();
     q = rope_apply(q, in.rope, g);
     k = rope_apply(k, in.rope, g);
-    if (S > L) {  // padded tokens are not keys (k_lens = seq_lens)
-      k = k.slice(1, 0, L);
-      v = v.slice(1, 0, L);
+    at::Tensor att;
+    if (in.self_attention) {  // e.g. Ulysses: the override sees the padding itself
+      att = in.self_attention(q, k, v).reshape({1, S, N * hd});
+    } else {
+      if (S > L) {  // padded tokens are not keys (k_lens = seq_lens)
+        k = k.slice(1, 0, L);
+        v = v.slice(1, 0, L);
+      }
+      att = attention(q, k, v);
     }
-    at::Tensor o = linear(attention(q, k, v), w.sa_o_w, w.sa_o_b);
+    q = k = v = at::Tensor();
+    at::Tensor o = linear(att, w.sa_o_w, w.sa_o_b);
     // fp32 from here on; a new tensor, so the caller's x is never modified.
     xf = xf.is_cuda() ? at::addcmul(xf, o, chunk(2, 0, S)) : xf + o.to(at::kFloat) * chunk(2, 0, S);
   }

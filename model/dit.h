@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,12 @@ struct DitInputs {
   int64_t grid_f = 0, grid_h = 0, grid_w = 0;  // token grid (F, H/2, W/2)
   int64_t num_tokens = 0;                       // F * H/2 * W/2
   int64_t seq_len = 0;                          // S >= num_tokens
+  // Optional self-attention override (sequence parallelism, scheduler/multigpu):
+  // receives q, k, v [1, S, N, head_dim] (run dtype, after RoPE) of this
+  // input's S tokens and returns the attention output [1, S, N, head_dim].
+  // When set, the block does not drop padded keys itself: the override owns
+  // that (k_lens). Unset: plain attention over the first num_tokens keys.
+  std::function<at::Tensor(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)> self_attention;
 };
 
 class WanDit {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -275,11 +276,24 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   return st;
 }
 
+std::vector<int> WanGenerator::expert_of_step(const GenState& st) const {
+  WAND_ASSERT(st.sampler.has_value(), "expert_of_step: state was not prepared");
+  std::vector<int> out;
+  for (int64_t t : st.sampler->schedule().timesteps) {
+    out.push_back(two_experts_ && !choose_expert(t, cfg_.boundary, st.guide_low, st.guide_high).use_high_noise ? 1 : 0);
+  }
+  return out;
+}
+
+fs::path WanGenerator::expert_dir(bool high_noise) const {
+  return two_experts_ ? dir_ / (high_noise ? kHighDir : kLowDir) : dir_;
+}
+
 const WanDit& WanGenerator::expert(bool high_noise) {
   std::unique_ptr<WanDit>& slot = (two_experts_ && !high_noise) ? low_ : high_;
   if (!slot) {
     if (two_experts_ && !opt_.keep_both_experts) (high_noise ? low_ : high_).reset();
-    const fs::path d = two_experts_ ? dir_ / (high_noise ? kHighDir : kLowDir) : dir_;
+    const fs::path d = expert_dir(high_noise);
     CheckpointDir ck(d);
     slot = std::make_unique<WanDit>(WanDit::load(ck, run_, device_, /*load_blocks=*/true));
     log::get("model")->info("dit loaded dir={} layers={} dtype={}", d.string(), slot->num_layers(), run_dtype_name(run_));
@@ -313,8 +327,6 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
     g = c.guide_scale;
     who = high ? 'h' : 'l';
   }
-  const WanDit& dit = expert(high);
-
   // Timestep input: A14B int64 [1]; ti2v per-token fp32 [1, seq_len] (0 on frame 0 with an image).
   at::Tensor t_in = is_ti2v(cfg_)
                         ? ti2v_token_timesteps(st.lat_f, st.lat_h / cfg_.patch_h, st.lat_w / cfg_.patch_w, st.seq_len,
@@ -324,22 +336,37 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
   c10::optional<at::Tensor> y;
   if (st.y.defined()) y = st.y;
 
-  // Both CFG branches interleaved per block (each block's weights used twice in a row).
   const at::Tensor& x = st.latent;
-  DitInputs in_c = dit.embed(x, t_in, st.context, st.seq_len, y);
-  DitInputs in_u = in_c;
-  in_u.context = dit.embed_text(st.context_null);
-  at::Tensor hc = in_c.tokens, hu = in_u.tokens;
-  for (int64_t i = 0; i < dit.num_layers(); ++i) {
+  at::Tensor v_c, v_u;
+  if (opt_.cfg_forward) {
+    StepForwardInputs in;
+    in.step = st.sampler->step_index();
+    in.high_noise = high;
+    in.x = x;
+    in.t = t_in;
+    in.context = st.context;
+    in.context_null = st.context_null;
+    in.seq_len = st.seq_len;
+    in.y = y;
+    std::tie(v_c, v_u) = opt_.cfg_forward(in, check);
+  } else {
+    // Both CFG branches interleaved per block (each block's weights used twice in a row).
+    const WanDit& dit = expert(high);
+    DitInputs in_c = dit.embed(x, t_in, st.context, st.seq_len, y);
+    DitInputs in_u = in_c;
+    in_u.context = dit.embed_text(st.context_null);
+    at::Tensor hc = in_c.tokens, hu = in_u.tokens;
+    for (int64_t i = 0; i < dit.num_layers(); ++i) {
+      if (check) check();
+      hc = dit.block(i, hc, in_c);
+      ++block_calls_;
+      hu = dit.block(i, hu, in_u);
+      ++block_calls_;
+    }
     if (check) check();
-    hc = dit.block(i, hc, in_c);
-    ++block_calls_;
-    hu = dit.block(i, hu, in_u);
-    ++block_calls_;
+    v_c = dit.head(hc, in_c);
+    v_u = dit.head(hu, in_u);
   }
-  if (check) check();
-  at::Tensor v_c = dit.head(hc, in_c);
-  at::Tensor v_u = dit.head(hu, in_u);
   at::Tensor v = cfg_combine(v_u, v_c, g);
 
   // Sampler step on a copy so that a throw above leaves the state untouched.

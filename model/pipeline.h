@@ -66,6 +66,22 @@ using TextEncodeFn = std::function<at::Tensor(const std::string& text)>;
 // (e.g. Error(kCancelled)) to stop. The state is left as it was before the call.
 using CancelCheck = std::function<void()>;
 
+// What one CFG step's DiT forwards need (for an external executor).
+struct StepForwardInputs {
+  int64_t step = 0;          // sampler step index k
+  bool high_noise = true;    // A14B: which expert (ti2v: always true, the single model)
+  at::Tensor x;              // [C, F, H, W] fp32 latent
+  at::Tensor t;              // [1] int64 (A14B) or [1, seq_len] fp32 per-token (ti2v)
+  at::Tensor context;        // [L, text_dim] prompt embedding
+  at::Tensor context_null;   // [L', text_dim] negative prompt embedding
+  int64_t seq_len = 0;
+  c10::optional<at::Tensor> y;  // i2v conditioning [20, F, H, W]
+};
+// Runs both CFG branches of a step, returns (cond, uncond) velocities, each
+// [C, F, H, W] fp32; must call `check` between blocks. E.g. the streaming
+// DitExecutor of scheduler/exec (blocks from the memory tiers).
+using CfgForwardFn = std::function<std::pair<at::Tensor, at::Tensor>(const StepForwardInputs&, const CancelCheck&)>;
+
 struct GeneratorOptions {
   std::optional<at::Device> device;  // default: CUDA when available, else CPU
   std::optional<RunDtype> run_dtype;  // default: bf16 on CUDA, fp32 on the CPU
@@ -74,6 +90,9 @@ struct GeneratorOptions {
   // A14B: keep both experts in memory once loaded (false: drop the idle one at
   // the switch and reload it when a later job needs it).
   bool keep_both_experts = true;
+  // When set, step() calls it instead of its own resident-weight forwards and
+  // never loads DiT weights itself.
+  CfgForwardFn cfg_forward;
 };
 
 struct GenRequest {
@@ -154,6 +173,13 @@ class WanGenerator {
   // Restores save_state() output into a state fresh from prepare() of the same
   // request. Throws Error(kModelFormat) naming the blob on missing or mismatched data.
   void load_state(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs) const;
+
+  // Expert of every step of a prepared job (0 = high-noise / single model, 1 =
+  // low-noise), from the sampler's timesteps and the boundary: the static
+  // schedule an executor plans with.
+  std::vector<int> expert_of_step(const GenState& st) const;
+  // The directory holding an expert's config.json and shards.
+  std::filesystem::path expert_dir(bool high_noise) const;
 
   // Number of DiT block calls so far (both branches count), for tests and stats.
   int64_t block_calls() const { return block_calls_; }

@@ -10,6 +10,8 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "model/checkpoint.h"
+#include "model/dit.h"
 #include "model/image_prep.h"
 #include "model/pipeline.h"
 #include "model/pipeline_bytes.h"
@@ -473,6 +475,37 @@ TEST_F(PipelineTest, CancellationStopsMidStepAndLeavesStateIntact) {
   at::Tensor v = WanGenerator::to_uint8(run_all(*gen, st));
   GenState ref = gen->prepare(t2v_request(9));
   EXPECT_TRUE(at::equal(v, WanGenerator::to_uint8(run_all(*gen, ref))));
+}
+
+TEST_F(PipelineTest, ExternalCfgForwardReplacesTheResidentForward) {
+  // An executor stand-in that runs the same DiT experts itself (not interleaved)
+  // must give bitwise the same video; the generator loads no weights then.
+  const fs::path d = dir("tiny-t2v");
+  auto ref_gen = make("tiny-t2v");
+  GenState ref = ref_gen->prepare(t2v_request(31));
+  std::vector<int> schedule = ref_gen->expert_of_step(ref);
+  at::Tensor ref_video = WanGenerator::to_uint8(run_all(*ref_gen, ref));
+
+  auto hi = std::make_shared<WanDit>(WanDit::load(CheckpointDir(d / "high_noise_model"), RunDtype::kFloat32, at::kCPU));
+  auto lo = std::make_shared<WanDit>(WanDit::load(CheckpointDir(d / "low_noise_model"), RunDtype::kFloat32, at::kCPU));
+  std::vector<int> seen;
+  GeneratorOptions o;
+  o.device = at::Device(at::kCPU);
+  o.text_encoder = fake_text_encoder(kTinyTextDim);
+  o.cfg_forward = [&](const StepForwardInputs& in, const CancelCheck& check) {
+    if (check) check();
+    seen.push_back(in.high_noise ? 0 : 1);
+    const WanDit& dit = in.high_noise ? *hi : *lo;
+    return std::make_pair(dit.forward(in.x, in.t, in.context, in.seq_len, in.y),
+                          dit.forward(in.x, in.t, in.context_null, in.seq_len, in.y));
+  };
+  WanGenerator gen(d, o);
+  GenState st = gen.prepare(t2v_request(31));
+  EXPECT_EQ(gen.expert_of_step(st), schedule);
+  at::Tensor video = WanGenerator::to_uint8(run_all(gen, st));
+  EXPECT_EQ(seen, schedule);
+  EXPECT_EQ(gen.block_calls(), 0);
+  EXPECT_TRUE(at::equal(video, ref_video));
 }
 
 TEST_F(PipelineTest, BadRequestsAndCheckpoints) {

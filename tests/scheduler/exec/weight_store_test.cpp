@@ -59,7 +59,15 @@ TEST(WeightStore, DirectBf16BlocksAreShardRanges) {
   const auto shards = ck.shard_paths();
   for (const BlockBlob& b : ws.blocks()) {
     EXPECT_EQ(b.path, shards.at(0));
-    EXPECT_EQ(b.file_offset, ck.info(b.tensors.front().name).offset);
+    std::uint64_t first = UINT64_MAX, end = 0;
+    for (const BlockTensor& t : b.tensors) {
+      const model::TensorInfo& ti = ck.info(t.name);
+      first = std::min(first, ti.offset);
+      end = std::max(end, ti.offset + ti.nbytes);
+      EXPECT_EQ(t.offset, ti.offset - b.file_offset) << t.name;
+    }
+    EXPECT_EQ(b.file_offset, first);
+    EXPECT_EQ(b.bytes, end - first);
     EXPECT_EQ(pool.find_blob(b.blob_name).value(), b.id);
   }
   EXPECT_EQ(ws.block(2).blob_name, "hi.block.2");
