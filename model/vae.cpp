@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "common/error.h"
@@ -32,7 +33,9 @@ struct Slot {
 // consumed in execution order (the counter restarts at 0 for every chunk).
 class Net {
  public:
-  Net(const WeightMap& w, std::vector<Slot>& cache) : w_(w), cache_(cache) {}
+  Net(const WeightMap& w, std::vector<Slot>& cache, at::ScalarType act) : w_(w), cache_(cache), act_(act) {}
+  // dtype of the activations between convs (the residual stream).
+  at::ScalarType act() const { return act_; }
   void start_chunk() { idx_ = 0; }
   Slot& next_slot() {
     if (idx_ >= cache_.size()) cache_.resize(idx_ + 1);
@@ -48,6 +51,7 @@ class Net {
  private:
   const WeightMap& w_;
   std::vector<Slot>& cache_;
+  at::ScalarType act_;
   size_t idx_ = 0;
 };
 
@@ -117,24 +121,26 @@ at::Tensor causal_conv(const at::Tensor& x, const at::Tensor* cache, const at::T
 
 // A cached causal 3x3x3 conv (stem, residual convs, head): the slot keeps the
 // last 2 input frames (or [last cached frame, x] for a 1-frame chunk).
-at::Tensor cached_conv(Net& n, const at::Tensor& x, const std::string& prefix) {
+at::Tensor cached_conv(Net& n, const at::Tensor& x_act, const std::string& prefix) {
   Slot& s = n.next_slot();
+  const at::Tensor& w = n.p(prefix + ".weight");
+  const at::Tensor x = x_act.to(w.scalar_type());  // the conv input, as cached
   const int64_t T = x.size(2);
   at::Tensor next = x.narrow(2, std::max<int64_t>(0, T - 2), std::min<int64_t>(2, T)).clone();
   if (next.size(2) < 2 && s.t.defined()) {
     next = at::cat({s.t.narrow(2, s.t.size(2) - 1, 1), next}, 2);
   }
-  at::Tensor out = causal_conv(x, s.t.defined() ? &s.t : nullptr, n.p(prefix + ".weight"),
-                               n.p(prefix + ".bias"));
+  at::Tensor out = causal_conv(x, s.t.defined() ? &s.t : nullptr, w, n.p(prefix + ".bias"));
   s.t = std::move(next);
   s.rep = false;
-  return out;
+  return out.to(n.act());
 }
 
 at::Tensor res_block(Net& n, const std::string& p, at::Tensor x) {
   at::Tensor h;
   if (n.has(p + ".shortcut.weight")) {
-    h = conv3d_frames(x, n.p(p + ".shortcut.weight"), n.p(p + ".shortcut.bias"), 1, 0);
+    const at::Tensor& w = n.p(p + ".shortcut.weight");
+    h = conv3d_frames(x.to(w.scalar_type()), w, n.p(p + ".shortcut.bias"), 1, 0).to(n.act());
   }
   at::Tensor y = rms_norm(x, n.p(p + ".residual.0.gamma"));
   if (h.defined()) x = at::Tensor();  // the input is no longer needed
@@ -152,7 +158,8 @@ at::Tensor attention(Net& n, const std::string& p, const at::Tensor& x) {
   const int64_t C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
   at::Tensor f = x.permute({0, 2, 1, 3, 4}).reshape({T, C, H, W});
   f = rms_norm(f, n.p(p + ".norm.gamma"));
-  at::Tensor qkv = at::conv2d(f, n.p(p + ".to_qkv.weight"), n.p(p + ".to_qkv.bias"));
+  const at::Tensor& wqkv = n.p(p + ".to_qkv.weight");
+  at::Tensor qkv = at::conv2d(f.to(wqkv.scalar_type()), wqkv, n.p(p + ".to_qkv.bias"));
   f = at::Tensor();
   qkv = qkv.reshape({T, 1, 3 * C, H * W}).permute({0, 1, 3, 2}).contiguous();  // [T, 1, HW, 3C]
   auto parts = qkv.chunk(3, -1);                                               // [T, 1, HW, C] each
@@ -160,18 +167,20 @@ at::Tensor attention(Net& n, const std::string& p, const at::Tensor& x) {
   parts.clear();
   qkv = at::Tensor();
   o = o.squeeze(1).permute({0, 2, 1}).reshape({T, C, H, W});
-  o = at::conv2d(o, n.p(p + ".proj.weight"), n.p(p + ".proj.bias"));
-  o = o.reshape({1, T, C, H, W}).permute({0, 2, 1, 3, 4});
+  const at::Tensor& wproj = n.p(p + ".proj.weight");
+  o = at::conv2d(o.to(wproj.scalar_type()), wproj, n.p(p + ".proj.bias"));
+  o = o.reshape({1, T, C, H, W}).permute({0, 2, 1, 3, 4}).to(n.act());
   return (o + x).contiguous();
 }
 
 // The per-frame 2-D part of a Resample, one frame at a time (frames are
 // independent, so this equals the official batched op). x: [1, C, T, H, W].
-at::Tensor resample_spatial(const at::Tensor& x, bool up, const at::Tensor& w, const at::Tensor& b) {
+at::Tensor resample_spatial(const at::Tensor& x, bool up, const at::Tensor& w, const at::Tensor& b,
+                            at::ScalarType act) {
   const int64_t T = x.size(2), H = x.size(3), W = x.size(4);
   at::Tensor out;
   for (int64_t t = 0; t < T; ++t) {
-    at::Tensor f = x.select(2, t);  // [1, C, H, W]
+    at::Tensor f = x.select(2, t).to(w.scalar_type());  // [1, C, H, W]
     at::Tensor y;
     if (up) {
       // nearest-exact x2 == pixel duplication for an exact factor 2.
@@ -181,7 +190,7 @@ at::Tensor resample_spatial(const at::Tensor& x, bool up, const at::Tensor& w, c
       y = at::constant_pad_nd(f, {0, 1, 0, 1}, 0);  // right and bottom only
       y = at::conv2d(y, w, b, at::IntArrayRef{2, 2}, at::IntArrayRef{0, 0});
     }
-    if (!out.defined()) out = at::empty({1, y.size(1), T, y.size(2), y.size(3)}, y.options());
+    if (!out.defined()) out = at::empty({1, y.size(1), T, y.size(2), y.size(3)}, y.options().dtype(act));
     out.select(2, t).copy_(y);
   }
   return out;
@@ -196,6 +205,7 @@ at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mod
       s.rep = true;  // first chunk: no temporal conv, the frame count stays 1
     } else {
       const int64_t B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+      x = x.to(n.p(p + ".time_conv.weight").scalar_type());
       at::Tensor next = x.narrow(2, std::max<int64_t>(0, T - 2), std::min<int64_t>(2, T)).clone();
       if (next.size(2) < 2) {
         next = s.rep ? at::cat({at::zeros_like(next), next}, 2)
@@ -203,7 +213,7 @@ at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mod
       }
       // 'Rep': zero history (chunk 0's features are not used).
       at::Tensor y = causal_conv(x, s.rep ? nullptr : &s.t, n.p(p + ".time_conv.weight"),
-                                 n.p(p + ".time_conv.bias"));
+                                 n.p(p + ".time_conv.bias")).to(n.act());
       s.rep = false;
       s.t = std::move(next);
       x = at::Tensor();
@@ -213,16 +223,17 @@ at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mod
     }
   }
   const bool up = mode == ResampleMode::kUp2d || mode == ResampleMode::kUp3d;
-  x = resample_spatial(x, up, n.p(p + ".resample.1.weight"), n.p(p + ".resample.1.bias"));
+  x = resample_spatial(x, up, n.p(p + ".resample.1.weight"), n.p(p + ".resample.1.bias"), n.act());
   if (mode == ResampleMode::kDown3d) {
     Slot& s = n.next_slot();
     const int64_t T = x.size(2);
+    const at::Tensor& w = n.p(p + ".time_conv.weight");
     if (!s.t.defined()) {
-      s.t = x.narrow(2, T - 1, 1).clone();  // first chunk: no temporal conv (only the last frame is reused)
+      s.t = x.narrow(2, T - 1, 1).to(w.scalar_type()).clone();  // first chunk: no temporal conv (only the last frame is reused)
     } else {
-      at::Tensor next = x.narrow(2, T - 1, 1).clone();
-      x = conv3d_frames(at::cat({s.t, x}, 2), n.p(p + ".time_conv.weight"), n.p(p + ".time_conv.bias"),
-                        2, 0);
+      at::Tensor next = x.narrow(2, T - 1, 1).to(w.scalar_type()).clone();
+      x = conv3d_frames(at::cat({s.t, x.to(w.scalar_type())}, 2), w, n.p(p + ".time_conv.bias"), 2, 0)
+              .to(n.act());
       s.t = std::move(next);
     }
   }
@@ -370,6 +381,31 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
+int bf16_flags() {
+  static const int f = [] {
+    const char* e = std::getenv("WAND_VAE_BF16_FLAGS");
+    return e ? std::atoi(e) : 0;
+  }();
+  return f;
+}
+
+bool starts_with(const std::string& s, const std::string& pre) { return s.compare(0, pre.size(), pre) == 0; }
+
+bool keep_fp32(const std::string& name) {
+  const int f = bf16_flags();
+  if (f & 2) {
+    for (const char* pre : {"conv1.", "conv2.", "encoder.conv1.", "decoder.conv1.", "encoder.head.2.",
+                            "decoder.head.2."}) {
+      if (starts_with(name, pre)) return true;
+    }
+  }
+  if ((f & 4) && (name.find(".to_qkv.") != std::string::npos || name.find(".proj.") != std::string::npos)) return true;
+  if ((f & 8) && name.find(".time_conv.") != std::string::npos) return true;
+  if ((f & 16) && name.find(".resample.1.") != std::string::npos) return true;
+  if ((f & 32) && name.find(".shortcut.") != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
 
 Vae::Vae(const TensorSource& src, VaeOptions opt) : opt_(opt) {
@@ -400,7 +436,7 @@ void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
   }
   weight_bytes_ = 0;
   for (auto& [name, t] : weights) {
-    const at::ScalarType dt = ends_with(name, "gamma") ? at::kFloat : opt_.dtype;
+    const at::ScalarType dt = ends_with(name, "gamma") || keep_fp32(name) ? at::kFloat : opt_.dtype;
     at::Tensor v = t.to(opt_.device, dt).contiguous();
     weight_bytes_ += static_cast<int64_t>(v.numel() * v.element_size());
     w_[name] = std::move(v);
@@ -418,6 +454,10 @@ void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
                                 format_bytes(static_cast<uint64_t>(weight_bytes_)));
 }
 
+at::ScalarType Vae::act_dtype() const {
+  return opt_.dtype == at::kBFloat16 && (bf16_flags() & 1) ? at::kFloat : opt_.dtype;
+}
+
 at::Tensor Vae::encode_mu(const at::Tensor& video) const {
   check_video(cfg_, video);
   c10::NoGradGuard no_grad;
@@ -427,10 +467,10 @@ at::Tensor Vae::encode_mu(const at::Tensor& video) const {
     wand::log::get("model")->warn("vae encode frames={} uses the first {} (T = 1 + 4k)", T,
                                   1 + 4 * (chunks - 1));
   }
-  at::Tensor x = video.to(opt_.device, opt_.dtype).unsqueeze(0);  // [1, 3, T, H, W]
+  at::Tensor x = video.to(opt_.device, act_dtype()).unsqueeze(0);  // [1, 3, T, H, W]
   if (cfg_.version == VaeVersion::kWan22) x = patchify(x);       // [1, 12, T, H/2, W/2]
   std::vector<Slot> cache;
-  Net n(w_, cache);
+  Net n(w_, cache, act_dtype());
   std::vector<at::Tensor> outs;
   for (int64_t i = 0; i < chunks; ++i) {
     at::Tensor chunk = i == 0 ? x.narrow(2, 0, 1) : x.narrow(2, 1 + 4 * (i - 1), 4);
@@ -439,7 +479,8 @@ at::Tensor Vae::encode_mu(const at::Tensor& video) const {
   cache.clear();
   at::Tensor out = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
   outs.clear();
-  out = conv3d_frames(out, w_.at("conv1.weight"), w_.at("conv1.bias"), 1, 0);
+  const at::Tensor& w1 = w_.at("conv1.weight");
+  out = conv3d_frames(out.to(w1.scalar_type()), w1, w_.at("conv1.bias"), 1, 0);
   return out.narrow(1, 0, cfg_.z_dim).squeeze(0).to(at::kFloat).contiguous();
 }
 
@@ -475,7 +516,7 @@ at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64
   at::Tensor region = x.narrow(3, y0, y1 - y0).narrow(4, x0, x1 - x0);
   at::Tensor out = at::empty({1, 3, frames, (y1 - y0) * s, (x1 - x0) * s}, out_opts);
   std::vector<Slot> cache;
-  Net n(w_, cache);
+  Net n(w_, cache, act_dtype());
   int64_t f = 0;
   for (int64_t i = 0; i < t; ++i) {
     at::Tensor y = decoder_chunk(n, cfg_, region.narrow(2, i, 1).contiguous(), i == 0);
@@ -503,7 +544,8 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
   // z / (1/std) + mean (division by the stored fp32 reciprocal), then conv2 on the whole latent.
   at::Tensor x = z.to(opt_.device, at::kFloat).unsqueeze(0);
   x = x / inv_std_.view({1, -1, 1, 1, 1}) + mean_.view({1, -1, 1, 1, 1});
-  x = conv3d_frames(x.to(opt_.dtype), w_.at("conv2.weight"), w_.at("conv2.bias"), 1, 0);
+  const at::Tensor& w2 = w_.at("conv2.weight");
+  x = conv3d_frames(x.to(w2.scalar_type()), w2, w_.at("conv2.bias"), 1, 0).to(act_dtype());
   const auto out_opts = at::TensorOptions()
                             .dtype(at::kFloat)
                             .device(o.output_on_cpu ? at::Device(at::kCPU) : opt_.device);

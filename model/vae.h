@@ -74,6 +74,7 @@ class Vae {
 
  private:
   void init_weights(std::unordered_map<std::string, at::Tensor> weights);
+  at::ScalarType act_dtype() const;  // activations between convs
   at::Tensor decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
                            const at::TensorOptions& out_opts) const;
 

@@ -14,8 +14,9 @@ namespace wand::sched::exec {
 
 namespace {
 using c10::cuda::CUDACachingAllocator::getDeviceStats;
-using c10::cuda::CUDACachingAllocator::StatType;
-constexpr auto kAggregate = static_cast<std::size_t>(StatType::AGGREGATE);
+// StatType::AGGREGATE is 0 in 1.13 and 2.x; the enum moved from c10::cuda::
+// CUDACachingAllocator to c10::CachingAllocator in 2.x, so it is not named here.
+constexpr std::size_t kAggregate = 0;
 }  // namespace
 
 struct ComputeFence::Impl {

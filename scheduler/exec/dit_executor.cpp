@@ -152,8 +152,10 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
       hc = dit.block(i, hc, in_c, weights);
       if (cfg) hu = dit.block(i, hu, in_u, weights);
       held.push_back(HeldBlock{std::move(pin), ComputeFence::record(opt_.cuda_device)});
-      // Unpin what the device has finished; never more than one block behind.
-      while (!held.empty() && (held.size() > 2 || held.front().fence.done())) {
+      // Unpin what the device has finished. Block i-1 is waited for here at the latest:
+      // the device still has block i queued, so it does not idle, and while block i+1 is
+      // planned only block i is pinned (the budget's "window + one block").
+      while (!held.empty() && (held.size() > 1 || held.front().fence.done())) {
         held.front().fence.wait();
         held.pop_front();
       }

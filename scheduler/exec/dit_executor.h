@@ -19,7 +19,8 @@
 // block i's device copy (the time spent waiting is the block's wait), view it as
 // DitBlockWeights (at::from_blob, no copy), run block(i) on the cond stream then on the
 // uncond stream (each block's weights cross PCIe once per step), record a compute fence,
-// unpin the blocks whose fences are done (on CUDA at most one block stays pinned behind),
+// unpin the blocks whose fences are done (on CUDA block i-1 is waited for after block i
+// is launched, so only block i stays pinned while block i+1 is planned),
 // and check the cancel token.
 //
 // Owns its residency managers and counters; borrows the pool, the DiTs and the stores
