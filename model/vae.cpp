@@ -19,6 +19,47 @@ namespace {
 
 using WeightMap = std::unordered_map<std::string, at::Tensor>;
 
+int bf16_flags() {
+  static const int f = [] {
+    const char* e = std::getenv("WAND_VAE_BF16_FLAGS");
+    return e ? std::atoi(e) : 0;
+  }();
+  return f;
+}
+
+bool starts_with(const std::string& s, const std::string& pre) { return s.compare(0, pre.size(), pre) == 0; }
+
+bool keep_fp32(const std::string& name, bool v22) {
+  const int f = bf16_flags();
+  if (f & 2) {
+    for (const char* pre : {"conv1.", "conv2.", "encoder.conv1.", "decoder.conv1.", "encoder.head.2.",
+                            "decoder.head.2."}) {
+      if (starts_with(name, pre)) return true;
+    }
+  }
+  if ((f & 4) && (name.find(".to_qkv.") != std::string::npos || name.find(".proj.") != std::string::npos)) return true;
+  if ((f & 8) && name.find(".time_conv.") != std::string::npos) return true;
+  if ((f & 16) && name.find(".resample.1.") != std::string::npos) return true;
+  if ((f & 32) && name.find(".shortcut.") != std::string::npos) return true;
+  if (f & (64 | 128 | 256)) return true;
+  std::vector<const char*> pre;
+  if (f & 512) pre.insert(pre.end(), {"encoder.middle.", "decoder.middle."});
+  if ((f & 1024) && v22) pre.insert(pre.end(), {"encoder.downsamples.3.", "decoder.upsamples.0."});
+  if ((f & 1024) && !v22) pre.insert(pre.end(), {"encoder.downsamples.9.", "encoder.downsamples.10.",
+                                      "decoder.upsamples.0.", "decoder.upsamples.1.", "decoder.upsamples.2.",
+                                      "decoder.upsamples.3."});
+  if ((f & 4096) && v22) pre.insert(pre.end(), {"encoder.downsamples.0."});
+  if ((f & 8192) && v22) pre.insert(pre.end(), {"encoder.downsamples.1."});
+  if ((f & 2048) && v22) pre.insert(pre.end(), {"encoder.downsamples.2.", "decoder.upsamples.1."});
+  if ((f & 2048) && !v22) pre.insert(pre.end(), {"encoder.downsamples.6.", "encoder.downsamples.7.", "encoder.downsamples.8.",
+                                      "decoder.upsamples.4.", "decoder.upsamples.5.",
+                                      "decoder.upsamples.6.", "decoder.upsamples.7."});
+  for (const char* q : pre) {
+    if (starts_with(name, q)) return true;
+  }
+  return false;
+}
+
 constexpr double kCudaWorkingFactor = 1.3;  // Note [CUDA decode working set]
 
 // One feature-cache slot per cached conv (Note [VAE feature cache] in the
@@ -124,7 +165,9 @@ at::Tensor causal_conv(const at::Tensor& x, const at::Tensor* cache, const at::T
 at::Tensor cached_conv(Net& n, const at::Tensor& x_act, const std::string& prefix) {
   Slot& s = n.next_slot();
   const at::Tensor& w = n.p(prefix + ".weight");
-  const at::Tensor x = x_act.to(w.scalar_type());  // the conv input, as cached
+  at::Tensor x = x_act.to(w.scalar_type());  // the conv input, as cached
+  const bool emu = prefix.find(".residual.") != std::string::npos;
+  if (emu && (bf16_flags() & 128)) x = x.to(at::kBFloat16).to(at::kFloat);
   const int64_t T = x.size(2);
   at::Tensor next = x.narrow(2, std::max<int64_t>(0, T - 2), std::min<int64_t>(2, T)).clone();
   if (next.size(2) < 2 && s.t.defined()) {
@@ -133,6 +176,7 @@ at::Tensor cached_conv(Net& n, const at::Tensor& x_act, const std::string& prefi
   at::Tensor out = causal_conv(x, s.t.defined() ? &s.t : nullptr, w, n.p(prefix + ".bias"));
   s.t = std::move(next);
   s.rep = false;
+  if (emu && (bf16_flags() & 256)) out = out.to(at::kBFloat16).to(at::kFloat);
   return out.to(n.act());
 }
 
@@ -381,30 +425,6 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-int bf16_flags() {
-  static const int f = [] {
-    const char* e = std::getenv("WAND_VAE_BF16_FLAGS");
-    return e ? std::atoi(e) : 0;
-  }();
-  return f;
-}
-
-bool starts_with(const std::string& s, const std::string& pre) { return s.compare(0, pre.size(), pre) == 0; }
-
-bool keep_fp32(const std::string& name) {
-  const int f = bf16_flags();
-  if (f & 2) {
-    for (const char* pre : {"conv1.", "conv2.", "encoder.conv1.", "decoder.conv1.", "encoder.head.2.",
-                            "decoder.head.2."}) {
-      if (starts_with(name, pre)) return true;
-    }
-  }
-  if ((f & 4) && (name.find(".to_qkv.") != std::string::npos || name.find(".proj.") != std::string::npos)) return true;
-  if ((f & 8) && name.find(".time_conv.") != std::string::npos) return true;
-  if ((f & 16) && name.find(".resample.1.") != std::string::npos) return true;
-  if ((f & 32) && name.find(".shortcut.") != std::string::npos) return true;
-  return false;
-}
 
 }  // namespace
 
@@ -436,8 +456,9 @@ void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
   }
   weight_bytes_ = 0;
   for (auto& [name, t] : weights) {
-    const at::ScalarType dt = ends_with(name, "gamma") || keep_fp32(name) ? at::kFloat : opt_.dtype;
+    const at::ScalarType dt = ends_with(name, "gamma") || keep_fp32(name, cfg_.version == VaeVersion::kWan22) ? at::kFloat : opt_.dtype;
     at::Tensor v = t.to(opt_.device, dt).contiguous();
+    if ((bf16_flags() & 64) && name.find(".residual.") != std::string::npos) v = v.to(at::kBFloat16).to(at::kFloat);
     weight_bytes_ += static_cast<int64_t>(v.numel() * v.element_size());
     w_[name] = std::move(v);
   }

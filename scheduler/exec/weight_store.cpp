@@ -280,6 +280,7 @@ WeightStore::WeightStore(WeightStore&& other) noexcept
       name_(std::move(other.name_)),
       run_(other.run_),
       direct_(other.direct_),
+      packed_count_(other.packed_count_),
       repacked_now_(other.repacked_now_),
       packed_path_(std::move(other.packed_path_)),
       blocks_(std::move(other.blocks_)) {
