@@ -32,8 +32,10 @@ class TensorSource;
 struct VaeOptions {
   at::Device device = at::kCPU;
   // Compute dtype. kFloat is the official numerics (cuDNN may use TF32 as in
-  // PyTorch: see set_vae_cuda_tf32); kBFloat16 is a reduced-precision mode with
-  // the RMS norms in fp32.
+  // PyTorch: see set_vae_cuda_tf32); kBFloat16 is a mixed-precision mode: the
+  // high-resolution residual convs in bf16, everything between convs and the
+  // precision-critical convs in fp32 (docs/vae-precision.md; within 1e-2
+  // relative L2 of the float64 references).
   at::ScalarType dtype = at::kFloat;
 };
 
@@ -74,7 +76,6 @@ class Vae {
 
  private:
   void init_weights(std::unordered_map<std::string, at::Tensor> weights);
-  at::ScalarType act_dtype() const;  // activations between convs
   at::Tensor decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
                            const at::TensorOptions& out_opts) const;
 

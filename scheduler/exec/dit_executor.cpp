@@ -59,6 +59,19 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
     throw Error(ErrorCode::kBadRequest, "executor: device tier " + std::to_string(dev) + " does not exist");
   }
 
+  const bool host_addressable = pool_.tier(dev).host_addressable();
+  for (std::size_t e = 0; e < experts_.size(); ++e) {
+    const at::Device d = experts_[e].dit->device();
+    const bool ok = opt_.cuda_device < 0 ? (d.is_cpu() && host_addressable)
+                                         : (d.is_cuda() && d.index() == opt_.cuda_device && !host_addressable);
+    if (!ok) {
+      throw Error(ErrorCode::kBadRequest,
+                  "executor: expert " + std::to_string(e) + " runs on " + d.str() + " but the blocks come from tier " +
+                      pool_.tier(dev).name() + " (" + (host_addressable ? "host memory" : "device memory") +
+                      ") with cuda_device=" + std::to_string(opt_.cuda_device));
+    }
+  }
+
   // The job's static schedule of block uses, on the device tier and on the host tier.
   std::vector<memory::ScheduleEntry> dev_sched, host_sched;
   std::uint64_t max_block = 0;

@@ -5,8 +5,13 @@
 // this checks the mixed-precision placement in CI; vae_gpu_test checks cuDNN.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+
+#include <ATen/Parallel.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
 
 #include "model/golden/golden.h"
 #include "model/pth.h"
@@ -48,5 +53,69 @@ void check_bf16(const std::string& name) {
 
 TEST(VaeBf16Cpu, Vae21) { check_bf16("vae21"); }
 TEST(VaeBf16Cpu, Vae22) { check_bf16("vae22"); }
+
+// CPU allocator peak through LibTorch's memory-reporting hook (as in
+// vae_test.cpp; the byte-total type differs between LibTorch versions).
+template <class>
+struct TotalArg;
+template <class C, class A, class B, class T, class U, class D>
+struct TotalArg<void (C::*)(A, B, T, U, D)> {
+  using type = T;
+};
+using TotalT = TotalArg<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::type;
+
+class PeakTracker : public c10::MemoryReportingInfoBase {
+ public:
+  void reportMemoryUsage(void*, int64_t alloc_size, TotalT, TotalT, c10::Device device) override {
+    if (device.type() != c10::DeviceType::CPU) return;
+    const int64_t now = current_ += alloc_size;
+    int64_t p = peak_.load();
+    while (now > p && !peak_.compare_exchange_weak(p, now)) {
+    }
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+  int64_t peak() const { return peak_; }
+
+ private:
+  std::atomic<int64_t> current_{0};
+  std::atomic<int64_t> peak_{0};
+};
+
+template <class F>
+int64_t measure_peak(F&& fn) {
+  auto tracker = std::make_shared<PeakTracker>();
+  {
+    c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, tracker);
+    fn();
+  }
+  return tracker->peak();
+}
+
+// The bf16 mode still saves decode memory over fp32, and the decode planner
+// does not undercount its peak (the planner sizes tiles from it).
+TEST(VaeBf16Cpu, DecodePeakBelowFp32AndModelled) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);  // the tracker is thread-local
+  const VaeConfig cfg = VaeConfig::wan21(8);
+  const auto w = random_vae_weights(cfg, 7, 0.65);
+  at::manual_seed(5);
+  const at::Tensor z = at::randn({16, 3, 24, 32});
+  int64_t peak[2] = {0, 0}, est[2] = {0, 0};
+  const at::ScalarType dts[2] = {at::kFloat, at::kBFloat16};
+  for (int i = 0; i < 2; ++i) {
+    VaeOptions o;
+    o.dtype = dts[i];
+    Vae vae(cfg, w, o);
+    at::Tensor out;
+    peak[i] = measure_peak([&] { out = vae.decode(z); });
+    est[i] = vae.plan_decode({3, 24, 32}).est_untiled_bytes;
+    std::printf("%s untiled decode peak=%lld est=%lld weights=%lld\n", c10::toString(dts[i]),
+                static_cast<long long>(peak[i]), static_cast<long long>(est[i]),
+                static_cast<long long>(vae.weight_bytes()));
+  }
+  at::set_num_threads(threads);
+  EXPECT_LT(peak[1], peak[0]);
+  EXPECT_GE(est[1], peak[1]) << "the bf16 decode model undercounts";
+}
 
 }  // namespace

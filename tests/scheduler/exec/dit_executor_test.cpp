@@ -196,6 +196,29 @@ TEST(DitExecutor, BudgetThatCannotHoldTheWindowIsRefused) {
   }
 }
 
+TEST(DitExecutor, DeviceMismatchIsRefused) {
+  TwoExperts m(at::kBFloat16);
+  memory::MemoryPool pool(test::tiny_pool_config(16ull << 20, 2ull << 20));
+  WeightStoreOptions o;
+  o.name = "hi";
+  WeightStore hi = WeightStore::open(*m.ck[0], pool, o);
+  ExecutorOptions eo;
+  eo.device_tier = pool.device_tier(0);
+  eo.cuda_device = 0;  // a CPU DiT and a CPU device tier, told to run on cuda:0
+  try {
+    DitExecutor exec(pool, {{m.streamed[0].get(), &hi}}, {0}, eo);
+    FAIL() << "expected a device mismatch";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadRequest);
+    EXPECT_NE(std::string(e.what()).find("runs on cpu"), std::string::npos) << e.what();
+  }
+  eo.cuda_device = -1;
+  eo.device_tier = 99;
+  EXPECT_THROW(DitExecutor(pool, {{m.streamed[0].get(), &hi}}, {0}, eo), Error);
+  eo.device_tier = pool.device_tier(0);
+  EXPECT_THROW(DitExecutor(pool, {{m.streamed[0].get(), &hi}}, {0, 2}, eo), Error);  // no expert 2
+}
+
 TEST(ExecBudget, ActivationEstimateGrowsWithTokensAndChunkingBoundsTheFfn) {
   DitGeometry g;
   g.tokens = 32760;
