@@ -17,6 +17,7 @@
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
+#include "tests/model/cpu_peak_tracker.h"
 
 namespace {
 
@@ -54,42 +55,7 @@ void check_bf16(const std::string& name) {
 TEST(VaeBf16Cpu, Vae21) { check_bf16("vae21"); }
 TEST(VaeBf16Cpu, Vae22) { check_bf16("vae22"); }
 
-// CPU allocator peak through LibTorch's memory-reporting hook (as in
-// vae_test.cpp; the byte-total type differs between LibTorch versions).
-template <class>
-struct TotalArg;
-template <class C, class A, class B, class T, class U, class D>
-struct TotalArg<void (C::*)(A, B, T, U, D)> {
-  using type = T;
-};
-using TotalT = TotalArg<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::type;
-
-class PeakTracker : public c10::MemoryReportingInfoBase {
- public:
-  void reportMemoryUsage(void*, int64_t alloc_size, TotalT, TotalT, c10::Device device) override {
-    if (device.type() != c10::DeviceType::CPU) return;
-    const int64_t now = current_ += alloc_size;
-    int64_t p = peak_.load();
-    while (now > p && !peak_.compare_exchange_weak(p, now)) {
-    }
-  }
-  bool memoryProfilingEnabled() const override { return true; }
-  int64_t peak() const { return peak_; }
-
- private:
-  std::atomic<int64_t> current_{0};
-  std::atomic<int64_t> peak_{0};
-};
-
-template <class F>
-int64_t measure_peak(F&& fn) {
-  auto tracker = std::make_shared<PeakTracker>();
-  {
-    c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, tracker);
-    fn();
-  }
-  return tracker->peak();
-}
+using wand::test::measure_cpu_peak;
 
 // The bf16 mode still saves decode memory over fp32, and the decode planner
 // does not undercount its peak (the planner sizes tiles from it; it models
@@ -108,7 +74,7 @@ TEST(VaeBf16Cpu, DecodePeakBelowFp32AndModelled) {
     o.dtype = dts[i];
     Vae vae(cfg, w, o);
     at::Tensor out;
-    peak[i] = measure_peak([&] { out = vae.decode(z); });
+    peak[i] = measure_cpu_peak([&] { out = vae.decode(z); });
     est[i] = vae.plan_decode({3, 24, 32}).est_untiled_bytes;
     std::printf("%s untiled decode peak=%lld est=%lld weights=%lld\n", c10::toString(dts[i]),
                 static_cast<long long>(peak[i]), static_cast<long long>(est[i]),

@@ -15,53 +15,13 @@
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
+#include "tests/model/cpu_peak_tracker.h"
 
 namespace {
 
 using namespace wand::model;
 
-// Counts CPU allocator bytes (current, peak) through LibTorch's memory
-// reporting hook, which the default CPU allocator calls for every allocation
-// and free while the profiler debug info is installed on the thread.
-// reportMemoryUsage's byte-total type differs between LibTorch versions
-// (int64_t in 1.13, size_t in 2.x): it is read off the base class's own
-// signature, so no version check is needed.
-template <class>
-struct TotalArg;
-template <class C, class A, class B, class T, class U, class D>
-struct TotalArg<void (C::*)(A, B, T, U, D)> {
-  using type = T;
-};
-using TotalT = TotalArg<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::type;
-
-class PeakTracker : public c10::MemoryReportingInfoBase {
- public:
-  void reportMemoryUsage(void*, int64_t alloc_size, TotalT, TotalT, c10::Device device) override {
-    if (device.type() != c10::DeviceType::CPU) return;
-    const int64_t now = current_ += alloc_size;
-    int64_t p = peak_.load();
-    while (now > p && !peak_.compare_exchange_weak(p, now)) {
-    }
-  }
-  bool memoryProfilingEnabled() const override { return true; }
-  int64_t peak() const { return peak_; }
-  int64_t current() const { return current_; }
-
- private:
-  std::atomic<int64_t> current_{0};
-  std::atomic<int64_t> peak_{0};
-};
-
-// Peak CPU bytes allocated by fn above what was live when it started.
-template <class F>
-int64_t measure_peak(F&& fn) {
-  auto tracker = std::make_shared<PeakTracker>();
-  {
-    c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, tracker);
-    fn();
-  }
-  return tracker->peak();
-}
+using wand::test::measure_cpu_peak;
 
 Vae tiny_vae21(uint64_t seed = 7) {
   const VaeConfig cfg = VaeConfig::wan21(8);
@@ -259,7 +219,7 @@ TEST(VaeTiling, MeasuredPeakStaysUnderTheBudget) {
   Vae vae = tiny_vae21();
   at::Tensor z = at::randn({16, 3, 24, 32});
   at::Tensor out;
-  const int64_t untiled = measure_peak([&] { out = vae.decode(z); });
+  const int64_t untiled = measure_cpu_peak([&] { out = vae.decode(z); });
   out = at::Tensor();
   const VaeDecodePlan up = vae.plan_decode({3, 24, 32});
   std::printf("untiled measured=%lld est=%lld (ratio %.3f)\n", static_cast<long long>(untiled),
@@ -276,7 +236,7 @@ TEST(VaeTiling, MeasuredPeakStaysUnderTheBudget) {
     const VaeDecodePlan p = vae.plan_decode({3, 24, 32}, o);
     ASSERT_TRUE(p.fits) << p.describe();
     EXPECT_TRUE(p.tiled) << p.describe();
-    const int64_t peak = measure_peak([&] { out = vae.decode(z, o); });
+    const int64_t peak = measure_cpu_peak([&] { out = vae.decode(z, o); });
     out = at::Tensor();
     std::printf("budget=%.0f%% of untiled: %s measured=%lld budget_above_weights=%lld\n", frac * 100,
                 p.describe().c_str(), static_cast<long long>(peak),
