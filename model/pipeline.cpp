@@ -1,8 +1,11 @@
 #include "model/pipeline.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <tuple>
 
@@ -23,6 +26,21 @@ namespace wand::model {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Note [CPU determinism]: with two intra-op threads, the same job gave one of two
+// different videos (about one run in five; tests/daemon wan_e2e under load, 2-core
+// machine), while with one intra-op thread every run was identical: some
+// multi-threaded CPU kernel orders its reduction by thread timing. CPU generation
+// therefore runs with WAND_CPU_THREADS intra-op threads (default 1), set on the
+// calling thread (OpenMP's thread count is per thread) before every prepare / step
+// / decode: same seed, same bytes. CUDA runs are not affected.
+void use_deterministic_cpu_threads(const at::Device& device) {
+  if (device.is_cuda()) return;
+  int n = 1;
+  if (const char* e = std::getenv("WAND_CPU_THREADS")) n = std::max(1, std::atoi(e));
+  at::set_num_threads(n);
+}
+
 
 constexpr const char* kHighDir = "high_noise_model";
 constexpr const char* kLowDir = "low_noise_model";
@@ -213,6 +231,7 @@ at::Tensor WanGenerator::encode_text(const std::string& text) {
 }
 
 GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) {
+  use_deterministic_cpu_threads(device_);
   validate(req);
   auto checkpoint = [&] {
     if (check) check();
@@ -314,6 +333,7 @@ const Vae& WanGenerator::vae() {
 }
 
 void WanGenerator::step(GenState& st, const CancelCheck& check) {
+  use_deterministic_cpu_threads(device_);
   WAND_ASSERT(st.sampler.has_value(), "step: state was not prepared");
   if (st.sampler->done()) throw Error(ErrorCode::kInternal, "step: every step is already done");
   at::NoGradGuard no_grad;
@@ -377,6 +397,7 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
 }
 
 at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
+  use_deterministic_cpu_threads(device_);
   WAND_ASSERT(st.sampler.has_value(), "decode: state was not prepared");
   if (!st.sampler->done()) {
     throw Error(ErrorCode::kInternal, "decode: " + std::to_string(st.completed_steps()) + " of " +

@@ -12,32 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string fetch(DaemonFixture& d, const std::string& id) {
-  auto out = d.dir() / (id + ".out");
-  CmdResult f = d.wanctl({"fetch", id, "-o", out.string()});
-  EXPECT_EQ(f.exit_code, 0) << f.err;
-  std::ifstream in(out, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Follows a job's events until pred(job) holds or it ends.
-json watch_until(DaemonFixture& d, const std::string& id, const std::function<bool(const json&)>& pred) {
-  RawClient w(d.socket());
-  w.hello();
-  w.send_json({{"type", "watch"}, {"job", id}});
-  for (;;) {
-    auto ev = w.receive();
-    if (!ev) {
-      ADD_FAILURE() << "watch stream ended";
-      return {};
-    }
-    const json& job = (*ev)["job"];
-    if (pred(job) || job["state"] == "done" || job["state"] == "failed" || job["state"] == "cancelled") {
-      return job;
-    }
-  }
-}
-
 TEST(CrashResume, SigkillMidJobThenRestartGivesIdenticalOutput) {
   DaemonFixture d(25);
   d.start();

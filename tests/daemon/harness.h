@@ -10,6 +10,8 @@
 //   d.kill9(); d.start();                  // crash and restart
 #pragma once
 
+#include <functional>
+
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -100,5 +102,11 @@ class RawClient {
 
 // A fresh job request for the fake model.
 nlohmann::json fake_job(std::uint64_t seed, int steps = 8, int priority = 0);
+
+// `wanctl fetch ID` into the fixture's dir; returns the file's bytes.
+std::string fetch(DaemonFixture& d, const std::string& id);
+// Follows a job's events (watch) until pred(job) holds or the job ends; returns that job.
+nlohmann::json watch_until(DaemonFixture& d, const std::string& id,
+                           const std::function<bool(const nlohmann::json&)>& pred);
 
 }  // namespace wand::test
