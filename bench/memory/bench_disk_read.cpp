@@ -79,8 +79,6 @@ Result run(const std::string& kind, const std::string& path, std::uint64_t file_
 }  // namespace
 
 int main(int argc, char** argv) {
-  wand::log::get("mem");  // set_level applies to existing loggers
-  wand::log::get("io");
   wand::log::set_level("error");
   const std::string path = bench::arg(argc, argv, "file", "");
   if (path.empty()) {

@@ -23,8 +23,6 @@
 #endif
 
 int main(int argc, char** argv) {
-  wand::log::get("mem");  // set_level applies to existing loggers
-  wand::log::get("io");
   wand::log::set_level("error");
 #ifndef WAND_HAVE_CUDA
   (void)argc;

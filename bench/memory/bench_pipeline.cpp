@@ -28,8 +28,6 @@ using namespace wand;
 using namespace wand::memory;
 
 int main(int argc, char** argv) {
-  wand::log::get("mem");  // set_level applies to existing loggers
-  wand::log::get("io");
   wand::log::set_level("error");
   const std::string path = bench::arg(argc, argv, "file", "");
   if (path.empty()) {
