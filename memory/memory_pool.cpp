@@ -220,7 +220,7 @@ std::uint64_t MemoryPool::copy_bytes(BlobId id, int t) const {
   const Blob* b = blobs_.find(id);
   if (!b) throw Error(ErrorCode::kNotFound, "no blob with id " + std::to_string(id));
   if (t == host_tier() && b->file) {
-    return align_up(b->file->offset + b->bytes) - align_down(b->file->offset);
+    return tr.round_up(align_up(b->file->offset + b->bytes) - align_down(b->file->offset));
   }
   return tr.round_up(b->bytes);
 }

@@ -22,8 +22,25 @@ Tier::Tier(std::string name, TierKind kind, int device_index, std::uint64_t capa
       capacity_(capacity & ~(alignment - 1)),
       alloc_(capacity, alignment) {}
 
+std::uint64_t Tier::sized_locked(std::uint64_t bytes) const {
+  const std::uint64_t r = alloc_.round_up(bytes);
+  if (quantum_ == 0 || r <= quantum_ / 2) return r;
+  return (r + quantum_ - 1) / quantum_ * quantum_;
+}
+
+void Tier::set_quantum(std::uint64_t q) {
+  std::lock_guard<std::mutex> lock(mu_);
+  quantum_ = q == 0 ? 0 : alloc_.round_up(q);
+}
+
+std::uint64_t Tier::quantum() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return quantum_;
+}
+
 Extent Tier::allocate(std::uint64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
+  bytes = sized_locked(bytes);
   auto e = alloc_.allocate(bytes);
   if (!e) throw OutOfMemory(name_, bytes, alloc_.bytes_free(), alloc_.bytes_largest_free());
   return *e;
@@ -31,7 +48,7 @@ Extent Tier::allocate(std::uint64_t bytes) {
 
 std::optional<Extent> Tier::try_allocate(std::uint64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  return alloc_.allocate(bytes);
+  return alloc_.allocate(sized_locked(bytes));
 }
 
 void Tier::free(const Extent& extent) {
@@ -41,7 +58,7 @@ void Tier::free(const Extent& extent) {
 
 std::uint64_t Tier::round_up(std::uint64_t bytes) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return alloc_.round_up(bytes);
+  return sized_locked(bytes);
 }
 
 TierStats Tier::stats() const {

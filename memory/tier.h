@@ -59,7 +59,17 @@ class Tier {
   Extent allocate(std::uint64_t bytes);
   std::optional<Extent> try_allocate(std::uint64_t bytes);
   void free(const Extent& extent);
+  // Bytes an allocation of `bytes` takes: the alignment, then the size class.
   std::uint64_t round_up(std::uint64_t bytes) const;
+  // Note [Size classes]: with a quantum q > 0, an allocation larger than q / 2 takes a
+  // whole multiple of q. The executor sets q to its largest weight block, so every
+  // block takes exactly one slot and a freed block's hole fits any other block: a
+  // tier that streams blocks of slightly different sizes (release shards, O_DIRECT
+  // head and tail) never fragments into holes no block fits. Smaller allocations
+  // keep plain alignment. 0 (the default) turns size classes off. Extents made
+  // before a change keep their sizes (and are freed with them).
+  void set_quantum(std::uint64_t q);
+  std::uint64_t quantum() const;
 
   // Start of the region: host pointer for HostTier / CpuDeviceTier, device pointer for
   // CudaTier, nullptr for the disk tier.
@@ -86,6 +96,8 @@ class Tier {
   const std::uint64_t capacity_;
   mutable std::mutex mu_;
   ExtentAllocator alloc_;  // guarded by mu_
+  std::uint64_t quantum_ = 0;  // guarded by mu_; see Note [Size classes]
+  std::uint64_t sized_locked(std::uint64_t bytes) const;
   std::atomic<std::uint64_t> bytes_pinned_{0};
   std::atomic<std::uint64_t> in_flight_{0};
   std::atomic<std::uint64_t> bytes_in_{0};

@@ -1,6 +1,7 @@
 #include "scheduler/exec/dit_executor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
 
@@ -72,6 +73,24 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
     }
   }
 
+  // Blocks take whole slots on the tiers this executor plans (Note [Size classes] in
+  // memory/tier.h): the quantum is the largest block's copy (never lowered).
+  {
+    std::uint64_t dq = 0, hq = 0;
+    for (const ExecutorExpert& ex : experts_) {
+      for (std::int64_t i = 0; i < layers_; ++i) {
+        const memory::BlobId id = ex.store->block(i).id;
+        dq = std::max(dq, pool_.copy_bytes(id, dev));
+        hq = std::max(hq, pool_.copy_bytes(id, pool_.host_tier()));
+      }
+    }
+    memory::Tier& dt = pool_.tier(dev);
+    dt.set_quantum(std::max(dt.quantum(), dq));
+    if (opt_.host_window_bytes > 0) {
+      memory::Tier& ht = pool_.tier(pool_.host_tier());
+      ht.set_quantum(std::max(ht.quantum(), hq));
+    }
+  }
   // The job's static schedule of block uses, on the device tier and on the host tier.
   std::vector<memory::ScheduleEntry> dev_sched, host_sched;
   std::uint64_t max_block = 0;
@@ -100,7 +119,15 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
                           format_bytes(opt_.host_window_bytes), format_bytes(b.slot_bytes), format_bytes(max_block));
 }
 
-DitExecutor::~DitExecutor() = default;
+DitExecutor::~DitExecutor() {
+  if (spill_blob_ != 0) {
+    try {
+      pool_.drop_blob(spill_blob_);
+    } catch (const std::exception& e) {
+      log::get("sched")->warn("executor: spill blob not dropped error=\"{}\"", e.what());
+    }
+  }
+}
 
 void DitExecutor::plan_and_apply(std::size_t position) {
   const int dev = opt_.device_tier, host = pool_.host_tier();
@@ -117,7 +144,8 @@ void DitExecutor::plan_and_apply(std::size_t position) {
   device_rm_->apply(p, pool_, dev);  // failures surface again through the demand's acquire
 }
 
-std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, bool cfg, const CancelToken* cancel) {
+std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, bool cfg,
+                                         const std::function<void()>& check) {
   if (k < 0 || k >= num_steps()) {
     throw Error(ErrorCode::kBadRequest, "executor: step " + std::to_string(k) + " out of range (" +
                                             std::to_string(num_steps()) + " steps)");
@@ -137,10 +165,41 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
     hu = in_u.tokens;
   }
 
+  // Note [Branch spill]: with spill_uncond, the uncond stream lives in a host blob of the
+  // pool between blocks: before its block it is copied to the device, after it back to
+  // host (the device then holds one fp32 stream between blocks instead of two). Cost:
+  // S x D x 4 bytes each way per block per step (480p A14B: 640 MiB each way, ~52 ms
+  // at 25 GB/s, synchronous here). The copies are exact, so results are unchanged.
+  const bool spill = cfg && opt_.spill_uncond;
+  memory::PinnedCopy spill_pin;
+  at::Tensor hu_host;  // view of the spill blob, [1, S, D] fp32
+  auto spill_out = [&](const at::Tensor& h) {
+    const std::uint64_t bytes = static_cast<std::uint64_t>(h.numel()) * 4;
+    if (!hu_host.defined()) {
+      if (spill_blob_ != 0 && spill_blob_bytes_ != bytes) {
+        pool_.drop_blob(spill_blob_);
+        spill_blob_ = 0;
+      }
+      if (spill_blob_ == 0) {
+        static std::atomic<unsigned> seq{0};
+        spill_blob_ = pool_.create_blob("executor.spill.uncond." + std::to_string(seq++), bytes);
+        spill_blob_bytes_ = bytes;
+      }
+      spill_pin = pool_.acquire(spill_blob_, pool_.host_tier());
+      hu_host = at::from_blob(spill_pin.data(), h.sizes(), at::TensorOptions().dtype(at::kFloat));
+    }
+    hu_host.copy_(h.to(at::kFloat));
+    stats_.spill_bytes += bytes;
+  };
+  auto spill_in = [&]() {
+    stats_.spill_bytes += static_cast<std::uint64_t>(hu_host.numel()) * 4;
+    return device.is_cpu() ? hu_host.clone() : hu_host.to(device);
+  };
+
   std::deque<HeldBlock> held;  // pinned blocks whose kernels may still run (oldest first)
   try {
     for (std::int64_t i = 0; i < layers_; ++i) {
-      if (cancel != nullptr) cancel->throw_if_cancelled();
+      if (check) check();
       const std::size_t pos = static_cast<std::size_t>(k * layers_ + i);
       plan_and_apply(pos);
       const BlockBlob& b = ex.store->block(i);
@@ -163,7 +222,13 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
 
       const model::DitBlockWeights weights = view_block_weights(b, pin.data(), device);
       hc = dit.block(i, hc, in_c, weights);
-      if (cfg) hu = dit.block(i, hu, in_u, weights);
+      if (spill) {
+        at::Tensor h = dit.block(i, i == 0 ? hu : spill_in(), in_u, weights);
+        spill_out(h);
+        hu = at::Tensor();
+      } else if (cfg) {
+        hu = dit.block(i, hu, in_u, weights);
+      }
       held.push_back(HeldBlock{std::move(pin), ComputeFence::record(opt_.cuda_device)});
       // Unpin what the device has finished. Block i-1 is waited for here at the latest:
       // the device still has block i queued, so it does not idle, and while block i+1 is
@@ -180,6 +245,7 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
   }
   std::vector<at::Tensor> out;
   out.push_back(dit.head(hc, in_c));
+  if (spill && layers_ > 0) hu = spill_in();
   if (cfg) out.push_back(dit.head(hu, in_u));
   for (HeldBlock& h : held) h.fence.wait();
   held.clear();
@@ -189,13 +255,26 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
   return out;
 }
 
+namespace {
+std::function<void()> token_check(const CancelToken* cancel) {
+  if (cancel == nullptr) return {};
+  return [cancel] { cancel->throw_if_cancelled(); };
+}
+}  // namespace
+
 std::pair<at::Tensor, at::Tensor> DitExecutor::step(std::int64_t k, const StepInputs& in, const CancelToken* cancel) {
-  std::vector<at::Tensor> o = run(k, in, true, cancel);
+  std::vector<at::Tensor> o = run(k, in, true, token_check(cancel));
+  return {o[0], o[1]};
+}
+
+std::pair<at::Tensor, at::Tensor> DitExecutor::step_checked(std::int64_t k, const StepInputs& in,
+                                                            const std::function<void()>& check) {
+  std::vector<at::Tensor> o = run(k, in, true, check);
   return {o[0], o[1]};
 }
 
 at::Tensor DitExecutor::forward(std::int64_t k, const StepInputs& in, const CancelToken* cancel) {
-  return run(k, in, false, cancel)[0];
+  return run(k, in, false, token_check(cancel))[0];
 }
 
 nlohmann::json DitExecutor::stats_json() const {
@@ -208,6 +287,8 @@ nlohmann::json DitExecutor::stats_json() const {
           {"step_s", stats_.step_s},
           {"compute_s", stats_.step_s - stats_.wait_s},
           {"window_bytes", window_},
+          {"spill_uncond", opt_.spill_uncond},
+          {"spill_bytes", stats_.spill_bytes},
           {"allocator_reserved_bytes", caching_allocator_reserved(std::max(0, opt_.cuda_device))},
           {"allocator_peak_reserved_bytes", caching_allocator_peak_reserved(std::max(0, opt_.cuda_device))}};
 }

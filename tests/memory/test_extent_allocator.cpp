@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <random>
 
 #include "common/error.h"
+#include "memory/cpu_device_tier.h"
 
 namespace wand::memory {
 namespace {
@@ -101,3 +103,31 @@ TEST(ExtentAllocator, RandomizedNeverOverlapsOrExceedsCapacity) {
 
 }  // namespace
 }  // namespace wand::memory
+
+// Note [Size classes] (memory/tier.h): blocks of slightly different sizes streamed
+// through a tier of exactly three block slots. Without a quantum the hole a smaller
+// block leaves cannot take a larger one although the free total is enough (the
+// failure seen on the H100 with the A14B blocks); with it every block takes one slot.
+TEST(TierSizeClasses, BlocksOfDifferentSizesNeverFragmentTheSlots) {
+  const std::uint64_t q = 1 << 20;
+  for (bool with_quantum : {false, true}) {
+    wand::memory::CpuDeviceTier tier(0, 3 * q);
+    const std::uint64_t a = tier.alignment();
+    if (with_quantum) tier.set_quantum(q);  // the largest block's size
+    const wand::memory::Extent x = tier.allocate(q - a);
+    const wand::memory::Extent y = tier.allocate(q);
+    const wand::memory::Extent z = tier.allocate(q - a);
+    tier.free(x);
+    std::optional<wand::memory::Extent> w = tier.try_allocate(q);
+    if (!with_quantum) {
+      EXPECT_FALSE(w.has_value()) << "expected fragmentation without size classes";
+      continue;
+    }
+    ASSERT_TRUE(w.has_value()) << "a freed slot must take any block";
+    EXPECT_EQ(w->bytes, tier.round_up(q));
+    EXPECT_EQ(tier.round_up(q / 4), (q / 4 + a - 1) / a * a) << "small allocations keep plain alignment";
+    tier.free(*w);
+    tier.free(y);
+    tier.free(z);
+  }
+}
