@@ -30,4 +30,23 @@ T field_or(const nlohmann::json& j, const char* name, T fallback) {
 // Throws Error(kBadRequest) unless j is an object; `what` names the message.
 void require_object(const nlohmann::json& j, const std::string& what);
 
+// A message tagged by its "type" field: checks the object, reads the type and returns
+// decode(type, j); a decoding error is rethrown with the type in front of its message.
+//   Request r = decode_tagged<Request>(j, "request", decode);
+template <class T, class Decode>
+T decode_tagged(const nlohmann::json& j, const std::string& what, Decode&& decode);
+
 }  // namespace wand::proto
+
+#include "common/error.h"
+
+template <class T, class Decode>
+T wand::proto::decode_tagged(const nlohmann::json& j, const std::string& what, Decode&& decode) {
+  require_object(j, what);
+  const std::string type = field<std::string>(j, "type");
+  try {
+    return decode(type, j);
+  } catch (const Error& e) {
+    throw Error(e.code(), type + ": " + e.what());
+  }
+}

@@ -91,14 +91,6 @@ const char* request_type(const Request& r) { return std::visit(TypeName{}, r); }
 
 json request_to_json(const Request& r) { return std::visit(ToJson{}, r); }
 
-Request request_from_json(const json& j) {
-  require_object(j, "request");
-  std::string type = field<std::string>(j, "type");
-  try {
-    return decode(type, j);
-  } catch (const Error& e) {
-    throw Error(e.code(), type + ": " + e.what());
-  }
-}
+Request request_from_json(const json& j) { return decode_tagged<Request>(j, "request", decode); }
 
 }  // namespace wand::proto

@@ -186,14 +186,6 @@ const char* response_type(const Response& r) {
 
 json response_to_json(const Response& r) { return std::visit(ToJson{}, r); }
 
-Response response_from_json(const json& j) {
-  require_object(j, "response");
-  std::string type = field<std::string>(j, "type");
-  try {
-    return decode(type, j);
-  } catch (const Error& e) {
-    throw Error(e.code(), type + ": " + e.what());
-  }
-}
+Response response_from_json(const json& j) { return decode_tagged<Response>(j, "response", decode); }
 
 }  // namespace wand::proto
