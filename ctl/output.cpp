@@ -81,12 +81,144 @@ void print_tiers(std::FILE* out, const proto::TiersReport& t) {
   if (!t.note.empty()) std::fprintf(out, "note: %s\n", t.note.c_str());
 }
 
+namespace {
+
+using nlohmann::json;
+
+std::string join_ints(const json& a) {
+  std::string s;
+  if (!a.is_array()) return "-";
+  for (const auto& x : a) {
+    if (!s.empty()) s += ",";
+    s += x.is_number() ? std::to_string(x.get<long long>()) : "?";
+  }
+  return s.empty() ? "-" : s;
+}
+
+std::string join_bytes(const json& a) {
+  std::string s;
+  if (!a.is_array()) return "-";
+  for (const auto& x : a) {
+    if (!s.empty()) s += ",";
+    s += x.is_number() ? format_bytes(x.get<std::uint64_t>()) : "?";
+  }
+  return s.empty() ? "-" : s;
+}
+
+std::string secs(const json& row, const char* key) {
+  if (!row.contains(key) || !row[key].is_number()) return "-";
+  char buf[32];
+  double v = row[key].get<double>();
+  std::snprintf(buf, sizeof buf, v < 10 ? "%.3f" : "%.1f", v);
+  return buf;
+}
+
+std::string bytes_of(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? format_bytes(j[key].get<std::uint64_t>()) : "-";
+}
+
+void print_strategy_row(std::FILE* out, const json& row, bool chosen) {
+  const std::string name = row.value("strategy", std::string("?"));
+  const std::string devs = join_ints(row.value("devices", json::array()));
+  if (!row.value("feasible", false)) {
+    std::fprintf(out, "%s %-16s %-8s not possible: %s\n", chosen ? "*" : " ", name.c_str(), devs.c_str(),
+                 row.value("reason", std::string("?")).c_str());
+    return;
+  }
+  std::fprintf(out, "%s %-16s %-8s %8s %8s  %-22s %-6s %-9s %s\n", chosen ? "*" : " ", name.c_str(), devs.c_str(),
+               secs(row, "step_s").c_str(), secs(row, "job_s").c_str(),
+               join_bytes(row.value("peak_bytes", json::array())).c_str(),
+               join_ints(row.value("prefetch_depth", json::array())).c_str(),
+               join_ints(row.value("resident_blocks", json::array())).c_str(),
+               row.value("bound", std::string("")).c_str());
+}
+
+}  // namespace
+
 void print_plan(std::FILE* out, const proto::PlanReport& p) {
   if (!p.available) {
     std::fprintf(out, "no plan: %s\n", p.note.c_str());
     return;
   }
-  std::fprintf(out, "%s\n", p.plan.dump(2).c_str());
+  const json& j = p.plan;
+  if (!j.is_object() || !j.contains("choice")) {  // an unknown planner output: show it raw
+    std::fprintf(out, "%s\n", j.dump(2).c_str());
+    if (!p.note.empty()) std::fprintf(out, "note: %s\n", p.note.c_str());
+    return;
+  }
+  const json model = j.value("model", json::object());
+  const json job = j.value("job", json::object());
+  std::fprintf(out, "plan v%d%s: %s %dx%dx%d, %d steps (%d high-noise), %lld tokens\n", j.value("version", 0),
+               j.contains("mode") ? (" (" + j["mode"].get<std::string>() + ")").c_str() : "",
+               model.value("variant", std::string("?")).c_str(), job.value("width", 0), job.value("height", 0),
+               job.value("frames", 0), job.value("steps", 0), job.value("steps_high", 0),
+               static_cast<long long>(job.value("tokens", 0LL)));
+  std::fprintf(out, "  %-16s %-8s %8s %8s  %-22s %-6s %-9s %s\n", "STRATEGY", "DEVICES", "S/STEP", "S/JOB",
+               "PEAK/CARD", "DEPTH", "RESIDENT", "BOUND");
+  const json choice = j["choice"];
+  const std::string chosen = choice.value("strategy", std::string()) + join_ints(choice.value("devices", json::array()));
+  bool marked = false;
+  for (const auto& row : j.value("strategies", json::array())) {
+    const bool is = !marked && row.value("feasible", false) &&
+                    row.value("strategy", std::string()) + join_ints(row.value("devices", json::array())) == chosen;
+    marked = marked || is;
+    print_strategy_row(out, row, is);
+  }
+  if (!marked) print_strategy_row(out, choice, true);
+  const json jobs = j.value("jobs", json::array());
+  if (j.value("mode", std::string()) == "throughput" && !jobs.empty()) {
+    std::fprintf(out, "queue (job-parallel): %zu jobs, makespan %s s, %.1f jobs/hour\n", jobs.size(),
+                 secs(j, "makespan_s").c_str(), j.value("jobs_per_hour", 0.0));
+    for (const auto& a : jobs) {
+      std::fprintf(out, "  job %-3d device %-6s start %8s end %8s  %s s/step\n", a.value("job", 0),
+                   join_ints(a.value("devices", json::array())).c_str(), secs(a, "start_s").c_str(),
+                   secs(a, "end_s").c_str(), secs(a, "step_s").c_str());
+    }
+  }
+  for (const auto& c : choice.value("cards", json::array())) {
+    if (!c.value("feasible", false)) continue;
+    const json pk = c.value("peak", json::object());
+    std::fprintf(out,
+                 "device %d: peak %s of %s = context %s + non-block %s + slots %s + resident %s + activations %s; "
+                 "prefetch %d, %d blocks resident, chunk %s, PCIe %.1f GB/s, forward %s s\n",
+                 c.value("device", 0), bytes_of(pk, "total").c_str(), bytes_of(c, "budget_bytes").c_str(),
+                 bytes_of(pk, "context").c_str(), bytes_of(pk, "non_block_weights").c_str(),
+                 bytes_of(pk, "weight_slots").c_str(), bytes_of(pk, "resident_blocks").c_str(),
+                 bytes_of(pk, "activations").c_str(), c.value("prefetch_depth", 0), c.value("resident_blocks", 0),
+                 c.value("chunk_tokens", 0) > 0 ? std::to_string(c.value("chunk_tokens", 0)).c_str() : "none",
+                 c.value("pcie_gbps_effective", 0.0), secs(c, "forward_s").c_str());
+  }
+  if (choice.contains("times")) {
+    const json t = choice["times"];
+    std::fprintf(out, "job: umT5 %s s + steps %s s (disk floor %s s) + VAE %s s = %s s\n", secs(t, "t5_s").c_str(),
+                 secs(t, "steps_s").c_str(), secs(t, "disk_floor_s").c_str(), secs(t, "vae_s").c_str(),
+                 secs(t, "job_s").c_str());
+  }
+  if (j.contains("host")) {
+    const json h = j["host"];
+    std::fprintf(out, "host: %s of %s (DiT %s of %s, umT5 %s), disk per job %s\n", bytes_of(h, "total").c_str(),
+                 bytes_of(h, "budget_bytes").c_str(), bytes_of(h, "dit_in_host").c_str(),
+                 bytes_of(h, "dit_bytes").c_str(), h.value("t5_in_host", false) ? "in host" : "from disk",
+                 bytes_of(h, "disk_bytes_per_job").c_str());
+  }
+  // Where the numbers come from.
+  int defaults = 0, from_file = 0;
+  std::string unmeasured;
+  const json cal = j.value("calibration", json::object());
+  for (const auto& [k, v] : cal.items()) {
+    if (!v.is_object() || !v.contains("source")) continue;
+    (v["source"] == "default" ? defaults : from_file)++;
+    if (!v.value("measured", true)) unmeasured += (unmeasured.empty() ? "" : ", ") + k;
+  }
+  std::fprintf(out, "sources: %s; %d figures default, %d from a file%s%s\n",
+               j.value("calibration_source", std::string("calibration")).c_str(), defaults, from_file,
+               unmeasured.empty() ? "" : "; placeholders (not measured): ", unmeasured.c_str());
+  if (j.contains("budget_source") && j["budget_source"].is_string()) {
+    std::fprintf(out, "budgets: %s\n", j["budget_source"].get<std::string>().c_str());
+  }
+  for (const auto& n : j.value("notes", json::array())) {
+    if (n.is_string()) std::fprintf(out, "note: %s\n", n.get<std::string>().c_str());
+  }
   if (!p.note.empty()) std::fprintf(out, "note: %s\n", p.note.c_str());
 }
 

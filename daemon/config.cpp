@@ -121,9 +121,48 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
         throw Error(ErrorCode::kConfig, source + ": " + e.what());
       }
       cfg.memory = v;
+    } else if (k == "executor") {
+      if (v.is_null()) continue;
+      if (!v.is_object()) c.bad(k, "expected an object");
+      ExecutorConfig& e = cfg.executor;
+      auto size = [&](const json& x, const std::string& f) {
+        try {
+          return memory::parse_bytes(x, f);
+        } catch (const Error& err) {
+          throw Error(ErrorCode::kConfig, source + ": " + err.what());
+        }
+      };
+      for (auto s = v.begin(); s != v.end(); ++s) {
+        const std::string f = "executor." + s.key();
+        const json& x = s.value();
+        if (s.key() == "device_budget") {
+          e.device_budget = size(x, f);
+        } else if (s.key() == "context_bytes") {
+          e.context_bytes = size(x, f);
+        } else if (s.key() == "activation_bytes") {
+          e.activation_bytes = size(x, f);
+        } else if (s.key() == "window") {
+          e.window = size(x, f);
+        } else if (s.key() == "host_window") {
+          e.host_window = size(x, f);
+        } else if (s.key() == "chunk_tokens") {
+          e.chunk_tokens = c.integer(x, f, -1, 1ll << 30);
+        } else if (s.key() == "pack_dir") {
+          e.pack_dir = c.str(x, f);
+          if (!e.pack_dir.empty() && e.pack_dir[0] != '/') c.bad(f, "must be an absolute path");
+        } else if (s.key() == "run_dtype") {
+          e.run_dtype = c.str(x, f);
+          if (e.run_dtype != "" && e.run_dtype != "fp32" && e.run_dtype != "bf16" && e.run_dtype != "fp16") {
+            c.bad(f, "'" + e.run_dtype + "' is not one of fp32, bf16, fp16 (or \"\" for the device's default)");
+          }
+        } else {
+          c.bad(f, "unknown field (expected device_budget, context_bytes, activation_bytes, window, "
+                   "host_window, chunk_tokens, pack_dir, run_dtype)");
+        }
+      }
     } else {
       c.bad(k, "unknown field (expected socket, state_dir, admin_group, max_message_bytes, "
-               "max_clients, log_level, models, memory)");
+               "max_clients, log_level, models, memory, executor)");
     }
   }
   return cfg;
@@ -141,6 +180,13 @@ DaemonConfig load_config_file(const std::filesystem::path& file) {
   return parse_config(j, file.string());
 }
 
+json executor_to_json(const ExecutorConfig& e) {
+  return {{"device_budget", e.device_budget}, {"context_bytes", e.context_bytes},
+          {"activation_bytes", e.activation_bytes}, {"window", e.window},
+          {"host_window", e.host_window}, {"chunk_tokens", e.chunk_tokens},
+          {"pack_dir", e.pack_dir}, {"run_dtype", e.run_dtype}};
+}
+
 json config_to_json(const DaemonConfig& c) {
   char mode[8];
   std::snprintf(mode, sizeof mode, "0%o", c.socket_mode);
@@ -151,7 +197,8 @@ json config_to_json(const DaemonConfig& c) {
           {"max_clients", c.max_clients},
           {"log_level", c.log_level},
           {"models", c.models},
-          {"memory", c.memory}};
+          {"memory", c.memory},
+          {"executor", executor_to_json(c.executor)}};
 }
 
 }  // namespace wand::daemon

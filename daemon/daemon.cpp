@@ -13,6 +13,12 @@
 #include "daemon/server.h"
 #include "scheduler/durable_file.h"
 #include "scheduler/job_runner.h"
+#ifdef WAND_DAEMON_CUDA
+#include "memory/cuda/pinned_host.h"
+#endif
+#ifdef WAND_HAVE_PLAN_SERVICE
+#include "daemon/plan_service.h"
+#endif
 
 namespace wand::daemon {
 
@@ -32,14 +38,32 @@ DaemonConfig effective_config(const DaemonOptions& o) {
   return parse_config(config_to_json(c), o.config_file ? o.config_file->string() + " + flags" : "flags");
 }
 
+namespace {
+
+memory::PoolDeps default_pool_deps() {
+#ifdef WAND_DAEMON_CUDA
+  return memory::cuda::pool_deps();  // "auto" devices fall back to the CPU tier without a GPU
+#else
+  return {};
+#endif
+}
+
+}  // namespace
+
 struct Daemon::Impl {
   DaemonOptions options;
   DaemonConfig config;
   asio::io_context io;
   std::unique_ptr<sched::JobQueue> queue;
   std::unique_ptr<sched::CheckpointStore> store;
+  // Note [One pool] (daemon.h). Declared before the registry: the pipelines it caches
+  // hold blobs in the pool, so the pool is destroyed after them.
+  std::unique_ptr<memory::MemoryPool> pool;
+  PipelineServices services;
   sched::PipelineRegistry registry;
-  std::unique_ptr<ConfigResourceProvider> resources;
+  std::unique_ptr<ResourceProvider> resources;
+  ConfigResourceProvider* config_resources = nullptr;  // one of these two is `resources`
+  PoolResourceProvider* pool_resources = nullptr;
   std::unique_ptr<Access> access;
   std::unique_ptr<HandlerContext> ctx;
   std::unique_ptr<Server> server;
@@ -115,11 +139,17 @@ struct Daemon::Impl {
       std::map<std::string, std::filesystem::path> m;
       for (const auto& [n, d] : next.models) m[n] = d;
       registry.set_models(m);
-      resources->set_memory_config(next.memory);
+      if (next.memory != config.memory || next.executor != config.executor) {
+        // Note [One pool]: never rebuilt here (a job may be running on it, and the
+        // cached pipelines hold its blobs): memory and executor changes need a restart.
+        log::get("rpc")->warn("reload: the memory and executor sections take effect at restart (running pool kept)");
+        if (pool_resources) pool_resources->set_note("memory/executor config changed: restart wand to apply");
+      } else if (pool_resources) {
+        pool_resources->set_note("");
+      }
       server->set_max_message_bytes(next.max_message_bytes);
       config.admin_group = next.admin_group;
       config.models = next.models;
-      config.memory = next.memory;
       config.log_level = next.log_level;
       config.max_message_bytes = next.max_message_bytes;
       log::get("rpc")->info("config reloaded models={}", next.models.size());
@@ -127,6 +157,28 @@ struct Daemon::Impl {
       log::get("rpc")->error("reload failed, keeping the running config error=\"{}\"", e.what());
     }
     notifier.ready(status_line());
+  }
+
+  // Note [One pool]: the daemon's pool from the "memory" section, and what streamed
+  // pipelines need from it.
+  void build_pool() {
+    if (config.memory.is_null()) return;
+    const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
+    pool = std::make_unique<memory::MemoryPool>(pc, options.pool_deps ? options.pool_deps() : default_pool_deps());
+    services.pool = pool.get();
+    services.executor = config.executor;
+    const std::vector<int> devs = pool->device_tiers();
+    if (!devs.empty()) {
+      services.device_tier = devs[0];
+      services.cuda_device = pool->tier(devs[0]).host_addressable() ? -1 : pc.devices[0].index;
+    }
+    services.pack_dir = !config.executor.pack_dir.empty() ? config.executor.pack_dir
+                        : pc.disk                         ? pc.disk->dir
+                                                          : (std::filesystem::path(config.state_dir) / "pack").string();
+    sched::ensure_dir(services.pack_dir);
+    log::get("rpc")->info("memory pool tiers={} device_tier={} cuda_device={} pack_dir={} streaming={}",
+                          pool->tier_count(), services.device_tier, services.cuda_device, services.pack_dir,
+                          services.streaming());
   }
 
   void shutdown() {
@@ -160,13 +212,26 @@ int Daemon::run() {
     // A crash between a job's end and its checkpoint's removal leaves one behind.
     if (sched::is_terminal(r.phase)) d.store->remove(r.id);
   }
+  d.build_pool();
   if (d.options.register_pipelines) {
-    d.options.register_pipelines(d.registry);
+    d.options.register_pipelines(d.registry, d.services);
   } else {
     register_pipelines(d.registry);
   }
   d.registry.set_models(d.model_dirs());
-  d.resources = std::make_unique<ConfigResourceProvider>(d.config.memory);
+  PlanFn plan;
+#ifdef WAND_HAVE_PLAN_SERVICE
+  plan = [&d](const sched::JobSpec& spec) { return plan_report(d.config, d.registry, spec); };
+#endif
+  if (d.pool) {
+    auto r = std::make_unique<PoolResourceProvider>(*d.pool, d.options.allocator_stats, plan);
+    d.pool_resources = r.get();
+    d.resources = std::move(r);
+  } else {
+    auto r = std::make_unique<ConfigResourceProvider>(d.config.memory, plan);
+    d.config_resources = r.get();
+    d.resources = std::move(r);
+  }
   d.access = std::make_unique<Access>(d.config.admin_group);
   d.ctx = std::make_unique<HandlerContext>(
       HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true});
@@ -201,6 +266,8 @@ int Daemon::run() {
   std::signal(SIGHUP, SIG_IGN);
   d.runner.reset();
   d.server.reset();
+  d.ctx.reset();
+  d.resources.reset();
   log::get("rpc")->info("stopped");
   return 0;
 }

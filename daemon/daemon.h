@@ -8,8 +8,18 @@
 //
 // Signals: SIGTERM/SIGINT = stop accepting, stop the running job at a block
 // boundary (it stays queued at its last checkpoint), exit. SIGHUP = reload the
-// configuration file (log level, admin group, models, message size, memory
-// budgets; socket and state dir changes need a restart).
+// configuration file (log level, admin group, models, message size; socket, state
+// dir, "memory" and "executor" changes need a restart: the pool is built once, at
+// start, and never rebuilt under a running job, Note [One pool]).
+//
+// Note [One pool]: with a "memory" section the daemon builds ONE memory::MemoryPool
+// at start (PoolConfig::from_json; CUDA device tiers and pinned host memory when built
+// with CUDA, through DaemonOptions::pool_deps). When the pool has a device tier, the
+// pipelines that can stream (Wan2.2, registered by the `wand` executable through
+// register_pipelines' PipelineServices) run their DiT blocks from it; `tiers` answers
+// from pool.status_json() (measured, source "pool") plus LibTorch's caching allocator
+// per CUDA device (DaemonOptions::allocator_stats). Without a memory section: resident
+// pipelines, and `tiers` reports nothing measured (source "config").
 // Owns everything it creates; run() from one thread.
 #pragma once
 
@@ -20,9 +30,22 @@
 #include <string>
 
 #include "daemon/config.h"
+#include "daemon/resource_provider.h"
+#include "memory/memory_pool.h"
 #include "scheduler/pipeline_registry.h"
 
 namespace wand::daemon {
+
+// What a pipeline factory needs to stream from the daemon's pool (LibTorch-free).
+struct PipelineServices {
+  memory::MemoryPool* pool = nullptr;  // the daemon's pool; null: no memory section
+  int device_tier = -1;                // the first device tier; -1: none (run resident)
+  int cuda_device = -1;                // its CUDA ordinal; -1: a CPU device tier
+  ExecutorConfig executor;             // the "executor" section
+  std::string pack_dir;                // resolved (never empty when pool is set)
+  bool streaming() const { return pool != nullptr && device_tier >= 0; }
+};
+
 
 // Command-line overrides of the configuration file.
 struct ConfigFlags {
@@ -39,8 +62,14 @@ struct DaemonOptions {
   std::optional<std::filesystem::path> config_file;
   ConfigFlags flags;
   // Adds the pipeline factories (default: register_pipelines, the built-in fake).
-  // The `wand` executable adds the Wan2.2 one (scheduler/wan) here.
-  std::function<void(sched::PipelineRegistry&)> register_pipelines;
+  // The `wand` executable adds the Wan2.2 one (scheduler/wan) here, streamed when
+  // services.streaming(). Called once, after the pool is built.
+  std::function<void(sched::PipelineRegistry&, const PipelineServices& services)> register_pipelines;
+  // The pool's host regions and device tiers (default: memory::cuda::pool_deps() when
+  // built with CUDA, else the CPU ones).
+  std::function<memory::PoolDeps()> pool_deps;
+  // LibTorch's caching allocator per CUDA device for `tiers` (unset: not reported).
+  std::function<AllocatorStats(int cuda_device)> allocator_stats;
 };
 
 // The file (or defaults) with the flags applied. Throws Error(kConfig).

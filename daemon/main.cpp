@@ -13,6 +13,7 @@
 #include "daemon/daemon.h"
 #include "daemon/pipelines.h"
 #ifdef WAND_HAVE_WAN_PIPELINE
+#include "scheduler/exec/device_runtime.h"
 #include "scheduler/wan/wan_pipeline.h"
 #endif
 
@@ -29,12 +30,43 @@ constexpr const char* kUsage =
 
 int main(int argc, char** argv) {
   wand::daemon::DaemonOptions o;
-  o.register_pipelines = [](wand::sched::PipelineRegistry& registry) {
+  o.register_pipelines = [](wand::sched::PipelineRegistry& registry, const wand::daemon::PipelineServices& s) {
 #ifdef WAND_HAVE_WAN_PIPELINE
-    wand::sched::register_wan_pipeline(registry);   // Wan2.2 release-layout dirs
+    // Wan2.2 release-layout dirs: streamed through the daemon's pool when it has a
+    // device tier (Note [One pool], daemon.h), else resident.
+    if (s.streaming()) {
+      wand::sched::WanStreamContext c;
+      c.pool = s.pool;
+      c.device_tier = s.device_tier;
+      c.cuda_device = s.cuda_device;
+      c.run_dtype = s.executor.run_dtype;
+      c.pack_dir = s.pack_dir;
+      c.name = "wan";
+      c.budget.budget_bytes = s.executor.device_budget;
+      c.budget.context_bytes = s.executor.context_bytes;
+      c.budget.activation_bytes = s.executor.activation_bytes;
+      c.window_bytes = s.executor.window;
+      c.host_window_bytes = s.executor.host_window;
+      c.chunk_tokens = s.executor.chunk_tokens;
+      wand::sched::register_wan_pipeline(registry, c);
+    } else {
+      wand::sched::register_wan_pipeline(registry);
+    }
+#else
+    (void)s;
 #endif
     wand::daemon::register_pipelines(registry);     // wand-fake-model.json dirs
   };
+#ifdef WAND_HAVE_WAN_PIPELINE
+  // A LibTorch without CUDA cannot run on CUDA device tiers: keep the pool on the CPU.
+  if (!wand::sched::exec::torch_cuda_available()) o.pool_deps = [] { return wand::memory::PoolDeps{}; };
+  o.allocator_stats = [](int device) {
+    wand::daemon::AllocatorStats a;
+    a.reserved_bytes = wand::sched::exec::caching_allocator_reserved(device);
+    a.peak_reserved_bytes = wand::sched::exec::caching_allocator_peak_reserved(device);
+    return a;
+  };
+#endif
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -1,13 +1,21 @@
 #include "daemon/resource_provider.h"
 
+#include "memory/memory_pool.h"
 #include "memory/pool_config.h"
 
 namespace wand::daemon {
 
 using nlohmann::json;
 
-ConfigResourceProvider::ConfigResourceProvider(json memory_config)
-    : memory_(std::move(memory_config)) {}
+proto::PlanReport no_plan() {
+  proto::PlanReport p;
+  p.available = false;
+  p.note = "no placement planner wired into this daemon yet";
+  return p;
+}
+
+ConfigResourceProvider::ConfigResourceProvider(json memory_config, PlanFn plan)
+    : memory_(std::move(memory_config)), plan_(std::move(plan)) {}
 
 void ConfigResourceProvider::set_memory_config(json memory_config) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -25,10 +33,10 @@ proto::TiersReport ConfigResourceProvider::tiers() {
   r.source = "config";
   r.tiers = json::array();
   if (mem.is_null()) {
-    r.note = "no memory section configured and no memory pool wired: nothing to report";
+    r.note = "no memory section configured: no memory pool, nothing to report";
     return r;
   }
-  r.note = "memory pool not wired yet: configured budgets only, no usage figures";
+  r.note = "configured budgets only, no usage figures";
   memory::PoolConfig pc = memory::PoolConfig::from_json(mem);
   for (const auto& d : pc.devices) {
     r.tiers.push_back({{"name", "device" + std::to_string(d.index)}, {"kind", "device"},
@@ -43,11 +51,44 @@ proto::TiersReport ConfigResourceProvider::tiers() {
   return r;
 }
 
-proto::PlanReport ConfigResourceProvider::plan(const sched::JobSpec&) {
-  proto::PlanReport p;
-  p.available = false;
-  p.note = "no placement planner wired into this daemon yet";
-  return p;
+proto::PlanReport ConfigResourceProvider::plan(const sched::JobSpec& spec) {
+  return plan_ ? plan_(spec) : no_plan();
+}
+
+PoolResourceProvider::PoolResourceProvider(memory::MemoryPool& pool, AllocatorStatsFn alloc, PlanFn plan)
+    : pool_(pool), alloc_(std::move(alloc)), plan_(std::move(plan)) {}
+
+void PoolResourceProvider::set_note(std::string note) {
+  std::lock_guard<std::mutex> lock(mu_);
+  note_ = std::move(note);
+}
+
+proto::TiersReport PoolResourceProvider::tiers() {
+  const json s = pool_.status_json();
+  proto::TiersReport r;
+  r.measured = true;
+  r.source = "pool";
+  r.tiers = json::array();
+  for (json t : s.value("tiers", json::array())) {
+    // The names wanctl prints (bytes_capacity / bytes_used) next to the pool's own.
+    t["bytes_capacity"] = t.value("capacity_bytes", std::uint64_t{0});
+    t["bytes_used"] = t.value("used_bytes", std::uint64_t{0});
+    if (alloc_ && t.value("kind", std::string()) == "device" && t.value("backend", std::string()) == "cuda") {
+      const AllocatorStats a = alloc_(t.value("device", 0));
+      t["allocator_reserved_bytes"] = a.reserved_bytes;
+      t["allocator_peak_reserved_bytes"] = a.peak_reserved_bytes;
+    }
+    r.tiers.push_back(std::move(t));
+  }
+  r.note = "io_engine=" + s.value("io_engine", std::string("?")) + " blobs=" +
+           std::to_string(s.value("blobs", std::uint64_t{0}));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!note_.empty()) r.note += "; " + note_;
+  return r;
+}
+
+proto::PlanReport PoolResourceProvider::plan(const sched::JobSpec& spec) {
+  return plan_ ? plan_(spec) : no_plan();
 }
 
 }  // namespace wand::daemon

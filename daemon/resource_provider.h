@@ -1,14 +1,21 @@
-// ResourceProvider: where `tiers` and `plan` answers come from. The memory pool
-// and the planner implement it once they are wired; until then
-// ConfigResourceProvider reports the configured budgets and says so (measured =
-// false, source = "config", available = false for plans). No invented numbers.
+// ResourceProvider: where `tiers` and `plan` answers come from.
+// - PoolResourceProvider: the daemon's memory pool (Note [One pool], daemon.h):
+//   pool.status_json() per tier (measured = true, source = "pool") plus, per CUDA
+//   device tier, LibTorch's caching allocator reserved / peak reserved bytes.
+// - ConfigResourceProvider: no pool configured: the configured budgets, if any, and
+//   says so (measured = false, source = "config"). No invented numbers.
+// Both answer `plan` through the PlanFn they are given (the planner, daemon/plan_service.h,
+// when built in), else available = false.
 //
-//   std::unique_ptr<ResourceProvider> r = std::make_unique<ConfigResourceProvider>(cfg.memory);
+//   auto r = std::make_unique<PoolResourceProvider>(pool, alloc_stats, plan_fn);
 //   proto::TiersReport t = r->tiers();
 //
-// Threads: called on the daemon's io thread; implementations must be cheap.
+// Threads: called on the daemon's io thread; implementations must be cheap. The pool is
+// thread-safe; the allocator callback must be callable from any thread.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -16,7 +23,19 @@
 #include "proto/responses.h"
 #include "scheduler/job_spec.h"
 
+namespace wand::memory {
+class MemoryPool;
+}
+
 namespace wand::daemon {
+
+// LibTorch's caching allocator on one CUDA device (scheduler/exec/device_runtime.h).
+struct AllocatorStats {
+  std::uint64_t reserved_bytes = 0;
+  std::uint64_t peak_reserved_bytes = 0;
+};
+using AllocatorStatsFn = std::function<AllocatorStats(int cuda_device)>;
+using PlanFn = std::function<proto::PlanReport(const sched::JobSpec& spec)>;
 
 class ResourceProvider {
  public:
@@ -25,9 +44,12 @@ class ResourceProvider {
   virtual proto::PlanReport plan(const sched::JobSpec& spec) = 0;
 };
 
+// Plan answer when no planner is built in.
+proto::PlanReport no_plan();
+
 class ConfigResourceProvider : public ResourceProvider {
  public:
-  explicit ConfigResourceProvider(nlohmann::json memory_config);
+  explicit ConfigResourceProvider(nlohmann::json memory_config, PlanFn plan = {});
   void set_memory_config(nlohmann::json memory_config);
   proto::TiersReport tiers() override;
   proto::PlanReport plan(const sched::JobSpec& spec) override;
@@ -35,6 +57,24 @@ class ConfigResourceProvider : public ResourceProvider {
  private:
   std::mutex mu_;
   nlohmann::json memory_;  // guarded by mu_; validated memory::PoolConfig JSON or null
+  PlanFn plan_;
+};
+
+class PoolResourceProvider : public ResourceProvider {
+ public:
+  // pool: borrowed, outlives this. alloc: unset = allocator figures not reported.
+  PoolResourceProvider(memory::MemoryPool& pool, AllocatorStatsFn alloc, PlanFn plan = {});
+  // A note appended to every tiers answer (e.g. "memory config changed: restart to apply").
+  void set_note(std::string note);
+  proto::TiersReport tiers() override;
+  proto::PlanReport plan(const sched::JobSpec& spec) override;
+
+ private:
+  memory::MemoryPool& pool_;
+  AllocatorStatsFn alloc_;
+  PlanFn plan_;
+  std::mutex mu_;
+  std::string note_;  // guarded by mu_
 };
 
 }  // namespace wand::daemon

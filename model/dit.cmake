@@ -7,6 +7,14 @@ list(APPEND WAND_MODEL_SOURCES
   dit_block_weights.cpp
   dit.cpp
 )
+# Fused elementwise kernels of the block (owner: kernels): the at::Tensor layer
+# always; the launches only with a CUDA LibTorch and nvcc (model/cuda/CMakeLists.txt).
+list(APPEND WAND_MODEL_SOURCES cuda/dit_fused.cpp)
+if(WAND_HAVE_CUDA AND WAND_TORCH_CUDA)
+  list(APPEND WAND_MODEL_SOURCES cuda/dit_fused_cuda.cpp)
+else()
+  list(APPEND WAND_MODEL_SOURCES cuda/dit_fused_nocuda.cpp)
+endif()
 list(APPEND WAND_MODEL_SOURCES
   sampler_schedule.cpp
   sampler.cpp

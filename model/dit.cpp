@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/torch_compat.h"
 #include "model/checkpoint.h"
+#include "model/cuda/dit_fused.h"
 #include "model/rope.h"
 
 namespace wand::model {
@@ -253,6 +254,78 @@ at::Tensor WanDit::block(int64_t i, const at::Tensor& x, const DitInputs& in, co
   auto chunk = [&](int64_t k, int64_t s0, int64_t s1) {
     return per_token(mod.select(0, k).unsqueeze(0) + e0.select(1, k), in, s0, s1);
   };
+  // Note [Fused DiT block]: in the bf16 run mode on CUDA the elementwise work
+  // between the GEMMs and the attention runs in the kernels of model/cuda
+  // (Note [Fused DiT kernels]): LN1 + modulation in one pass; RMSNorm + RoPE
+  // in place on each of q / k; "residual + next LayerNorm" in one kernel at
+  // both transitions (self-attention output -> norm3, cross-attention output ->
+  // FFN LN + modulation); FFN0 + bias + tanh-GELU as one cuBLASLt GEMM; the
+  // gated FFN residual. The arithmetic is the unfused path's (the fused GELU
+  // skips one bf16 rounding of the FFN hidden); per-token modulation rows
+  // (ti2v) are indexed inside the kernels instead of expanded to [S, D].
+  // WAND_FUSED=0 selects the unfused path (bench/dit compares both); CPU and
+  // the fp32 / fp16 modes always take it.
+  if (g == at::kBFloat16 && x.is_cuda() && fused::enabled() && fused::supports_dim(D) && hd % 2 == 0) {
+    auto rows = [&](int64_t k) { return (mod.select(0, k).unsqueeze(0) + e0.select(1, k)).contiguous(); };  // [R, D]
+    auto as_g = [&](const at::Tensor& t) { return (t.scalar_type() == g ? t : t.to(g)).contiguous(); };
+    const at::Tensor& rot = in.row_of_token;  // undefined when R == 1
+    const double eps = cfg_.eps;
+    const at::Tensor x0 = x.contiguous();     // fp32, or bf16 for block 0 (LN output rounded to it)
+    at::Tensor xf, c;
+    // 1. self-attention.
+    {
+      at::Tensor ag = fused::ln_modulate(x0, rows(0), rows(1), rot, eps);  // [1, S, D] bf16
+      at::Tensor q = fused::rms_norm_rope(linear(ag, w.sa_q_w, w.sa_q_b), as_g(w.sa_norm_q), in.rope, hd, eps, true);
+      at::Tensor k = fused::rms_norm_rope(linear(ag, w.sa_k_w, w.sa_k_b), as_g(w.sa_norm_k), in.rope, hd, eps, true);
+      at::Tensor v = linear(ag, w.sa_v_w, w.sa_v_b).view({1, S, N, hd});
+      ag = at::Tensor();
+      q = q.view({1, S, N, hd});
+      k = k.view({1, S, N, hd});
+      at::Tensor att;
+      if (in.self_attention) {
+        att = in.self_attention(q, k, v).reshape({1, S, N * hd});
+      } else {
+        if (S > L) {
+          k = k.slice(1, 0, L);
+          v = v.slice(1, 0, L);
+        }
+        att = attention(q, k, v);
+      }
+      q = k = v = at::Tensor();
+      at::Tensor o = linear(att, w.sa_o_w, w.sa_o_b);
+      att = at::Tensor();
+      // x + o * gate into a new fp32 tensor (the caller's x is never modified) and norm3(x) in bf16.
+      std::tie(xf, c) = fused::residual_ln_affine(x0, o, rows(2), rot, w.norm3_w.to(at::kFloat).contiguous(),
+                                                  w.norm3_b.to(at::kFloat).contiguous(), eps, /*in_place=*/false);
+    }
+    // 2. cross-attention, then x += o and the FFN's LN + modulation in one pass.
+    at::Tensor f;
+    {
+      at::Tensor ctx = in.context.to(g);
+      const int64_t Lt = ctx.size(1);
+      at::Tensor q = fused::rms_norm_rope(linear(c, w.ca_q_w, w.ca_q_b), as_g(w.ca_norm_q), {}, hd, eps, true);
+      c = at::Tensor();
+      at::Tensor k = fused::rms_norm_rope(at::linear(ctx, w.ca_k_w.to(g), w.ca_k_b.to(g)), as_g(w.ca_norm_k), {}, hd,
+                                          eps, true);
+      at::Tensor v = at::linear(ctx, w.ca_v_w.to(g), w.ca_v_b.to(g)).view({1, Lt, N, hd});
+      at::Tensor o = linear(attention(q.view({1, S, N, hd}), k.view({1, Lt, N, hd}), v), w.ca_o_w, w.ca_o_b);
+      q = k = v = at::Tensor();
+      f = fused::residual_ln_modulate(xf, o, {}, rot, rows(3), rows(4), eps, /*in_place=*/true).second;
+    }
+    // 3. FFN in token chunks: GEMM + bias + GELU, GEMM, then x += y * gate in place.
+    const int64_t step = chunk_tokens_ > 0 ? chunk_tokens_ : S;
+    const at::Tensor w0 = as_g(w.ffn0_w), b0 = as_g(w.ffn0_b), w2 = w.ffn2_w.to(g), b2 = w.ffn2_b.to(g);
+    const at::Tensor gate = rows(5);
+    for (int64_t s0 = 0; s0 < S; s0 += step) {
+      const int64_t s1 = std::min(S, s0 + step);
+      at::Tensor h = fused::linear_gelu_tanh(f.slice(1, s0, s1), w0, b0);  // [1, s1 - s0, ffn_dim]
+      at::Tensor y = at::linear(h, w2, b2);
+      h = at::Tensor();
+      fused::residual_add(xf.slice(1, s0, s1), y, gate, rot.defined() ? rot.slice(0, s0, s1) : at::Tensor(),
+                          /*in_place=*/true);
+    }
+    return xf;
+  }
 
   // 1. self-attention. Block 0 sees the run-dtype patch embedding: LN output is rounded to it.
   at::Tensor xf = x.to(at::kFloat);

@@ -1,5 +1,6 @@
 #include "scheduler/fake_pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -15,7 +16,21 @@ namespace wand::sched {
 
 namespace {
 
+// A job's fake device use, released with the state.
+struct DeviceLease {
+  std::shared_ptr<FakeDeviceMeter> meter;
+  DeviceSlot slot;
+  std::uint64_t bytes = 0;
+  DeviceLease() = default;
+  DeviceLease(const DeviceLease&) = delete;
+  DeviceLease& operator=(const DeviceLease&) = delete;
+  ~DeviceLease() {
+    if (meter) meter->release(slot, bytes);
+  }
+};
+
 struct FakeState : JobState {
+  DeviceLease lease;
   JobSpec spec;
   int latent_t = 0, latent_h = 0, latent_w = 0;
   std::vector<float> latent;     // [T, 4, H/8, W/8]
@@ -74,6 +89,7 @@ FakePipelineOptions FakePipeline::read_options(const std::filesystem::path& dir)
     o.step_ms = proto::field_or<int>(j, "step_ms", o.step_ms);
     o.blocks = proto::field_or<int>(j, "blocks", o.blocks);
     o.fps = proto::field_or<double>(j, "fps", o.fps);
+    o.bytes_per_voxel = proto::field_or<std::uint64_t>(j, "bytes_per_voxel", o.bytes_per_voxel);
     if (o.step_ms < 0 || o.blocks < 1 || o.fps <= 0) {
       throw Error(ErrorCode::kConfig, "step_ms >= 0, blocks >= 1 and fps > 0 are required");
     }
@@ -97,6 +113,12 @@ std::unique_ptr<JobState> FakePipeline::prepare(const JobSpec& spec, CancelToken
   validate(spec);
   token.throw_if_cancelled();
   auto s = std::make_unique<FakeState>();
+  if (meter_) {
+    s->lease.bytes = fake_job_peak_bytes(spec, options_.bytes_per_voxel);
+    meter_->acquire(slot_, s->lease.bytes, spec.prompt);
+    s->lease.meter = meter_;
+    s->lease.slot = slot_;
+  }
   s->spec = spec;
   s->latent_t = (spec.frames - 1) / 4 + 1;
   s->latent_h = spec.height / 8;
@@ -204,7 +226,55 @@ EncodedVideo encode_wandrgb(const Video& v) {
   return e;
 }
 
-void register_fake_pipeline(PipelineRegistry& registry) {
+std::uint64_t fake_job_peak_bytes(const JobSpec& spec, std::uint64_t bytes_per_voxel) {
+  return static_cast<std::uint64_t>(std::max(spec.width, 0)) * static_cast<std::uint64_t>(std::max(spec.height, 0)) *
+         static_cast<std::uint64_t>(std::max(spec.frames, 0)) * bytes_per_voxel;
+}
+
+void FakeDeviceMeter::acquire(const DeviceSlot& slot, std::uint64_t bytes, const std::string& prompt) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SlotUse& u = slots_[slot.index];
+  u.name = slot.name;
+  u.budget_bytes = slot.vram_budget_bytes;
+  u.current_bytes += bytes;
+  u.peak_bytes = std::max(u.peak_bytes, u.current_bytes);
+  u.prompts.push_back(prompt);
+  max_active_ = std::max(max_active_, ++active_);
+}
+
+void FakeDeviceMeter::release(const DeviceSlot& slot, std::uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SlotUse& u = slots_[slot.index];
+  WAND_ASSERT(u.current_bytes >= bytes, "fake device meter: release of more than acquired on " + slot.name);
+  u.current_bytes -= bytes;
+  --active_;
+}
+
+FakeDeviceMeter::SlotUse FakeDeviceMeter::slot(int index) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = slots_.find(index);
+  return it == slots_.end() ? SlotUse{} : it->second;
+}
+
+std::vector<int> FakeDeviceMeter::slot_indices() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int> out;
+  for (const auto& [i, _] : slots_) out.push_back(i);
+  return out;
+}
+
+int FakeDeviceMeter::max_concurrent_jobs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_active_;
+}
+
+void register_fake_pipeline(PipelineRegistry& registry, std::shared_ptr<FakeDeviceMeter> meter) {
+  std::function<std::unique_ptr<Pipeline>(const std::filesystem::path&, const DeviceSlot&)> make_on;
+  if (meter) {
+    make_on = [meter](const std::filesystem::path& dir, const DeviceSlot& slot) -> std::unique_ptr<Pipeline> {
+      return std::make_unique<FakePipeline>(FakePipeline::read_options(dir), slot, meter);
+    };
+  }
   registry.add_factory(PipelineFactory{
       "fake",
       [](const std::filesystem::path& dir) {
@@ -215,7 +285,8 @@ void register_fake_pipeline(PipelineRegistry& registry) {
         return std::make_unique<FakePipeline>(FakePipeline::read_options(dir));
       },
       encode_wandrgb,
-      [](const std::filesystem::path&, const JobSpec& spec) { FakePipeline({0, 1, 16}).validate(spec); }});
+      [](const std::filesystem::path&, const JobSpec& spec) { FakePipeline({0, 1, 16}).validate(spec); },
+      make_on});
 }
 
 }  // namespace wand::sched

@@ -154,17 +154,18 @@ std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
   return out;
 }
 
-bool JobQueue::has_queued_locked() const {
+bool JobQueue::has_queued_locked(const JobFilter& accept) const {
   for (const auto& [_, r] : jobs_) {
-    if (r.phase == JobPhase::kQueued) return true;
+    if (r.phase == JobPhase::kQueued && (!accept || accept(r))) return true;
   }
   return false;
 }
 
-std::optional<JobQueue::Started> JobQueue::start_best_locked() {
+std::optional<JobQueue::Started> JobQueue::start_best_locked(const JobFilter& accept) {
   JobRecord* best = nullptr;
   for (auto& [_, r] : jobs_) {
     if (r.phase != JobPhase::kQueued) continue;
+    if (accept && !accept(r)) continue;
     if (!best || r.spec.priority > best->spec.priority ||
         (r.spec.priority == best->spec.priority && r.seq < best->seq)) {
       best = &r;
@@ -179,25 +180,29 @@ std::optional<JobQueue::Started> JobQueue::start_best_locked() {
   return Started{*best, token};
 }
 
-std::optional<JobQueue::Started> JobQueue::wait_next() {
+std::optional<JobQueue::Started> JobQueue::wait_next() { return wait_next(JobFilter{}); }
+
+std::optional<JobQueue::Started> JobQueue::wait_next(const JobFilter& accept) {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return closed_ || has_queued_locked(); });
+      cv_.wait(lock, [&] { return closed_ || has_queued_locked(accept); });
       if (closed_) return std::nullopt;
     }
-    if (auto s = try_next()) return s;  // another taker may have raced us: wait again
+    if (auto s = try_next(accept)) return s;  // another taker may have raced us: wait again
   }
 }
 
-std::optional<JobQueue::Started> JobQueue::try_next() {
+std::optional<JobQueue::Started> JobQueue::try_next() { return try_next(JobFilter{}); }
+
+std::optional<JobQueue::Started> JobQueue::try_next(const JobFilter& accept) {
   std::optional<Started> s;
   {
     std::lock_guard<std::mutex> jl(journal_mu_);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return std::nullopt;
-      s = start_best_locked();
+      s = start_best_locked(accept);
     }
     if (s) journal_update(s->record);
   }

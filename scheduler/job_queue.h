@@ -40,6 +40,10 @@
 
 namespace wand::sched {
 
+// Job-parallel placement: which queued jobs a taker (a device worker) accepts.
+// Called under the queue's lock: must be cheap and must not call the queue.
+using JobFilter = std::function<bool(const JobRecord& record)>;
+
 // kind: "state" (phase changed or cancel requested) or "step" (a step completed).
 using JobListener = std::function<void(const JobRecord& record, const std::string& kind)>;
 
@@ -68,6 +72,11 @@ class JobQueue {
   std::optional<Started> wait_next();
   // Non-blocking variant for tests and single-step drivers.
   std::optional<Started> try_next();
+  // The same, restricted to jobs `accept` takes (highest priority first, FIFO within
+  // a priority, among the accepted ones): a device worker takes only jobs that fit
+  // its device; the others stay queued for another worker. An empty filter accepts all.
+  std::optional<Started> wait_next(const JobFilter& accept);
+  std::optional<Started> try_next(const JobFilter& accept);
   void record_start(const std::string& id, int resumed_from_step);
   void record_step(const std::string& id, int step, double sec_per_step);
   void finish(const std::string& id, JobPhase phase, const std::string& error,
@@ -88,8 +97,8 @@ class JobQueue {
   Counts counts() const;
 
  private:
-  std::optional<Started> start_best_locked();     // needs journal_mu_ and mu_
-  bool has_queued_locked() const;                  // needs mu_
+  std::optional<Started> start_best_locked(const JobFilter& accept);  // needs journal_mu_ and mu_
+  bool has_queued_locked(const JobFilter& accept) const;              // needs mu_
   // Applies f to job id under both locks, journals the result, returns a copy.
   template <class F>
   JobRecord change(const std::string& id, F f);

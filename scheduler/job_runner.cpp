@@ -7,35 +7,128 @@
 
 namespace wand::sched {
 
+namespace {
+
+std::vector<DeviceSlot> slots_or_default(std::vector<DeviceSlot> slots) {
+  if (slots.empty()) slots.push_back(DeviceSlot{});
+  return slots;
+}
+
+}  // namespace
+
 JobRunner::JobRunner(JobQueue& queue, PipelineRegistry& registry, CheckpointStore& store)
-    : queue_(queue), registry_(registry), store_(store) {}
+    : JobRunner(queue, registry, store, JobRunnerOptions{}) {}
+
+JobRunner::JobRunner(JobQueue& queue, PipelineRegistry& registry, CheckpointStore& store, JobRunnerOptions options)
+    : queue_(queue),
+      registry_(registry),
+      store_(store),
+      slots_(slots_or_default(std::move(options.slots))),
+      estimator_(std::move(options.estimator)) {
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (slots_[i].index == slots_[j].index) {
+        throw Error(ErrorCode::kConfig, "job runner: device slots " + slots_[j].name + " and " + slots_[i].name +
+                                            " share index " + std::to_string(slots_[i].index));
+      }
+    }
+  }
+}
 
 JobRunner::~JobRunner() { stop(); }
 
 void JobRunner::start() {
-  if (thread_.joinable()) return;
-  thread_ = std::thread([this] { loop(); });
+  if (!threads_.empty()) return;
+  for (std::size_t d = 0; d < slots_.size(); ++d) threads_.emplace_back([this, d] { loop(d); });
 }
 
 void JobRunner::stop() {
   queue_.close();
   queue_.stop_running();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
 }
 
-void JobRunner::loop() {
-  while (auto started = queue_.wait_next()) {
-    run_one(*started);
+void JobRunner::loop(std::size_t slot) {
+  // One worker: a single-slot runner without an estimator takes every job (the
+  // filter is empty, as before job-parallel).
+  JobFilter accept;
+  if (slots_.size() > 1 || estimator_) accept = [this, slot](const JobRecord& r) { return accepts(slot, r); };
+  while (auto started = queue_.wait_next(accept)) {
+    run_one(*started, slot);
   }
 }
 
-void JobRunner::run_one(const JobQueue::Started& started) {
+std::uint64_t JobRunner::peak_of(const JobRecord& record) {
+  if (!estimator_) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peak_cache_.find(record.id);
+  if (it != peak_cache_.end()) return it->second;
+  const std::uint64_t peak = estimator_(record.spec);  // not cached when it throws
+  peak_cache_[record.id] = peak;
+  return peak;
+}
+
+bool JobRunner::fits_some_slot(std::uint64_t peak_bytes) const {
+  for (const DeviceSlot& s : slots_) {
+    if (fits(s, peak_bytes)) return true;
+  }
+  return false;
+}
+
+bool JobRunner::accepts(std::size_t slot, const JobRecord& record) {
+  std::uint64_t peak = 0;
+  try {
+    peak = peak_of(record);
+  } catch (...) {
+    return true;  // run_one fails it with the estimator's error
+  }
+  // Fits here; or fits nowhere (any worker fails it at once, Note [Job placement]).
+  return fits(slots_[slot], peak) || !fits_some_slot(peak);
+}
+
+std::string JobRunner::slots_text() const {
+  std::string s;
+  for (const DeviceSlot& d : slots_) {
+    if (!s.empty()) s += ", ";
+    s += d.name + " " + (d.vram_budget_bytes ? format_bytes(d.vram_budget_bytes) : std::string("unlimited"));
+  }
+  return s;
+}
+
+std::map<std::string, std::string> JobRunner::placements() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return placements_;
+}
+
+void JobRunner::run_one(const JobQueue::Started& started, std::size_t slot) {
   const JobRecord& job = started.record;
   CancelToken& token = *started.token;
   auto log = log::get("sched");
-  busy_ = true;
+  WAND_ASSERT(slot < slots_.size(), "run_one: slot position out of range");
+  const DeviceSlot& device = slots_[slot];
+  ++busy_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    placements_[job.id] = device.name;
+  }
   try {
-    std::shared_ptr<Pipeline> pipeline = registry_.pipeline(job.spec.model);
+    const std::uint64_t peak = peak_of(job);
+    if (!fits(device, peak)) {
+      throw Error(ErrorCode::kOutOfMemory,
+                  "job " + job.id + " (" + std::to_string(job.spec.width) + "x" + std::to_string(job.spec.height) +
+                      ", " + std::to_string(job.spec.frames) + " frames) needs a predicted device peak of " +
+                      format_bytes(peak) + (fits_some_slot(peak) ? ", more than " + device.name + "'s budget" :
+                                                                   ", more than any device's budget") +
+                      " (" + slots_text() + ")");
+    }
+    if (estimator_ || slots_.size() > 1) {
+      log->info("job placed id={} slot={} peak={} budget={}", job.id, device.name, format_bytes(peak),
+                device.vram_budget_bytes ? format_bytes(device.vram_budget_bytes) : "unlimited");
+    }
+    std::shared_ptr<Pipeline> pipeline = registry_.pipeline(job.spec.model, device);
     std::unique_ptr<JobState> state = pipeline->prepare(job.spec, token);
     int resumed = -1;
     std::optional<Checkpoint> ckpt;
@@ -87,7 +180,12 @@ void JobRunner::run_one(const JobQueue::Started& started) {
     store_.remove(job.id);
     queue_.finish(job.id, JobPhase::kFailed, e.what());
   }
-  busy_ = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    placements_.erase(job.id);
+    peak_cache_.erase(job.id);
+  }
+  --busy_;
 }
 
 }  // namespace wand::sched

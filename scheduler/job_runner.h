@@ -4,18 +4,46 @@
 // the last completed step with a bitwise identical result.
 //
 //   sched::JobRunner runner(queue, registry, store);
-//   runner.start();          // one worker thread
+//   runner.start();          // one worker thread (one device, no budget check)
 //   ...
 //   runner.stop();           // running job stops at a block boundary, stays queued
-//                            // at its last checkpoint; the thread is joined
+//                            // at its last checkpoint; the threads are joined
+//
+// Job-parallel (issue 7): one worker thread per device slot, each running its own
+// jobs concurrently with the others, each job placed by its predicted peak:
+//
+//   JobRunnerOptions o;
+//   o.slots = {{0, 24ull << 30, "cuda:0"}, {1, 12ull << 30, "cuda:1"}, {2, 80ull << 30, "cuda:2"}};
+//   o.estimator = [&](const JobSpec& s) { return planner.predicted_peak_bytes(s); };
+//   sched::JobRunner runner(queue, registry, store, o);
+//   runner.start();          // 3 workers; registry.pipeline(model, slot) per worker
+//
+// Note [Job placement]: a worker for slot d takes, among the queued jobs, the one of
+// highest priority (FIFO within a priority) whose predicted peak fits d's budget
+// (estimator(spec) <= vram_budget_bytes; budget 0 = unlimited; no estimator = every
+// job fits). A job that fits only a big card stays queued until that card's worker
+// is free (it does not fail, and smaller cards keep taking the jobs they can run).
+// A job that fits no slot at all is taken by any worker and failed at once with
+// Error(kOutOfMemory) naming its predicted peak and every slot's budget. An estimator
+// that throws fails the job with its error. The estimator is called under the queue's
+// lock (JobFilter): it must be cheap and must not call the queue; results are cached
+// per job id. Pipelines come from PipelineRegistry::pipeline(model, slot): one per
+// (model, slot), so a job's weights and budget are those of its card.
 //
 // Cancel (JobQueue::cancel) stops a running job at the next block boundary; its
 // state and checkpoint are dropped. run_one() is the loop body, for tests.
-// Owns its worker thread; start/stop from one controlling thread.
+// Owns its worker threads; start/stop from one controlling thread. placements() and
+// busy() from any thread.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "scheduler/checkpoint_store.h"
 #include "scheduler/job_queue.h"
@@ -23,25 +51,55 @@
 
 namespace wand::sched {
 
+// Predicted device peak of a job in bytes (0: unknown, fits every slot).
+using PeakEstimator = std::function<std::uint64_t(const JobSpec& spec)>;
+
+struct JobRunnerOptions {
+  std::vector<DeviceSlot> slots;  // empty: one DeviceSlot{} (unlimited budget)
+  PeakEstimator estimator;        // unset: every job fits every slot
+};
+
 class JobRunner {
  public:
   JobRunner(JobQueue& queue, PipelineRegistry& registry, CheckpointStore& store);
+  JobRunner(JobQueue& queue, PipelineRegistry& registry, CheckpointStore& store, JobRunnerOptions options);
   ~JobRunner();
 
   void start();
   void stop();
-  // Runs one started job to its end (done, failed, cancelled, or requeued on shutdown).
-  void run_one(const JobQueue::Started& started);
-  bool busy() const { return busy_.load(); }
+  // Runs one started job to its end (done, failed, cancelled, or requeued on shutdown)
+  // on slot position `slot` of options.slots (0: the first / only one).
+  void run_one(const JobQueue::Started& started, std::size_t slot = 0);
+  bool busy() const { return busy_.load() > 0; }
+  int busy_workers() const { return busy_.load(); }
+  const std::vector<DeviceSlot>& slots() const { return slots_; }
+  // Running jobs: id -> the name of the slot running it.
+  std::map<std::string, std::string> placements() const;
+  // True when a job of `peak_bytes` fits the slot's budget.
+  static bool fits(const DeviceSlot& slot, std::uint64_t peak_bytes) {
+    return slot.vram_budget_bytes == 0 || peak_bytes <= slot.vram_budget_bytes;
+  }
 
  private:
-  void loop();
+  void loop(std::size_t slot);
+  // The filter of slot's worker (Note [Job placement]).
+  bool accepts(std::size_t slot, const JobRecord& record);
+  // The job's predicted peak (cached per id); throws what the estimator throws.
+  std::uint64_t peak_of(const JobRecord& record);
+  bool fits_some_slot(std::uint64_t peak_bytes) const;
+  std::string slots_text() const;
 
   JobQueue& queue_;
   PipelineRegistry& registry_;
   CheckpointStore& store_;
-  std::thread thread_;
-  std::atomic<bool> busy_{false};
+  const std::vector<DeviceSlot> slots_;   // immutable
+  const PeakEstimator estimator_;         // immutable
+  std::vector<std::thread> threads_;      // one per slot, while started
+  std::atomic<int> busy_{0};
+
+  mutable std::mutex mu_;                              // taken after the queue's lock, never before
+  std::map<std::string, std::uint64_t> peak_cache_;    // guarded by mu_
+  std::map<std::string, std::string> placements_;      // guarded by mu_
 };
 
 }  // namespace wand::sched

@@ -19,6 +19,10 @@
 //
 // Threads: one Pipeline object serves one job at a time, on the runner's
 // thread; validate() may be called from any thread (it must not touch state).
+// With several device slots (job-parallel, scheduler/job_runner.h) the registry
+// makes one Pipeline per (model, slot): each runs on its slot's worker thread,
+// concurrently with the others, and must keep its device use within
+// DeviceSlot::vram_budget_bytes.
 // This header is free of LibTorch on purpose (the daemon compiles without it).
 #pragma once
 
@@ -45,6 +49,17 @@ struct Video {
   int width = 0;
   double fps = 16.0;
   ByteBuffer rgb;
+};
+
+// One device a JobRunner worker drives (job-parallel): a GPU, or a fake device
+// in tests. The budget is everything the job may use on that device.
+//
+//   DeviceSlot{0, 24ull << 30, "cuda:0"}     // a 24 GiB RTX 4090
+//   DeviceSlot{}                             // the default: index 0, no budget limit
+struct DeviceSlot {
+  int index = 0;                        // CUDA ordinal (or fake device number)
+  std::uint64_t vram_budget_bytes = 0;  // 0: unlimited (no placement check)
+  std::string name = "default";         // for logs and errors ("cuda:1", "fake-12g")
 };
 
 // An encoded video file.

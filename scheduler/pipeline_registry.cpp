@@ -62,40 +62,52 @@ bool PipelineRegistry::has_model(const std::string& name) const {
 }
 
 std::shared_ptr<Pipeline> PipelineRegistry::pipeline(const std::string& model) {
+  return pipeline(model, DeviceSlot{});
+}
+
+std::shared_ptr<Pipeline> PipelineRegistry::pipeline(const std::string& model, const DeviceSlot& device) {
   std::shared_ptr<Slot> slot;
   std::function<std::unique_ptr<Pipeline>(const fs::path&)> make;
+  std::function<std::unique_ptr<Pipeline>(const fs::path&, const DeviceSlot&)> make_on;
   fs::path dir;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = models_.find(model);
     if (it == models_.end()) throw Error(ErrorCode::kNotFound, "unknown model '" + model + "'");
-    auto& s = loaded_[model];
+    auto& s = loaded_[model][device.index];
     if (!s) s = std::make_shared<Slot>();
     slot = s;
     dir = it->second.dir;
     for (const auto& f : factories_) {
-      if (f.name == it->second.factory) make = f.make;
+      if (f.name == it->second.factory) {
+        make = f.make;
+        make_on = f.make_on;
+      }
     }
-    if (!make) throw Error(ErrorCode::kInternal, "factory " + it->second.factory + " vanished");
+    if (!make && !make_on) throw Error(ErrorCode::kInternal, "factory " + it->second.factory + " vanished");
   }
   std::lock_guard<std::mutex> lock(slot->mu);
   if (!slot->pipeline) {
-    log::get("sched")->info("model load name={} dir={}", model, dir.string());
-    slot->pipeline = make(dir);
+    log::get("sched")->info("model load name={} dir={} slot={} budget={}", model, dir.string(), device.name,
+                            device.vram_budget_bytes ? format_bytes(device.vram_budget_bytes) : "unlimited");
+    slot->pipeline = make_on ? make_on(dir, device) : make(dir);
   }
   return slot->pipeline;
 }
 
 std::shared_ptr<Pipeline> PipelineRegistry::loaded(const std::string& model) const {
-  std::shared_ptr<Slot> slot;
+  std::vector<std::shared_ptr<Slot>> slots;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = loaded_.find(model);
     if (it == loaded_.end()) return nullptr;
-    slot = it->second;
+    for (const auto& [_, s] : it->second) slots.push_back(s);
   }
-  std::unique_lock<std::mutex> lock(slot->mu, std::try_to_lock);
-  return lock.owns_lock() ? slot->pipeline : nullptr;  // being created: not yet
+  for (const auto& slot : slots) {
+    std::unique_lock<std::mutex> lock(slot->mu, std::try_to_lock);
+    if (lock.owns_lock() && slot->pipeline) return slot->pipeline;  // being created: not yet
+  }
+  return nullptr;
 }
 
 void PipelineRegistry::validate(const std::string& model, const JobSpec& spec) const {

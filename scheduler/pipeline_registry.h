@@ -7,8 +7,12 @@
 //   reg.add_factory({"wan", probe_wan_dir, make_wan_pipeline, encode_mp4});  // model/ side
 //   reg.add_model("tiny", "/var/lib/wand/models/tiny");   // throws Error(kConfig)
 //   std::shared_ptr<Pipeline> p = reg.pipeline("tiny");    // created on first use
+//   // job-parallel: one pipeline per (model, device slot), built by the factory's
+//   // make_on(dir, slot) when it has one, else by make(dir)
+//   std::shared_ptr<Pipeline> p1 = reg.pipeline("tiny", DeviceSlot{1, 12ull << 30, "cuda:1"});
 //
-// Owns the pipelines it creates (one per model, cached). Thread-safe: every
+// Owns the pipelines it creates (one per (model, slot index), cached; pipeline(model)
+// is slot 0's). Thread-safe: every
 // method takes the registry's mutex briefly; creating a pipeline (which may load
 // weights) happens outside it, under the model's own slot mutex, so models() and
 // loaded() never wait for a model load.
@@ -33,6 +37,9 @@ struct PipelineFactory {
   VideoEncoder encoder;
   // Optional: checks a spec without creating the pipeline (throws Error(kBadRequest)).
   std::function<void(const std::filesystem::path& dir, const JobSpec& spec)> validate;
+  // Optional: makes the pipeline for one device slot (its device, its VRAM budget).
+  // When unset, make(dir) is used for every slot (the pipeline ignores the slot).
+  std::function<std::unique_ptr<Pipeline>(const std::filesystem::path& dir, const DeviceSlot& slot)> make_on;
 };
 
 struct ModelEntry {
@@ -53,7 +60,10 @@ class PipelineRegistry {
   // Throws Error(kNotFound) for an unknown model; creation errors propagate.
   // May take long (first use loads the model): call it from the runner, not the io thread.
   std::shared_ptr<Pipeline> pipeline(const std::string& model);
-  // The pipeline when it is already created, else nullptr. Never creates one.
+  // The pipeline of `model` for one device slot (one per (model, slot.index)).
+  std::shared_ptr<Pipeline> pipeline(const std::string& model, const DeviceSlot& slot);
+  // A pipeline of the model already created (on any slot, lowest index first), else
+  // nullptr. Never creates one.
   std::shared_ptr<Pipeline> loaded(const std::string& model) const;
   // Model-specific checks without loading anything: the loaded pipeline's
   // validate(), else the factory's validate when it has one, else nothing (the
@@ -72,7 +82,8 @@ class PipelineRegistry {
   mutable std::mutex mu_;
   std::vector<PipelineFactory> factories_;                    // guarded by mu_
   std::map<std::string, ModelEntry> models_;                  // guarded by mu_
-  std::map<std::string, std::shared_ptr<Slot>> loaded_;      // guarded by mu_
+  // model -> slot index -> its pipeline holder; guarded by mu_
+  std::map<std::string, std::map<int, std::shared_ptr<Slot>>> loaded_;
 };
 
 }  // namespace wand::sched

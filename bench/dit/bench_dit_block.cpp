@@ -7,7 +7,10 @@
 //                   [--model-dir DIR]       read block 0 from a wand-make-model dir (expert dir)
 //                   [--weights-out FILE]    write the block weights used (bf16 safetensors) for pytorch_block.py
 //                   [--chunk N] [--json FILE]
-// Without CUDA it prints "skip" and exits 0.
+//                   [--fused 0,1]           block paths to time: 0 unfused, 1 fused kernels
+//                                           (Note [Fused DiT block]; default both, unfused first)
+// Without CUDA it prints "skip" and exits 0. Each size also prints the rel. L2
+// between the fused and unfused outputs of the same input.
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -21,6 +24,7 @@
 
 #include "common/error.h"
 #include "model/checkpoint.h"
+#include "model/cuda/dit_fused.h"
 #include "model/dit.h"
 #include "model/make_model/make_model.h"
 #include "model/safetensors.h"
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
   int iters = 10, warmup = 3;
   int64_t chunk = 0;
   std::string model_dir, weights_out, json_out;
+  std::vector<int> modes = {0, 1};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&]() { return std::string(i + 1 < argc ? argv[++i] : ""); };
@@ -102,6 +107,11 @@ int main(int argc, char** argv) {
     else if (a == "--weights-out") weights_out = val();
     else if (a == "--chunk") chunk = std::stoll(val());
     else if (a == "--json") json_out = val();
+    else if (a == "--fused") {
+      modes.clear();
+      std::stringstream ss(val());
+      for (std::string x; std::getline(ss, x, ',');) modes.push_back(std::stoi(x) != 0 ? 1 : 0);
+    }
     else {
       std::fprintf(stderr, "bench_dit_block: unknown argument %s\n", a.c_str());
       return 2;
@@ -136,9 +146,14 @@ int main(int argc, char** argv) {
       save_safetensors(weights_out, m, {{"format", "pt"}});
       std::printf("bench_dit_block: wrote block weights to %s\n", weights_out.c_str());
     }
-    std::printf("| tokens | text | ms (median of %d) | TFLOP/s |\n|---|---|---|---|\n", iters);
+    if (!wand::model::fused::available()) {
+      std::printf("bench_dit_block: fused kernels not built; timing the unfused path only\n");
+      modes = {0};
+    }
+    std::printf("| tokens | text | fused | ms (median of %d) | TFLOP/s |\n|---|---|---|---|---|\n", iters);
     std::ostringstream js;
     js << "{\"device\": \"cuda\", \"results\": [";
+    bool first = true;
     for (size_t si = 0; si < sizes.size(); ++si) {
       const int64_t S = sizes[si];
       auto lat = latent_for(S);
@@ -150,20 +165,36 @@ int main(int argc, char** argv) {
       DitInputs in = dit.embed(x, at::full({1}, 900, at::kLong), ctx, S, y);
       // Time a block after block 0 (fp32 residual stream input, like blocks 1..39).
       at::Tensor h = at::randn({1, S, cfg.dim}, at::TensorOptions().dtype(at::kFloat).device(dev));
-      std::vector<double> ms;
-      for (int it = 0; it < warmup + iters; ++it) {
-        torch::cuda::synchronize();
-        auto t0 = std::chrono::steady_clock::now();
-        at::Tensor out = dit.block(1, h, in, w);
-        torch::cuda::synchronize();
-        auto t1 = std::chrono::steady_clock::now();
-        if (it >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      std::map<int, at::Tensor> outs;
+      for (int mode : modes) {
+        wand::model::fused::set_enabled(mode == 1);
+        std::vector<double> ms;
+        for (int it = 0; it < warmup + iters; ++it) {
+          torch::cuda::synchronize();
+          auto t0 = std::chrono::steady_clock::now();
+          at::Tensor out = dit.block(1, h, in, w);
+          torch::cuda::synchronize();
+          auto t1 = std::chrono::steady_clock::now();
+          if (it >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+          if (it + 1 == warmup + iters) outs[mode] = out;
+        }
+        std::sort(ms.begin(), ms.end());
+        const double med = ms[ms.size() / 2];
+        const double tflops = block_flops(S, 512, cfg.dim, cfg.ffn_dim) / (med * 1e-3) / 1e12;
+        std::printf("| %lld | 512 | %d | %.1f | %.0f |\n", static_cast<long long>(S), mode, med, tflops);
+        js << (first ? "" : ", ") << "{\"tokens\": " << S << ", \"fused\": " << mode << ", \"ms\": " << med
+           << ", \"tflops\": " << tflops << "}";
+        first = false;
       }
-      std::sort(ms.begin(), ms.end());
-      const double med = ms[ms.size() / 2];
-      const double tflops = block_flops(S, 512, cfg.dim, cfg.ffn_dim) / (med * 1e-3) / 1e12;
-      std::printf("| %lld | 512 | %.1f | %.0f |\n", static_cast<long long>(S), med, tflops);
-      js << (si ? ", " : "") << "{\"tokens\": " << S << ", \"ms\": " << med << ", \"tflops\": " << tflops << "}";
+      if (outs.count(0) && outs.count(1)) {
+        const at::Tensor& a = outs[1];  // fp32 norms: enough for a report
+        const at::Tensor& b = outs[0];
+        const at::Tensor& hd = h;
+        std::printf("bench_dit_block: tokens %lld fused vs unfused: output rel L2 %.3g, update rel L2 %.3g\n",
+                    static_cast<long long>(S), ((a - b).norm() / b.norm()).item<double>(),
+                    ((a - b).norm() / (b - hd).norm()).item<double>());
+      }
+      outs.clear();
     }
     js << "]}";
     if (!json_out.empty()) std::ofstream(json_out) << js.str() << "\n";

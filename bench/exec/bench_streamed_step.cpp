@@ -13,7 +13,10 @@
 //                       [--layers 40] [--sizes 832x480,1280x720] [--frames 81]
 //                       [--budget 24GiB] [--repeat 1] [--chunk 0] [--spool DIR]
 //                       [--json FILE] [--skip-resident]
-// Without CUDA it prints "skip" and exits 0.
+//                       [--tiny]                 CPU smoke: a tiny-t2v expert (fp32, --layers blocks,
+//                                                default 4) at 64x48, 5 frames, no budget
+// Without CUDA it prints "skip" and exits 0 (unless --tiny: then it runs on the CPU, where the
+// numbers mean nothing; the code path and the JSON shape are what the smoke test checks).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,12 +24,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "bench/exec/bench_plan.h"
 #include "common/error.h"
 #include "memory/memory_pool.h"
 #include "memory/pool_config.h"
@@ -63,6 +68,7 @@ struct Args {
   std::string spool = "/tmp/wand-bench-spool";
   std::string json;
   bool skip_resident = false;
+  bool tiny = false;
 };
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -107,6 +113,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--spool") a.spool = next();
     else if (k == "--json") a.json = next();
     else if (k == "--skip-resident") a.skip_resident = true;
+    else if (k == "--tiny") a.tiny = true;
     else if (k == "--sizes") {
       a.sizes.clear();
       std::stringstream ss(next());
@@ -120,6 +127,18 @@ Args parse(int argc, char** argv) {
       throw Error(ErrorCode::kBadRequest, "unknown argument " + k);
     }
   }
+  if (a.tiny) {
+    bool layers_given = false, sizes_given = false, frames_given = false;
+    for (int i = 1; i < argc; ++i) {
+      const std::string k = argv[i];
+      layers_given |= k == "--layers";
+      sizes_given |= k == "--sizes";
+      frames_given |= k == "--frames";
+    }
+    if (!layers_given) a.layers = 4;
+    if (!sizes_given) a.sizes = {{64, 48}};
+    if (!frames_given) a.frames = 5;
+  }
   return a;
 }
 
@@ -130,12 +149,13 @@ fs::path expert_dir(const Args& a) {
   if (fs::exists(d / "config.json")) return d;
   d /= "high_noise_model";
   if (!fs::exists(d / "config.json")) {
-    model::WanConfig cfg = model::WanConfig::from_preset("t2v-A14B");
+    model::WanConfig cfg = model::WanConfig::from_preset(a.tiny ? "tiny-t2v" : "t2v-A14B");
     cfg.num_layers = a.layers;
-    std::printf("writing a random bf16 t2v-A14B expert (%d blocks) to %s\n", a.layers, d.c_str());
+    std::printf("writing a random %s %s expert (%d blocks) to %s\n", a.tiny ? "fp32" : "bf16",
+                a.tiny ? "tiny-t2v" : "t2v-A14B", a.layers, d.c_str());
     std::fflush(stdout);
     const auto t0 = Clock::now();
-    model::make::write_dit_expert(d, cfg, at::kBFloat16, 1, 0);
+    model::make::write_dit_expert(d, cfg, a.tiny ? at::kFloat : at::kBFloat16, 1, 0);
     std::printf("written in %.1f s\n", since(t0));
   }
   return d;
@@ -164,20 +184,23 @@ Inputs make_inputs(const model::WanConfig& cfg, const Size& s, int frames) {
 int main(int argc, char** argv) {
   try {
     const Args a = parse(argc, argv);
-    if (!torch_cuda_available()) {
-      std::printf("skip: bench_streamed_step needs LibTorch on CUDA and a GPU\n");
+    const bool on_cuda = torch_cuda_available();
+    if (!on_cuda && !a.tiny) {
+      std::printf("skip: bench_streamed_step needs LibTorch on CUDA and a GPU (or --tiny on the CPU)\n");
       return 0;
     }
     const fs::path dir = expert_dir(a);
     model::CheckpointDir ck(dir);
     const model::WanConfig& cfg = ck.config();
-    const at::Device cuda(at::kCUDA, 0);
+    const at::Device cuda = on_cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    const model::RunDtype run = on_cuda ? model::RunDtype::kBFloat16 : model::RunDtype::kFloat32;
+    const std::uint64_t budget = on_cuda ? a.budget : 0;  // CPU: no device budget
     nlohmann::json out = {{"bench", "bench_streamed_step"}, {"model", dir.string()}, {"layers", cfg.num_layers},
-                          {"frames", a.frames}, {"budget_bytes", a.budget}, {"results", nlohmann::json::array()}};
+                          {"frames", a.frames}, {"budget_bytes", budget}, {"device", on_cuda ? "cuda" : "cpu"}, {"results", nlohmann::json::array()}};
     // CUDA context + LibTorch's kernels: measured once the runtime is up.
     at::ones({1}, at::TensorOptions().device(cuda)).sum().item<float>();
     const DeviceMemInfo m0 = device_mem_info(0);
-    const std::uint64_t context_bytes = m0.total_bytes - m0.free_bytes;
+    const std::uint64_t context_bytes = m0.valid ? m0.total_bytes - m0.free_bytes : 0;
     out["device_total_bytes"] = m0.total_bytes;
     out["context_bytes"] = context_bytes;
 
@@ -198,7 +221,7 @@ int main(int argc, char** argv) {
     std::vector<nlohmann::json> resident(a.sizes.size());
     if (!a.skip_resident) {
       auto t0 = Clock::now();
-      model::WanDit dit = model::WanDit::load(ck, model::RunDtype::kBFloat16, cuda, true);
+      model::WanDit dit = model::WanDit::load(ck, run, cuda, true);
       dit.set_chunk_tokens(a.chunk);
       synchronize_device(0);
       std::printf("(a) loaded %lld blocks to the card in %.1f s\n", static_cast<long long>(cfg.num_layers), since(t0));
@@ -233,54 +256,82 @@ int main(int argc, char** argv) {
 
     // (b) streamed under the budget.
     {
-      model::WanDit dit = model::WanDit::load(ck, model::RunDtype::kBFloat16, cuda, false);
+      model::WanDit dit = model::WanDit::load(ck, run, cuda, false);
       dit.set_chunk_tokens(a.chunk);
       synchronize_device(0);
       const std::uint64_t nonblock = caching_allocator_reserved(0);
       const std::uint64_t act_cap = nonblock + act_need + act_need / 8;
       const std::uint64_t margin = 256ull << 20;
-      if (a.budget < context_bytes + act_cap + margin) {
+      std::uint64_t max_block = 0;
+      for (std::int64_t i = 0; i < cfg.num_layers; ++i) {
+        std::uint64_t b = 0;
+        for (const auto& n : model::DitBlockWeights::tensor_names(i)) b += ck.info(n).nbytes;
+        max_block = std::max(max_block, b);
+      }
+      if (on_cuda && a.budget < context_bytes + act_cap + margin) {
         throw Error(ErrorCode::kConfig, "budget " + format_bytes(a.budget) + " below context " +
                                             format_bytes(context_bytes) + " + activation cap " + format_bytes(act_cap));
       }
-      std::uint64_t slots = a.budget - context_bytes - act_cap - margin;
-      slots = slots / (2ull << 20) * (2ull << 20);
+      // CPU smoke: three block slots (streams for real), no budget.
+      std::uint64_t slots = on_cuda ? a.budget - context_bytes - act_cap - margin : 3 * max_block + (1ull << 20);
+      slots = slots / (2ull << 20) * (2ull << 20) + (on_cuda ? 0 : (2ull << 20));
       cap_caching_allocator(0, act_cap);
-      nlohmann::json pj = {{"host", {{"bytes", 0}, {"pinned", true}}},
-                           {"devices", nlohmann::json::array({{{"index", 0}, {"bytes", slots}, {"backend", "cuda"}}})},
-                           {"io", {{"engine", "auto"}}}};
+      nlohmann::json pj = {{"host", {{"bytes", 0}, {"pinned", on_cuda}}},
+                           {"devices", nlohmann::json::array({{{"index", 0}, {"bytes", slots},
+                                                               {"backend", on_cuda ? "cuda" : "cpu"}}})},
+                           {"io", {{"engine", on_cuda ? "auto" : "psync"}}}};
       // Host: the whole expert plus staging slack (measured below from the store).
       std::uint64_t expert_bytes = 0;
       for (std::int64_t i = 0; i < cfg.num_layers; ++i) {
         for (const auto& n : model::DitBlockWeights::tensor_names(i)) expert_bytes += ck.info(n).nbytes;
       }
-      pj["host"]["bytes"] = expert_bytes + expert_bytes / 40 + (256ull << 20);
+      // The other expert (low_noise_model beside it, e.g. --share-experts over the same shards)
+      // is registered and read to the host tier too: (b) is "both experts in host memory".
+      const fs::path lo_dir = dir.parent_path() / "low_noise_model";
+      const bool both = dir.filename() == "high_noise_model" && fs::exists(lo_dir / "config.json");
+      const int n_experts = both ? 2 : 1;
+      pj["host"]["bytes"] = n_experts * (expert_bytes + expert_bytes / 40) + (256ull << 20);
       memory::PoolDeps deps;
 #ifdef WAND_HAVE_CUDA
-      deps = memory::cuda::pool_deps();
+      if (on_cuda) deps = memory::cuda::pool_deps();
 #endif
       memory::MemoryPool pool(memory::PoolConfig::from_json(pj), deps);
       WeightStoreOptions wo;
       wo.name = "hi";
       wo.pack_dir = a.spool;
+      wo.run = run;
       auto t0 = Clock::now();
       WeightStore ws = WeightStore::open(ck, pool, wo);
       out["store"] = ws.status_json();
       std::printf("(b) weight store %s in %.1f s\n", ws.status_json().dump().c_str(), since(t0));
+      std::unique_ptr<model::CheckpointDir> ck_lo;
+      std::unique_ptr<WeightStore> ws_lo;
+      if (both) {
+        ck_lo = std::make_unique<model::CheckpointDir>(lo_dir);
+        wo.name = "lo";
+        ws_lo = std::make_unique<WeightStore>(WeightStore::open(*ck_lo, pool, wo));
+        out["store_lo"] = ws_lo->status_json();
+      }
+      const std::uint64_t host_weights = ws.total_bytes() + (ws_lo ? ws_lo->total_bytes() : 0);
+      out["host_experts"] = n_experts;
+      out["host_weights_bytes"] = host_weights;
       t0 = Clock::now();
       std::vector<memory::Completion> loads;
       for (const auto& b : ws.blocks()) loads.push_back(pool.request(b.id, pool.host_tier()));
+      if (ws_lo) {
+        for (const auto& b : ws_lo->blocks()) loads.push_back(pool.request(b.id, pool.host_tier()));
+      }
       for (auto& c : loads) c.wait();
       const double host_s = since(t0);
       out["host_load_s"] = host_s;
-      out["host_load_gbps"] = static_cast<double>(ws.total_bytes()) / host_s / 1e9;
-      std::printf("(b) expert read to pinned host: %.1f s (%.2f GB/s)\n", host_s,
-                  static_cast<double>(ws.total_bytes()) / host_s / 1e9);
+      out["host_load_gbps"] = static_cast<double>(host_weights) / host_s / 1e9;
+      std::printf("(b) %d expert(s) read to %s host: %.1f s (%.2f GB/s)\n", n_experts, on_cuda ? "pinned" : "mmap",
+                  host_s, static_cast<double>(host_weights) / host_s / 1e9);
 
       ExecutorOptions eo;
       eo.device_tier = pool.device_tier(0);
-      eo.cuda_device = 0;
-      eo.budget.budget_bytes = a.budget;
+      eo.cuda_device = on_cuda ? 0 : -1;
+      eo.budget.budget_bytes = budget;
       eo.budget.context_bytes = context_bytes;
       eo.budget.activation_bytes = act_cap;
       eo.budget.slot_bytes = slots + margin;  // the margin is part of the budget, unused by slots
@@ -322,6 +373,17 @@ int main(int argc, char** argv) {
                               {"activation_cap_bytes", act_cap},
                               {"activation_estimate_bytes", act_need},
                               {"allocator_peak_reserved_bytes", caching_allocator_peak_reserved(0)}}}};
+        // Planner v1 beside it: (a) the whole card, host for both experts; (b) the budget.
+        {
+          const fs::path root = dir.filename() == "high_noise_model" ? dir.parent_path() : dir;
+          // (CPU smoke: a nominal 2 GiB card, so the planner's code path runs on the tiny model.)
+          const std::uint64_t host_all = 4 * (expert_bytes + (1ull << 30));
+          const std::uint64_t card = m0.valid ? m0.total_bytes : (2ull << 30);
+          r["planner"] = {{"a", bench::planner_prediction(root, a.sizes[si].width, a.sizes[si].height, a.frames, 40,
+                                                          card, host_all)},
+                          {"b", bench::planner_prediction(root, a.sizes[si].width, a.sizes[si].height, a.frames, 40,
+                                                          on_cuda ? budget : card, host_all)}};
+        }
         if (!resident[si].is_null() && resident[si].contains("forward_s")) {
           r["streamed_over_resident_forward"] = fwd / resident[si]["forward_s"].get<double>();
           r["streamed_over_resident_cfg_step"] = cfg_s / resident[si]["cfg_step_s"].get<double>();

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -65,6 +66,9 @@ struct ExecutorOptions {
   std::uint64_t host_window_bytes = 0;  // host prefetch window (disk -> host); 0: no host planning
   DeviceBudget budget;                  // slot_bytes 0: the device tier's capacity
   std::uint64_t activation_need_bytes = 0;  // dit_activation_bytes(...) (0: not checked)
+  // Note [Branch spill]: keep the uncond branch's fp32 residual stream in a host blob
+  // of the pool between blocks (step() only).
+  bool spill_uncond = false;
 };
 
 struct StepInputs {
@@ -85,6 +89,7 @@ struct ExecutorStats {
   double step_s = 0;                      // wall time inside step() / forward()
   double max_block_wait_s = 0;
   std::vector<double> block_wait_s;       // per block use, in schedule order
+  std::uint64_t spill_bytes = 0;          // uncond stream bytes copied to + from host (Note [Branch spill])
 };
 
 class DitExecutor {
@@ -100,14 +105,19 @@ class DitExecutor {
   std::pair<at::Tensor, at::Tensor> step(std::int64_t k, const StepInputs& in, const CancelToken* cancel = nullptr);
   // Step k's expert, cond branch only (one expert forward).
   at::Tensor forward(std::int64_t k, const StepInputs& in, const CancelToken* cancel = nullptr);
+  // step() with an arbitrary check called between blocks (model::CancelCheck: it throws
+  // to stop, e.g. the job's CancelToken wrapped by the pipeline). Empty: no check.
+  std::pair<at::Tensor, at::Tensor> step_checked(std::int64_t k, const StepInputs& in,
+                                                 const std::function<void()>& check);
 
   std::int64_t num_steps() const { return static_cast<std::int64_t>(expert_of_step_.size()); }
+  int expert_of_step(std::int64_t k) const { return expert_of_step_.at(static_cast<std::size_t>(k)); }
   std::uint64_t window_bytes() const { return window_; }
   const ExecutorStats& stats() const { return stats_; }
   nlohmann::json stats_json() const;
 
  private:
-  std::vector<at::Tensor> run(std::int64_t k, const StepInputs& in, bool cfg, const CancelToken* cancel);
+  std::vector<at::Tensor> run(std::int64_t k, const StepInputs& in, bool cfg, const std::function<void()>& check);
   void plan_and_apply(std::size_t position);
 
   memory::MemoryPool& pool_;
@@ -119,6 +129,8 @@ class DitExecutor {
   std::unique_ptr<memory::ResidencyManager> device_rm_;
   std::unique_ptr<memory::ResidencyManager> host_rm_;
   ExecutorStats stats_;
+  memory::BlobId spill_blob_ = 0;          // host blob of the spilled uncond stream (0: none yet)
+  std::uint64_t spill_blob_bytes_ = 0;
 };
 
 }  // namespace wand::sched::exec

@@ -11,13 +11,44 @@ std::uint64_t dit_activation_bytes(const DitGeometry& g) {
              F = static_cast<std::uint64_t>(g.ffn_dim), L = static_cast<std::uint64_t>(g.text_len),
              e = static_cast<std::uint64_t>(g.run_bytes);
   const std::uint64_t chunk = g.chunk_tokens > 0 ? std::min<std::uint64_t>(S, g.chunk_tokens) : S;
-  const std::uint64_t streams = 2 * S * D * 4;        // hc, hu fp32 [1, S, D]
+  // hc, hu fp32 [1, S, D]; with the uncond stream spilled to host only one is on the
+  // device between blocks (the other comes back for its block and leaves after it).
+  const std::uint64_t streams = (g.spill_uncond ? 1 : 2) * S * D * 4;
   const std::uint64_t inputs = S * D * e + 2 * L * D * e + S * 64 * 4;  // tokens, contexts, rope
   // Attention: fp32 copy of x, norm output, q, k, v, attention output, o projection.
   const std::uint64_t attn = S * D * 4 + 5 * S * D * e;
   // FFN: fp32 x, norm output, hidden + GELU output of one chunk, output.
   const std::uint64_t ffn = S * D * 4 + 2 * S * D * e + 2 * chunk * F * e;
   return streams + inputs + std::max(attn, ffn);
+}
+
+std::int64_t choose_chunk_tokens(const DitGeometry& geom, std::uint64_t activation_room, std::int64_t min_chunk) {
+  DitGeometry g = geom;
+  g.chunk_tokens = 0;
+  const std::uint64_t full = dit_activation_bytes(g);
+  if (full <= activation_room) return 0;
+  const std::int64_t lo_chunk = std::max<std::int64_t>(1, std::min(min_chunk, g.tokens));
+  g.chunk_tokens = lo_chunk;
+  const std::uint64_t smallest = dit_activation_bytes(g);
+  if (smallest > activation_room) {
+    throw Error(ErrorCode::kConfig, "device budget: activation room " + format_bytes(activation_room) +
+                                        " is below the estimated activation peak " + format_bytes(smallest) +
+                                        " even in chunks of " + std::to_string(lo_chunk) + " tokens (" +
+                                        std::to_string(g.tokens) + " tokens, unchunked " + format_bytes(full) +
+                                        "): raise the budget or shrink the device tier's weight slots");
+  }
+  // The estimate grows with the chunk: binary search the largest chunk that fits.
+  std::int64_t lo = lo_chunk, hi = g.tokens - 1;
+  while (lo < hi) {
+    const std::int64_t mid = lo + (hi - lo + 1) / 2;
+    g.chunk_tokens = mid;
+    if (dit_activation_bytes(g) <= activation_room) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
 }
 
 void check_device_budget(const DeviceBudget& b, std::uint64_t window_bytes, std::uint64_t max_block_bytes,

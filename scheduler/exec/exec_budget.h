@@ -37,11 +37,18 @@ struct DitGeometry {
   std::int64_t text_len = 512;   // text tokens
   std::int64_t chunk_tokens = 0; // FFN / projection chunking (0 = whole sequence)
   int run_bytes = 2;             // element size of the run (GEMM) dtype
+  bool spill_uncond = false;     // the uncond stream waits in host memory (Note [Branch spill])
 };
 
 // Estimated activation peak of one CFG step (both residual streams, the inputs, and the
 // larger of the attention and FFN peaks inside one block), see Note [Device budget].
 std::uint64_t dit_activation_bytes(const DitGeometry& g);
+
+// The largest token chunk (WanDit::set_chunk_tokens) whose dit_activation_bytes estimate
+// fits `activation_room`: 0 (no chunking) when the whole sequence fits, else a chunk in
+// [min(min_chunk, tokens), tokens). g.chunk_tokens is ignored. Throws wand::Error(kConfig)
+// naming the room and the estimates when even the smallest chunk does not fit.
+std::int64_t choose_chunk_tokens(const DitGeometry& g, std::uint64_t activation_room, std::int64_t min_chunk = 256);
 
 // Throws wand::Error(kConfig) naming the numbers when the budget cannot hold the window
 // and the activations. activation_need_bytes = 0 skips the activation check.

@@ -79,4 +79,28 @@ at::Tensor UlyssesDit::forward(const at::Tensor& x, const at::Tensor& t, const a
   return head(h, in);
 }
 
+at::Tensor UlyssesDit::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
+                               const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const {
+  UlyssesInputs in = embed(x, t, context, seq_len, y);
+  at::Tensor h = in.local.tokens;
+  blocks([&](int64_t i, const model::DitBlockWeights& w) { h = block(i, h, in, w); });
+  return head(h, in);
+}
+
+std::pair<at::Tensor, at::Tensor> UlyssesDit::forward_cfg(const at::Tensor& x, const at::Tensor& t,
+                                                          const at::Tensor& context, const at::Tensor& context_null,
+                                                          int64_t seq_len, const c10::optional<at::Tensor>& y,
+                                                          const BlockLoop& blocks) const {
+  UlyssesInputs in_c = embed(x, t, context, seq_len, y);
+  UlyssesInputs in_u = in_c;
+  set_context(in_u, context_null);
+  at::Tensor hc = in_c.local.tokens, hu = in_u.local.tokens;
+  blocks([&](int64_t i, const model::DitBlockWeights& w) {
+    hc = block(i, hc, in_c, w);
+    hu = block(i, hu, in_u, w);
+  });
+  at::Tensor c = head(hc, in_c);
+  return {c, head(hu, in_u)};
+}
+
 }  // namespace wand::sched

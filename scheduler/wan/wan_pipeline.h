@@ -15,29 +15,70 @@
 // the directory, image present for i2v and absent for t2v.
 // Checkpoint blobs: "latent", "sampler", "rng", "cond" (see WanGenerator::save_state).
 //
+// Streamed mode (WanStreamContext): the DiT blocks are not loaded by the generator; a
+// StreamedDit (scheduler/exec/streamed_dit.h) built once per pipeline streams them from
+// the memory pool through a device tier, as GeneratorOptions::cfg_forward. The job's
+// executor is built in prepare() (schedule from step 0, budget checked before any step)
+// and again in load_state() (schedule from the resumed step); decode() ends it.
+//
+//   WanStreamContext c;  c.pool = &pool;  c.device_tier = pool.device_tier(0);
+//   c.cuda_device = 0;  c.pack_dir = "/var/lib/wand/pack";  c.name = "t2v";
+//   c.budget.budget_bytes = 24ull << 30;
+//   WanPipeline p(dir, c);                              // streamed; WanPipeline(dir): resident
+//
 // Threads: one job at a time on the runner's thread (the generator is not
 // thread-safe); validate() only reads the generator's config.
 // This header is free of LibTorch (the daemon compiles without it).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "scheduler/exec/exec_budget.h"
 #include "scheduler/pipeline.h"
 #include "scheduler/pipeline_registry.h"
 
+namespace wand::memory {
+class MemoryPool;
+}
 namespace wand::model {
 class WanGenerator;
 struct GeneratorOptions;
 }  // namespace wand::model
+namespace wand::sched::exec {
+class StreamedDit;
+}
 
 namespace wand::sched {
+
+// What a streamed WanPipeline runs on (see exec::StreamedDitOptions for the fields).
+struct WanStreamContext {
+  memory::MemoryPool* pool = nullptr;  // borrowed; must outlive the pipeline
+  int device_tier = -1;                // the pool tier the blocks run from
+  int cuda_device = -1;                // -1: CPU (a CpuDeviceTier)
+  std::string run_dtype;               // "fp32" | "bf16" | "fp16"; "": bf16 on CUDA, fp32 on the CPU
+  std::string pack_dir;                // where repacked blocks live
+  std::string name = "wan";            // blob prefix, unique in the pool (model name, slot)
+  exec::DeviceBudget budget;           // see Note [Streamed budget]
+  std::uint64_t window_bytes = 0;      // 0: from the slots
+  std::uint64_t host_window_bytes = 0; // 0: both experts stay in host memory
+  std::int64_t chunk_tokens = -1;      // -1: from the budget
+};
 
 class WanPipeline : public Pipeline {
  public:
   // Loads the directory's configs (weights are loaded on first use).
   explicit WanPipeline(const std::filesystem::path& dir);
   WanPipeline(const std::filesystem::path& dir, const model::GeneratorOptions& options);
+  // Streamed mode. Loads the non-block weights and opens the weight stores (repacks once
+  // when needed). Throws Error(kConfig) for a bad context.
+  WanPipeline(const std::filesystem::path& dir, const WanStreamContext& context);
+  WanPipeline(const std::filesystem::path& dir, const WanStreamContext& context,
+              const model::GeneratorOptions& options);  // options.cfg_forward is replaced
   ~WanPipeline() override;
 
   void validate(const JobSpec& spec) const override;
@@ -50,8 +91,15 @@ class WanPipeline : public Pipeline {
   void load_state(JobState& state, const StateBlobs& in) const override;
 
   model::WanGenerator& generator() { return *gen_; }
+  bool streamed() const { return streamed_ != nullptr; }
+  exec::StreamedDit* streamed_dit() { return streamed_.get(); }
+  // StreamedDit::stats_json() (null in resident mode). The runner's thread.
+  nlohmann::json stream_stats() const;
 
  private:
+  void begin_streamed_job(const JobState& state);
+
+  std::unique_ptr<exec::StreamedDit> streamed_;  // destroyed after gen_ (declared first)
   std::unique_ptr<model::WanGenerator> gen_;
 };
 
@@ -63,5 +111,9 @@ std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir);
 EncodedVideo encode_wan_video(const Video& video);
 // Adds the "wan" factory (probe_wan_dir, make_wan_pipeline, encode_wan_video).
 void register_wan_pipeline(PipelineRegistry& registry);
+// Adds the "wan" factory in streamed mode: every model's pipeline streams its blocks
+// through `context` (name: "<model dir name>" for slot 0, "<...>@<slot>" for the others;
+// make_on picks the device tier of the slot's index when the pool has it).
+void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& context);
 
 }  // namespace wand::sched

@@ -1,6 +1,7 @@
 // End to end with the real Wan2.2 pipeline: wand-make-model writes a tiny model
 // in the release layout, wand serves it, `wanctl generate` leaves a video file.
 #include <fstream>
+#include <regex>
 
 #include <gtest/gtest.h>
 
@@ -90,6 +91,99 @@ TEST(WanEndToEnd, SigkillMidJobThenRestartGivesIdenticalVideo) {
   const std::string uninterrupted = fetch(d, ref_id);
   ASSERT_GT(uninterrupted.size(), 1000u);
   EXPECT_TRUE(resumed == uninterrupted) << "resumed video differs from the uninterrupted one";
+  d.stop();
+}
+
+// A config whose only content is a memory pool with a CPU device tier of `device_bytes`.
+std::filesystem::path write_pool_config(const DaemonFixture& d, const std::string& name, std::uint64_t device_bytes) {
+  const nlohmann::json cfg = {
+      {"memory",
+       {{"host", {{"bytes", "64MiB"}, {"pinned", false}}},
+        {"devices", nlohmann::json::array({{{"index", 0}, {"bytes", device_bytes}, {"backend", "cpu"}}})},
+        {"io", {{"engine", "psync"}}}}},
+      {"executor", {{"pack_dir", (d.dir() / "pack").string()}}}};
+  const auto p = d.dir() / name;
+  std::ofstream(p) << cfg.dump(2);
+  return p;
+}
+
+nlohmann::json device_tier(const nlohmann::json& tiers) {
+  for (const auto& t : tiers["tiers"]) {
+    if (t["kind"] == "device") return t;
+  }
+  return nullptr;
+}
+
+// Issue 6: jobs of Wan models stream their DiT blocks through the daemon's pool when
+// the config has a device tier. A tier that cannot hold the streaming minimum (two
+// blocks) fails the job with the sizes while the daemon keeps serving; a tier of two
+// blocks (the tiny model has four) gives the resident run's video byte for byte, and
+// `tiers` reports the pool (measured, device bytes moved in).
+TEST(WanEndToEnd, StreamedThroughTheDevicePoolGivesTheResidentVideo) {
+  DaemonFixture d(1);
+  auto model = d.dir() / "models" / "tiny-t2v";
+  CmdResult mk = run_command({WAND_MAKE_MODEL_EXE, "--preset", "tiny-t2v", "--out", model.string(),
+                              "--seed", "1"});
+  ASSERT_EQ(mk.exit_code, 0) << mk.err;
+  const std::vector<std::string> gen = {"generate", "--model", "tiny", "--prompt", "a cat on a surfboard",
+                                        "--size", "64x64", "--frames", "5", "--steps", "3", "--seed", "7",
+                                        "--json", "-o"};
+  auto with_out = [&](const std::string& f) {
+    auto a = gen;
+    a.push_back((d.dir() / f).string());
+    return a;
+  };
+
+  // Resident (no memory section).
+  d.start({"--model", "tiny=" + model.string()});
+  CmdResult ra = d.wanctl(with_out("resident.video"));
+  ASSERT_EQ(ra.exit_code, 0) << ra.out << ra.err << d.log();
+  d.stop();
+  const std::string resident = file_bytes(d.dir() / "resident.video");
+  ASSERT_GT(resident.size(), 100u);
+
+  // A device tier of 8 KiB: below one block. The job fails naming the sizes.
+  d.start({"--config", write_pool_config(d, "small.json", 8192).string(), "--model", "tiny=" + model.string()});
+  CmdResult rf = d.wanctl(with_out("small.video"));
+  EXPECT_NE(rf.exit_code, 0);
+  const std::string err = rf.json().value("error", std::string());
+  EXPECT_NE(err.find("two blocks"), std::string::npos) << rf.out << rf.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(err, m, std::regex("of [0-9.]+ [KMG]?i?B \\(([0-9]+) bytes each")))
+      << "no block size in: " << err;
+  const std::uint64_t block = std::stoull(m[1].str());
+  EXPECT_GT(block, 8192u);
+  EXPECT_NE(err.find("(8192 bytes)"), std::string::npos) << err;
+  // ... and the daemon keeps serving: a fake job runs, tiers answers from the pool.
+  {
+    RawClient c(d.socket());
+    c.hello();
+    const std::string id = c.call({{"type", "submit"}, {"job", fake_job(3, 2)}})["id"];
+    EXPECT_EQ(watch_until(d, id, [](const nlohmann::json&) { return false; })["state"], "done");
+  }
+  CmdResult ts = d.wanctl({"tiers", "--json"});
+  ASSERT_EQ(ts.exit_code, 0) << ts.err;
+  EXPECT_EQ(ts.json()["source"], "pool");
+  d.stop();
+
+  // Two blocks of slots (the model has 2 experts x 2 blocks): streamed, same bytes.
+  const std::uint64_t two = (2 * block + 4095) / 4096 * 4096;
+  ASSERT_LT(two, 4 * block);
+  d.start({"--config", write_pool_config(d, "two.json", two).string(), "--model", "tiny=" + model.string()});
+  CmdResult rs = d.wanctl(with_out("streamed.video"));
+  ASSERT_EQ(rs.exit_code, 0) << rs.out << rs.err << d.log();
+  EXPECT_EQ(rs.json()["state"], "done");
+  const std::string streamed = file_bytes(d.dir() / "streamed.video");
+  EXPECT_TRUE(streamed == resident) << "streamed " << streamed.size() << " bytes vs resident " << resident.size();
+  CmdResult t = d.wanctl({"tiers", "--json"});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const nlohmann::json tiers = t.json();
+  EXPECT_EQ(tiers["source"], "pool");
+  EXPECT_EQ(tiers["measured"], true);
+  const nlohmann::json dev = device_tier(tiers);
+  ASSERT_FALSE(dev.is_null()) << tiers.dump();
+  EXPECT_EQ(dev["bytes_capacity"].get<std::uint64_t>(), two);
+  EXPECT_GT(dev["bytes_moved_in"].get<std::uint64_t>(), 0u) << dev.dump();
   d.stop();
 }
 

@@ -1,6 +1,8 @@
 #include "tests/multigpu/tiny_parallel_model.h"
 
 #include <cstdlib>
+#include <map>
+#include <utility>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -31,6 +33,34 @@ std::shared_ptr<model::WanDit> tiny_parallel_dit(at::Device device) {
   }
   model::CheckpointDir ck(dir);
   return std::make_shared<model::WanDit>(model::WanDit::load(ck, model::RunDtype::kFloat32, device));
+}
+
+std::filesystem::path tiny_parallel_model_dir(int64_t layers, at::ScalarType dtype) {
+  static std::mutex mu;
+  static std::map<std::pair<int64_t, int>, fs::path> dirs;
+  std::lock_guard<std::mutex> lk(mu);
+  auto& dir = dirs[{layers, static_cast<int>(dtype)}];
+  if (dir.empty()) {
+    dir = fs::temp_directory_path() / ("wand_multigpu_tiny_" + std::to_string(::getpid()) + "_" +
+                                       std::to_string(layers) + "_" + std::to_string(static_cast<int>(dtype)));
+    fs::remove_all(dir);
+    model::WanConfig cfg = model::WanConfig::from_preset("tiny-t2v", kTinyTextDim);
+    cfg.dim = 192;
+    cfg.num_heads = 12;
+    cfg.ffn_dim = 256;
+    cfg.num_layers = layers;
+    cfg.text_len = 16;
+    model::make::write_dit_expert(dir, cfg, dtype, /*seed=*/11, /*max_shard_bytes=*/0);
+    static bool registered = false;
+    if (!registered) {
+      registered = true;
+      std::atexit([] {
+        std::lock_guard<std::mutex> l(mu);
+        for (auto& [_, d] : dirs) fs::remove_all(d);
+      });
+    }
+  }
+  return dir;
 }
 
 void run_threads(int n, const std::function<void(int)>& fn) {

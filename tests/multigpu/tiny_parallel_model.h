@@ -20,6 +20,10 @@ constexpr int64_t kTinyTextDim = 32;
 // Writes (once per process) and loads the model on `device` in fp32.
 std::shared_ptr<model::WanDit> tiny_parallel_dit(at::Device device = at::kCPU);
 
+// The model directory (release layout) of the same geometry with `layers` blocks in
+// `dtype`, written once per process per (layers, dtype); removed at exit.
+std::filesystem::path tiny_parallel_model_dir(int64_t layers, at::ScalarType dtype = at::kFloat);
+
 // Runs fn(rank) on one thread per rank; rethrows the first failure.
 void run_threads(int n, const std::function<void(int)>& fn);
 

@@ -60,5 +60,38 @@ TEST(PipelineRegistry, ModelDirsAreCheckedAndPipelinesCreatedOnFirstUse) {
   EXPECT_THROW(reg.pipeline("f"), Error);
 }
 
+TEST(PipelineRegistry, OnePipelinePerModelAndDeviceSlot) {
+  test::TempDir dir;
+  std::ofstream(dir.path() / kFakeModelMarker) << R"({"step_ms": 0})";
+  {  // A factory with make_on gets the slot.
+    PipelineRegistry reg;
+    register_fake_pipeline(reg, std::make_shared<FakeDeviceMeter>());
+    reg.add_model("f", dir.path());
+    const DeviceSlot a{0, 12ull << 30, "cuda:0"}, b{3, 24ull << 30, "cuda:3"};
+    auto pa = reg.pipeline("f", a);
+    auto pb = reg.pipeline("f", b);
+    ASSERT_NE(pa, nullptr);
+    EXPECT_NE(pa, pb);
+    EXPECT_EQ(reg.pipeline("f", b), pb);  // cached per slot
+    EXPECT_EQ(dynamic_cast<FakePipeline&>(*pb).slot().name, "cuda:3");
+    EXPECT_EQ(dynamic_cast<FakePipeline&>(*pb).slot().vram_budget_bytes, 24ull << 30);
+    EXPECT_EQ(reg.pipeline("f"), pa);  // the one-argument call is slot 0's
+    EXPECT_NE(reg.loaded("f"), nullptr);
+  }
+  {  // The old one-argument factory still works, one pipeline per slot.
+    PipelineRegistry reg;
+    reg.add_factory({"old", [](const std::filesystem::path&) { return true; },
+                     [](const std::filesystem::path&) -> std::unique_ptr<Pipeline> {
+                       return std::make_unique<FakePipeline>(FakePipelineOptions{});
+                     },
+                     encode_wandrgb});
+    reg.add_model("o", dir.path());
+    auto p0 = reg.pipeline("o", DeviceSlot{0, 0, "a"});
+    auto p1 = reg.pipeline("o", DeviceSlot{1, 0, "b"});
+    EXPECT_NE(p0, p1);
+    EXPECT_EQ(dynamic_cast<FakePipeline&>(*p1).slot().index, 0);  // the old factory ignores the slot
+  }
+}
+
 }  // namespace
 }  // namespace wand::sched

@@ -6,7 +6,10 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "memory/memory_pool.h"
+#include "memory/pool_config.h"
 #include "model/pipeline.h"
+#include "scheduler/exec/streamed_dit.h"
 #include "model/video.h"
 #include "scheduler/job_runner.h"
 #include "scheduler/wan/wan_pipeline.h"
@@ -149,6 +152,103 @@ TEST(WanPipeline, ValidateAndRegistry) {
   EXPECT_FALSE(probe_wan_dir(empty.path()));
   EXPECT_THROW(f.registry.add_model("none", empty.path()), Error);
   EXPECT_TRUE(f.registry.has_model("tiny"));
+}
+
+// Streamed mode: the same model through a registry whose "wan" factory streams the DiT
+// blocks through a CPU device tier of two blocks (smaller than the model's four).
+struct StreamedFixture {
+  test::TempDir spool;
+  std::unique_ptr<memory::MemoryPool> pool;
+  PipelineRegistry registry;
+  StreamedFixture(const fs::path& model_dir, std::uint64_t device_bytes) {
+    nlohmann::json j = {{"host", {{"bytes", 64ull << 20}, {"pinned", false}}},
+                        {"devices", nlohmann::json::array({{{"index", 0}, {"bytes", device_bytes}, {"backend", "cpu"}}})},
+                        {"io", {{"engine", "psync"}}}};
+    pool = std::make_unique<memory::MemoryPool>(memory::PoolConfig::from_json(j));
+    WanStreamContext c;
+    c.pool = pool.get();
+    c.device_tier = pool->device_tier(0);
+    c.pack_dir = spool.path().string();
+    c.name = "tiny";
+    register_wan_pipeline(registry, c);
+    registry.add_model("tiny", model_dir);
+  }
+};
+
+// Device copy bytes of the tiny model's largest block (a scratch pool, 32 MiB tier).
+std::uint64_t tiny_block_bytes(const fs::path& model_dir) {
+  StreamedFixture probe(model_dir, 32ull << 20);
+  auto p = std::dynamic_pointer_cast<WanPipeline>(probe.registry.pipeline("tiny"));
+  EXPECT_TRUE(p && p->streamed());
+  return p->streamed_dit()->max_block_bytes();
+}
+
+TEST(WanPipeline, StreamedModeGivesTheResidentVideoAndResumesBitwise) {
+  Fixture f;
+  test::TempDir ref_state;
+  const ByteBuffer reference = run_uninterrupted(f, ref_state.path(), 7);
+  const std::uint64_t block = tiny_block_bytes(f.model.path());
+  StreamedFixture sf(f.model.path(), 2 * block);
+
+  // Uninterrupted streamed run: the resident run's bytes.
+  {
+    test::TempDir state;
+    JobQueue q(state.path());
+    CheckpointStore store(state.path());
+    JobRunner runner(q, sf.registry, store);
+    std::string id = q.submit(spec(7));
+    runner.run_one(*q.try_next());
+    auto r = q.get(id);
+    ASSERT_EQ(r->phase, JobPhase::kDone) << r->error;
+    EXPECT_EQ(result(store, id), reference);
+    auto p = std::dynamic_pointer_cast<WanPipeline>(sf.registry.pipeline("tiny"));
+    ASSERT_TRUE(p && p->streamed());
+    const nlohmann::json st = p->stream_stats();
+    EXPECT_EQ(st["total"]["steps"].get<int>(), 4);
+    EXPECT_GT(st["total"]["device_bytes_in"].get<std::uint64_t>(), 0u);
+    EXPECT_EQ(p->generator().block_calls(), 0);
+  }
+  // Stopped at step 2, resumed: the executor's schedule starts at step 2.
+  test::TempDir state;
+  std::string id;
+  {
+    JobQueue q(state.path());
+    CheckpointStore store(state.path());
+    JobRunner runner(q, sf.registry, store);
+    id = q.submit(spec(7));
+    q.subscribe([&](const JobRecord& r, const std::string& kind) {
+      if (kind == "step" && r.step == 2) q.stop_running();
+    });
+    runner.run_one(*q.try_next());
+    ASSERT_EQ(q.get(id)->phase, JobPhase::kQueued);
+  }
+  StreamedFixture fresh(f.model.path(), 2 * block);  // a new process: new pool, same pack
+  JobQueue q(state.path());
+  CheckpointStore store(state.path());
+  JobRunner runner(q, fresh.registry, store);
+  runner.run_one(*q.try_next());
+  auto r = q.get(id);
+  ASSERT_EQ(r->phase, JobPhase::kDone) << r->error;
+  EXPECT_EQ(r->resumed_from_step, 2);
+  EXPECT_EQ(result(store, id), reference);
+  auto p = std::dynamic_pointer_cast<WanPipeline>(fresh.registry.pipeline("tiny"));
+  EXPECT_EQ(p->stream_stats()["job"]["steps"].get<int>(), 2);  // steps 2 and 3 only
+}
+
+TEST(WanPipeline, StreamedModeRefusesADeviceTierBelowTwoBlocks) {
+  Fixture f;
+  const std::uint64_t block = tiny_block_bytes(f.model.path());
+  StreamedFixture sf(f.model.path(), block);
+  test::TempDir state;
+  JobQueue q(state.path());
+  CheckpointStore store(state.path());
+  JobRunner runner(q, sf.registry, store);
+  std::string id = q.submit(spec(7));
+  runner.run_one(*q.try_next());
+  auto r = q.get(id);
+  EXPECT_EQ(r->phase, JobPhase::kFailed);
+  EXPECT_NE(r->error.find("two blocks"), std::string::npos) << r->error;
+  EXPECT_NE(r->error.find(std::to_string(block) + " bytes each"), std::string::npos) << r->error;
 }
 
 }  // namespace

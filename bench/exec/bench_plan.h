@@ -1,0 +1,66 @@
+// The planner's prediction (scheduler/plan, planner v1 with the default H100 calibration) for
+// one benchmark case, to sit beside the measurement in the bench JSON.
+//
+//   nlohmann::json p = planner_prediction(model_dir, 832, 480, 81, 40, 24ull << 30, 32ull << 30);
+//   // {"forward_s", "step_s", "cold_step_s", "job_s", "t5_s", "vae_s", "disk_floor_s", "disk_bytes",
+//   //  "peak_device_bytes", "host_bytes", "bound", "chunk_tokens", "plan": <wanctl plan JSON>}
+//   // or {"error": "..."} when the planner refuses the case (e.g. a tiny expert-only dir),
+//   // or null when this build has no planner (WAND_BENCH_HAVE_PLAN unset).
+//
+// Header-only (the bench binaries are its only users). Any thread.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#ifdef WAND_BENCH_HAVE_PLAN
+#include "scheduler/job_spec.h"
+#include "scheduler/plan/planner.h"
+#endif
+
+namespace wand::bench {
+
+inline nlohmann::json planner_prediction(const std::filesystem::path& model_dir, int width, int height, int frames,
+                                         int steps, std::uint64_t device_budget, std::uint64_t host_bytes) {
+#ifdef WAND_BENCH_HAVE_PLAN
+  namespace plan = wand::sched::plan;
+  try {
+    const plan::ModelShape m = plan::model_shape_from_dir(model_dir);
+    sched::JobSpec spec;
+    spec.task = "t2v";
+    spec.width = width;
+    spec.height = height;
+    spec.frames = frames;
+    spec.steps = steps;
+    const plan::Calibration cal = plan::Calibration::defaults();
+    const plan::SingleCardPlan p = plan::plan_single_card(m, spec, {0, device_budget}, host_bytes, cal);
+    return {{"source", "scheduler/plan v1, Calibration::defaults()"},
+            {"device_budget_bytes", device_budget},
+            {"host_budget_bytes", host_bytes},
+            {"forward_s", p.card.forward_s},
+            {"step_s", p.card.step_s},
+            {"cold_step_s", p.card.cold_step_s},
+            {"job_s", p.times.job_s},
+            {"t5_s", p.times.t5_s},
+            {"vae_s", p.times.vae_s},
+            {"steps_s", p.times.steps_s},
+            {"disk_floor_s", p.times.disk_floor_s},
+            {"disk_bytes", p.host.disk_bytes_per_job},
+            {"peak_device_bytes", p.card.peak.total()},
+            {"host_bytes", p.host.total()},
+            {"bound", p.card.bound},
+            {"chunk_tokens", p.card.chunk_tokens},
+            {"plan", p.to_json(m, cal)}};
+  } catch (const std::exception& e) {
+    return {{"error", e.what()}};
+  }
+#else
+  (void)model_dir, (void)width, (void)height, (void)frames, (void)steps, (void)device_budget, (void)host_bytes;
+  return nullptr;
+#endif
+}
+
+}  // namespace wand::bench

@@ -1,0 +1,243 @@
+#include "scheduler/exec/streamed_dit.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "memory/memory_pool.h"
+#include "model/checkpoint.h"
+#include "model/dit.h"
+#include "scheduler/exec/device_runtime.h"
+#include "scheduler/exec/dit_executor.h"
+#include "scheduler/exec/weight_store.h"
+
+namespace wand::sched::exec {
+
+namespace {
+
+// Note [Non-block bytes]: the non-block weights as WanDit holds them: the patch and text
+// embeddings in the run dtype, the time MLP, time projection and head in fp32 (dit.h,
+// Note [DiT precision islands]). Counted from the checkpoint's shapes, not measured; on
+// CUDA the allocator's reserved bytes after loading are the measured figure.
+std::uint64_t nonblock_bytes_of(const model::CheckpointDir& ck, model::RunDtype run) {
+  const std::uint64_t run_bytes = c10::elementSize(model::gemm_dtype(run));
+  std::uint64_t total = 0;
+  for (const std::string& n : ck.names()) {
+    if (n.rfind("blocks.", 0) == 0) continue;
+    const bool run_dtype = n.rfind("patch_embedding", 0) == 0 || n.rfind("text_embedding", 0) == 0;
+    total += static_cast<std::uint64_t>(ck.info(n).numel()) * (run_dtype ? run_bytes : 4);
+  }
+  return total;
+}
+
+}  // namespace
+
+StreamedDit::StreamedDit(memory::MemoryPool& pool, const std::vector<std::filesystem::path>& expert_dirs,
+                         StreamedDitOptions options)
+    : pool_(pool), opt_(std::move(options)) {
+  if (expert_dirs.empty() || expert_dirs.size() > 2) {
+    throw Error(ErrorCode::kBadRequest, "streamed DiT: expected one or two expert directories, got " +
+                                            std::to_string(expert_dirs.size()));
+  }
+  const int dev = opt_.device_tier;
+  if (dev < 0 || static_cast<std::size_t>(dev) >= pool_.tier_count() || dev == pool_.host_tier() ||
+      dev == pool_.disk_tier()) {
+    throw Error(ErrorCode::kConfig, "streamed DiT: tier " + std::to_string(dev) + " is not a device tier of the pool");
+  }
+  const at::Device device = opt_.cuda_device < 0 ? at::Device(at::kCPU)
+                                                 : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(opt_.cuda_device));
+  for (std::size_t e = 0; e < expert_dirs.size(); ++e) {
+    const model::CheckpointDir ck(expert_dirs[e]);
+    dits_.push_back(std::make_unique<model::WanDit>(model::WanDit::load(ck, opt_.run, device, /*load_blocks=*/false)));
+    WeightStoreOptions wo;
+    wo.run = opt_.run;
+    wo.pack_dir = opt_.pack_dir;
+    wo.name = expert_dirs.size() == 1 ? opt_.name : opt_.name + (e == 0 ? ".hi" : ".lo");
+    stores_.push_back(std::make_unique<WeightStore>(WeightStore::open(ck, pool_, wo)));
+    nonblock_bytes_ += nonblock_bytes_of(ck, opt_.run);
+    if (e > 0 && dits_[e]->num_layers() != dits_[0]->num_layers()) {
+      throw Error(ErrorCode::kModelFormat, "streamed DiT: experts differ in depth (" +
+                                               std::to_string(dits_[0]->num_layers()) + " and " +
+                                               std::to_string(dits_[e]->num_layers()) + " blocks)");
+    }
+  }
+  log::get("sched")->info("streamed dit name={} experts={} layers={} block={} nonblock={} tier={} direct={}",
+                          opt_.name, dits_.size(), dits_[0]->num_layers(), format_bytes(max_block_bytes()),
+                          format_bytes(nonblock_bytes_), pool_.tier(dev).name(), stores_[0]->direct());
+}
+
+StreamedDit::~StreamedDit() { end_job(); }
+
+std::uint64_t StreamedDit::max_block_bytes() const {
+  std::uint64_t m = 0;
+  for (const auto& s : stores_) {
+    for (const BlockBlob& b : s->blocks()) m = std::max(m, pool_.copy_bytes(b.id, opt_.device_tier));
+  }
+  return m;
+}
+
+void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
+  end_job();
+  for (std::size_t j = 0; j < expert_of_step.size(); ++j) {
+    const int e = expert_of_step[j];
+    if (e < 0 || static_cast<std::size_t>(e) >= dits_.size()) {
+      throw Error(ErrorCode::kInternal, "streamed DiT: step " + std::to_string(job.first_step + j) + " names expert " +
+                                            std::to_string(e) + " of " + std::to_string(dits_.size()));
+    }
+  }
+  const int dev = opt_.device_tier;
+  const std::uint64_t slots = opt_.budget.slot_bytes > 0 ? opt_.budget.slot_bytes : pool_.tier(dev).bytes_capacity();
+  const std::uint64_t block = max_block_bytes();
+  if (slots < 2 * block) {
+    throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': device tier " + pool_.tier(dev).name() +
+                                        " has " + format_bytes(slots) + " of weight slots (" + std::to_string(slots) +
+                                        " bytes) but streaming needs two blocks of " + format_bytes(block) + " (" +
+                                        std::to_string(block) + " bytes each: the block running and the next) = " +
+                                        format_bytes(2 * block));
+  }
+  // Window: two blocks ahead when the slots hold three (window + the block being released).
+  std::uint64_t window = opt_.window_bytes > 0 ? opt_.window_bytes : (slots >= 3 * block ? 2 * block : block);
+
+  DeviceBudget b = opt_.budget;
+  b.slot_bytes = slots;
+  const model::WanConfig& cfg = dits_[0]->config();
+  DitGeometry g;
+  g.tokens = job.seq_len;
+  g.dim = cfg.dim;
+  g.ffn_dim = cfg.ffn_dim;
+  g.text_len = cfg.text_len;
+  g.run_bytes = static_cast<int>(c10::elementSize(model::gemm_dtype(opt_.run)));
+  std::uint64_t room = b.activation_bytes;
+  if (room == 0 && b.budget_bytes > 0) {
+    const std::uint64_t fixed = b.context_bytes + slots + nonblock_bytes_;
+    if (fixed >= b.budget_bytes) {
+      throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': device budget " +
+                                          format_bytes(b.budget_bytes) + " leaves no room for activations: context " +
+                                          format_bytes(b.context_bytes) + " + weight slots " + format_bytes(slots) +
+                                          " + non-block weights " + format_bytes(nonblock_bytes_) + " = " +
+                                          format_bytes(fixed));
+    }
+    room = b.budget_bytes - fixed;
+    // check_device_budget counts context + slots + activation cap; the non-block weights
+    // live inside LibTorch's allocator, next to the activations.
+    b.activation_bytes = room + nonblock_bytes_;
+  }
+  std::int64_t chunk = 0;
+  g.spill_uncond = opt_.spill_uncond == 1;
+  if (opt_.chunk_tokens >= 0) {
+    chunk = opt_.chunk_tokens;
+  } else if (room > 0 && job.seq_len > 0) {
+    try {
+      chunk = choose_chunk_tokens(g, room);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kConfig || g.spill_uncond || opt_.spill_uncond == 0) throw;
+      g.spill_uncond = true;  // one fp32 stream on the device between blocks
+      try {
+        chunk = choose_chunk_tokens(g, room);
+      } catch (const Error& e2) {
+        throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': " + e2.what() +
+                                            " (with the uncond stream spilled to host)");
+      }
+    }
+  }
+  g.chunk_tokens = chunk;
+  const std::uint64_t need = (room > 0 && job.seq_len > 0) ? dit_activation_bytes(g) : 0;
+  if (need > room) {
+    throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': activation room " + format_bytes(room) +
+                                        " is below the estimated activation peak " + format_bytes(need) + " (" +
+                                        std::to_string(job.seq_len) + " tokens, chunk " + std::to_string(chunk) + ")");
+  }
+  for (auto& d : dits_) d->set_chunk_tokens(chunk);
+
+  std::vector<ExecutorExpert> ex;
+  for (std::size_t e = 0; e < dits_.size(); ++e) ex.push_back({dits_[e].get(), stores_[e].get()});
+  ExecutorOptions eo;
+  eo.device_tier = dev;
+  eo.cuda_device = opt_.cuda_device;
+  eo.window_bytes = window;
+  eo.host_window_bytes = opt_.host_window_bytes;
+  eo.budget = b;
+  eo.spill_uncond = g.spill_uncond;
+  eo.activation_need_bytes = need > 0 ? need + (opt_.budget.activation_bytes > 0 ? 0 : nonblock_bytes_) : 0;
+  exec_ = std::make_unique<DitExecutor>(pool_, std::move(ex), std::move(expert_of_step), eo);
+  if (opt_.cuda_device >= 0 && room > 0) cap_caching_allocator(opt_.cuda_device, nonblock_bytes_ + room);
+  first_step_ = job.first_step;
+  chunk_ = chunk;
+  spill_ = g.spill_uncond;
+  activation_need_ = need;
+  activation_room_ = room;
+  ++jobs_;
+  log::get("sched")->info(
+      "streamed dit job name={} first_step={} steps={} tokens={} chunk={} spill_uncond={} act_need={} room={}",
+      opt_.name, first_step_, exec_->num_steps(), job.seq_len, chunk, spill_, format_bytes(need), format_bytes(room));
+}
+
+void StreamedDit::end_job() {
+  if (!exec_) return;
+  const ExecutorStats& s = exec_->stats();
+  last_job_ = exec_->stats_json();
+  total_device_bytes_in_ += s.device_bytes_in;
+  total_host_bytes_in_ += s.host_bytes_in;
+  total_steps_ += s.steps;
+  exec_.reset();
+}
+
+model::CfgForwardFn StreamedDit::cfg_forward() {
+  return [this](const model::StepForwardInputs& in, const model::CancelCheck& check) { return forward(in, check); };
+}
+
+std::pair<at::Tensor, at::Tensor> StreamedDit::forward(const model::StepForwardInputs& in,
+                                                       const model::CancelCheck& check) {
+  if (!exec_) {
+    throw Error(ErrorCode::kInternal, "streamed DiT '" + opt_.name + "': a step ran outside a job (no begin_job)");
+  }
+  const std::int64_t k = in.step - first_step_;
+  if (k < 0 || k >= exec_->num_steps()) {
+    throw Error(ErrorCode::kInternal, "streamed DiT '" + opt_.name + "': generator step " + std::to_string(in.step) +
+                                          " is outside the job's schedule (steps " + std::to_string(first_step_) +
+                                          ".." + std::to_string(first_step_ + exec_->num_steps() - 1) + ")");
+  }
+  const int want = (dits_.size() == 1 || in.high_noise) ? 0 : 1;
+  if (exec_->expert_of_step(k) != want) {
+    throw Error(ErrorCode::kInternal, "streamed DiT '" + opt_.name + "': step " + std::to_string(in.step) +
+                                          " runs expert " + std::to_string(want) + " but the schedule planned " +
+                                          std::to_string(exec_->expert_of_step(k)));
+  }
+  StepInputs s;
+  s.x = in.x;
+  s.t = in.t;
+  s.context = in.context;
+  s.context_null = in.context_null;
+  s.seq_len = in.seq_len;
+  s.y = in.y;
+  return exec_->step_checked(k, s, check);
+}
+
+nlohmann::json StreamedDit::stats_json() const {
+  nlohmann::json stores = nlohmann::json::array();
+  for (const auto& s : stores_) stores.push_back(s->status_json());
+  nlohmann::json j = {{"name", opt_.name},
+                      {"experts", dits_.size()},
+                      {"stores", stores},
+                      {"max_block_bytes", max_block_bytes()},
+                      {"nonblock_bytes", nonblock_bytes_},
+                      {"chunk_tokens", chunk_},
+                      {"spill_uncond", spill_},
+                      {"activation_need_bytes", activation_need_},
+                      {"activation_room_bytes", activation_room_},
+                      {"jobs", jobs_},
+                      {"in_job", exec_ != nullptr}};
+  std::uint64_t dev_in = total_device_bytes_in_, host_in = total_host_bytes_in_, steps = total_steps_;
+  if (exec_) {
+    j["job"] = exec_->stats_json();
+    dev_in += exec_->stats().device_bytes_in;
+    host_in += exec_->stats().host_bytes_in;
+    steps += exec_->stats().steps;
+  } else {
+    j["job"] = last_job_;
+  }
+  j["total"] = {{"steps", steps}, {"device_bytes_in", dev_in}, {"host_bytes_in", host_in}};
+  return j;
+}
+
+}  // namespace wand::sched::exec

@@ -1,0 +1,100 @@
+#include "scheduler/plan/cost_model.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "common/error.h"
+
+namespace wand::sched::plan {
+
+namespace {
+[[noreturn]] void bad(const std::string& field, const std::string& why) {
+  throw Error(ErrorCode::kBadRequest, "plan: " + field + ": " + why);
+}
+}  // namespace
+
+nlohmann::json JobGeometry::to_json() const {
+  return {{"width", width},       {"height", height},       {"frames", frames},
+          {"steps", steps},       {"latent", {lat_f, lat_h, lat_w}},
+          {"tokens", tokens},     {"steps_high", steps_high}, {"steps_low", steps_low},
+          {"shift", shift}};
+}
+
+int high_noise_steps(const std::string& sampler, int steps, double shift, double boundary) {
+  if (boundary <= 0) return steps;
+  // model/sampler_schedule.cpp: UniPC linspace(float32(0.999), 0, N + 1)[:N]; DPM++ linspace(1, 0, N + 1)[:N];
+  // shifted sigma = shift s / (1 + (shift - 1) s); timestep = trunc(1000 sigma); high iff t >= 1000 boundary.
+  const double start = sampler == "dpm++" ? 1.0 : static_cast<double>(static_cast<float>(1.0 - 1.0 / 1000));
+  int n = 0;
+  for (int k = 0; k < steps; ++k) {
+    const double s = static_cast<double>(k) * ((0.0 - start) / steps) + start;
+    const double sig = shift * s / (1 + (shift - 1) * s);
+    const auto t = static_cast<std::int64_t>(sig * 1000);
+    if (static_cast<double>(t) >= boundary * 1000) ++n;
+  }
+  return n;
+}
+
+JobGeometry job_geometry(const ModelShape& m, const JobSpec& spec) {
+  JobGeometry g;
+  g.width = spec.width > 0 ? spec.width : m.default_width;
+  g.height = spec.height > 0 ? spec.height : m.default_height;
+  g.frames = spec.frames > 0 ? spec.frames : m.default_frames;
+  g.steps = spec.steps > 0 ? spec.steps : m.sample_steps;
+  g.shift = spec.shift ? *spec.shift : m.sample_shift;
+  const int mult_h = m.vae_stride_h * m.patch_h, mult_w = m.vae_stride_w * m.patch_w;
+  if (g.width % mult_w != 0) bad("width", std::to_string(g.width) + " is not a multiple of " + std::to_string(mult_w));
+  if (g.height % mult_h != 0) bad("height", std::to_string(g.height) + " is not a multiple of " + std::to_string(mult_h));
+  if ((g.frames - 1) % m.vae_stride_t != 0) {
+    bad("frames", std::to_string(g.frames) + " is not 4k + 1");
+  }
+  g.lat_f = (g.frames - 1) / m.vae_stride_t + 1;
+  g.lat_h = g.height / m.vae_stride_h;
+  g.lat_w = g.width / m.vae_stride_w;
+  g.tokens = g.lat_f * (g.lat_h / m.patch_h) * (g.lat_w / m.patch_w);
+  if (m.experts.size() >= 2) {
+    g.steps_high = high_noise_steps(spec.sampler, g.steps, g.shift, m.boundary);
+    g.steps_low = g.steps - g.steps_high;
+  } else {
+    g.steps_high = g.steps;
+    g.steps_low = 0;
+  }
+  return g;
+}
+
+BlockWork block_work(const ModelShape& m, std::int64_t tokens_local, std::int64_t tokens_total, int ranks) {
+  // Note [Block cost model].
+  const double S = static_cast<double>(tokens_local), St = static_cast<double>(tokens_total);
+  const double D = static_cast<double>(m.dim), F = static_cast<double>(m.ffn_dim), L = static_cast<double>(m.text_len);
+  BlockWork w;
+  w.gemm_flop = 8 * S * D * D + 4 * S * D * D + 4 * L * D * D + 4 * S * D * F;
+  w.attention_flop = 4 * St * St * D / ranks + 4 * S * L * D;
+  w.elementwise_tokens = S;
+  return w;
+}
+
+BlockTime block_time(const ModelShape& m, const BlockWork& w, const DeviceRates& r, const Calibration& c) {
+  BlockTime t;
+  t.gemm_s = w.gemm_flop / (r.gemm_tflops.value * 1e12);
+  t.attention_s = w.attention_flop / (r.attention_tflops.value * 1e12);
+  t.elementwise_s = c.elementwise_passes.value * w.elementwise_tokens * static_cast<double>(m.dim) * 4.0 /
+                    (r.hbm_gbps.value * 1e9);
+  return t;
+}
+
+std::uint64_t activation_bytes(std::int64_t tokens, std::int64_t dim, std::int64_t ffn_dim, std::int64_t text_len,
+                               std::int64_t chunk_tokens, int run_bytes, int branches) {
+  // Same terms as sched::exec::dit_activation_bytes (scheduler/exec/exec_budget.cpp), with the
+  // residual streams counted per branch held on the card.
+  const auto S = static_cast<std::uint64_t>(tokens), D = static_cast<std::uint64_t>(dim),
+             F = static_cast<std::uint64_t>(ffn_dim), L = static_cast<std::uint64_t>(text_len),
+             e = static_cast<std::uint64_t>(run_bytes);
+  const std::uint64_t chunk = chunk_tokens > 0 ? std::min<std::uint64_t>(S, static_cast<std::uint64_t>(chunk_tokens)) : S;
+  const std::uint64_t streams = static_cast<std::uint64_t>(branches) * S * D * 4;
+  const std::uint64_t inputs = S * D * e + 2 * L * D * e + S * 64 * 4;
+  const std::uint64_t attn = S * D * 4 + 5 * S * D * e;
+  const std::uint64_t ffn = S * D * 4 + 2 * S * D * e + 2 * chunk * F * e;
+  return streams + inputs + std::max(attn, ffn);
+}
+
+}  // namespace wand::sched::plan

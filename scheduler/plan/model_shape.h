@@ -1,0 +1,93 @@
+// ModelShape: the byte and geometry facts of a Wan2.2 model directory that the planner
+// needs, read without LibTorch: each expert's config.json and the headers of its
+// safetensors shards (the data is never read), plus the umT5 .pth and VAE .pth sizes.
+//
+//   ModelShape m = model_shape_from_dir("/srv/models/Wan2.2-T2V-A14B");  // throws Error
+//   m.variant;                       // "t2v-A14B"
+//   m.experts.size();                // 2 (high_noise_model, low_noise_model); ti2v: 1
+//   m.max_block_run_bytes();         // bytes of the largest block in the run dtype (bf16)
+//
+// Layouts (as model/pipeline.cpp's probe): A14B = high_noise_model/ + low_noise_model/
+// (each config.json + shards + optional index) and Wan2.1_VAE.pth at the root; ti2v =
+// config.json + shards + Wan2.2_VAE.pth at the root. Tiny presets use the same layouts.
+// Shards come from diffusion_pytorch_model.safetensors.index.json's weight_map when it
+// exists (paths relative to the expert dir, "../high_noise_model/x" included), else every
+// *.safetensors file of the expert dir.
+//
+// Note [Planner model facts]: the geometry (dim, ffn, heads, layers, text_len) comes from
+// config.json; the bytes come from the safetensors headers (shape x dtype of every tensor
+// named blocks.<i>.*), never from formulas, so a checkpoint in another dtype or a custom
+// geometry is planned from what is on disk. Run-dtype bytes (what the weight store streams,
+// bf16) are params x 2. The variant and pipeline constants (boundary, shift, VAE stride)
+// mirror model/wan_config.cpp, which the planner cannot link (LibTorch).
+//
+// Errors: Error(kModelFormat) or Error(kIo) naming the file. Plain value types; any thread.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace wand::sched::plan {
+
+// One safetensors tensor header entry.
+struct TensorInfo {
+  std::string name;
+  std::string dtype;               // "F32", "BF16", ...
+  std::vector<std::int64_t> shape;
+  std::uint64_t bytes = 0;         // data_offsets[1] - data_offsets[0]
+};
+
+// Parses the header of one .safetensors file (8-byte little-endian length + JSON).
+// Checks that every entry's byte range matches shape x dtype and lies inside the file.
+std::vector<TensorInfo> read_safetensors_header(const std::filesystem::path& file);
+
+// Element size of a safetensors dtype string; throws Error(kModelFormat) for unknown ones.
+int safetensors_dtype_bytes(const std::string& dtype, const std::string& where);
+
+struct ExpertShape {
+  std::string name;                        // "high_noise_model", "low_noise_model", "" (root)
+  std::filesystem::path dir;
+  std::vector<std::uint64_t> block_params; // per block index 0..num_layers-1
+  std::vector<std::uint64_t> block_stored_bytes;
+  std::uint64_t non_block_params = 0;
+  std::uint64_t non_block_stored_bytes = 0;
+  std::string stored_dtype;                // "F32", "BF16" or "mixed"
+  std::uint64_t stored_bytes() const;      // all tensors as stored
+};
+
+struct ModelShape {
+  std::filesystem::path dir;
+  std::string variant;      // t2v-A14B | i2v-A14B | ti2v-5B | tiny-<type> | custom-<type>
+  std::string model_type;   // t2v | i2v | ti2v
+  std::int64_t dim = 0, ffn_dim = 0, num_heads = 0, num_layers = 0;
+  std::int64_t text_len = 512, text_dim = 4096, in_dim = 0, out_dim = 0;
+  int vae_stride_t = 4, vae_stride_h = 8, vae_stride_w = 8;
+  int patch_h = 2, patch_w = 2;
+  // Pipeline constants of the family (model/wan_config.cpp apply_family).
+  double boundary = 0.0;
+  double sample_shift = 5.0;
+  int sample_steps = 50;
+  int default_frames = 81;
+  int default_width = 1280, default_height = 720;
+  std::vector<ExpertShape> experts;
+  bool experts_share_shards = false;  // low_noise_model's index points at high_noise_model's shards
+  std::filesystem::path t5_file, vae_file;
+  std::uint64_t t5_bytes = 0;         // file size of the umT5 .pth (bf16 in the release)
+  std::uint64_t vae_bytes = 0;        // file size of the VAE .pth (fp32)
+  int run_bytes = 2;                  // element size of the run dtype (bf16)
+
+  std::uint64_t max_block_run_bytes() const;      // largest block over the experts, run dtype
+  std::uint64_t expert_run_bytes(std::size_t e) const;  // blocks + non-block, run dtype
+  std::uint64_t blocks_run_bytes(std::size_t e) const;  // blocks only, run dtype
+  std::uint64_t non_block_run_bytes(std::size_t e) const;
+  nlohmann::json to_json() const;
+};
+
+// Reads a model directory; throws Error naming the file that is missing or malformed.
+ModelShape model_shape_from_dir(const std::filesystem::path& dir);
+
+}  // namespace wand::sched::plan

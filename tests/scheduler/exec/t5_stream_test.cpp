@@ -1,0 +1,162 @@
+// T5Stream (umT5 layers streamed from the .pth through the pool) against the resident
+// model::T5Encoder on the tiny umT5 that wand-make-model's t5 part writes (bf16 .pth,
+// 2 layers, dim 64): bit-identical in fp32 and bf16, every layer read once, the device
+// tier empty afterwards, the errors named. CPU only (a CpuDeviceTier); label scheduler.
+#include "scheduler/exec/t5_stream.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "common/error.h"
+#include "memory/memory_pool.h"
+#include "model/make_model/parts.h"
+#include "model/pth.h"
+#include "model/t5_encoder.h"
+#include "model/text_clean.h"
+#include "model/tokenizer.h"
+#include "tests/scheduler/exec/tiny_expert.h"
+#include "tests/scheduler/test_dir.h"
+
+namespace wand::sched::exec {
+namespace {
+
+namespace fs = std::filesystem;
+
+class T5StreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model::make::write_t5_part(dir_.path(), "tiny-t2v", 7);
+    pth_ = (dir_.path() / "models_t5_umt5-xxl-enc-bf16.pth").string();
+    tok_ = std::make_unique<model::Tokenizer>(model::Tokenizer::load((dir_.path() / "google" / "umt5-xxl").string()));
+  }
+  // ids / mask [2, 32] of two prompts (different lengths, shared tokens, padding).
+  std::pair<at::Tensor, at::Tensor> batch() const {
+    std::vector<int64_t> ids, mask;
+    for (const char* p : {"a red kite over the sea at dawn", "a cat"}) {
+      const model::TokenizedText t = tok_->encode(model::clean_text(p), 32);
+      ids.insert(ids.end(), t.ids.begin(), t.ids.end());
+      mask.insert(mask.end(), t.mask.begin(), t.mask.end());
+    }
+    return {at::tensor(ids, at::kLong).view({2, 32}), at::tensor(mask, at::kLong).view({2, 32})};
+  }
+
+  test::TempDir dir_;
+  std::string pth_;
+  std::unique_ptr<model::Tokenizer> tok_;
+};
+
+T5StreamOptions cpu_options(memory::MemoryPool& pool, model::RunDtype run) {
+  T5StreamOptions o;
+  o.device_tier = pool.device_tier(0);
+  o.run = run;
+  return o;
+}
+
+TEST_F(T5StreamTest, Fp32EqualsResidentEncoderBitwise) {
+  const model::T5Encoder ref = model::T5Encoder::load(pth_, model::RunDtype::kFloat32, at::kCPU);
+  // Host and device tiers each hold two layers (+ slack): the encoder streams for real.
+  memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
+  T5Stream t5(pth_, pool, cpu_options(pool, model::RunDtype::kFloat32));
+  ASSERT_EQ(t5.num_layers(), 2);
+  EXPECT_LT(2 * t5.layer_bytes(0), std::uint64_t{1} << 20);
+  auto [ids, mask] = batch();
+  const at::Tensor want = ref.forward(ids, mask);
+  const at::Tensor got = t5.forward(ids, mask);
+  ASSERT_EQ(got.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(got, want)) << "max |diff| " << (got - want).abs().max().item<float>();
+
+  const auto want_ctx = ref.encode_texts(*tok_, {"a red kite", ""}, 64);
+  const auto got_ctx = t5.encode_texts(*tok_, {"a red kite", ""}, 64);
+  ASSERT_EQ(got_ctx.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(got_ctx[i].sizes(), want_ctx[i].sizes());
+    EXPECT_TRUE(at::equal(got_ctx[i], want_ctx[i])) << "text " << i;
+  }
+  // Each layer's bytes requested once per encode (3 encodes), nothing left on the device
+  // tier, only the distinct tokens' embedding rows read.
+  const T5StreamStats& s = t5.stats();
+  EXPECT_EQ(s.encodes, 3u);
+  EXPECT_EQ(s.layers_run, 6u);
+  EXPECT_EQ(s.bytes_requested, 3 * t5.total_layer_bytes());
+  EXPECT_TRUE(pool.resident(pool.device_tier(0)).empty());
+  std::set<int64_t> distinct(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  const std::uint64_t row = static_cast<std::uint64_t>(t5.config().dim) * 2;  // bf16 rows
+  EXPECT_GE(s.embed_bytes_read, distinct.size() * row);
+  EXPECT_LT(s.embed_bytes_read, static_cast<std::uint64_t>(t5.config().vocab) * row);
+  const nlohmann::json j = t5.stats_json();
+  EXPECT_EQ(j.at("layers_run").get<std::uint64_t>(), 6u);
+  EXPECT_EQ(j.at("blobs").get<std::size_t>(), t5.num_blobs());
+}
+
+TEST_F(T5StreamTest, Bf16EqualsResidentEncoderBitwise) {
+  const model::T5Encoder ref = model::T5Encoder::load(pth_, model::RunDtype::kBFloat16, at::kCPU);
+  memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
+  T5Stream t5(pth_, pool, cpu_options(pool, model::RunDtype::kBFloat16));
+  auto [ids, mask] = batch();
+  const at::Tensor got = t5.forward(ids, mask);
+  ASSERT_EQ(got.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(got, ref.forward(ids, mask)));
+}
+
+TEST_F(T5StreamTest, ScatteredTensorsOneBlobEachStillExact) {
+  // max_gap 0: the zip headers between entries split every tensor into its own blob
+  // (the layout a release file with scattered storages gets).
+  const model::T5Encoder ref = model::T5Encoder::load(pth_, model::RunDtype::kFloat32, at::kCPU);
+  memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
+  T5StreamOptions o = cpu_options(pool, model::RunDtype::kFloat32);
+  o.max_gap_bytes = 0;
+  o.prefetch_layers = 0;
+  T5Stream t5(pth_, pool, o);
+  EXPECT_EQ(t5.num_blobs(), 20u);
+  auto [ids, mask] = batch();
+  EXPECT_TRUE(at::equal(t5.forward(ids, mask), ref.forward(ids, mask)));
+  // Back to back with the default gap: one blob per layer.
+  T5StreamOptions d = cpu_options(pool, model::RunDtype::kFloat32);
+  d.name = "t5b";
+  T5Stream packed(pth_, pool, d);
+  EXPECT_EQ(packed.num_blobs(), 2u);
+}
+
+TEST_F(T5StreamTest, BlobsDroppedWithTheStream) {
+  memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
+  {
+    T5Stream t5(pth_, pool, cpu_options(pool, model::RunDtype::kFloat32));
+    EXPECT_TRUE(pool.find_blob("t5.layer.0.0").has_value());
+  }
+  EXPECT_FALSE(pool.find_blob("t5.layer.0.0").has_value());
+  // Same name again: registration succeeds (nothing left behind).
+  T5Stream again(pth_, pool, cpu_options(pool, model::RunDtype::kFloat32));
+  EXPECT_EQ(again.num_layers(), 2);
+}
+
+TEST_F(T5StreamTest, ErrorsNameTheProblem) {
+  memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
+  T5StreamOptions no_tier;
+  try {
+    T5Stream t5(pth_, pool, no_tier);
+    FAIL() << "no device tier accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_NE(std::string(e.what()).find("device tier"), std::string::npos) << e.what();
+  }
+  T5Stream t5(pth_, pool, cpu_options(pool, model::RunDtype::kFloat32));
+  const at::Tensor bad = at::full({1, 4}, t5.config().vocab, at::kLong);
+  try {
+    t5.forward(bad, at::ones({1, 4}, at::kLong));
+    FAIL() << "token id outside the vocabulary accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadRequest);
+    EXPECT_NE(std::string(e.what()).find("vocabulary"), std::string::npos) << e.what();
+  }
+  // A device tier (64 KiB) smaller than one layer (~94 KiB): the pool refuses the layer.
+  memory::MemoryPool small(test::tiny_pool_config(1 << 20, 1 << 16));
+  T5Stream tiny(pth_, small, cpu_options(small, model::RunDtype::kFloat32));
+  ASSERT_GT(tiny.layer_bytes(0), std::uint64_t{1} << 16);
+  auto [ids, mask] = batch();
+  EXPECT_ANY_THROW(tiny.forward(ids, mask));
+}
+
+}  // namespace
+}  // namespace wand::sched::exec

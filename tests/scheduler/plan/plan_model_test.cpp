@@ -1,0 +1,77 @@
+// The planner against the LibTorch side: model_shape_from_dir on tiny models written by
+// wand-make-model (make_model), and activation_bytes against sched::exec::dit_activation_bytes.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "model/make_model/make_model.h"
+#include "model/wan_config.h"
+#include "scheduler/exec/exec_budget.h"
+#include "scheduler/plan/cost_model.h"
+#include "scheduler/plan/model_shape.h"
+#include "tests/scheduler/test_dir.h"
+
+namespace wand::sched::plan {
+namespace {
+
+std::uint64_t params_of(const std::vector<std::pair<std::string, std::vector<int64_t>>>& ts) {
+  std::uint64_t n = 0;
+  for (const auto& [name, shape] : ts) {
+    std::uint64_t k = 1;
+    for (auto d : shape) k *= static_cast<std::uint64_t>(d);
+    n += k;
+  }
+  return n;
+}
+
+void check_preset(const std::string& preset, std::size_t experts) {
+  wand::test::TempDir tmp;
+  model::make::MakeModelOptions o;
+  o.preset = preset;
+  o.out = tmp.path() / preset;
+  o.seed = 3;
+  model::make::make_model(o);
+  const ModelShape m = model_shape_from_dir(o.out);
+  EXPECT_EQ(m.variant, preset);
+  ASSERT_EQ(m.experts.size(), experts);
+  const auto cfg_file = experts == 2 ? o.out / "high_noise_model" / "config.json" : o.out / "config.json";
+  std::ifstream in(cfg_file);
+  const model::WanConfig cfg = model::WanConfig::from_checkpoint(nlohmann::json::parse(in), cfg_file.string());
+  EXPECT_EQ(m.num_layers, cfg.num_layers);
+  EXPECT_EQ(m.text_dim, cfg.text_dim);
+  for (const auto& e : m.experts) {
+    for (int64_t b = 0; b < cfg.num_layers; ++b) {
+      EXPECT_EQ(e.block_params[static_cast<std::size_t>(b)], params_of(cfg.block_tensors(b)));
+      EXPECT_EQ(e.block_stored_bytes[static_cast<std::size_t>(b)], 4 * params_of(cfg.block_tensors(b)));  // fp32
+    }
+    EXPECT_EQ(e.non_block_params, params_of(cfg.non_block_tensors()));
+    EXPECT_EQ(e.stored_dtype, "F32");
+  }
+  EXPECT_EQ(m.t5_bytes, std::filesystem::file_size(m.t5_file));
+  EXPECT_GT(m.t5_bytes, 0u);
+  EXPECT_EQ(m.vae_bytes, std::filesystem::file_size(m.vae_file));
+  EXPECT_EQ(m.vae_stride_h, cfg.vae_stride_h);
+  EXPECT_DOUBLE_EQ(m.boundary, cfg.boundary);
+}
+
+TEST(PlanModelShapeMakeModel, TinyT2vFromWandMakeModel) { check_preset("tiny-t2v", 2); }
+TEST(PlanModelShapeMakeModel, TinyTi2vFromWandMakeModel) { check_preset("tiny-ti2v", 1); }
+
+TEST(PlanActivation, SameFormulaAsTheExecutorBudget) {
+  for (std::int64_t S : {7800, 32760, 75600}) {
+    for (std::int64_t chunk : {0, 16384, 1024}) {
+      exec::DitGeometry g;
+      g.tokens = S;
+      g.dim = 5120;
+      g.ffn_dim = 13824;
+      g.text_len = 512;
+      g.chunk_tokens = chunk;
+      g.run_bytes = 2;
+      EXPECT_EQ(activation_bytes(S, 5120, 13824, 512, chunk, 2, /*branches=*/2), exec::dit_activation_bytes(g))
+          << S << " " << chunk;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace wand::sched::plan
