@@ -9,9 +9,10 @@
 # Writes bench/results/exec-<card>-<date>.{json,md} (summarize.py: tables, ratios, targets).
 #
 #   bench/exec/run.sh --prepare-only            # write the model once (~40 GB; start it early)
-#   bench/exec/run.sh [--only ab|c] [--build DIR] [--model DIR] [--no-pytorch] [-- bench_streamed_step args]
+#   bench/exec/run.sh [--only ab|c|eager] [--build DIR] [--model DIR] [--no-pytorch] [-- bench_streamed_step args]
 #   bench/exec/run.sh BUILD_DIR                 # old form: everything, build dir first
 #   bench/exec/run.sh --tiny --build build-x --model /tmp/tiny   # CPU check of this script (tiny-t2v, meaningless numbers)
+# (eager: bench/dit/pytorch_forward.py, the 40 blocks of one expert in PyTorch eager.)
 # Each stage prints its wall time. One GPU call is 10 minutes at most: with the model written,
 # `--only ab` and `--only c` each stay well under 9 (run them as two calls if one is tight).
 # A concurrent prepare (lock file next to the model) is waited for, never repeated.
@@ -40,7 +41,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-case "$only" in all|ab|c) ;; *) echo "run.sh: --only ab|c" >&2; exit 2 ;; esac
+case "$only" in all|ab|c|eager) ;; *) echo "run.sh: --only ab|c|eager" >&2; exit 2 ;; esac
 now() { date +%s.%N; }
 took() { python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(now)"; }
 t_start=$(now)
@@ -83,6 +84,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 ab_json="$work/ab.json"
 c_json="$work/c.json"
+eager_json="$work/eager.json"
 py=${WAND_TORCH_PYTHON:-}
 if [[ -z "$py" ]]; then
   if [[ -x /opt/torch/.venv/bin/python3 ]]; then py=/opt/torch/.venv/bin/python3; else py=python3; fi
@@ -148,8 +150,17 @@ fi
 
 results="${WAND_BENCH_RESULTS:-$root/bench/results}"
 mkdir -p "$results"
+# ---- PyTorch eager, a whole expert (40 blocks resident, read from the same shards): optional
+# stage (`--only eager`, or part of a full run), ~1.5 min on an H100.
+if [[ ( $only == all || $only == eager ) && $pytorch == 1 ]]; then
+  t0=$(now)
+  "$py" "$root/bench/dit/pytorch_forward.py" --expert "$model/high_noise_model" --tokens 32760,75600 \
+    --iters 2 --warmup 1 --json "$eager_json" || echo "run.sh: pytorch_forward.py failed"
+  echo "run.sh: PyTorch eager 40-block forward took $(took "$t0") s"
+fi
+
 base="$results/exec-${card}-${stamp}"
-python3 "$here/summarize.py" --ab "$ab_json" --c "$c_json" --card "$card" \
+python3 "$here/summarize.py" --ab "$ab_json" --c "$c_json" --eager "$eager_json" --card "$card" \
   --command "bench/exec/run.sh --only $only --model $model ${tiny[*]}${extra:+ -- ${extra[*]}}" \
   --out-json "$base.json" --out-md "$base.md" > /dev/null
 echo "run.sh: results in $base.json and $base.md (total $(took "$t_start") s)"

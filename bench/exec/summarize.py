@@ -50,14 +50,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ab")
     ap.add_argument("--c")
+    ap.add_argument("--eager")
     ap.add_argument("--card", default="unknown")
     ap.add_argument("--command", default="")
     ap.add_argument("--out-json", required=True)
     ap.add_argument("--out-md", required=True)
     a = ap.parse_args()
-    ab, c = load(a.ab), load(a.c)
+    ab, c, eager = load(a.ab), load(a.c), load(a.eager)
     date = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
-    merged = {"card": a.card, "date": date, "command": a.command, "ab": ab, "c": c, "targets": {}}
+    merged = {"card": a.card, "date": date, "command": a.command, "ab": ab, "c": c, "pytorch_eager_forward": eager, "targets": {}}
     t = merged["targets"]
     md = ["# Streamed A14B executor: (a) resident, (b) 24 GiB VRAM, (c) 24 GiB VRAM + 32 GiB host",
           "", "Card: %s. Date: %s." % (a.card, date), "", "Command: `%s`" % a.command, ""]
@@ -95,6 +96,20 @@ def main():
         pe = ab.get("pytorch_eager")
         if pe:
             md += ["PyTorch eager: %s (torch %s on %s)." % (pe.get("note"), pe.get("torch"), pe.get("device")), ""]
+
+    # ---- PyTorch eager, whole expert
+    if eager:
+        res_a = {r["tokens"]: r.get("resident") or {} for r in (ab or {}).get("results", [])}
+        md += ["## PyTorch eager: %d blocks of one expert, all resident (%s, torch %s)" %
+               (eager.get("layers", 0), eager.get("device"), eager.get("torch")), "",
+               "| tokens | eager forward s | eager CFG step s | (a) C++ forward s | (a) / eager | eager peak GiB |",
+               "|---|---|---|---|---|---|"]
+        for r in eager.get("results", []):
+            cf = res_a.get(r["tokens"], {}).get("forward_s")
+            md.append("| %d | %s | %s | %s | %s | %s |" % (r["tokens"], sec(r.get("forward_s")), sec(r.get("cfg_step_s")),
+                                                          sec(cf), sec(ratio(cf, r.get("forward_s"))),
+                                                          gib(r.get("peak_allocated_bytes"))))
+        md += ["", "(non-block parts excluded: %s)" % eager.get("note", ""), ""]
 
     # ---- (c)
     if c:

@@ -218,6 +218,12 @@ HostPlan plan_host(const ModelShape& m, const JobGeometry& g, std::uint64_t host
   return h;
 }
 
+void discount_device_residency(HostPlan& h, const std::vector<CardPlan>& cards) {
+  bool all_resident = !cards.empty();
+  for (const auto& c : cards) all_resident = all_resident && c.feasible && !c.streaming();
+  if (all_resident) h.disk_bytes_per_job = 0;
+}
+
 json JobTimes::to_json() const {
   return {{"t5_s", t5_s},           {"steps_s", steps_s}, {"disk_floor_s", disk_floor_s},
           {"denoise_s", denoise_s}, {"vae_s", vae_s},     {"job_s", job_s}};

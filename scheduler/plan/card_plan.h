@@ -102,6 +102,10 @@ struct HostPlan {
 // window (4 blocks) that streaming from disk needs.
 HostPlan plan_host(const ModelShape& m, const JobGeometry& g, std::uint64_t host_bytes, const Calibration& cal);
 
+// Cards that keep every block resident never re-read the DiT from disk per job (it was
+// loaded once): disk_bytes_per_job becomes 0 when every card of the strategy is resident.
+void discount_device_residency(HostPlan& h, const std::vector<CardPlan>& cards);
+
 struct JobTimes {
   double t5_s = 0;          // text encoding (umT5 weights over PCIe or from disk + compute)
   double denoise_s = 0;     // max(steps, disk floor)

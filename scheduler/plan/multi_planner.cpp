@@ -116,6 +116,7 @@ StrategyPrediction evaluate_strategy(const ModelShape& m, const JobGeometry& g, 
     cold_steps = std::max(cold_steps, p.cold_steps_per_job);
   }
   sp.cards = chosen;
+  discount_device_residency(host, chosen);
   sp.times = job_times(m, g, host, cal, sp.step_s, cold, cold_steps);
   return sp;
 }
@@ -193,6 +194,7 @@ MultiPlan plan_multi(const ModelShape& m, const std::vector<JobSpec>& queue, con
   if (queue.size() == 1) {
     out.mode = "latency";
     out.choice = *best;
+    discount_device_residency(out.host, best->cards);
     out.jobs.push_back({0, *best, 0.0, best->times.job_s});
     out.makespan_s = best->times.job_s;
     out.jobs_per_hour = out.makespan_s > 0 ? 3600.0 / out.makespan_s : 0;
@@ -202,10 +204,10 @@ MultiPlan plan_multi(const ModelShape& m, const std::vector<JobSpec>& queue, con
   // Throughput: job-parallel list scheduling over the cards, each job on one card.
   out.mode = "throughput";
   std::vector<double> avail(mc.devices.size(), 0.0);
-  const int concurrent = std::min<int>(n, static_cast<int>(queue.size()));
+  const int usable = n - static_cast<int>(out.excluded.size());
+  const int concurrent = std::max(1, std::min<int>(usable, static_cast<int>(queue.size())));
   Calibration shared = cal;  // disk shared by the jobs that read it at once
   if (out.host.disk_bytes_per_job > 0) shared.disk_gbps.value = cal.disk_gbps.value / concurrent;
-  std::vector<char> used(mc.devices.size(), 0);
   for (std::size_t j = 0; j < queue.size(); ++j) {
     const JobGeometry gj = job_geometry(m, queue[j]);
     const HostPlan hj = plan_host(m, gj, mc.host_bytes, cal);
@@ -222,7 +224,9 @@ MultiPlan plan_multi(const ModelShape& m, const std::vector<JobSpec>& queue, con
         no_fit += (no_fit.empty() ? "" : "; ") + p.reason;
         continue;
       }
-      const JobTimes t = job_times(m, gj, hj, shared, p.step_s, p.cold_step_s, p.cold_steps_per_job);
+      HostPlan hc = hj;
+      discount_device_residency(hc, {p});
+      const JobTimes t = job_times(m, gj, hc, shared, p.step_s, p.cold_step_s, p.cold_steps_per_job);
       if (avail[c] + t.job_s < best_end) {
         best_end = avail[c] + t.job_s;
         a.prediction.feasible = true;
@@ -241,7 +245,6 @@ MultiPlan plan_multi(const ModelShape& m, const std::vector<JobSpec>& queue, con
       for (std::size_t c = 0; c < mc.devices.size(); ++c) {
         if (mc.devices[c].index == a.prediction.devices[0]) {
           avail[c] = a.end_s;
-          used[c] = 1;
         }
       }
       out.makespan_s = std::max(out.makespan_s, a.end_s);
@@ -265,7 +268,6 @@ MultiPlan plan_multi(const ModelShape& m, const std::vector<JobSpec>& queue, con
     out.choice.forward_s = std::max(out.choice.forward_s, a.prediction.forward_s);
     if (out.choice.times.job_s < a.prediction.times.job_s) out.choice.times = a.prediction.times;
   }
-  (void)used;
   return out;
 }
 

@@ -94,6 +94,7 @@ SingleCardPlan plan_single_card(const ModelShape& m, const JobSpec& spec, const 
   p.card = plan_card(m, p.geom, dev, cal, w);
   if (!p.card.feasible) throw Error(ErrorCode::kConfig, "plan: " + p.card.reason);
   p.host = plan_host(m, p.geom, host_bytes, cal);
+  discount_device_residency(p.host, {p.card});
   p.times = job_times(m, p.geom, p.host, cal, p.card.step_s, p.card.cold_step_s, p.card.cold_steps_per_job);
   return p;
 }

@@ -1,7 +1,9 @@
 // T5Stream (umT5 layers streamed from the .pth through the pool) against the resident
 // model::T5Encoder on the tiny umT5 that wand-make-model's t5 part writes (bf16 .pth,
 // 2 layers, dim 64): bit-identical in fp32 and bf16, every layer read once, the device
-// tier empty afterwards, the errors named. CPU only (a CpuDeviceTier); label scheduler.
+// tier empty afterwards, the errors named. CPU (a CpuDeviceTier); label scheduler.
+// Built a second time with WAND_T5_STREAM_GPU (wand_t5_stream_gpu_tests, labels scheduler + gpu):
+// then only the CUDA case compiles in, which skips without a CUDA LibTorch and a GPU.
 #include "scheduler/exec/t5_stream.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +20,10 @@
 #include "model/tokenizer.h"
 #include "tests/scheduler/exec/tiny_expert.h"
 #include "tests/scheduler/test_dir.h"
+#if defined(WAND_T5_STREAM_GPU) && defined(WAND_HAVE_CUDA)
+#include "memory/cuda/pinned_host.h"
+#include "scheduler/exec/device_runtime.h"
+#endif
 
 namespace wand::sched::exec {
 namespace {
@@ -46,6 +52,8 @@ class T5StreamTest : public ::testing::Test {
   std::string pth_;
   std::unique_ptr<model::Tokenizer> tok_;
 };
+
+#ifndef WAND_T5_STREAM_GPU
 
 T5StreamOptions cpu_options(memory::MemoryPool& pool, model::RunDtype run) {
   T5StreamOptions o;
@@ -157,6 +165,47 @@ TEST_F(T5StreamTest, ErrorsNameTheProblem) {
   auto [ids, mask] = batch();
   EXPECT_ANY_THROW(tiny.forward(ids, mask));
 }
+
+#else  // WAND_T5_STREAM_GPU
+
+// On the card: layers in a CudaTier of three layers' room, pinned host staging, the stored bf16
+// converted on the device. Same kernels on the same inputs as the resident encoder; the views
+// differ from the resident tensors only in their addresses, so the results are compared
+// bitwise (reported) and within 1e-5 (fp32) / 1e-2 (bf16) relative (asserted), in case a
+// GEMM picks another algorithm for another pointer alignment.
+TEST_F(T5StreamTest, CudaStreamedMatchesResidentOnTheCard) {
+#if !defined(WAND_EXEC_TORCH_CUDA) || !defined(WAND_HAVE_CUDA)
+  GTEST_SKIP() << "LibTorch without CUDA";
+#else
+  if (!torch_cuda_available()) GTEST_SKIP() << "no GPU";
+  const at::Device cuda(at::kCUDA, 0);
+  auto [ids, mask] = batch();
+  for (model::RunDtype run : {model::RunDtype::kFloat32, model::RunDtype::kBFloat16}) {
+    SCOPED_TRACE(model::run_dtype_name(run));
+    const model::T5Encoder ref = model::T5Encoder::load(pth_, run, cuda);
+    nlohmann::json pj = {{"host", {{"bytes", 4ull << 20}, {"pinned", true}}},
+                         {"devices", nlohmann::json::array({{{"index", 0}, {"bytes", 4ull << 20}, {"backend", "cuda"}}})},
+                         {"io", {{"engine", "psync"}}}};
+    memory::MemoryPool pool(memory::PoolConfig::from_json(pj), memory::cuda::pool_deps());
+    T5StreamOptions o;
+    o.device_tier = pool.device_tier(0);
+    o.cuda_device = 0;
+    o.run = run;
+    T5Stream t5(pth_, pool, o);
+    const at::Tensor want = ref.forward(ids.to(cuda), mask.to(cuda)).to(at::kCPU, at::kFloat);
+    const at::Tensor got = t5.forward(ids, mask).to(at::kCPU, at::kFloat);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    const double rel = ((got - want).norm() / want.norm()).item<double>();
+    RecordProperty(std::string("bitwise_") + model::run_dtype_name(run), at::equal(got, want) ? "yes" : "no");
+    EXPECT_LT(rel, run == model::RunDtype::kFloat32 ? 1e-5 : 1e-2) << "relative L2 " << rel;
+    EXPECT_EQ(t5.stats().layers_run, 2u);
+    EXPECT_EQ(t5.stats().bytes_requested, t5.total_layer_bytes());
+    EXPECT_TRUE(pool.resident(pool.device_tier(0)).empty());
+  }
+#endif
+}
+
+#endif  // WAND_T5_STREAM_GPU
 
 }  // namespace
 }  // namespace wand::sched::exec

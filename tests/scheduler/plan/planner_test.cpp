@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "scheduler/exec/exec_budget.h"
 #include "scheduler/plan/multi_planner.h"
 #include "scheduler/plan/planner.h"
 #include "tests/scheduler/plan/model_dir_writer.h"
@@ -146,6 +147,11 @@ TEST_F(PlanA14B, A32GiBHostReadsTheExpertsFromDiskEveryJob) {
   EXPECT_DOUBLE_EQ(p.times.disk_floor_s, static_cast<double>(2 * (dit - cache)) / 1.86e9);
   EXPECT_NEAR(p.times.t5_s, static_cast<double>(test::kT5Bytes) / 1.86e9, 0.1);  // umT5 from disk
   EXPECT_LE(p.host.total(), 32 * kGiB);
+  // An 80 GB card keeps every block: nothing is re-read per job (only umT5 comes from disk).
+  const SingleCardPlan big = plan_single_card(m(), job(832, 480), {0, 76 * kGiB}, 32 * kGiB, cal);
+  EXPECT_EQ(big.host.disk_bytes_per_job, 0u);
+  EXPECT_DOUBLE_EQ(big.times.disk_floor_s, 0.0);
+  EXPECT_FALSE(big.host.t5_in_host);
 }
 
 TEST_F(PlanA14B, V2PicksJobParallelForAQueueAndSplitsOneJob) {
@@ -275,6 +281,23 @@ TEST(PlanTi2v, OneExpertAtTheVae22Stride) {
   const double D = 3072, F = 14336, S = 27280, L = 512;
   EXPECT_DOUBLE_EQ(w.gemm_flop, 12 * S * D * D + 4 * L * D * D + 4 * S * D * F);
   EXPECT_DOUBLE_EQ(w.attention_flop, 4 * S * S * D + 4 * S * L * D);
+}
+
+// exec_budget.cpp (LibTorch-free) is compiled into this test (tests/scheduler/plan/CMakeLists.txt).
+TEST(PlanActivation, SameFormulaAsTheExecutorBudget) {
+  for (std::int64_t S : {7800, 32760, 75600}) {
+    for (std::int64_t chunk : {0, 16384, 1024}) {
+      exec::DitGeometry g;
+      g.tokens = S;
+      g.dim = 5120;
+      g.ffn_dim = 13824;
+      g.text_len = 512;
+      g.chunk_tokens = chunk;
+      g.run_bytes = 2;
+      EXPECT_EQ(activation_bytes(S, 5120, 13824, 512, chunk, 2, /*branches=*/2), exec::dit_activation_bytes(g))
+          << S << " " << chunk;
+    }
+  }
 }
 
 TEST(PlanCalibration, FileOverridesAreSourcedAndPerDevice) {
