@@ -387,6 +387,14 @@ int main(int argc, char** argv) {
         step_host_in.push_back(h - host_prev);
         wait_prev = w;
         host_prev = h;
+        if (!a.json.empty()) {  // partial results survive a run cut off by a time limit
+          nlohmann::json partial = out;
+          partial["partial"] = true;
+          partial["c"] = {{"step_s", step_s}, {"step_wait_s", step_wait_s}, {"step_disk_to_host_bytes", step_host_in},
+                          {"expert_of_step", eos}, {"prepare_s", prepare_s}, {"t5_s", t5_s},
+                          {"peak_device_bytes", sampler.peak_all()}};
+          std::ofstream(a.json) << partial.dump(1) << "\n";
+        }
         std::printf("(c) step %d expert %d %.3f s wait %.3f s disk->host %.2f GB\n", st.completed_steps() - 1,
                     eos[static_cast<std::size_t>(st.completed_steps() - 1)], step_s.back(), step_wait_s.back(),
                     static_cast<double>(step_host_in.back()) / 1e9);

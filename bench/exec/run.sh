@@ -11,6 +11,7 @@
 #   bench/exec/run.sh --prepare-only            # write the model once (~40 GB; start it early)
 #   bench/exec/run.sh [--only ab|c|eager] [--build DIR] [--model DIR] [--no-pytorch] [-- bench_streamed_step args]
 #   bench/exec/run.sh BUILD_DIR                 # old form: everything, build dir first
+#   --fresh: forget the stages of earlier calls (their JSONs in <model>.work/)
 #   bench/exec/run.sh --tiny --build build-x --model /tmp/tiny   # CPU check of this script (tiny-t2v, meaningless numbers)
 # (eager: bench/dit/pytorch_forward.py, the 40 blocks of one expert in PyTorch eager.)
 # Each stage prints its wall time. One GPU call is 10 minutes at most: with the model written,
@@ -26,6 +27,7 @@ prepare_only=0
 pytorch=1
 tiny=()
 preset=t2v-A14B
+fresh=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --build) build="$2"; shift ;;
     --model) model="$2"; shift ;;
     --no-pytorch) pytorch=0 ;;
+    --fresh) fresh=1 ;;
     --tiny) tiny=(--tiny); preset=tiny-t2v; pytorch=0 ;;
     --) shift; extra=("$@"); break ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -80,8 +83,11 @@ card="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 
 card="${card:-unknown}"
 [[ ${#tiny[@]} -eq 0 ]] || card="tiny-${card}"
 stamp="$(date -u +%Y%m%d-%H%M)"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# Raw JSONs of each stage stay in $work (next to the model) so that separate calls (`--only ab`,
+# then `--only c`, then `--only eager`) add up to one summary; a stage overwrites only its own.
+work="${WAND_BENCH_WORK:-$model.work}"
+[[ $fresh == 0 ]] || rm -rf "$work"
+mkdir -p "$work"
 ab_json="$work/ab.json"
 c_json="$work/c.json"
 eager_json="$work/eager.json"
@@ -95,7 +101,9 @@ if [[ $only == all || $only == ab ]]; then
   t0=$(now)
   bin="$build/bench/exec/bench_streamed_step"
   [[ -x "$bin" ]] || { echo "run.sh: $bin not found; ninja -C $build bench_streamed_step" >&2; exit 2; }
-  "$bin" --model "$model" --repeat 2 --json "$ab_json" "${tiny[@]}" "${extra[@]}"
+  rm -f "$ab_json"
+  "$bin" --model "$model" --repeat 2 --json "$ab_json" "${tiny[@]}" "${extra[@]}" ||
+    echo "run.sh: bench_streamed_step failed (rc $?)"
   echo "run.sh: (a)/(b) took $(took "$t0") s"
   blockbin="$build/bench/dit/bench_dit_block"
   if [[ -f "$ab_json" && $pytorch == 1 && -x "$blockbin" ]]; then
@@ -103,7 +111,7 @@ if [[ $only == all || $only == ab ]]; then
     expert="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$ab_json")"
     layers="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"])' "$ab_json")"
     "$blockbin" --model-dir "$expert" --weights-out "$work/block0.safetensors" --tokens 32760,75600 \
-      --iters 2 --warmup 1 --json "$work/cpp_block.json" > /dev/null
+      --iters 2 --warmup 1 --json "$work/cpp_block.json" > /dev/null || echo "run.sh: bench_dit_block failed"
     "$py" "$root/bench/dit/pytorch_block.py" --weights "$work/block0.safetensors" --tokens 32760,75600 \
       --iters 2 --warmup 1 --json "$work/py_block.json" || echo "run.sh: pytorch_block.py failed"
     if [[ -f "$work/py_block.json" ]]; then
@@ -135,6 +143,7 @@ if [[ $only == all || $only == c ]]; then
   t0=$(now)
   bin="$build/bench/exec/bench_streamed_job"
   [[ -x "$bin" ]] || { echo "run.sh: $bin not found; ninja -C $build bench_streamed_job" >&2; exit 2; }
+  rm -f "$c_json"
   sync
   if [[ ${#tiny[@]} -eq 0 ]]; then
     (echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null || echo "run.sh: could not drop the page cache (not root)"
@@ -144,7 +153,8 @@ if [[ $only == all || $only == c ]]; then
     g="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("host_load_gbps", ""))' "$ab_json")"
     [[ -n "$g" ]] && gbps=(--disk-gbps "$g")
   fi
-  "$bin" --model "$model" --json "$c_json" "${gbps[@]}" "${tiny[@]}"
+  "$bin" --model "$model" --json "$c_json" "${gbps[@]}" "${tiny[@]}" ||
+    echo "run.sh: bench_streamed_job failed (rc $?); a partial $c_json is summarised if it was written"
   echo "run.sh: (c) took $(took "$t0") s"
 fi
 
@@ -154,6 +164,7 @@ mkdir -p "$results"
 # stage (`--only eager`, or part of a full run), ~1.5 min on an H100.
 if [[ ( $only == all || $only == eager ) && $pytorch == 1 ]]; then
   t0=$(now)
+  rm -f "$eager_json"
   "$py" "$root/bench/dit/pytorch_forward.py" --expert "$model/high_noise_model" --tokens 32760,75600 \
     --iters 2 --warmup 1 --json "$eager_json" || echo "run.sh: pytorch_forward.py failed"
   echo "run.sh: PyTorch eager 40-block forward took $(took "$t0") s"

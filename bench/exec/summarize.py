@@ -138,12 +138,16 @@ def main():
                    gib((cc.get("peak_device_bytes_by_phase") or {}).get(k)) for k in ("t5", "steps", "decode")),
                "| LibTorch allocator peak GiB | %s | — |" % gib(cc.get("allocator_peak_reserved_bytes")),
                "| host VmHWM GiB | %s | — |" % gib(cc.get("host_peak_rss_bytes")), ""]
-        sw = cc.get("switch_step", -1)
+        eos = cc.get("expert_of_step") or []
+        sw = cc.get("switch_step", next((k for k in range(1, len(eos)) if eos[k] != eos[k - 1]), -1))
+        if c.get("partial"):
+            md += ["**Partial (c): the run stopped after %d of %d steps.**" % (len(cc.get("step_s", [])), steps), ""]
         if cc.get("step_s"):
             md += ["Steps around the expert switch (step %d):" % sw, "", "| step | expert | s | wait s | disk->host GB |",
                    "|---|---|---|---|---|"]
-            lo, hi = max(0, sw - 3), min(len(cc["step_s"]), sw + 3) if sw >= 0 else 6
-            for k in sorted(set([0, 1] + list(range(lo, hi)) + [len(cc["step_s"]) - 1])):
+            n = len(cc["step_s"])
+            lo, hi = (max(0, sw - 3), sw + 3) if sw >= 0 else (0, 6)
+            for k in sorted(set(k for k in [0, 1] + list(range(lo, hi)) + [n - 1] if 0 <= k < n)):
                 md.append("| %d | %s | %s | %s | %.2f |" % (k, cc["expert_of_step"][k], sec(cc["step_s"][k]),
                                                            sec(cc["step_wait_s"][k]),
                                                            cc["step_disk_to_host_bytes"][k] / 1e9))

@@ -99,6 +99,7 @@ T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5Stre
     EmbedlessSource src(*pth_);
     enc_ = std::make_unique<model::T5Encoder>(model::T5Encoder::load(src, opt_.run, device_, /*load_blocks=*/false));
   }
+  std::vector<memory::BlobId> registered;  // dropped again if the constructor fails
   try {
     for (int l = 0; l < num_layers(); ++l) {
       const std::vector<std::string> names = model::T5BlockWeights::tensor_names(l);
@@ -120,6 +121,7 @@ T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5Stre
         const std::size_t g = layer.blobs.size();
         const std::string blob = opt_.name + ".layer." + std::to_string(l) + "." + std::to_string(g);
         layer.blobs.push_back(pool_.register_file_blob(blob, pth_path, start, end - start));
+        registered.push_back(layer.blobs.back());
         layer.blob_bytes.push_back(end - start);
         for (std::size_t k : members) {
           layer.tensors[k] = TensorRef{g, infos[k]->offset - start, infos[k]->dtype, infos[k]->shape};
@@ -137,9 +139,7 @@ T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5Stre
       layers_.push_back(std::move(layer));
     }
   } catch (...) {
-    for (const Layer& layer : layers_) {
-      for (memory::BlobId b : layer.blobs) pool_.drop_blob(b);
-    }
+    for (memory::BlobId b : registered) pool_.drop_blob(b);
     throw;
   }
   log::get("sched")->info("t5 stream {}: {} layers in {} blobs, {} bytes, run {} on {}", pth_path, num_layers(),

@@ -32,6 +32,27 @@ TEST(JobQueue, HighestPriorityFirstFifoWithin) {
   EXPECT_EQ(order, (std::vector<std::string>{b, d, a, c}));
 }
 
+TEST(JobQueue, FilteredTakeSkipsRejectedJobsAndKeepsPriorityAmongTheRest) {
+  test::TempDir dir;
+  JobQueue q(dir.path());
+  std::string a = q.submit(spec(0, "small-a"));
+  std::string b = q.submit(spec(9, "big-b"));
+  std::string c = q.submit(spec(5, "small-c"));
+  std::string d = q.submit(spec(5, "small-d"));
+  // A small card's worker: never takes "big-*" jobs; they stay queued for another taker.
+  const JobFilter small = [](const JobRecord& r) { return r.spec.prompt.rfind("big", 0) != 0; };
+  std::vector<std::string> order;
+  while (auto s = q.try_next(small)) {
+    order.push_back(s->record.id);
+    q.finish(s->record.id, JobPhase::kDone, "");
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{c, d, a}));
+  EXPECT_EQ(q.get(b)->phase, JobPhase::kQueued);
+  auto s = q.wait_next(JobFilter{});  // an unfiltered taker gets it at once
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->record.id, b);
+}
+
 TEST(JobQueue, AcceptedJobsSurviveARestartAndRunningOnesAreQueuedAgain) {
   test::TempDir dir;
   std::string a, b, c;

@@ -117,7 +117,7 @@ TEST(StreamedDit, GeneratorWithStreamedBlocksEqualsResidentBitwise) {
   sd.end_job();
   const nlohmann::json s = sd.stats_json();
   EXPECT_GT(s["total"]["device_bytes_in"].get<std::uint64_t>(), 0u);
-  EXPECT_GT(device_bytes_moved_in(pool), 0u);
+  EXPECT_GT(device_bytes_moved_in(pool), 0u) << pool.status_json().dump();
   EXPECT_FALSE(s["in_job"].get<bool>());
   for (const auto& r : pool.resident(pool.device_tier(0))) EXPECT_EQ(r.pins, 0u);
   EXPECT_TRUE(at::equal(resident.decode(a), streamed.decode(b)));
