@@ -108,8 +108,8 @@ Calibration Calibration::defaults() {
   c.disk_gbps = fig(1.86, "bench/results/memory-h100.md: disk -> pinned host, 670 MiB blob, 16 MiB chunks (H100 machine)");
   c.host_mem_gbps = fig(100, "NOT MEASURED: placeholder; measure N cards copying from one pinned region at once", false);
   c.interconnect_gbps = fig(25, "NOT MEASURED: placeholder; measure the NCCL all-to-all per card", false);
-  c.context_bytes = fig(0.5 * 1024 * 1024 * 1024, "CUDA context + LibTorch kernels, ~0.5 GiB (Note [Device budget], "
-                                                  "scheduler/exec/exec_budget.h)");
+  c.context_bytes = fig(0.5 * 1024 * 1024 * 1024, "CUDA context + LibTorch kernels, the ~0.5 GiB of Note [Device budget] "
+                                                  "(scheduler/exec/exec_budget.h); bench/exec measures it per run");
   c.vae_decode_ns_per_pixel_frame = fig(94.2, "bench/results/vae-h100.md: VAE 2.1 fp32 decode tiled to 16 GiB, "
                                               "1280x720 x 81 frames in 7.03 s (H100); VAE 2.2 not measured");
   c.activation_cap_factor = fig(1.125, "margin of the allocator cap over the activation estimate (bench/exec), not measured",

@@ -29,8 +29,9 @@
 //   memory (raw cudaMemcpyAsync: 55.0).
 // - disk_gbps 1.86: memory-h100.md, bench_pipeline disk -> pinned host of a 670 MiB blob, 16 MiB
 //   chunks (1.87 / 1.86 in two runs; io_uring 1.4-2.2 by queue depth).
-// - context_bytes 0.5 GiB: the CUDA context + LibTorch kernels (Note [Device budget] in
-//   scheduler/exec/exec_budget.h, as measured by bench/exec).
+// - context_bytes 0.5 GiB: the CUDA context + LibTorch kernels, the ~0.5 GiB of Note [Device
+//   budget] (scheduler/exec/exec_budget.h); bench/exec measures it per run: put that number in
+//   the file (or executor.context_bytes in the daemon's config, which the plan service uses).
 // - vae_decode_ns_per_pixel_frame 94.2: vae-h100.md, VAE 2.1 fp32 decode tiled to a 16 GiB budget,
 //   21 latents -> 1280x720 x 81 frames in 7.03 s. Applied to VAE 2.2 too (not measured there).
 // - activation_cap_factor 1.125: the allocator cap over the activation estimate that bench/exec

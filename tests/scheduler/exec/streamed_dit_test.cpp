@@ -75,7 +75,8 @@ std::pair<std::uint64_t, std::uint64_t> block_sizes(const TinyModel& m) {
 }
 
 std::uint64_t device_bytes_moved_in(memory::MemoryPool& pool) {
-  for (const auto& t : pool.status_json()["tiers"]) {
+  const nlohmann::json status = pool.status_json();  // kept alive across the loop
+  for (const auto& t : status["tiers"]) {
     if (t["kind"] == "device") return t["bytes_moved_in"].get<std::uint64_t>();
   }
   return 0;
