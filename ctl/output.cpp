@@ -109,7 +109,7 @@ std::string secs(const json& row, const char* key) {
   if (!row.contains(key) || !row[key].is_number()) return "-";
   char buf[32];
   double v = row[key].get<double>();
-  std::snprintf(buf, sizeof buf, v < 10 ? "%.3f" : "%.1f", v);
+  std::snprintf(buf, sizeof buf, v < 0.01 ? "%.2g" : v < 10 ? "%.3f" : "%.1f", v);
   return buf;
 }
 
