@@ -160,7 +160,10 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
   eo.spill_uncond = g.spill_uncond;
   eo.activation_need_bytes = need > 0 ? need + (opt_.budget.activation_bytes > 0 ? 0 : nonblock_bytes_) : 0;
   exec_ = std::make_unique<DitExecutor>(pool_, std::move(ex), std::move(expert_of_step), eo);
-  if (opt_.cuda_device >= 0 && room > 0) cap_caching_allocator(opt_.cuda_device, nonblock_bytes_ + room);
+  if (opt_.cuda_device >= 0 && room > 0) {
+    cap_caching_allocator(opt_.cuda_device, nonblock_bytes_ + room);
+    capped_ = true;
+  }
   first_step_ = job.first_step;
   chunk_ = chunk;
   spill_ = g.spill_uncond;
@@ -180,6 +183,13 @@ void StreamedDit::end_job() {
   total_host_bytes_in_ += s.host_bytes_in;
   total_steps_ += s.steps;
   exec_.reset();
+  // The cap is the denoising steps' budget; the VAE decode after them may use what the
+  // card has free (the weight slots stay allocated by the pool either way).
+  if (opt_.cuda_device >= 0 && capped_) {
+    const DeviceMemInfo m = device_mem_info(opt_.cuda_device);
+    if (m.valid) cap_caching_allocator(opt_.cuda_device, m.total_bytes);
+    capped_ = false;
+  }
 }
 
 model::CfgForwardFn StreamedDit::cfg_forward() {

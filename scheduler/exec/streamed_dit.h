@@ -35,7 +35,8 @@
 // between blocks (spill_uncond = -1) and the chunk chosen again. Each refusal is Error(kConfig)
 // naming the numbers. Without a budget nothing is chunked or checked beyond the slots.
 // On CUDA with a budget, LibTorch's caching allocator is capped to non-block weights +
-// activation room (cap_caching_allocator).
+// activation room (cap_caching_allocator) from begin_job to end_job (lifted after the
+// steps: the VAE decode is not part of this budget).
 //
 // Threads: everything (construction, begin_job / end_job, the hook, stats_json) on the
 // job's thread, one job at a time. Borrows the pool (it must outlive this object); owns
@@ -135,6 +136,7 @@ class StreamedDit {
   std::int64_t first_step_ = 0;
   std::int64_t chunk_ = 0;
   bool spill_ = false;
+  bool capped_ = false;                  // LibTorch's allocator capped for this job (CUDA)
   std::uint64_t activation_need_ = 0;
   std::uint64_t activation_room_ = 0;
   std::unique_ptr<DitExecutor> exec_;

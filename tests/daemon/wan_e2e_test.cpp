@@ -118,7 +118,7 @@ nlohmann::json device_tier(const nlohmann::json& tiers) {
 // the config has a device tier. A tier that cannot hold the streaming minimum (two
 // blocks) fails the job with the sizes while the daemon keeps serving; a tier of two
 // blocks (the tiny model has four) gives the resident run's video byte for byte, and
-// `tiers` reports the pool (measured, device bytes moved in).
+// `tiers` reports the pool (measured, device bytes moved in). SIGHUP keeps the pool.
 TEST(WanEndToEnd, StreamedThroughTheDevicePoolGivesTheResidentVideo) {
   DaemonFixture d(1);
   auto model = d.dir() / "models" / "tiny-t2v";
@@ -184,6 +184,14 @@ TEST(WanEndToEnd, StreamedThroughTheDevicePoolGivesTheResidentVideo) {
   ASSERT_FALSE(dev.is_null()) << tiers.dump();
   EXPECT_EQ(dev["bytes_capacity"].get<std::uint64_t>(), two);
   EXPECT_GT(dev["bytes_moved_in"].get<std::uint64_t>(), 0u) << dev.dump();
+
+  // SIGHUP with a different memory section: the pool is not rebuilt (restart needed).
+  write_pool_config(d, "two.json", 2 * two);
+  d.reload();
+  CmdResult t2 = d.wanctl({"tiers", "--json"});
+  ASSERT_EQ(t2.exit_code, 0) << t2.err;
+  EXPECT_EQ(device_tier(t2.json())["bytes_capacity"].get<std::uint64_t>(), two);
+  EXPECT_NE(t2.json()["note"].get<std::string>().find("restart"), std::string::npos) << t2.out;
   d.stop();
 }
 
