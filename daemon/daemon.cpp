@@ -1,6 +1,8 @@
 #include "daemon/daemon.h"
 
+#include <algorithm>
 #include <csignal>
+#include <mutex>
 
 #include <boost/asio.hpp>
 
@@ -18,6 +20,7 @@
 #endif
 #ifdef WAND_HAVE_PLAN_SERVICE
 #include "daemon/plan_service.h"
+#include "scheduler/plan/planner.h"
 #endif
 
 namespace wand::daemon {
@@ -47,6 +50,109 @@ memory::PoolDeps default_pool_deps() {
   return {};
 #endif
 }
+
+// The whole-card budget of each memory.devices[] entry (Note [Plan card budgets],
+// plan_service.cpp): executor.device_budget for the first, the same headroom over its
+// devices[].bytes for the others; all 0 without executor.device_budget.
+std::vector<std::uint64_t> card_budgets(const memory::PoolConfig& pc, const ExecutorConfig& ex) {
+  std::vector<std::uint64_t> out(pc.devices.size(), 0);
+  if (ex.device_budget == 0 || pc.devices.empty()) return out;
+  const std::uint64_t first = pc.devices[0].bytes;
+  for (std::size_t i = 0; i < pc.devices.size(); ++i) {
+    const std::uint64_t tier = pc.devices[i].bytes;
+    out[i] = tier >= first ? ex.device_budget + (tier - first)
+                           : (ex.device_budget > first - tier ? ex.device_budget - (first - tier) : 0);
+  }
+  return out;
+}
+
+#ifdef WAND_HAVE_PLAN_SERVICE
+// PeakPlanner: the runner's PeakEstimator (Note [Daemon slots], daemon.h). Asks planner
+// v1 for the job's predicted peak on the smallest card that can run it; a job no card can
+// run throws Error(kOutOfMemory) with the planner's message for the biggest card and every
+// card's budget. Models of other factories (the fake) are 0 (fit everywhere).
+//   PeakPlanner p(cfg, registry, slots);  std::uint64_t peak = p(spec);   // may throw
+// Results (and errors) are cached per (model, dir, task, size, frames): the runner calls it
+// under the queue's lock, so only the first job of a shape reads the model's headers.
+// Thread-safe (its own mutex); borrows the registry (must outlive it).
+class PeakPlanner {
+ public:
+  PeakPlanner(const DaemonConfig& cfg, const sched::PipelineRegistry& registry, std::vector<sched::DeviceSlot> slots)
+      : registry_(registry), slots_(std::move(slots)) {
+    std::sort(slots_.begin(), slots_.end(), [](const sched::DeviceSlot& a, const sched::DeviceSlot& b) {
+      return a.vram_budget_bytes < b.vram_budget_bytes;
+    });
+    const std::filesystem::path cal_file = calibration_path(cfg);
+    std::error_code ec;
+    cal_ = std::filesystem::exists(cal_file, ec) ? sched::plan::Calibration::from_file(cal_file)
+                                                 : sched::plan::Calibration::defaults();
+    if (cfg.executor.context_bytes > 0) {
+      cal_.context_bytes.value = static_cast<double>(cfg.executor.context_bytes);
+      cal_.context_bytes.source = "config executor.context_bytes";
+      cal_.context_bytes.ref.clear();
+    }
+  }
+
+  std::uint64_t operator()(const sched::JobSpec& spec) {
+    sched::ModelEntry entry;
+    for (const auto& m : registry_.models()) {
+      if (m.name == spec.model) entry = m;
+    }
+    if (entry.factory != "wan") return 0;  // unknown model (prepare fails it) or not planned
+    const std::string key = spec.model + "|" + entry.dir.string() + "|" + spec.task + "|" +
+                            std::to_string(spec.width) + "x" + std::to_string(spec.height) + "x" +
+                            std::to_string(spec.frames);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) it = cache_.emplace(key, estimate(entry, spec)).first;
+    if (!it->second.error.empty()) throw Error(it->second.code, it->second.error);
+    return it->second.peak;
+  }
+
+ private:
+  struct Result {
+    std::uint64_t peak = 0;
+    ErrorCode code = ErrorCode::kOutOfMemory;
+    std::string error;  // non-empty: the job cannot run
+  };
+
+  Result estimate(const sched::ModelEntry& entry, const sched::JobSpec& spec) {
+    Result r;
+    try {
+      auto s = shapes_.find(entry.dir.string());
+      if (s == shapes_.end()) s = shapes_.emplace(entry.dir.string(), sched::plan::model_shape_from_dir(entry.dir)).first;
+      std::string last, cards;
+      for (const sched::DeviceSlot& slot : slots_) {  // smallest budget first
+        if (!cards.empty()) cards += ", ";
+        cards += slot.name + " " + format_bytes(slot.vram_budget_bytes);
+        try {
+          r.peak = sched::plan::predicted_peak_bytes(s->second, spec, {slot.index, slot.vram_budget_bytes}, cal_);
+          return r;
+        } catch (const Error& e) {
+          last = e.what();
+        }
+      }
+      r.error = "job (" + std::to_string(spec.width) + "x" + std::to_string(spec.height) + ", " +
+                std::to_string(spec.frames) + " frames) is predicted too big for every card (" + cards +
+                "); the planner on the biggest: " + last;
+    } catch (const Error& e) {
+      r.code = e.code();
+      r.error = std::string("cannot plan the job: ") + e.what();
+    } catch (const std::exception& e) {
+      r.code = ErrorCode::kInternal;
+      r.error = std::string("cannot plan the job: ") + e.what();
+    }
+    return r;
+  }
+
+  const sched::PipelineRegistry& registry_;
+  std::vector<sched::DeviceSlot> slots_;  // ascending budget; immutable
+  sched::plan::Calibration cal_;          // immutable
+  std::mutex mu_;
+  std::map<std::string, sched::plan::ModelShape> shapes_;  // model dir -> shape; guarded by mu_
+  std::map<std::string, Result> cache_;                    // guarded by mu_
+};
+#endif
 
 }  // namespace
 
@@ -172,6 +278,18 @@ struct Daemon::Impl {
       services.device_tier = devs[0];
       services.cuda_device = pool->tier(devs[0]).host_addressable() ? -1 : pc.devices[0].index;
     }
+    // Note [Daemon slots]: one card per memory.devices[] entry (device_tiers() is in that order).
+    const std::vector<std::uint64_t> budgets = card_budgets(pc, config.executor);
+    for (std::size_t i = 0; i < devs.size() && i < pc.devices.size(); ++i) {
+      DeviceService d;
+      d.index = pc.devices[i].index;
+      d.tier = devs[i];
+      const bool cpu = pool->tier(devs[i]).host_addressable();
+      d.cuda_device = cpu ? -1 : d.index;
+      d.name = (cpu ? "cpu:" : "cuda:") + std::to_string(d.index);
+      d.budget_bytes = budgets[i];
+      services.devices.push_back(d);
+    }
     services.pack_dir = !config.executor.pack_dir.empty() ? config.executor.pack_dir
                         : pc.disk                         ? pc.disk->dir
                                                           : (std::filesystem::path(config.state_dir) / "pack").string();
@@ -246,7 +364,26 @@ int Daemon::run() {
       if (!d.stopping) d.server->on_job_event(r, kind);
     });
   });
-  d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store);
+  if (d.services.streaming() && !d.services.devices.empty()) {
+    // Note [Daemon slots]: one worker per card.
+    sched::JobRunnerOptions ro;
+    for (const DeviceService& dev : d.services.devices) ro.slots.push_back({dev.index, dev.budget_bytes, dev.name});
+#ifdef WAND_HAVE_PLAN_SERVICE
+    if (d.config.executor.device_budget > 0) {
+      auto planner = std::make_shared<PeakPlanner>(d.config, d.registry, ro.slots);
+      ro.estimator = [planner](const sched::JobSpec& spec) { return (*planner)(spec); };
+    }
+#endif
+    std::string names;
+    for (const auto& s : ro.slots) {
+      names += (names.empty() ? "" : ",") + s.name + "=" +
+               (s.vram_budget_bytes ? format_bytes(s.vram_budget_bytes) : std::string("unlimited"));
+    }
+    log::get("rpc")->info("job-parallel slots={} placement={}", names, ro.estimator ? "planner" : "none");
+    d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store, std::move(ro));
+  } else {
+    d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store);
+  }
   d.runner->start();
   d.signals.add(SIGTERM);
   d.signals.add(SIGINT);

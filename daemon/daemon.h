@@ -20,6 +20,21 @@
 // from pool.status_json() (measured, source "pool") plus LibTorch's caching allocator
 // per CUDA device (DaemonOptions::allocator_stats). Without a memory section: resident
 // pipelines, and `tiers` reports nothing measured (source "config").
+//
+// Note [Daemon slots] (issue 7, job-parallel): with a pool that has device tiers, the
+// runner gets one worker per memory.devices[] entry (sched::DeviceSlot: index = the
+// entry's index, name "cuda:N" or "cpu:N"), each running its own job concurrently on its
+// card, through the pipeline PipelineRegistry::pipeline(model, slot) builds for that card
+// (its device tier, its budget). The card's whole budget is the planner's (Note [Plan card
+// budgets], plan_service.cpp): executor.device_budget for the first device, the same
+// headroom over memory.devices[].bytes for the others. With executor.device_budget set,
+// each job is placed by the planner's predicted peak (plan::predicted_peak_bytes on the
+// smallest card that can run it; cached per model + size + frames; Note [Job placement],
+// job_runner.h): a job too big for every card fails with the planner's message and every
+// card's budget, the others run. Without executor.device_budget there is no whole-card
+// number to check against (the tier bytes are only the block slots), so the slots are
+// unlimited and every job fits every card. Without device tiers (or without a memory
+// section): one worker, resident pipelines, as before issue 7.
 // Owns everything it creates; run() from one thread.
 #pragma once
 
@@ -28,6 +43,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "daemon/config.h"
 #include "daemon/resource_provider.h"
@@ -36,6 +52,17 @@
 
 namespace wand::daemon {
 
+// One card of the daemon's pool: a memory.devices[] entry and its device tier
+// (Note [Daemon slots]). The job runner has one worker (a sched::DeviceSlot of the same
+// index, name and placement budget) per card.
+struct DeviceService {
+  int index = 0;                       // memory.devices[].index (the CUDA ordinal on CUDA)
+  int tier = -1;                       // its pool tier
+  int cuda_device = -1;                // its CUDA ordinal; -1: a CPU device tier
+  std::string name;                    // "cuda:N" | "cpu:N"
+  std::uint64_t budget_bytes = 0;      // whole-card budget; 0: no executor.device_budget
+};
+
 // What a pipeline factory needs to stream from the daemon's pool (LibTorch-free).
 struct PipelineServices {
   memory::MemoryPool* pool = nullptr;  // the daemon's pool; null: no memory section
@@ -43,7 +70,15 @@ struct PipelineServices {
   int cuda_device = -1;                // its CUDA ordinal; -1: a CPU device tier
   ExecutorConfig executor;             // the "executor" section
   std::string pack_dir;                // resolved (never empty when pool is set)
+  std::vector<DeviceService> devices;  // every card, memory.devices[] order (devices[0]: the first)
   bool streaming() const { return pool != nullptr && device_tier >= 0; }
+  // The card of a runner slot index (nullptr: none, e.g. the default slot without devices).
+  const DeviceService* device(int index) const {
+    for (const auto& d : devices) {
+      if (d.index == index) return &d;
+    }
+    return nullptr;
+  }
 };
 
 

@@ -6,6 +6,9 @@
 // Exit: 0 after a clean stop, 1 on a runtime error, 2 on a usage or configuration error.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/error.h"
@@ -48,7 +51,38 @@ int main(int argc, char** argv) {
       c.window_bytes = s.executor.window;
       c.host_window_bytes = s.executor.host_window;
       c.chunk_tokens = s.executor.chunk_tokens;
-      wand::sched::register_wan_pipeline(registry, c);
+      // Note [Daemon slots] (daemon.h): one pipeline per (model, card); each streams through
+      // its card's device tier with its card's whole budget. The factory of
+      // register_wan_pipeline(registry, c) keeps executor.device_budget on every card, so
+      // the daemon adds its own (same probe and encoder).
+      //
+      // Note [Serial pipeline builds]: the cards' workers build their pipelines at once on the
+      // first jobs, and a pipeline's construction may repack the release into pack_dir; two
+      // builds of one model repacking the same file race on its temporary name (measured: "io:
+      // weight store: rename ....bin.tmp -> ....bin: No such file or directory" on 2 CPU
+      // cards). So builds are serial (one mutex for all): the first repacks, the others reuse
+      // the packed file (one copy on disk for every card).
+      auto counter = std::make_shared<int>(0);  // guarded by *mu
+      auto mu = std::make_shared<std::mutex>();
+      auto make_on = [c, s, counter, mu](const std::filesystem::path& dir, const wand::sched::DeviceSlot& slot) {
+        wand::sched::WanStreamContext sc = c;
+        std::lock_guard<std::mutex> lock(*mu);  // Note [Serial pipeline builds]
+        // Blob names are unique in the pool: one prefix per pipeline made.
+        sc.name = c.name + "." + dir.filename().string() + "." + std::to_string((*counter)++);
+        if (const wand::daemon::DeviceService* dev = s.device(slot.index)) {
+          sc.device_tier = dev->tier;
+          sc.cuda_device = dev->cuda_device;
+          if (dev->budget_bytes > 0) sc.budget.budget_bytes = dev->budget_bytes;
+        }
+        return std::unique_ptr<wand::sched::Pipeline>(std::make_unique<wand::sched::WanPipeline>(dir, sc));
+      };
+      wand::sched::PipelineFactory f;
+      f.name = "wan";
+      f.probe = wand::sched::probe_wan_dir;
+      f.make = [make_on](const std::filesystem::path& dir) { return make_on(dir, wand::sched::DeviceSlot{}); };
+      f.make_on = make_on;
+      f.encoder = wand::sched::encode_wan_video;
+      registry.add_factory(std::move(f));
     } else {
       wand::sched::register_wan_pipeline(registry);
     }
