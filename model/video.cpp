@@ -16,6 +16,7 @@ extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavformat/avio.h>
+#include <libavutil/cpu.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
@@ -352,6 +353,25 @@ void quiet_libav() {
   std::call_once(once, [] { av_log_set_level(AV_LOG_ERROR); });
 }
 
+// Note [x264 AVX-512]: libx264 0.164 (Debian 12's libx264-164, used through
+// libavcodec 59) does not give the same bytes for the same frames when it runs
+// its AVX-512 kernels: on an AVX-512 CPU (cpu capabilities "... AVX2 AVX512"),
+// the tiny t2v frames of seeds 13 and 14 (64x64, 5 frames, crf 10, medium)
+// encoded 6 times in one process gave 2-3 different streams, with 1 or 4
+// threads alike, while the YUV planes handed to x264 hashed identically every
+// time; seed 11's frames happened to be stable. With "asm=" naming the same
+// capabilities minus AVX512 (or any non-AVX-512 set, or under valgrind, which
+// hides AVX-512) every encode was identical. So on a CPU with AVX-512, x264 is
+// given exactly what it detects there less AVX512 (every AVX-512 CPU has these):
+// same frames, same bytes; the cost is a little encode speed. Checked by
+// tests/model/determinism_test.cpp.
+std::string x264_asm_without_avx512() {
+  const int f = av_get_cpu_flags();
+  const int need = AV_CPU_FLAG_AVX512 | AV_CPU_FLAG_AVX2 | AV_CPU_FLAG_FMA3 | AV_CPU_FLAG_BMI2;
+  if ((f & need) != need) return "";
+  return "MMX2,SSE2Fast,SSSE3,SSE4.2,AVX,FMA3,BMI2,AVX2";
+}
+
 const AVCodec* find_mp4_encoder() {
   for (const char* name : {"libx264", "libopenh264", "h264_v4l2m2m"}) {
     if (const AVCodec* c = avcodec_find_encoder_by_name(name)) return c;
@@ -506,6 +526,8 @@ std::vector<uint8_t> encode_mp4(const VideoFrames& v, int fps, const Mp4Options&
   if (std::string(codec->name) == "libx264") {
     av_dict_set(&copts, "crf", std::to_string(opt.crf).c_str(), 0);
     av_dict_set(&copts, "preset", opt.preset.c_str(), 0);
+    const std::string cpu = x264_asm_without_avx512();  // Note [x264 AVX-512]
+    if (!cpu.empty()) av_dict_set(&copts, "x264-params", ("asm=" + cpu).c_str(), 0);
   } else {
     cc->bit_rate = 0;
     cc->global_quality = FF_QP2LAMBDA * 2;

@@ -54,7 +54,8 @@ struct EncodedVideo {
 bool have_libav();
 
 // H.264 (libx264 when present, else the best H.264 / MPEG-4 encoder) in mp4,
-// yuv420p, no wall-clock timestamps, bit-exact flags, fixed threading.
+// yuv420p, no wall-clock timestamps, bit-exact flags, fixed threading, no x264
+// AVX-512 kernels (Note [x264 AVX-512] in video.cpp: same frames, same bytes).
 // Throws wand::Error(kConfig) without libav, kBadRequest on odd sizes or no frames.
 std::vector<uint8_t> encode_mp4(const VideoFrames& v, int fps, const Mp4Options& opt = {});
 // The name of the encoder encode_mp4 uses ("libx264"), or "" without libav.

@@ -73,23 +73,11 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
     }
   }
 
-  // Blocks take whole slots on the tiers this executor plans (Note [Size classes] in
-  // memory/tier.h): the quantum is the largest block's copy (never lowered).
-  {
-    std::uint64_t dq = 0, hq = 0;
-    for (const ExecutorExpert& ex : experts_) {
-      for (std::int64_t i = 0; i < layers_; ++i) {
-        const memory::BlobId id = ex.store->block(i).id;
-        dq = std::max(dq, pool_.copy_bytes(id, dev));
-        hq = std::max(hq, pool_.copy_bytes(id, pool_.host_tier()));
-      }
-    }
-    memory::Tier& dt = pool_.tier(dev);
-    dt.set_quantum(std::max(dt.quantum(), dq));
-    if (opt_.host_window_bytes > 0) {
-      memory::Tier& ht = pool_.tier(pool_.host_tier());
-      ht.set_quantum(std::max(ht.quantum(), hq));
-    }
+  {  // blocks take whole slots on the tiers this executor plans
+    std::vector<const WeightStore*> stores;
+    for (const ExecutorExpert& ex : experts_) stores.push_back(ex.store);
+    reserve_block_slots(pool_, dev, stores);
+    if (opt_.host_window_bytes > 0) reserve_block_slots(pool_, pool_.host_tier(), stores);
   }
   // The job's static schedule of block uses, on the device tier and on the host tier.
   std::vector<memory::ScheduleEntry> dev_sched, host_sched;

@@ -346,4 +346,13 @@ model::DitBlockWeights view_block_weights(const BlockBlob& b, std::byte* data, a
   return w;
 }
 
+void reserve_block_slots(memory::MemoryPool& pool, int tier, const std::vector<const WeightStore*>& stores) {
+  std::uint64_t q = 0;
+  for (const WeightStore* st : stores) {
+    for (std::int64_t i = 0; i < st->num_blocks(); ++i) q = std::max(q, pool.copy_bytes(st->block(i).id, tier));
+  }
+  memory::Tier& t = pool.tier(tier);
+  t.set_quantum(std::max(t.quantum(), q));
+}
+
 }  // namespace wand::sched::exec

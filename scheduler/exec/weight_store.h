@@ -122,4 +122,9 @@ class WeightStore {
 // are used.
 model::DitBlockWeights view_block_weights(const BlockBlob& b, std::byte* data, at::Device device);
 
+// Makes every block of `stores` take one whole slot on `tier` (Note [Size classes] in
+// memory/tier.h): raises the tier's quantum to the largest block copy there, never lowers
+// it. Every loop that streams blocks through a tier calls it before planning.
+void reserve_block_slots(memory::MemoryPool& pool, int tier, const std::vector<const WeightStore*>& stores);
+
 }  // namespace wand::sched::exec

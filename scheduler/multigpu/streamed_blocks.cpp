@@ -68,15 +68,7 @@ StreamedBlocks::StreamedBlocks(memory::MemoryPool& pool, std::vector<const exec:
                                             (host_addressable ? "host" : "device") +
                                             " memory but cuda_device=" + std::to_string(opt_.cuda_device));
   }
-  // Blocks take whole slots (Note [Size classes] in memory/tier.h), as in the DitExecutor.
-  {
-    std::uint64_t q = 0;
-    for (const exec::WeightStore* st : stores_) {
-      for (std::int64_t i = 0; i < layers_; ++i) q = std::max(q, pool_.copy_bytes(st->block(i).id, dev));
-    }
-    memory::Tier& dt = pool_.tier(dev);
-    dt.set_quantum(std::max(dt.quantum(), q));
-  }
+  exec::reserve_block_slots(pool_, dev, stores_);
   std::vector<memory::ScheduleEntry> sched;
   std::uint64_t max_block = 0;
   for (int e : expert_of_step_) {

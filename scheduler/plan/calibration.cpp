@@ -101,10 +101,11 @@ Calibration Calibration::defaults() {
                                   "GEMMs 23.8 ms for 1.963e13 FLOP (H100)");
   c.device.attention_tflops = fig(580, "architecture.md: cuDNN SDPA from C++ on the H100, 602 TFLOP/s at 32,760 tokens "
                                        "and 559 at 75,600 (mean)");
-  c.device.hbm_gbps = fig(1442, "fitted with elementwise_passes 40 to the C++ block times of "
-                                "bench/results/dit-block-h100.md (79.1 ms @ 32,760, 305.1 ms @ 75,600 tokens, H100)");
+  c.device.hbm_gbps = fig(1442, "fitted with elementwise_passes to the C++ block times with the fused kernels, "
+                                "bench/results/gpu-session-h100x2-2026-11-25.md (68.0 ms @ 32,760, 276.6 ms @ 75,600 "
+                                "tokens, H100; before them 40 passes fitted 79.1 / 305.1 ms)");
   c.device.pcie_gbps = fig(53.8, "bench/results/memory-h100.md: CudaTier copy_in of 670 MiB from pinned memory (H100)");
-  c.elementwise_passes = fig(40, "modelling constant, fitted jointly with hbm_gbps (see hbm_gbps)");
+  c.elementwise_passes = fig(14, "modelling constant, fitted jointly with hbm_gbps (see hbm_gbps)");
   c.disk_gbps = fig(1.86, "bench/results/memory-h100.md: disk -> pinned host, 670 MiB blob, 16 MiB chunks (H100 machine)");
   c.host_mem_gbps = fig(100, "NOT MEASURED: placeholder; measure N cards copying from one pinned region at once", false);
   c.interconnect_gbps = fig(25, "NOT MEASURED: placeholder; measure the NCCL all-to-all per card", false);

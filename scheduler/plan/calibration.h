@@ -20,11 +20,11 @@
 //   GEMMs).
 // - attention_tflops 580: architecture.md, cuDNN SDPA called from C++ on the H100: 602 TFLOP/s at
 //   32,760 tokens, 559 at 75,600; the mean.
-// - hbm_gbps 1442 x elementwise_passes 40: the elementwise work (norms, modulation, RoPE, gates,
-//   casts) modelled as 40 fp32 [S, D] passes; the rate is fitted so that gemm + attention +
-//   elementwise reproduces the measured C++ block times (79.1 ms at 32,760 tokens, 305.1 ms at
-//   75,600): the residuals 16.8 / 47.1 ms give 5.68e-7 s per token on average, = 40 x 20,480 B
-//   / 1442 GB/s. Predicted block: 80.9 ms (+2.3 %) and 300.9 ms (-1.4 %).
+// - hbm_gbps 1442 x elementwise_passes 14: the elementwise work (norms, modulation, RoPE, gates,
+//   casts) modelled as 14 fp32 [S, D] passes at 1442 GB/s, fitted to the measured C++ block with
+//   the fused kernels of model/cuda (68.0 ms at 32,760 tokens, 276.6 ms at 75,600; H100,
+//   bench/results/gpu-session-h100x2-2026-11-25.md): predicted 68.8 ms (+1.2 %) and 273.0 ms
+//   (-1.3 %). Before the fused kernels 40 passes reproduced 79.1 / 305.1 ms.
 // - pcie_gbps 53.8: bench/results/memory-h100.md, CudaTier copy_in of a 670 MiB block from pinned
 //   memory (raw cudaMemcpyAsync: 55.0).
 // - disk_gbps 1.86: memory-h100.md, bench_pipeline disk -> pinned host of a 670 MiB blob, 16 MiB

@@ -17,3 +17,10 @@ wand_add_test(pipeline_gpu_test
   LABELS model gpu
   TIMEOUT 300)
 wand_torch_pch(pipeline_gpu_test)
+# Same seed, same latents / frames / mp4 bytes, four runs in one process (owner: determinism).
+wand_add_test(determinism_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/determinism_test.cpp
+  LIBS wand_pipeline_test_support wand_model
+  LABELS model
+  TIMEOUT 300)
+wand_torch_pch(determinism_test)
