@@ -100,11 +100,13 @@ std::vector<std::string> submit_all(DaemonFixture& d, const std::vector<nlohmann
 TEST(JobParallel, FourJobsOnTwoCpuCardsEqualTheResidentRun) {
   DaemonFixture d(1);
   const auto model = make_tiny_model(d);
-  // Note [Stable seeds]: on the 2-core CPU machine the resident daemon itself gives a different
-  // video for seeds 13 and 14 from run to run (4 runs of seed 13: 4 different mp4s; measured
-  // 2026-11-25, tiny-t2v 64x64x5, 3 steps; reported to the lead), while 11, 12, 21 and 22 gave
-  // the same bytes in every run: the test compares those.
-  const std::vector<std::uint64_t> seeds = {11, 12, 21, 22};
+  // Note [Stable seeds]: seeds 13 and 14 once gave a different mp4 from run to run (4 runs of
+  // seed 13: 4 different files; 2026-11-25, tiny-t2v 64x64x5, 3 steps). The latents and frames
+  // were identical; libx264's AVX-512 kernels were not (Note [x264 AVX-512] in model/video.cpp,
+  // tests/model/determinism_test.cpp). With that fixed every seed gives the same bytes (seeds
+  // 11..22, 4 runs each in one daemon and once more after a restart), so any seeds do; the
+  // test includes the two that used to vary.
+  const std::vector<std::uint64_t> seeds = {11, 12, 13, 14};
   std::vector<nlohmann::json> jobs;
   for (auto s : seeds) jobs.push_back(wan_job(s));
 
