@@ -48,13 +48,7 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
     if (e == 0) layers_ = x.dit->num_layers();
     if (x.dit->num_layers() != layers_) throw Error(ErrorCode::kBadRequest, "executor: experts differ in depth");
   }
-  for (std::size_t k = 0; k < expert_of_step_.size(); ++k) {
-    const int e = expert_of_step_[k];
-    if (e < 0 || static_cast<std::size_t>(e) >= experts_.size()) {
-      throw Error(ErrorCode::kBadRequest, "executor: step " + std::to_string(k) + " names expert " +
-                                              std::to_string(e) + " of " + std::to_string(experts_.size()));
-    }
-  }
+  check_expert_schedule(expert_of_step_, experts_.size(), "executor");
   const int dev = opt_.device_tier;
   if (dev < 0 || static_cast<std::size_t>(dev) >= pool_.tier_count()) {
     throw Error(ErrorCode::kBadRequest, "executor: device tier " + std::to_string(dev) + " does not exist");

@@ -355,4 +355,14 @@ void reserve_block_slots(memory::MemoryPool& pool, int tier, const std::vector<c
   t.set_quantum(std::max(t.quantum(), q));
 }
 
+void check_expert_schedule(const std::vector<int>& expert_of_step, std::size_t experts, const std::string& who) {
+  for (std::size_t k = 0; k < expert_of_step.size(); ++k) {
+    const int e = expert_of_step[k];
+    if (e < 0 || static_cast<std::size_t>(e) >= experts) {
+      throw Error(ErrorCode::kBadRequest, who + ": step " + std::to_string(k) + " names expert " + std::to_string(e) +
+                                              " of " + std::to_string(experts));
+    }
+  }
+}
+
 }  // namespace wand::sched::exec

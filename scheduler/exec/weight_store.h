@@ -127,4 +127,8 @@ model::DitBlockWeights view_block_weights(const BlockBlob& b, std::byte* data, a
 // it. Every loop that streams blocks through a tier calls it before planning.
 void reserve_block_slots(memory::MemoryPool& pool, int tier, const std::vector<const WeightStore*>& stores);
 
+// Checks a job's expert schedule: every step names one of `experts` experts. Throws
+// Error(kBadRequest) "<who>: step k names expert e of n".
+void check_expert_schedule(const std::vector<int>& expert_of_step, std::size_t experts, const std::string& who);
+
 }  // namespace wand::sched::exec

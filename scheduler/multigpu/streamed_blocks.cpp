@@ -50,13 +50,7 @@ StreamedBlocks::StreamedBlocks(memory::MemoryPool& pool, std::vector<const exec:
                                               std::to_string(layers_));
     }
   }
-  for (std::size_t k = 0; k < expert_of_step_.size(); ++k) {
-    const int e = expert_of_step_[k];
-    if (e < 0 || static_cast<std::size_t>(e) >= stores_.size()) {
-      throw Error(ErrorCode::kBadRequest, "streamed blocks: step " + std::to_string(k) + " names expert " +
-                                              std::to_string(e) + " of " + std::to_string(stores_.size()));
-    }
-  }
+  exec::check_expert_schedule(expert_of_step_, stores_.size(), "streamed blocks");
   const int dev = opt_.device_tier;
   if (dev < 0 || static_cast<std::size_t>(dev) >= pool_.tier_count() || dev == pool_.host_tier() ||
       dev == pool_.disk_tier()) {
