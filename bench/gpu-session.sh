@@ -15,12 +15,16 @@
 #   c-bg          bench/exec/run.sh --only c on the LAST GPU in the background: the whole
 #                 40-step 480p job under 24 GiB VRAM + 32 GiB host (umT5, idle expert from disk)
 #   wait-c        waits for it
-#   multigpu      bench/multigpu/run.sh (every strategy on 1..N GPUs, 24 GiB per card)
+#   multigpu      bench/multigpu/run.sh (every strategy on 1..N GPUs, 23 GiB per card)
+#   attn          bench_dit_block: the fused block and the self-attention alone under each
+#                 SDPA kernel family (auto, cudnn, flash, efficient), embed / head per forward
+#   profile       bench/dit/profile.sh: Nsight Compute kernel times of one fused block, grouped
 #   collect       copies today's bench/results files and the logs to $OUT
-# Logs go to $OUT (the device tool's output folder) or /tmp/wand-gpu-out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-/tmp/wand-gpu-out}
+# Logs and results gather in $out; `collect` packs them into ONE archive in $OUT (the device
+# tool brings back at most 8 files).
+out=/tmp/wand-gpu-out
 mkdir -p "$out"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 [[ -d .golden ]] && export WAND_CMAKE_ARGS="-DWAND_GOLDEN_DIR=$PWD/.golden ${WAND_CMAKE_ARGS:-}"
@@ -54,10 +58,17 @@ for stage in "$@"; do
       sleep 2 ;;
     wait-c) wait_for "run.sh --only c" /tmp/wand-c.log; cp /tmp/wand-c.log "$out/c.log" ;;
     multigpu) bash bench/multigpu/run.sh build-gpu 2>&1 | tee "$out/multigpu.log" | tail -40 ;;
+    attn)
+      CUDA_VISIBLE_DEVICES=0 build-gpu/bench/dit/bench_dit_block --tokens 32760,75600 --iters 5 --warmup 2 \
+        --fused 1 --attn auto,cudnn,flash,efficient --json "$out/attn.json" 2>&1 | tee "$out/attn.log" | tail -30 ;;
+    profile)
+      CUDA_VISIBLE_DEVICES=0 bash bench/dit/profile.sh build-gpu "$out/profile" 32760 75600 > "$out/profile.log" 2>&1
+      grep -E "^\| (attention|gemm|fused|other|reductions)|Sum of kernel" "$out/profile.log" ;;
     collect)
       cp bench/results/*"$(date -u +%Y%m%d)"* "$out/" 2>/dev/null
       cp /tmp/wand-prepare.log /tmp/wand-c.log "$out/" 2>/dev/null
-      ls -la "$out" ;;
+      ls -la "$out"
+      if [[ -n "${OUT:-}" ]]; then tar czf "$OUT/gpu-session-$(date -u +%H%M%S).tgz" -C "$out" . && ls -la "$OUT"; fi ;;
     *) echo "gpu-session: unknown stage $stage" >&2; exit 2 ;;
   esac
 done

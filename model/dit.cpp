@@ -91,6 +91,10 @@ WanDit WanDit::load(const TensorSource& src, const WanConfig& cfg, RunDtype run,
   m.head_b_ = fp32_on("head.head.bias");
   m.head_mod_ = fp32_on("head.modulation");
   m.freqs_ = rope_freqs(cfg.head_dim());
+  // The per-token RoPE table is gathered on the run device: at 75,600 tokens the CPU gather
+  // and copy of a [S, 64, 2] float64 table cost tens of ms per forward (index_select / cat /
+  // a dtype cast: exact, so the table is the same wherever it is built).
+  m.freqs_dev_ = m.freqs_.to(device);
   if (load_blocks) {
     m.blocks_.reserve(cfg.num_layers);
     for (int64_t i = 0; i < cfg.num_layers; ++i) {
@@ -192,9 +196,8 @@ DitInputs WanDit::embed(const at::Tensor& x, const at::Tensor& t, const at::Tens
   in.e = at::linear(at::silu(at::linear(s32, time0_w_, time0_b_)), time2_w_, time2_b_);  // [R, D]
   in.e0 = at::linear(at::silu(in.e), proj_w_, proj_b_).reshape({-1, 6, D});             // [R, 6, D]
   in.context = embed_text(context);
-  in.rope = rope_token_table(freqs_, F, in.grid_h, in.grid_w, seq_len,
-                             run_ == RunDtype::kFloat32 ? at::kDouble : at::kFloat)
-                .to(device_);
+  in.rope = rope_token_table(freqs_dev_, F, in.grid_h, in.grid_w, seq_len,
+                             run_ == RunDtype::kFloat32 ? at::kDouble : at::kFloat);
   return in;
 }
 

@@ -131,6 +131,7 @@ class WanDit {
   at::Tensor head_w_, head_b_;              // [4 * out_dim, D] fp32
   at::Tensor head_mod_;                     // [1, 2, D] fp32
   at::Tensor freqs_;                        // [1024, d/2, 2] float64 (CPU)
+  at::Tensor freqs_dev_;                    // the same on the run device
   std::vector<DitBlockWeights> blocks_;
 };
 

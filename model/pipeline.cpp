@@ -220,8 +220,9 @@ void WanGenerator::resolve_size(const GenRequest& req, int64_t img_h, int64_t im
   st.seq_len = st.lat_f * (st.lat_h / cfg_.patch_h) * (st.lat_w / cfg_.patch_w);
 }
 
-at::Tensor WanGenerator::encode_text(const std::string& text) {
-  at::Tensor ctx = text_(text);
+at::Tensor WanGenerator::encode_text(const std::string& text) { return checked_text(text_(text)); }
+
+at::Tensor WanGenerator::checked_text(at::Tensor ctx) const {
   if (ctx.dim() != 2 || ctx.size(1) != cfg_.text_dim) {
     throw Error(ErrorCode::kModelFormat, "text encoder: output " + c10::str(ctx.sizes()) + ", the DiT needs [L, " +
                                              std::to_string(cfg_.text_dim) + "]");
@@ -260,11 +261,22 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   const double shift = req.shift ? *req.shift : cfg_.sample_shift;
   st.sampler.emplace(parse_solver(req.sampler), steps, shift);
 
-  // Text: two separate calls; the default negative prompt when empty (reference §5.5).
+  // Text: the prompt and the default negative prompt when empty (reference §5.5); two separate
+  // encodes, or one call of text_encoder_many that runs both (the same per-text results).
   checkpoint();
-  st.context = encode_text(req.prompt);
-  checkpoint();
-  st.context_null = encode_text(req.negative.empty() ? default_negative_prompt() : req.negative);
+  const std::string negative = req.negative.empty() ? default_negative_prompt() : req.negative;
+  if (opt_.text_encoder_many) {
+    std::vector<at::Tensor> both = opt_.text_encoder_many({req.prompt, negative});
+    if (both.size() != 2) {
+      throw Error(ErrorCode::kModelFormat, "text encoder: " + std::to_string(both.size()) + " outputs for 2 texts");
+    }
+    st.context = checked_text(both[0]);
+    st.context_null = checked_text(both[1]);
+  } else {
+    st.context = encode_text(req.prompt);
+    checkpoint();
+    st.context_null = encode_text(negative);
+  }
 
   // Noise (the only random draw), then the task's conditioning.
   checkpoint();

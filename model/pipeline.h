@@ -62,6 +62,9 @@ class Vae;
 // Encodes one prompt to its trimmed umT5 embedding [L_txt, text_dim] (EOS
 // included); the prompt is passed as given (cleaning is the encoder's job).
 using TextEncodeFn = std::function<at::Tensor(const std::string& text)>;
+// Several texts in one call ([L_i, text_dim] each, in order): a streamed encoder reads its
+// weights once for all of them (scheduler/exec T5Stream::encode_texts).
+using TextEncodeManyFn = std::function<std::vector<at::Tensor>(const std::vector<std::string>& texts)>;
 // Called between DiT blocks (and between the stages of prepare/decode); throws
 // (e.g. Error(kCancelled)) to stop. The state is left as it was before the call.
 using CancelCheck = std::function<void()>;
@@ -87,6 +90,9 @@ struct GeneratorOptions {
   std::optional<RunDtype> run_dtype;  // default: bf16 on CUDA, fp32 on the CPU
   // Default: the umT5 encoder and tokenizer of the model directory.
   TextEncodeFn text_encoder;
+  // When set, prepare() encodes the prompt and the negative prompt with one call of it
+  // (instead of text_encoder twice); the same two [L, text_dim] results are expected.
+  TextEncodeManyFn text_encoder_many;
   // A14B: keep both experts in memory once loaded (false: drop the idle one at
   // the switch and reload it when a later job needs it).
   bool keep_both_experts = true;
@@ -188,6 +194,7 @@ class WanGenerator {
   const WanDit& expert(bool high_noise);
   const Vae& vae();
   at::Tensor encode_text(const std::string& text);
+  at::Tensor checked_text(at::Tensor ctx) const;  // shape check, trim to text_len, to device_
   void resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const;
 
   std::filesystem::path dir_;

@@ -35,7 +35,7 @@ at::Tensor rope_token_table(const at::Tensor& freqs, int64_t grid_f, int64_t gri
   if (seq_len < n) {
     throw Error(ErrorCode::kBadRequest, "rope: seq_len " + std::to_string(seq_len) + " < tokens " + std::to_string(n));
   }
-  const auto i64 = at::TensorOptions().dtype(at::kLong);
+  const auto i64 = at::TensorOptions().dtype(at::kLong).device(freqs.device());
   at::Tensor fi = at::arange(grid_f, i64).repeat_interleave(grid_h * grid_w);
   at::Tensor hi = at::arange(grid_h, i64).repeat_interleave(grid_w).repeat({grid_f});
   at::Tensor wi = at::arange(grid_w, i64).repeat({grid_f * grid_h});

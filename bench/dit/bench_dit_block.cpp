@@ -9,6 +9,13 @@
 //                   [--chunk N] [--json FILE]
 //                   [--fused 0,1]           block paths to time: 0 unfused, 1 fused kernels
 //                                           (Note [Fused DiT block]; default both, unfused first)
+//                   [--attn auto,cudnn,flash,efficient]  SDPA kernel families to time the block
+//                                           with (compat::set_sdpa_backend; default auto), and
+//                                           the self-attention alone ([1, heads, S, 128] bf16,
+//                                           4 S^2 D FLOP) under each, so the attention share of
+//                                           the block is measured, not modelled
+//                   [--attn-probe 0]        skip that self-attention-alone timing (profiling
+//                                           the block alone: bench/dit/profile.sh)
 // Without CUDA it prints "skip" and exits 0. Each size also prints the rel. L2
 // between the fused and unfused outputs of the same input.
 #include <torch/cuda.h>
@@ -23,6 +30,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/torch_compat.h"
 #include "model/checkpoint.h"
 #include "model/cuda/dit_fused.h"
 #include "model/dit.h"
@@ -94,6 +102,8 @@ int main(int argc, char** argv) {
   int64_t chunk = 0;
   std::string model_dir, weights_out, json_out;
   std::vector<int> modes = {0, 1};
+  std::vector<std::string> attns = {"auto"};
+  bool attn_probe = true;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&]() { return std::string(i + 1 < argc ? argv[++i] : ""); };
@@ -107,6 +117,12 @@ int main(int argc, char** argv) {
     else if (a == "--weights-out") weights_out = val();
     else if (a == "--chunk") chunk = std::stoll(val());
     else if (a == "--json") json_out = val();
+    else if (a == "--attn-probe") attn_probe = std::stoi(val()) != 0;
+    else if (a == "--attn") {
+      attns.clear();
+      std::stringstream ss(val());
+      for (std::string x; std::getline(ss, x, ',');) attns.push_back(x);
+    }
     else if (a == "--fused") {
       modes.clear();
       std::stringstream ss(val());
@@ -150,7 +166,7 @@ int main(int argc, char** argv) {
       std::printf("bench_dit_block: fused kernels not built; timing the unfused path only\n");
       modes = {0};
     }
-    std::printf("| tokens | text | fused | ms (median of %d) | TFLOP/s |\n|---|---|---|---|---|\n", iters);
+    std::printf("| tokens | text | attn | kernel | fused | ms (median of %d) | TFLOP/s |\n|---|---|---|---|---|---|---|\n", iters);
     std::ostringstream js;
     js << "{\"device\": \"cuda\", \"results\": [";
     bool first = true;
@@ -165,7 +181,60 @@ int main(int argc, char** argv) {
       DitInputs in = dit.embed(x, at::full({1}, 900, at::kLong), ctx, S, y);
       // Time a block after block 0 (fp32 residual stream input, like blocks 1..39).
       at::Tensor h = at::randn({1, S, cfg.dim}, at::TensorOptions().dtype(at::kFloat).device(dev));
+      // The parts of a forward outside the blocks (once per forward): embed (patch / time / text
+      // embeddings, the RoPE table) and head (+ unpatchify).
+      for (const char* part : {"embed", "head"}) {
+        std::vector<double> pms;
+        for (int it = 0; it < warmup + iters; ++it) {
+          torch::cuda::synchronize();
+          auto t0 = std::chrono::steady_clock::now();
+          if (part[0] == 'e') {
+            DitInputs e = dit.embed(x, at::full({1}, 900, at::kLong), ctx, S, y);
+          } else {
+            at::Tensor o = dit.head(h, in);
+          }
+          torch::cuda::synchronize();
+          auto t1 = std::chrono::steady_clock::now();
+          if (it >= warmup) pms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        }
+        std::sort(pms.begin(), pms.end());
+        const double pmed = pms[pms.size() / 2];
+        std::printf("| %lld | %s (once per forward) | - | - | - | %.1f | - |\n", static_cast<long long>(S), part, pmed);
+        js << (first ? "" : ", ") << "{\"tokens\": " << S << ", \"part\": \"" << part << "\", \"ms\": " << pmed << "}";
+        first = false;
+      }
       std::map<int, at::Tensor> outs;
+      for (const std::string& attn : attns) {
+      if (!wand::compat::set_sdpa_backend(attn)) {
+        std::printf("bench_dit_block: SDPA backend '%s' not available here, skipped\n", attn.c_str());
+        continue;
+      }
+      const int64_t heads = cfg.num_heads, hd = cfg.dim / cfg.num_heads;
+      const auto qo = at::TensorOptions().dtype(at::kBFloat16).device(dev);
+      // Self-attention alone, in the layout the block passes ([1, S, N, d] viewed as [1, N, S, d]).
+      at::Tensor q = at::randn({1, S, heads, hd}, qo).transpose(1, 2);
+      at::Tensor k = at::randn({1, S, heads, hd}, qo).transpose(1, 2);
+      at::Tensor v = at::randn({1, S, heads, hd}, qo).transpose(1, 2);
+      const std::string kernel = wand::compat::sdpa_backend_for(q, k, v);
+      if (attn_probe) {
+        std::vector<double> ams;
+        for (int it = 0; it < warmup + iters; ++it) {
+          torch::cuda::synchronize();
+          auto t0 = std::chrono::steady_clock::now();
+          at::Tensor o = wand::compat::sdpa(q, k, v);
+          torch::cuda::synchronize();
+          auto t1 = std::chrono::steady_clock::now();
+          if (it >= warmup) ams.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        }
+        std::sort(ams.begin(), ams.end());
+        const double amed = ams[ams.size() / 2];
+        const double atf = 4.0 * static_cast<double>(S) * S * cfg.dim / (amed * 1e-3) / 1e12;
+        std::printf("| %lld | self-attention only | %s | %s | - | %.1f | %.0f |\n", static_cast<long long>(S),
+                    attn.c_str(), kernel.c_str(), amed, atf);
+        js << (first ? "" : ", ") << "{\"tokens\": " << S << ", \"attn\": \"" << attn << "\", \"kernel\": \""
+           << kernel << "\", \"part\": \"self_attention\", \"ms\": " << amed << ", \"tflops\": " << atf << "}";
+        first = false;
+      }
       for (int mode : modes) {
         wand::model::fused::set_enabled(mode == 1);
         std::vector<double> ms;
@@ -181,11 +250,14 @@ int main(int argc, char** argv) {
         std::sort(ms.begin(), ms.end());
         const double med = ms[ms.size() / 2];
         const double tflops = block_flops(S, 512, cfg.dim, cfg.ffn_dim) / (med * 1e-3) / 1e12;
-        std::printf("| %lld | 512 | %d | %.1f | %.0f |\n", static_cast<long long>(S), mode, med, tflops);
-        js << (first ? "" : ", ") << "{\"tokens\": " << S << ", \"fused\": " << mode << ", \"ms\": " << med
-           << ", \"tflops\": " << tflops << "}";
+        std::printf("| %lld | 512 | %s | %s | %d | %.1f | %.0f |\n", static_cast<long long>(S), attn.c_str(),
+                    kernel.c_str(), mode, med, tflops);
+        js << (first ? "" : ", ") << "{\"tokens\": " << S << ", \"attn\": \"" << attn << "\", \"kernel\": \""
+           << kernel << "\", \"fused\": " << mode << ", \"ms\": " << med << ", \"tflops\": " << tflops << "}";
         first = false;
       }
+      }
+      wand::compat::set_sdpa_backend("auto");
       if (outs.count(0) && outs.count(1)) {
         const at::Tensor& a = outs[1];  // fp32 norms: enough for a report
         const at::Tensor& b = outs[0];

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Issue 6 item 6 on the GPU machine: the full-size synthetic A14B (random bf16 weights in the
 # release layout, both experts over one set of shards) measured for
-#   (a) all weights resident, (b) 24 GiB VRAM with the expert in pinned host memory, per size
+#   (a) all weights resident, (b) a 24 GiB card (wand budget 23 GiB: everything on the card) with the expert in pinned host memory, per size
 #       (832x480, 1280x720, 81 frames; bench_streamed_step, 1 warm-up + 2 timed iterations),
 #       plus one block in PyTorch eager on the same card x layers (bench/dit/pytorch_block.py);
-#   (c) a whole 40-step 480p t2v job under 24 GiB VRAM and a 32 GiB host budget, umT5 and the
+#   (c) a whole 40-step 480p t2v job under the same 23 GiB budget and a 32 GiB host budget, umT5 and the
 #       idle expert from disk, and (a)'s whole job in the same process (bench_streamed_job).
 # Writes bench/results/exec-<card>-<date>.{json,md} (summarize.py: tables, ratios, targets).
 #

@@ -60,7 +60,7 @@ def main():
     date = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
     merged = {"card": a.card, "date": date, "command": a.command, "ab": ab, "c": c, "pytorch_eager_forward": eager, "targets": {}}
     t = merged["targets"]
-    md = ["# Streamed A14B executor: (a) resident, (b) 24 GiB VRAM, (c) 24 GiB VRAM + 32 GiB host",
+    md = ["# Streamed A14B executor: (a) resident, (b) 24 GiB card (23 GiB budget), (c) the same + 32 GiB host",
           "", "Card: %s. Date: %s." % (a.card, date), "", "Command: `%s`" % a.command, ""]
 
     # ---- (a) / (b) per size
@@ -93,6 +93,9 @@ def main():
         t["b_host_le_weights_plus_5pct"] = (None if not weights or rss is None else rss <= 1.05 * weights)
         md += ["", "Host: VmHWM %s GiB for %s GiB of weights (%s expert(s)) in the host tier (%s x); expert read to pinned host at "
                "%s GB/s." % (gib(rss), gib(weights), ab.get("host_experts", 1), sec(ratio(rss, weights)), sec(ab.get("host_load_gbps"))), ""]
+        if ab.get("host_rss_before_pool_bytes") is not None:
+            md += ["Host RSS before the pool was made (LibTorch, CUDA, the non-block weights): %s GiB; host tier %s GiB." %
+                   (gib(ab.get("host_rss_before_pool_bytes")), gib(ab.get("host_tier_bytes"))), ""]
         pe = ab.get("pytorch_eager")
         if pe:
             md += ["PyTorch eager: %s (torch %s on %s)." % (pe.get("note"), pe.get("torch"), pe.get("device")), ""]
@@ -115,8 +118,12 @@ def main():
     if c:
         cc, aa = c.get("c") or {}, c.get("a") or {}
         steps = c.get("steps", 0)
-        floor = planner_field(c, "disk_floor_s")
-        floor_src = "planner"
+        # A benchmark process is a cold host tier: the planner's first-job floor (the DiT bytes of
+        # that job at the calibrated disk rate); older JSONs have only the warm per-job floor.
+        floor = planner_field(c, "disk_floor_first_job_s")
+        floor_src = "planner, first job"
+        if floor is None:
+            floor, floor_src = planner_field(c, "disk_floor_s"), "planner"
         if floor is None and cc.get("disk_floor_s_at_measured_bw") is not None:
             floor, floor_src = cc["disk_floor_s_at_measured_bw"], "bytes / measured disk bandwidth (planner absent)"
         md += ["## (c) whole %d-step t2v job at %dx%d, %d frames: %s GiB VRAM, %s GiB host" %
@@ -130,7 +137,8 @@ def main():
                "| T5 (from disk) s | %s | — |" % sec(cc.get("t5_s")),
                "| decode s | %s | — |" % sec(cc.get("decode_s")),
                "| bytes from disk GB | %s | %s |" % (
-                   "%.1f" % ((cc.get("bytes_from_disk") or {}).get("total", 0) / 1e9), str(planner_field(c, "disk_bytes"))),
+                   "%.1f" % ((cc.get("bytes_from_disk") or {}).get("total", 0) / 1e9),
+                   "%.1f" % ((planner_field(c, "disk_bytes_first_job") or planner_field(c, "disk_bytes") or 0) / 1e9)),
                "| disk floor s (%s) | %s | %s |" % (floor_src, sec(floor), sec(planner_field(c, "disk_floor_s"))),
                "| peak VRAM GiB (cudaMemGetInfo) | %s | %s |" % (gib(cc.get("peak_device_bytes")),
                                                                gib(planner_field(c, "peak_device_bytes"))),

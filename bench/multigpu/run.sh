@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command on the GPU machine (issue 8): one job's denoising step on 1..N cards of this
 # machine with the A14B blocks streamed from ONE shared pinned host copy, each card with a
-# 24 GiB budget, at 832x480 and 1280x720, 81 frames, every strategy that applies
+# 23 GiB budget (a 24 GiB card), at 832x480 and 1280x720, 81 frames, every strategy that applies
 # (single, cfg-parallel, ulysses-N, cfg2xulysses-N/2) and the planner's choice marked.
 # Writes bench/results/multigpu-<card>-x<N>-<date>.{json,md}.
 #   bench/multigpu/run.sh [BUILD_DIR] [extra bench_parallel args...]

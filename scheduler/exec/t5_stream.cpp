@@ -229,14 +229,25 @@ at::Tensor T5Stream::embed(const at::Tensor& ids_in) {
 }
 
 at::Tensor T5Stream::forward(const at::Tensor& ids, const at::Tensor& mask) {
-  if (mask.sizes() != ids.sizes()) throw Error(ErrorCode::kBadRequest, "t5 stream: ids and mask shapes differ");
+  return forward_each({ids}, {mask})[0];
+}
+
+std::vector<at::Tensor> T5Stream::forward_each(const std::vector<at::Tensor>& ids, const std::vector<at::Tensor>& masks) {
+  if (ids.empty() || ids.size() != masks.size()) {
+    throw Error(ErrorCode::kBadRequest, "t5 stream: " + std::to_string(ids.size()) + " id tensors and " +
+                                            std::to_string(masks.size()) + " masks");
+  }
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (masks[i].sizes() != ids[i].sizes()) throw Error(ErrorCode::kBadRequest, "t5 stream: ids and mask shapes differ");
+  }
   const auto t0 = Clock::now();
   const at::ScalarType dt = run_scalar(opt_.run);
   const int host = pool_.host_tier();
   try {
     // Layer 0's read overlaps the embedding gather.
     for (int l = 0; l <= std::min(opt_.prefetch_layers, num_layers() - 1); ++l) request_layer(l);
-    at::Tensor x = embed(ids);
+    std::vector<at::Tensor> xs;
+    for (const at::Tensor& i : ids) xs.push_back(embed(i));
     for (int l = 0; l < num_layers(); ++l) {
       const int ahead = l + opt_.prefetch_layers;
       if (ahead < num_layers() && ahead > 0) request_layer(ahead);
@@ -275,7 +286,11 @@ at::Tensor T5Stream::forward(const at::Tensor& ids, const at::Tensor& mask) {
       bw.gate = v[7];
       bw.fc2 = v[8];
       bw.pos = v[9];
-      x = enc_->block(l, x, mask, bw);
+      // Note [Layer-major encode]: every input goes through layer l while its weights are on
+      // the device, so a job's prompt and negative prompt read umT5 from disk once, not twice
+      // (measured on the H100 before: 18.5 GB of T5 reads per job for a 9.3 GB stack). Each
+      // input runs the same ops as alone: the outputs are bitwise those of one-at-a-time.
+      for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = enc_->block(l, xs[i], masks[i], bw);
       // Note: the views die with bw / v at the end of this iteration; the kernels reading them
       // must be finished before the pins go (the copy may be evicted and its slot reused).
       ComputeFence::record(opt_.cuda_device).wait();
@@ -292,7 +307,8 @@ at::Tensor T5Stream::forward(const at::Tensor& ids, const at::Tensor& mask) {
       }
       ++stats_.layers_run;
     }
-    at::Tensor out = enc_->final_norm(x);
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& x : xs) out.push_back(enc_->final_norm(x));
     synchronize_device(opt_.cuda_device);
     inflight_.clear();
     ++stats_.encodes;
@@ -315,12 +331,18 @@ std::vector<at::Tensor> T5Stream::encode(const at::Tensor& ids, const at::Tensor
 
 std::vector<at::Tensor> T5Stream::encode_texts(const model::Tokenizer& tok, const std::vector<std::string>& texts,
                                                int text_len) {
-  std::vector<at::Tensor> out;
+  std::vector<at::Tensor> ids, masks;
   for (const std::string& text : texts) {
     const model::TokenizedText t = tok.encode(model::clean_text(text), text_len);
-    const at::Tensor ids = at::tensor(t.ids, at::kLong).view({1, text_len});
-    const at::Tensor mask = at::tensor(t.mask, at::kLong).view({1, text_len}).to(device_);
-    out.push_back(encode(ids, mask)[0]);
+    ids.push_back(at::tensor(t.ids, at::kLong).view({1, text_len}));
+    masks.push_back(at::tensor(t.mask, at::kLong).view({1, text_len}).to(device_));
+  }
+  if (ids.empty()) return {};
+  const std::vector<at::Tensor> enc = forward_each(ids, masks);  // Note [Layer-major encode]
+  std::vector<at::Tensor> out;
+  for (std::size_t i = 0; i < enc.size(); ++i) {
+    const int64_t len = masks[i].gt(0).sum().item<int64_t>();
+    out.push_back(enc[i][0].narrow(0, 0, len));
   }
   return out;
 }

@@ -6,7 +6,7 @@
 //   T5StreamOptions o;
 //   o.device_tier = pool.device_tier(0);  o.cuda_device = 0;  o.run = RunDtype::kBFloat16;
 //   T5Stream t5(dir / "models_t5_umt5-xxl-enc-bf16.pth", pool, o);   // registers the blobs
-//   std::vector<at::Tensor> ctx = t5.encode_texts(tokenizer, {prompt, negative});
+//   std::vector<at::Tensor> ctx = t5.encode_texts(tokenizer, {prompt, negative});  // umT5 read once
 //   nlohmann::json s = t5.stats_json();   // bytes read, waits, seconds
 //   // ~T5Stream drops its blobs (their tier copies go with them).
 //
@@ -85,7 +85,11 @@ class T5Stream {
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& mask);
   // forward, each sample trimmed to sum(mask[b]) (T5Encoder::encode).
   std::vector<at::Tensor> encode(const at::Tensor& ids, const at::Tensor& mask);
-  // clean_text, tokenize to text_len, one batch-1 encode per text (T5Encoder::encode_texts).
+  // forward of several inputs in one pass over the layers: each layer is read once and run on
+  // every input (Note [Layer-major encode] in t5_stream.cpp); equal to forward() on each.
+  std::vector<at::Tensor> forward_each(const std::vector<at::Tensor>& ids, const std::vector<at::Tensor>& masks);
+  // clean_text, tokenize to text_len, batch-1 encodes of every text in one layer pass
+  // (forward_each; the results equal T5Encoder::encode_texts).
   std::vector<at::Tensor> encode_texts(const model::Tokenizer& tok, const std::vector<std::string>& texts,
                                        int text_len = 512);
   // [B, L] ids -> [B, L, dim] run dtype on the run device, from the rows read off disk.

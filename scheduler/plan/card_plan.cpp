@@ -94,7 +94,18 @@ CardPlan plan_card(const ModelShape& m, const JobGeometry& g, const DeviceSpec& 
     p.peak.non_block = nb;
     p.peak.activations = act;
     const std::uint64_t fixed = ctx + nb + act;
-    if (dev.budget_bytes < fixed + 2 * blk) {
+    if (dev.tier_bytes > 0) {
+      // Note [Fixed tier].
+      if (dev.tier_bytes < 2 * blk || dev.budget_bytes < fixed + dev.tier_bytes) {
+        p.feasible = false;
+        p.reason = "device " + std::to_string(dev.index) + ": budget " + gib(dev.budget_bytes) + " < context " +
+                   gib(ctx) + " + non-block weights " + gib(nb) + " + activations " + gib(act) +
+                   (chunk > 0 ? " (chunk " + std::to_string(chunk) + " tokens)" : std::string(" (unchunked)")) +
+                   " + device tier " + gib(dev.tier_bytes) + " = " + gib(fixed + dev.tier_bytes) +
+                   (dev.tier_bytes < 2 * blk ? " (and the tier holds fewer than 2 blocks of " + gib(blk) + ")" : "");
+        return p;
+      }
+    } else if (dev.budget_bytes < fixed + 2 * blk) {
       p.feasible = false;
       p.reason = "device " + std::to_string(dev.index) + ": budget " + gib(dev.budget_bytes) + " < context " +
                  gib(ctx) + " + non-block weights " + gib(nb) + " + activations " + gib(act) +
@@ -103,12 +114,13 @@ CardPlan plan_card(const ModelShape& m, const JobGeometry& g, const DeviceSpec& 
       return p;
     }
     p.feasible = true;
-    const std::uint64_t free = dev.budget_bytes - fixed;
+    const std::uint64_t free = dev.tier_bytes > 0 ? dev.tier_bytes : dev.budget_bytes - fixed;
     if (free >= all_blocks) {
       p.prefetch_depth = 0;
       p.resident_blocks = E * L;
       p.resident_active = L;
       p.peak.resident_blocks = all_blocks;
+      if (dev.tier_bytes > 0) p.peak.weight_slots = dev.tier_bytes - all_blocks;  // the whole tier is held
       p.step_s = L * (c + comm);
       p.cold_step_s = p.step_s;
       p.cold_steps_per_job = 0;
@@ -123,6 +135,7 @@ CardPlan plan_card(const ModelShape& m, const JobGeometry& g, const DeviceSpec& 
     p.resident_blocks = r;
     p.resident_active = std::min(r, L);
     p.peak.resident_blocks = static_cast<std::uint64_t>(r) * blk;
+    if (dev.tier_bytes > 0) p.peak.weight_slots = dev.tier_bytes - p.peak.resident_blocks;  // the whole tier
     const int streamed = L - p.resident_active;
     const double per_streamed = std::max(c + comm, t);
     p.step_s = p.resident_active * (c + comm) + streamed * per_streamed;
@@ -170,7 +183,8 @@ json HostPlan::to_json() const {
   return {{"budget_bytes", budget_bytes},      {"dit_bytes", dit_bytes},
           {"dit_in_host", dit_in_host},        {"staging_bytes", staging_bytes},
           {"t5_in_host", t5_in_host},          {"t5_bytes", t5_bytes},
-          {"disk_bytes_per_job", disk_bytes_per_job}, {"first_load_bytes", first_load_bytes},
+          {"disk_bytes_per_job", disk_bytes_per_job}, {"t5_disk_bytes_per_job", t5_disk_bytes_per_job},
+          {"disk_bytes_first_job", disk_bytes_first_job}, {"first_load_bytes", first_load_bytes},
           {"total", total()}};
 }
 
@@ -215,6 +229,14 @@ HostPlan plan_host(const ModelShape& m, const JobGeometry& g, std::uint64_t host
     }
   }
   h.first_load_bytes = stored + (h.t5_in_host ? h.t5_bytes : 0);
+  // umT5 not kept in host memory streams from disk once per job (both prompts go through each
+  // layer while it is on the card: T5Stream::encode_texts). Counted as the whole .pth: the
+  // token-embedding table (2.1 GB of the 11.4 GB release file) is never read whole, only the
+  // rows of the prompts' tokens, so this overstates it by up to that much.
+  h.t5_disk_bytes_per_job = h.t5_in_host ? 0 : h.t5_bytes;
+  // A cold host tier (a daemon's first job, a benchmark process): the DiT blocks come from disk
+  // once each when they cannot all stay (or the first load when they can), plus umT5.
+  h.disk_bytes_first_job = (h.dit_in_host < h.dit_bytes ? h.dit_bytes : stored) + h.t5_bytes;
   return h;
 }
 

@@ -22,6 +22,13 @@
 // 305.1 ms at 75,600 tokens, the same as unchunked), then 8,192 .. 1,024 only to fit at all
 // (their speed is not measured; the plan says so). The best step time wins, ties to the larger
 // chunk.
+//
+// Note [Fixed tier]: a device tier is one allocation made when the pool starts (memory/cuda),
+// so on a running daemon the blocks' room is not the planner's to choose: with
+// DeviceSpec::tier_bytes set, the tier holds the window and as many resident blocks as fit,
+// the peak counts the whole tier, and the activations get what the budget leaves beside it
+// (the chunk is chosen to fit there). Measured on the H100 (bench/exec, 2026-11-25), planning
+// the tier freely predicted a 480p peak 35% above a run whose tier was sized for 720p.
 // Free functions; any thread.
 #pragma once
 
@@ -39,7 +46,11 @@ namespace wand::sched::plan {
 
 struct DeviceSpec {
   int index = 0;
-  std::uint64_t budget_bytes = 0;  // everything on the card (the config's devices[].bytes)
+  std::uint64_t budget_bytes = 0;  // everything on the card (executor.device_budget)
+  // The device tier's size when it is fixed already (memory.devices[].bytes of a running
+  // daemon, a benchmark's slots): the blocks live there, and the card holds all of it whatever
+  // the job (Note [Fixed tier]). 0: the planner sizes the tier (recommended_device_tier_bytes).
+  std::uint64_t tier_bytes = 0;
 };
 
 // What a card runs per block under a strategy.
@@ -93,6 +104,8 @@ struct HostPlan {
   bool t5_in_host = false;
   std::uint64_t t5_bytes = 0;
   std::uint64_t disk_bytes_per_job = 0; // DiT bytes read from disk per job (warm daemon)
+  std::uint64_t t5_disk_bytes_per_job = 0;  // umT5 re-read per job when the host does not keep it
+  std::uint64_t disk_bytes_first_job = 0;   // DiT + umT5 read by a job on a cold host tier
   std::uint64_t first_load_bytes = 0;   // everything read once when the daemon starts
   std::uint64_t total() const { return dit_in_host + staging_bytes + (t5_in_host ? t5_bytes : 0); }
   nlohmann::json to_json() const;

@@ -82,19 +82,20 @@ TEST_F(T5StreamTest, Fp32EqualsResidentEncoderBitwise) {
     ASSERT_EQ(got_ctx[i].sizes(), want_ctx[i].sizes());
     EXPECT_TRUE(at::equal(got_ctx[i], want_ctx[i])) << "text " << i;
   }
-  // Each layer's bytes requested once per encode (3 encodes), nothing left on the device
-  // tier, only the distinct tokens' embedding rows read.
+  // Each layer's bytes requested once per pass: forward() is one, and encode_texts() runs
+  // both texts through each layer in ONE pass (Note [Layer-major encode]); nothing left on
+  // the device tier, only the distinct tokens' embedding rows read.
   const T5StreamStats& s = t5.stats();
-  EXPECT_EQ(s.encodes, 3u);
-  EXPECT_EQ(s.layers_run, 6u);
-  EXPECT_EQ(s.bytes_requested, 3 * t5.total_layer_bytes());
+  EXPECT_EQ(s.encodes, 2u);
+  EXPECT_EQ(s.layers_run, 4u);
+  EXPECT_EQ(s.bytes_requested, 2 * t5.total_layer_bytes());
   EXPECT_TRUE(pool.resident(pool.device_tier(0)).empty());
   std::set<int64_t> distinct(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
   const std::uint64_t row = static_cast<std::uint64_t>(t5.config().dim) * 2;  // bf16 rows
   EXPECT_GE(s.embed_bytes_read, distinct.size() * row);
   EXPECT_LT(s.embed_bytes_read, static_cast<std::uint64_t>(t5.config().vocab) * row);
   const nlohmann::json j = t5.stats_json();
-  EXPECT_EQ(j.at("layers_run").get<std::uint64_t>(), 6u);
+  EXPECT_EQ(j.at("layers_run").get<std::uint64_t>(), 4u);
   EXPECT_EQ(j.at("blobs").get<std::size_t>(), t5.num_blobs());
 }
 

@@ -155,6 +155,49 @@ TEST_F(PlanA14B, A32GiBHostReadsTheExpertsFromDiskEveryJob) {
   EXPECT_FALSE(big.host.t5_in_host);
 }
 
+TEST_F(PlanA14B, AFixedTierIsHeldWholeAndTheActivationsGetTheRest) {
+  // Note [Fixed tier]: the bench's (b) card (23 GiB budget, 10 GiB tier sized for 720p).
+  const Calibration cal = Calibration::defaults();
+  const std::uint64_t tier = 10 * kGiB, blk = m().max_block_run_bytes();
+  const SingleCardPlan p480 = plan_single_card(m(), job(832, 480), {0, 23 * kGiB, tier}, 64 * kGiB, cal);
+  const SingleCardPlan p720 = plan_single_card(m(), job(1280, 720), {0, 23 * kGiB, tier}, 64 * kGiB, cal);
+  for (const SingleCardPlan* p : {&p480, &p720}) {
+    ASSERT_TRUE(p->card.feasible) << p->card.reason;
+    EXPECT_EQ(p->card.peak.weight_slots + p->card.peak.resident_blocks, tier);  // the whole tier
+    EXPECT_EQ(p->card.prefetch_depth, 2);
+    EXPECT_EQ(p->card.resident_blocks, static_cast<int>((tier - 3 * blk) / blk));
+    EXPECT_LE(p->card.peak.total(), 23 * kGiB);
+  }
+  // Same tier, so the two sizes differ only by their activations (480p is far below the budget:
+  // the free planner would have filled the card with resident blocks instead).
+  EXPECT_EQ(p720.card.peak.total() - p480.card.peak.total(),
+            p720.card.peak.activations - p480.card.peak.activations);
+  const SingleCardPlan free480 = plan_single_card(m(), job(832, 480), {0, 23 * kGiB}, 64 * kGiB, cal);
+  EXPECT_GT(free480.card.peak.total(), p480.card.peak.total() + 4 * kGiB);
+  // A tier that leaves no room for the activations: refused (no chunk fits either), naming the tier.
+  try {
+    plan_single_card(m(), job(832, 480), {0, 23 * kGiB, 22 * kGiB}, 64 * kGiB, cal);
+    FAIL() << "a 22 GiB tier on a 23 GiB budget accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_NE(std::string(e.what()).find("device tier " + format_bytes(22 * kGiB)), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(PlanA14B, ColdJobAndUmT5DiskBytes) {
+  const Calibration cal = Calibration::defaults();
+  // 32 GiB host: the DiT does not fit; a cold job reads every block once, umT5 once (both prompts
+  // in one layer pass), and umT5 again every job.
+  const SingleCardPlan p = plan_single_card(m(), job(832, 480), {0, 22 * kGiB}, 32 * kGiB, cal);
+  EXPECT_EQ(p.host.t5_disk_bytes_per_job, test::kT5Bytes);
+  EXPECT_EQ(p.host.disk_bytes_first_job, 2 * m().expert_run_bytes(0) + test::kT5Bytes);
+  // A big host keeps both: the first job reads the stored shards (shared here) and umT5 once, later jobs nothing.
+  const SingleCardPlan big = plan_single_card(m(), job(832, 480), {0, 22 * kGiB}, 160 * kGiB, cal);
+  EXPECT_TRUE(big.host.t5_in_host);
+  EXPECT_EQ(big.host.t5_disk_bytes_per_job, 0u);
+  EXPECT_EQ(big.host.disk_bytes_first_job, big.host.first_load_bytes);
+}
+
 TEST_F(PlanA14B, V2PicksJobParallelForAQueueAndSplitsOneJob) {
   const Calibration cal = Calibration::defaults();
   MachineSpec four{{{0, 22 * kGiB}, {1, 22 * kGiB}, {2, 22 * kGiB}, {3, 22 * kGiB}}, 160 * kGiB};
