@@ -106,6 +106,10 @@ struct HostPlan {
   std::uint64_t disk_bytes_per_job = 0; // DiT bytes read from disk per job (warm daemon)
   std::uint64_t t5_disk_bytes_per_job = 0;  // umT5 re-read per job when the host does not keep it
   std::uint64_t disk_bytes_first_job = 0;   // DiT + umT5 read by a job on a cold host tier
+  // Note [Switch waits]: when the host cannot keep both experts, the next expert's bytes that
+  // do not fit beside the active one are read while the switch step waits for them.
+  std::uint64_t switch_wait_bytes = 0;      // per expert switch (0: prefetched in time or all kept)
+  std::uint64_t first_wait_bytes = 0;       // a cold job's first expert (its step 0 waits for it)
   std::uint64_t first_load_bytes = 0;   // everything read once when the daemon starts
   std::uint64_t total() const { return dit_in_host + staging_bytes + (t5_in_host ? t5_bytes : 0); }
   nlohmann::json to_json() const;
@@ -124,8 +128,10 @@ struct JobTimes {
   double denoise_s = 0;     // max(steps, disk floor)
   double steps_s = 0;       // sum of step times (cold steps included)
   double disk_floor_s = 0;  // disk bytes per job / disk GB/s
+  double switch_wait_s = 0; // per switch (Note [Switch waits]); 2 per warm job
   double vae_s = 0;
-  double job_s = 0;
+  double job_s = 0;         // a warm daemon's job
+  double first_job_s = 0;   // the same job on a cold host tier (a fresh daemon, a benchmark)
   nlohmann::json to_json() const;
 };
 

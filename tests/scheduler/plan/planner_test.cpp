@@ -190,12 +190,30 @@ TEST_F(PlanA14B, ColdJobAndUmT5DiskBytes) {
   // in one layer pass), and umT5 again every job.
   const SingleCardPlan p = plan_single_card(m(), job(832, 480), {0, 22 * kGiB}, 32 * kGiB, cal);
   EXPECT_EQ(p.host.t5_disk_bytes_per_job, test::kT5Bytes);
+  // Note [Switch waits]: beside the active expert the cache prefetches cache - E of the next one;
+  // the switch step waits for the rest, minus one step of compute; a cold job also waits for its
+  // first expert (minus one streaming step).
+  const std::uint64_t E = m().expert_run_bytes(0), cache = 32 * kGiB - 4 * m().max_block_run_bytes();
+  EXPECT_EQ(p.host.switch_wait_bytes, E - (cache - E));
+  EXPECT_EQ(p.host.first_wait_bytes, E);
+  const double disk = cal.disk_gbps.value * 1e9;
+  EXPECT_NEAR(p.times.switch_wait_s, static_cast<double>(E - (cache - E)) / disk - p.card.step_s, 1e-6);
+  EXPECT_GT(p.times.switch_wait_s, 0.0);
+  EXPECT_NEAR(p.times.first_job_s,
+              p.times.t5_s + p.times.steps_s + (static_cast<double>(E) / disk - p.card.cold_step_s) +
+                  p.times.switch_wait_s + p.times.vae_s,
+              1e-6);
+  EXPECT_NEAR(p.times.job_s, p.times.t5_s + std::max(p.times.steps_s + 2 * p.times.switch_wait_s, p.times.disk_floor_s) +
+                                 p.times.vae_s,
+              1e-6);
   EXPECT_EQ(p.host.disk_bytes_first_job, 2 * m().expert_run_bytes(0) + test::kT5Bytes);
   // A big host keeps both: the first job reads the stored shards (shared here) and umT5 once, later jobs nothing.
   const SingleCardPlan big = plan_single_card(m(), job(832, 480), {0, 22 * kGiB}, 160 * kGiB, cal);
   EXPECT_TRUE(big.host.t5_in_host);
   EXPECT_EQ(big.host.t5_disk_bytes_per_job, 0u);
   EXPECT_EQ(big.host.disk_bytes_first_job, big.host.first_load_bytes);
+  EXPECT_EQ(big.host.switch_wait_bytes, 0u);
+  EXPECT_DOUBLE_EQ(big.times.switch_wait_s, 0.0);
 }
 
 TEST_F(PlanA14B, V2PicksJobParallelForAQueueAndSplitsOneJob) {
