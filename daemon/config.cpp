@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "memory/pool_config.h"
+#include "scheduler/multigpu/parallel_strategy.h"
 
 namespace wand::daemon {
 
@@ -155,9 +156,20 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
           if (e.run_dtype != "" && e.run_dtype != "fp32" && e.run_dtype != "bf16" && e.run_dtype != "fp16") {
             c.bad(f, "'" + e.run_dtype + "' is not one of fp32, bf16, fp16 (or \"\" for the device's default)");
           }
+        } else if (s.key() == "parallel") {
+          e.parallel = c.str(x, f);
+          if (e.parallel != "auto" && e.parallel != "off") {
+            sched::ParallelStrategy ps;
+            try {
+              ps = sched::parse_strategy(e.parallel);
+            } catch (const Error& err) {
+              c.bad(f, std::string(err.what()) + "; expected \"auto\", \"off\" or a strategy name");
+            }
+            if (ps.ranks() < 2) c.bad(f, "'" + e.parallel + "' uses one card: write \"off\" for job-parallel only");
+          }
         } else {
           c.bad(f, "unknown field (expected device_budget, context_bytes, activation_bytes, window, "
-                   "host_window, chunk_tokens, pack_dir, run_dtype)");
+                   "host_window, chunk_tokens, pack_dir, run_dtype, parallel)");
         }
       }
     } else {
@@ -184,7 +196,7 @@ json executor_to_json(const ExecutorConfig& e) {
   return {{"device_budget", e.device_budget}, {"context_bytes", e.context_bytes},
           {"activation_bytes", e.activation_bytes}, {"window", e.window},
           {"host_window", e.host_window}, {"chunk_tokens", e.chunk_tokens},
-          {"pack_dir", e.pack_dir}, {"run_dtype", e.run_dtype}};
+          {"pack_dir", e.pack_dir}, {"run_dtype", e.run_dtype}, {"parallel", e.parallel}};
 }
 
 json config_to_json(const DaemonConfig& c) {

@@ -11,8 +11,11 @@
 // section tunes streamed Wan jobs (used when the pool has a device tier):
 //   "executor": {"device_budget": "24GiB", "context_bytes": "600MiB", "activation_bytes": 0,
 //                "window": 0, "host_window": 0, "chunk_tokens": -1, "pack_dir": "",
-//                "run_dtype": ""}
-// (docs/operations.md, "Streaming").
+//                "run_dtype": "", "parallel": "auto"}
+// (docs/operations.md, "Streaming" and "Several cards"). "parallel" is how one job may use
+// several cards (Note [Daemon card groups], daemon.cpp): "auto" (planner v2's latency choice
+// for a job alone on >= 2 idle cards), "off" (job-parallel only), or a strategy name
+// ("cfg-parallel", "ulysses-2", "cfg2xulysses-2": scheduler/multigpu/parallel_strategy.h).
 #pragma once
 
 #include <cstdint>
@@ -34,10 +37,12 @@ struct ExecutorConfig {
   std::int64_t chunk_tokens = -1;      // -1: from the budget; 0: never chunk
   std::string pack_dir;                // "": the disk tier's dir, else <state_dir>/pack
   std::string run_dtype;               // "" | fp32 | bf16 | fp16 ("": bf16 on CUDA, fp32 on the CPU)
+  std::string parallel = "auto";       // "auto" | "off" | a strategy name of >= 2 cards ("cfg-parallel", ...)
   bool operator==(const ExecutorConfig& o) const {
     return device_budget == o.device_budget && context_bytes == o.context_bytes &&
            activation_bytes == o.activation_bytes && window == o.window && host_window == o.host_window &&
-           chunk_tokens == o.chunk_tokens && pack_dir == o.pack_dir && run_dtype == o.run_dtype;
+           chunk_tokens == o.chunk_tokens && pack_dir == o.pack_dir && run_dtype == o.run_dtype &&
+           parallel == o.parallel;
   }
   bool operator!=(const ExecutorConfig& o) const { return !(*this == o); }
 };

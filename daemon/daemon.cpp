@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "daemon/group_chooser.h"
 #include "daemon/handlers/context.h"
 #include "daemon/notifier.h"
 #include "daemon/pipelines.h"
@@ -82,15 +83,7 @@ class PeakPlanner {
     std::sort(slots_.begin(), slots_.end(), [](const sched::DeviceSlot& a, const sched::DeviceSlot& b) {
       return a.vram_budget_bytes < b.vram_budget_bytes;
     });
-    const std::filesystem::path cal_file = calibration_path(cfg);
-    std::error_code ec;
-    cal_ = std::filesystem::exists(cal_file, ec) ? sched::plan::Calibration::from_file(cal_file)
-                                                 : sched::plan::Calibration::defaults();
-    if (cfg.executor.context_bytes > 0) {
-      cal_.context_bytes.value = static_cast<double>(cfg.executor.context_bytes);
-      cal_.context_bytes.source = "config executor.context_bytes";
-      cal_.context_bytes.ref.clear();
-    }
+    cal_ = plan_calibration(cfg);
   }
 
   std::uint64_t operator()(const sched::JobSpec& spec) {
@@ -379,7 +372,10 @@ int Daemon::run() {
       names += (names.empty() ? "" : ",") + s.name + "=" +
                (s.vram_budget_bytes ? format_bytes(s.vram_budget_bytes) : std::string("unlimited"));
     }
-    log::get("rpc")->info("job-parallel slots={} placement={}", names, ro.estimator ? "planner" : "none");
+    // Note [Daemon card groups] (group_chooser.h): with 2+ cards a job may run on several.
+    if (ro.slots.size() >= 2) ro.group_chooser = make_group_chooser(d.config, d.registry);
+    log::get("rpc")->info("job-parallel slots={} placement={} parallel={}", names, ro.estimator ? "planner" : "none",
+                          ro.group_chooser ? d.config.executor.parallel : std::string("off"));
     d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store, std::move(ro));
   } else {
     d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store);

@@ -35,6 +35,12 @@
 // number to check against (the tier bytes are only the block slots), so the slots are
 // unlimited and every job fits every card. Without device tiers (or without a memory
 // section): one worker, resident pipelines, as before issue 7.
+// With 2+ cards, executor.parallel decides whether a job taken runs on several of the idle
+// cards at once (Note [Daemon card groups], group_chooser.h; Note [Card groups],
+// job_runner.h): "auto" (default) = planner v2's latency choice for a job alone, "off" =
+// one card per job, a strategy name = that strategy whenever enough cards are idle. The
+// group's pipeline is PipelineRegistry::pipeline(model, group) (the `wand` executable's
+// make_group: one WanStreamRank per member card).
 // Owns everything it creates; run() from one thread.
 #pragma once
 

@@ -20,6 +20,48 @@ plan::MachineSpec machine_from_memory_config(const json& memory) {
 
 fs::path calibration_path(const DaemonConfig& cfg) { return fs::path(cfg.state_dir) / "calibration.json"; }
 
+plan::Calibration plan_calibration(const DaemonConfig& cfg, bool* from_file) {
+  const fs::path cal_file = calibration_path(cfg);
+  std::error_code ec;
+  const bool have_cal = fs::exists(cal_file, ec);
+  if (from_file) *from_file = have_cal;
+  plan::Calibration cal = have_cal ? plan::Calibration::from_file(cal_file) : plan::Calibration::defaults();
+  if (cfg.executor.context_bytes > 0) {
+    cal.context_bytes.value = static_cast<double>(cfg.executor.context_bytes);
+    cal.context_bytes.source = "config executor.context_bytes";
+    cal.context_bytes.ref.clear();
+  }
+  return cal;
+}
+
+plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_source) {
+  plan::MachineSpec mc = machine_from_memory_config(cfg.memory);
+  // Note [Plan card budgets]: the planner splits a whole-card budget itself (context,
+  // non-block weights, slots, resident blocks, activations). The config's whole-card
+  // number is executor.device_budget (the executor runs on the first device); the other
+  // devices get the same headroom over their device tier. Without device_budget, each
+  // device's memory.devices[].bytes is taken as its whole-card budget.
+  if (cfg.executor.device_budget > 0 && !mc.devices.empty()) {
+    const std::uint64_t first = mc.devices[0].budget_bytes;
+    const std::uint64_t whole = cfg.executor.device_budget;
+    for (auto& d : mc.devices) {
+      const std::uint64_t tier = d.budget_bytes;  // whole - first + tier, never below 0
+      d.budget_bytes = tier >= first ? whole + (tier - first) : (whole > first - tier ? whole - (first - tier) : 0);
+      // The running daemon's device tier is that size, allocated whole at start (Note [Fixed
+      // tier], scheduler/plan/card_plan.h): plan what it will do, not a tier of its own.
+      d.tier_bytes = tier;
+    }
+    if (budget_source) {
+      *budget_source = "executor.device_budget (" + format_bytes(cfg.executor.device_budget) + ") for device " +
+                       std::to_string(mc.devices[0].index) +
+                       "; other devices: the same headroom over their memory.devices[].bytes";
+    }
+  } else if (budget_source) {
+    *budget_source = "memory.devices[].bytes taken as each card's whole budget (no executor.device_budget)";
+  }
+  return mc;
+}
+
 proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegistry& registry,
                               const sched::JobSpec& spec) {
   proto::PlanReport r;
@@ -37,39 +79,15 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegi
     return r;
   }
   try {
-    plan::MachineSpec mc = machine_from_memory_config(cfg.memory);
+    std::string budget_source;
+    plan::MachineSpec mc = plan_machine(cfg, &budget_source);
     if (mc.devices.empty()) {
       r.note = "the memory section lists no devices: nothing to plan on";
       return r;
     }
     const fs::path cal_file = calibration_path(cfg);
-    std::error_code ec;
-    const bool have_cal = fs::exists(cal_file, ec);
-    plan::Calibration cal = have_cal ? plan::Calibration::from_file(cal_file) : plan::Calibration::defaults();
-    if (cfg.executor.context_bytes > 0) {
-      cal.context_bytes.value = static_cast<double>(cfg.executor.context_bytes);
-      cal.context_bytes.source = "config executor.context_bytes";
-      cal.context_bytes.ref.clear();
-    }
-    // Note [Plan card budgets]: the planner splits a whole-card budget itself (context,
-    // non-block weights, slots, resident blocks, activations). The config's whole-card
-    // number is executor.device_budget (the executor runs on the first device); the other
-    // devices get the same headroom over their device tier. Without device_budget, each
-    // device's memory.devices[].bytes is taken as its whole-card budget.
-    json budget_source;
-    if (cfg.executor.device_budget > 0) {
-      const std::uint64_t first = mc.devices[0].budget_bytes;
-      const std::uint64_t whole = cfg.executor.device_budget;
-      for (auto& d : mc.devices) {
-        const std::uint64_t tier = d.budget_bytes;  // whole - first + tier, never below 0
-        d.budget_bytes = tier >= first ? whole + (tier - first) : (whole > first - tier ? whole - (first - tier) : 0);
-      }
-      budget_source = "executor.device_budget (" + format_bytes(cfg.executor.device_budget) +
-                      ") for device " + std::to_string(mc.devices[0].index) +
-                      "; other devices: the same headroom over their memory.devices[].bytes";
-    } else {
-      budget_source = "memory.devices[].bytes taken as each card's whole budget (no executor.device_budget)";
-    }
+    bool have_cal = false;
+    const plan::Calibration cal = plan_calibration(cfg, &have_cal);
     const plan::ModelShape shape = plan::model_shape_from_dir(model_dir);
     json j;
     if (mc.devices.size() == 1) {

@@ -35,4 +35,14 @@ sched::plan::MachineSpec machine_from_memory_config(const nlohmann::json& memory
 // <state_dir>/calibration.json
 std::filesystem::path calibration_path(const DaemonConfig& cfg);
 
+// The planner's calibration for the daemon: calibration_path(cfg) when it exists (else the
+// defaults), with executor.context_bytes when set. *from_file (optional): whether the file
+// was read. Throws Error(kConfig) for an unreadable file.
+sched::plan::Calibration plan_calibration(const DaemonConfig& cfg, bool* from_file = nullptr);
+
+// The machine of the memory section with whole-card budgets (Note [Plan card budgets],
+// plan_service.cpp). *budget_source (optional): where the budgets came from, in words.
+// Throws Error(kConfig) for a bad memory section.
+sched::plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_source = nullptr);
+
 }  // namespace wand::daemon

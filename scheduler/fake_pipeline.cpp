@@ -19,13 +19,13 @@ namespace {
 // A job's fake device use, released with the state.
 struct DeviceLease {
   std::shared_ptr<FakeDeviceMeter> meter;
-  DeviceSlot slot;
+  std::vector<DeviceSlot> slots;  // one, or a group's members
   std::uint64_t bytes = 0;
   DeviceLease() = default;
   DeviceLease(const DeviceLease&) = delete;
   DeviceLease& operator=(const DeviceLease&) = delete;
   ~DeviceLease() {
-    if (meter) meter->release(slot, bytes);
+    if (meter) meter->release(slots, bytes);
   }
 };
 
@@ -115,9 +115,9 @@ std::unique_ptr<JobState> FakePipeline::prepare(const JobSpec& spec, CancelToken
   auto s = std::make_unique<FakeState>();
   if (meter_) {
     s->lease.bytes = fake_job_peak_bytes(spec, options_.bytes_per_voxel);
-    meter_->acquire(slot_, s->lease.bytes, spec.prompt);
+    s->lease.slots = group_.members.empty() ? std::vector<DeviceSlot>{slot_} : group_.members;
+    meter_->acquire(s->lease.slots, s->lease.bytes, spec.prompt);
     s->lease.meter = meter_;
-    s->lease.slot = slot_;
   }
   s->spec = spec;
   s->latent_t = (spec.frames - 1) / 4 + 1;
@@ -232,22 +232,45 @@ std::uint64_t fake_job_peak_bytes(const JobSpec& spec, std::uint64_t bytes_per_v
 }
 
 void FakeDeviceMeter::acquire(const DeviceSlot& slot, std::uint64_t bytes, const std::string& prompt) {
-  std::lock_guard<std::mutex> lock(mu_);
-  SlotUse& u = slots_[slot.index];
-  u.name = slot.name;
-  u.budget_bytes = slot.vram_budget_bytes;
-  u.current_bytes += bytes;
-  u.peak_bytes = std::max(u.peak_bytes, u.current_bytes);
-  u.prompts.push_back(prompt);
-  max_active_ = std::max(max_active_, ++active_);
+  acquire(std::vector<DeviceSlot>{slot}, bytes, prompt);
 }
 
 void FakeDeviceMeter::release(const DeviceSlot& slot, std::uint64_t bytes) {
+  release(std::vector<DeviceSlot>{slot}, bytes);
+}
+
+void FakeDeviceMeter::acquire(const std::vector<DeviceSlot>& members, std::uint64_t bytes,
+                              const std::string& prompt) {
   std::lock_guard<std::mutex> lock(mu_);
-  SlotUse& u = slots_[slot.index];
-  WAND_ASSERT(u.current_bytes >= bytes, "fake device meter: release of more than acquired on " + slot.name);
-  u.current_bytes -= bytes;
+  for (const DeviceSlot& slot : members) {
+    SlotUse& u = slots_[slot.index];
+    u.name = slot.name;
+    u.budget_bytes = slot.vram_budget_bytes;
+    u.current_bytes += bytes;
+    u.peak_bytes = std::max(u.peak_bytes, u.current_bytes);
+    u.prompts.push_back(prompt);
+  }
+  max_active_ = std::max(max_active_, ++active_);
+}
+
+void FakeDeviceMeter::release(const std::vector<DeviceSlot>& members, std::uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const DeviceSlot& slot : members) {
+    SlotUse& u = slots_[slot.index];
+    WAND_ASSERT(u.current_bytes >= bytes, "fake device meter: release of more than acquired on " + slot.name);
+    u.current_bytes -= bytes;
+  }
   --active_;
+}
+
+void FakeDeviceMeter::made_group(const DeviceGroup& group) {
+  std::lock_guard<std::mutex> lock(mu_);
+  groups_.push_back(group.key());
+}
+
+std::vector<std::string> FakeDeviceMeter::groups() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return groups_;
 }
 
 FakeDeviceMeter::SlotUse FakeDeviceMeter::slot(int index) const {
@@ -286,7 +309,11 @@ void register_fake_pipeline(PipelineRegistry& registry, std::shared_ptr<FakeDevi
       },
       encode_wandrgb,
       [](const std::filesystem::path&, const JobSpec& spec) { FakePipeline({0, 1, 16}).validate(spec); },
-      make_on});
+      make_on,
+      [meter](const std::filesystem::path& dir, const DeviceGroup& group) -> std::unique_ptr<Pipeline> {
+        if (meter) meter->made_group(group);
+        return std::make_unique<FakePipeline>(FakePipeline::read_options(dir), group, meter);
+      }});
 }
 
 }  // namespace wand::sched

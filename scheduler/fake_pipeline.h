@@ -22,6 +22,14 @@
 //   sched::register_fake_pipeline(registry, meter);       // one pipeline per slot
 //   ... JobRunner with slots and estimator = fake_job_peak_bytes(spec, 64) ...
 //   EXPECT_LE(meter->slot(1).peak_bytes, 12 << 20);
+//
+// Card groups (one job on several cards, Note [Card groups] in job_runner.h): the factory's
+// make_group makes a FakePipeline over a DeviceGroup; its jobs use the same bytes on every
+// member (recorded as one job on each member's SlotUse) and the meter lists every group a
+// pipeline was made for:
+//
+//   meter->groups();                       // {"cfg-parallel@0,1"}
+//   meter->slot(1).prompts;                // includes the grouped job's prompt
 #pragma once
 
 #include <cstdint>
@@ -62,6 +70,12 @@ class FakeDeviceMeter {
   // A job starts using `bytes` on the slot (never refused: the meter only records).
   void acquire(const DeviceSlot& slot, std::uint64_t bytes, const std::string& prompt);
   void release(const DeviceSlot& slot, std::uint64_t bytes);
+  // One job on every member of a group (counted once in max_concurrent_jobs).
+  void acquire(const std::vector<DeviceSlot>& members, std::uint64_t bytes, const std::string& prompt);
+  void release(const std::vector<DeviceSlot>& members, std::uint64_t bytes);
+  // A group pipeline was made (register_fake_pipeline's make_group).
+  void made_group(const DeviceGroup& group);
+  std::vector<std::string> groups() const;  // the keys, in creation order
   SlotUse slot(int index) const;
   std::vector<int> slot_indices() const;
   int max_concurrent_jobs() const;          // jobs using any slot at the same time
@@ -70,6 +84,7 @@ class FakeDeviceMeter {
   mutable std::mutex mu_;
   std::map<int, SlotUse> slots_;            // guarded by mu_
   int active_ = 0, max_active_ = 0;         // guarded by mu_
+  std::vector<std::string> groups_;         // guarded by mu_
 };
 
 class FakePipeline : public Pipeline {
@@ -78,7 +93,12 @@ class FakePipeline : public Pipeline {
   // On a device slot, recording its use in `meter` (may be null).
   FakePipeline(FakePipelineOptions options, DeviceSlot slot, std::shared_ptr<FakeDeviceMeter> meter)
       : options_(options), slot_(std::move(slot)), meter_(std::move(meter)) {}
+  // On a group of cards (slot() is the first member), recording on every member.
+  FakePipeline(FakePipelineOptions options, DeviceGroup group, std::shared_ptr<FakeDeviceMeter> meter)
+      : options_(options), slot_(group.members.empty() ? DeviceSlot{} : group.members.front()),
+        group_(std::move(group)), meter_(std::move(meter)) {}
   const DeviceSlot& slot() const { return slot_; }
+  const DeviceGroup& group() const { return group_; }  // no members: a one-card pipeline
   // Reads <dir>/wand-fake-model.json; throws Error(kConfig) naming the field.
   static FakePipelineOptions read_options(const std::filesystem::path& dir);
 
@@ -94,6 +114,7 @@ class FakePipeline : public Pipeline {
  private:
   FakePipelineOptions options_;
   DeviceSlot slot_;
+  DeviceGroup group_;
   std::shared_ptr<FakeDeviceMeter> meter_;
 };
 
@@ -102,7 +123,8 @@ class FakePipeline : public Pipeline {
 EncodedVideo encode_wandrgb(const Video& video);
 
 // Adds the "fake" factory (probe: the marker file exists). With a meter, the
-// factory makes one pipeline per slot (make_on) recording into it.
+// factory makes one pipeline per slot (make_on) recording into it. Its make_group makes
+// a group pipeline (recorded by the meter when there is one).
 void register_fake_pipeline(PipelineRegistry& registry, std::shared_ptr<FakeDeviceMeter> meter = nullptr);
 
 }  // namespace wand::sched

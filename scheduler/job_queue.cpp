@@ -264,6 +264,11 @@ void JobQueue::close() {
   cv_.notify_all();
 }
 
+void JobQueue::wake() {
+  { std::lock_guard<std::mutex> lock(mu_); }  // a taker between its predicate and its wait sees the change
+  cv_.notify_all();
+}
+
 int JobQueue::subscribe(JobListener listener) {
   std::lock_guard<std::mutex> lock(mu_);
   int h = next_listener_++;

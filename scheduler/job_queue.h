@@ -87,6 +87,9 @@ class JobQueue {
   void stop_running();
   // wait_next() returns nullopt from now on.
   void close();
+  // Waiting takers look at the queue again: a filter's answer changed without a queue
+  // change (JobRunner released the cards of a group, Note [Card groups] in job_runner.h).
+  void wake();
 
   int subscribe(JobListener listener);
   void unsubscribe(int handle);

@@ -24,7 +24,9 @@ JobRunner::JobRunner(JobQueue& queue, PipelineRegistry& registry, CheckpointStor
       registry_(registry),
       store_(store),
       slots_(slots_or_default(std::move(options.slots))),
-      estimator_(std::move(options.estimator)) {
+      estimator_(std::move(options.estimator)),
+      group_chooser_(std::move(options.group_chooser)),
+      working_(slots_.size(), false) {
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
       if (slots_[i].index == slots_[j].index) {
@@ -79,6 +81,10 @@ bool JobRunner::fits_some_slot(std::uint64_t peak_bytes) const {
 }
 
 bool JobRunner::accepts(std::size_t slot, const JobRecord& record) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (claimed_.count(slot)) return false;  // Note [Card groups]: the card runs another job's ranks
+  }
   std::uint64_t peak = 0;
   try {
     peak = peak_of(record);
@@ -98,6 +104,90 @@ std::string JobRunner::slots_text() const {
   return s;
 }
 
+std::size_t JobRunner::position_of(int index) const {
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].index == index) return i;
+  }
+  return std::string::npos;
+}
+
+void JobRunner::check_group(const DeviceGroup& group, const std::vector<DeviceSlot>& idle, std::size_t slot) const {
+  auto bad = [&](const std::string& why) {
+    std::string names;
+    for (const DeviceSlot& d : idle) names += (names.empty() ? "" : ", ") + d.name;
+    throw Error(ErrorCode::kInternal, "job runner: the group chooser returned group " + group.key() + ", " + why +
+                                          " (idle: " + names + "; taking: " + slots_[slot].name + ")");
+  };
+  if (group.members.size() < 2) bad("which has " + std::to_string(group.members.size()) + " member(s), not >= 2");
+  bool has_taker = false;
+  for (std::size_t i = 0; i < group.members.size(); ++i) {
+    const int index = group.members[i].index;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (group.members[j].index == index) bad("which names card " + std::to_string(index) + " twice");
+    }
+    bool is_idle = false;
+    for (const DeviceSlot& d : idle) is_idle = is_idle || d.index == index;
+    if (!is_idle) bad("whose card " + std::to_string(index) + " is not idle");
+    has_taker = has_taker || index == slots_[slot].index;
+  }
+  if (!has_taker) bad("without the taking card " + std::to_string(slots_[slot].index));
+}
+
+std::optional<DeviceGroup> JobRunner::claim_group(const JobRecord& record, std::size_t slot) {
+  if (!group_chooser_ || slots_.size() < 2) return std::nullopt;
+  auto log = log::get("sched");
+  constexpr int kTries = 3;
+  for (int attempt = 1; attempt <= kTries; ++attempt) {
+    std::vector<DeviceSlot> idle{slots_[slot]};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::size_t i = 0; i < slots_.size(); ++i) {
+        if (i != slot && !working_[i] && !claimed_.count(i)) idle.push_back(slots_[i]);
+      }
+    }
+    const std::size_t waiting = static_cast<std::size_t>(queue_.counts().queued);
+    std::optional<DeviceGroup> group = group_chooser_(record.spec, idle, waiting);  // throws: the job fails
+    if (!group) return std::nullopt;
+    check_group(*group, idle, slot);
+    std::lock_guard<std::mutex> lock(mu_);
+    bool free = true;
+    for (const DeviceSlot& m : group->members) {
+      const std::size_t p = position_of(m.index);
+      if (p != slot && (p == std::string::npos || working_[p] || claimed_.count(p))) free = false;
+    }
+    if (free) {
+      for (const DeviceSlot& m : group->members) {
+        const std::size_t p = position_of(m.index);
+        if (p != slot) claimed_[p] = record.id;
+      }
+      placements_[record.id] = group->key();
+      return group;
+    }
+    log->info("job group lost a card id={} group={} try={}/{}", record.id, group->key(), attempt, kTries);
+  }
+  log->info("job group given up id={} action=one-card slot={}", record.id, slots_[slot].name);
+  return std::nullopt;
+}
+
+void JobRunner::release(const std::string& id, std::size_t slot) {
+  bool released = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    placements_.erase(id);
+    peak_cache_.erase(id);
+    working_[slot] = false;
+    for (auto it = claimed_.begin(); it != claimed_.end();) {
+      if (it->second == id) {
+        it = claimed_.erase(it);
+        released = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (released) queue_.wake();  // the released workers' filters accept again
+}
+
 std::map<std::string, std::string> JobRunner::placements() const {
   std::lock_guard<std::mutex> lock(mu_);
   return placements_;
@@ -105,15 +195,42 @@ std::map<std::string, std::string> JobRunner::placements() const {
 
 void JobRunner::run_one(const JobQueue::Started& started, std::size_t slot) {
   const JobRecord& job = started.record;
-  CancelToken& token = *started.token;
-  auto log = log::get("sched");
   WAND_ASSERT(slot < slots_.size(), "run_one: slot position out of range");
   const DeviceSlot& device = slots_[slot];
-  ++busy_;
+  std::string claimer;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    placements_[job.id] = device.name;
+    auto c = claimed_.find(slot);
+    if (c != claimed_.end()) {
+      claimer = c->second;
+    } else {
+      working_[slot] = true;
+      placements_[job.id] = device.name;
+    }
   }
+  if (!claimer.empty()) {
+    // Note [Card groups]: the card was claimed for another job's group after this take began.
+    log::get("sched")->info("job handed back id={} slot={} claimed_by={}", job.id, device.name, claimer);
+    queue_.requeue(job.id);
+    return;
+  }
+  ++busy_;
+  try {
+    run_job(started, slot);
+  } catch (...) {
+    release(job.id, slot);
+    --busy_;
+    throw;
+  }
+  release(job.id, slot);
+  --busy_;
+}
+
+void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
+  const JobRecord& job = started.record;
+  CancelToken& token = *started.token;
+  auto log = log::get("sched");
+  const DeviceSlot& device = slots_[slot];
   try {
     const std::uint64_t peak = peak_of(job);
     if (!fits(device, peak)) {
@@ -124,11 +241,16 @@ void JobRunner::run_one(const JobQueue::Started& started, std::size_t slot) {
                                                                    ", more than any device's budget") +
                       " (" + slots_text() + ")");
     }
-    if (estimator_ || slots_.size() > 1) {
+    const std::optional<DeviceGroup> group = claim_group(job, slot);  // Note [Card groups]
+    if (group) {
+      log->info("job placed id={} group={} taking_slot={} peak={}", job.id, group->key(), device.name,
+                format_bytes(peak));
+    } else if (estimator_ || slots_.size() > 1) {
       log->info("job placed id={} slot={} peak={} budget={}", job.id, device.name, format_bytes(peak),
                 device.vram_budget_bytes ? format_bytes(device.vram_budget_bytes) : "unlimited");
     }
-    std::shared_ptr<Pipeline> pipeline = registry_.pipeline(job.spec.model, device);
+    std::shared_ptr<Pipeline> pipeline =
+        group ? registry_.pipeline(job.spec.model, *group) : registry_.pipeline(job.spec.model, device);
     std::unique_ptr<JobState> state = pipeline->prepare(job.spec, token);
     int resumed = -1;
     std::optional<Checkpoint> ckpt;
@@ -180,12 +302,6 @@ void JobRunner::run_one(const JobQueue::Started& started, std::size_t slot) {
     store_.remove(job.id);
     queue_.finish(job.id, JobPhase::kFailed, e.what());
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    placements_.erase(job.id);
-    peak_cache_.erase(job.id);
-  }
-  --busy_;
 }
 
 }  // namespace wand::sched

@@ -62,6 +62,24 @@ struct DeviceSlot {
   std::string name = "default";         // for logs and errors ("cuda:1", "fake-12g")
 };
 
+// One job on several cards at once (issue 7: CFG-parallel, Ulysses, CFG x Ulysses): the
+// member cards in rank order and the strategy's name (scheduler/multigpu/parallel_strategy.h:
+// "cfg-parallel", "ulysses-N", "cfg2xulysses-S"). members.size() is the strategy's rank
+// count. A JobRunner runs a grouped job on the first member's worker while the other
+// members' workers take no job (Note [Card groups], job_runner.h).
+//
+//   DeviceGroup{{{0, 24ull << 30, "cuda:0"}, {1, 24ull << 30, "cuda:1"}}, "cfg-parallel"}
+struct DeviceGroup {
+  std::vector<DeviceSlot> members;
+  std::string strategy;
+  // "cfg-parallel@0,1": the registry's cache key and the name in logs and placements.
+  std::string key() const {
+    std::string k = strategy + "@";
+    for (std::size_t i = 0; i < members.size(); ++i) k += (i ? "," : "") + std::to_string(members[i].index);
+    return k;
+  }
+};
+
 // An encoded video file.
 struct EncodedVideo {
   std::string format;  // file extension without the dot: "mp4", "wandrgb", ...

@@ -30,6 +30,7 @@ void PipelineRegistry::add_model(const std::string& name, const fs::path& dir) {
   const PipelineFactory& f = factory_for(dir);
   models_[name] = ModelEntry{name, dir, f.name};
   loaded_.erase(name);
+  groups_.erase(name);
   log::get("sched")->info("model name={} dir={} pipeline={}", name, dir.string(), f.name);
 }
 
@@ -45,6 +46,12 @@ void PipelineRegistry::set_models(const std::map<std::string, fs::path>& models)
     auto o = models_.find(it->first);
     bool same = n != next.end() && o != models_.end() && n->second.dir == o->second.dir;
     it = same ? std::next(it) : loaded_.erase(it);
+  }
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    auto n = next.find(it->first);
+    auto o = models_.find(it->first);
+    bool same = n != next.end() && o != models_.end() && n->second.dir == o->second.dir;
+    it = same ? std::next(it) : groups_.erase(it);
   }
   models_ = std::move(next);
 }
@@ -95,13 +102,72 @@ std::shared_ptr<Pipeline> PipelineRegistry::pipeline(const std::string& model, c
   return slot->pipeline;
 }
 
+const PipelineFactory* PipelineRegistry::factory_of(const std::string& model) const {
+  auto it = models_.find(model);
+  if (it == models_.end()) return nullptr;
+  for (const auto& f : factories_) {
+    if (f.name == it->second.factory) return &f;
+  }
+  return nullptr;
+}
+
+bool PipelineRegistry::can_group(const std::string& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const PipelineFactory* f = factory_of(model);
+  return f && f->make_group;
+}
+
+std::shared_ptr<Pipeline> PipelineRegistry::pipeline(const std::string& model, const DeviceGroup& group) {
+  std::shared_ptr<Slot> slot;
+  std::function<std::unique_ptr<Pipeline>(const fs::path&, const DeviceGroup&)> make_group;
+  fs::path dir;
+  const std::string key = group.key();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model);
+    if (it == models_.end()) throw Error(ErrorCode::kNotFound, "unknown model '" + model + "'");
+    const PipelineFactory* f = factory_of(model);
+    if (!f) throw Error(ErrorCode::kInternal, "factory " + it->second.factory + " vanished");
+    if (!f->make_group) {
+      throw Error(ErrorCode::kConfig, "model '" + model + "' (pipeline " + f->name +
+                                          ") cannot run one job on several cards (group " + key +
+                                          "): its factory has no make_group");
+    }
+    if (group.members.empty()) {
+      throw Error(ErrorCode::kConfig, "model '" + model + "': device group " + key + " has no member");
+    }
+    make_group = f->make_group;
+    dir = it->second.dir;
+    auto& s = groups_[model][key];
+    if (!s) s = std::make_shared<Slot>();
+    slot = s;
+  }
+  std::lock_guard<std::mutex> lock(slot->mu);
+  if (!slot->pipeline) {
+    std::string members;
+    for (const DeviceSlot& m : group.members) {
+      members += (members.empty() ? "" : ",") + m.name + "=" +
+                 (m.vram_budget_bytes ? format_bytes(m.vram_budget_bytes) : std::string("unlimited"));
+    }
+    log::get("sched")->info("model load name={} dir={} group={} members={}", model, dir.string(), key, members);
+    slot->pipeline = make_group(dir, group);
+  }
+  return slot->pipeline;
+}
+
 std::shared_ptr<Pipeline> PipelineRegistry::loaded(const std::string& model) const {
   std::vector<std::shared_ptr<Slot>> slots;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = loaded_.find(model);
-    if (it == loaded_.end()) return nullptr;
-    for (const auto& [_, s] : it->second) slots.push_back(s);
+    if (it != loaded_.end()) {
+      for (const auto& [_, s] : it->second) slots.push_back(s);
+    }
+    auto g = groups_.find(model);
+    if (g != groups_.end()) {
+      for (const auto& [_, s] : g->second) slots.push_back(s);
+    }
+    if (slots.empty()) return nullptr;
   }
   for (const auto& slot : slots) {
     std::unique_lock<std::mutex> lock(slot->mu, std::try_to_lock);

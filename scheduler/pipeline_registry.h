@@ -10,9 +10,12 @@
 //   // job-parallel: one pipeline per (model, device slot), built by the factory's
 //   // make_on(dir, slot) when it has one, else by make(dir)
 //   std::shared_ptr<Pipeline> p1 = reg.pipeline("tiny", DeviceSlot{1, 12ull << 30, "cuda:1"});
+//   // one job on several cards (issue 7): one pipeline per (model, group.key()), built by
+//   // the factory's make_group(dir, group); Error(kConfig) when the factory has none
+//   std::shared_ptr<Pipeline> g = reg.pipeline("tiny", DeviceGroup{{slot0, slot1}, "cfg-parallel"});
 //
-// Owns the pipelines it creates (one per (model, slot index), cached; pipeline(model)
-// is slot 0's). Thread-safe: every
+// Owns the pipelines it creates (one per (model, slot index) and one per (model, group
+// key), cached; pipeline(model) is slot 0's). Thread-safe: every
 // method takes the registry's mutex briefly; creating a pipeline (which may load
 // weights) happens outside it, under the model's own slot mutex, so models() and
 // loaded() never wait for a model load.
@@ -40,6 +43,9 @@ struct PipelineFactory {
   // Optional: makes the pipeline for one device slot (its device, its VRAM budget).
   // When unset, make(dir) is used for every slot (the pipeline ignores the slot).
   std::function<std::unique_ptr<Pipeline>(const std::filesystem::path& dir, const DeviceSlot& slot)> make_on;
+  // Optional: makes the pipeline that runs one job over a group of cards (DeviceGroup:
+  // the members in rank order and the strategy). Unset: the model cannot run grouped.
+  std::function<std::unique_ptr<Pipeline>(const std::filesystem::path& dir, const DeviceGroup& group)> make_group;
 };
 
 struct ModelEntry {
@@ -62,8 +68,15 @@ class PipelineRegistry {
   std::shared_ptr<Pipeline> pipeline(const std::string& model);
   // The pipeline of `model` for one device slot (one per (model, slot.index)).
   std::shared_ptr<Pipeline> pipeline(const std::string& model, const DeviceSlot& slot);
-  // A pipeline of the model already created (on any slot, lowest index first), else
-  // nullptr. Never creates one.
+  // The pipeline of `model` for one group of cards (one per (model, group.key())), made by
+  // the factory's make_group. Throws Error(kNotFound) for an unknown model, Error(kConfig)
+  // naming the model and the group when its factory has no make_group or the group has no
+  // member; creation errors propagate.
+  std::shared_ptr<Pipeline> pipeline(const std::string& model, const DeviceGroup& group);
+  // Whether the model's factory can make group pipelines (false for an unknown model).
+  bool can_group(const std::string& model) const;
+  // A pipeline of the model already created (on any slot, lowest index first, then the
+  // group ones), else nullptr. Never creates one.
   std::shared_ptr<Pipeline> loaded(const std::string& model) const;
   // Model-specific checks without loading anything: the loaded pipeline's
   // validate(), else the factory's validate when it has one, else nothing (the
@@ -73,6 +86,7 @@ class PipelineRegistry {
 
  private:
   const PipelineFactory& factory_for(const std::filesystem::path& dir) const;  // needs mu_
+  const PipelineFactory* factory_of(const std::string& model) const;            // needs mu_
 
   struct Slot {
     std::mutex mu;                      // held while creating
@@ -84,6 +98,8 @@ class PipelineRegistry {
   std::map<std::string, ModelEntry> models_;                  // guarded by mu_
   // model -> slot index -> its pipeline holder; guarded by mu_
   std::map<std::string, std::map<int, std::shared_ptr<Slot>>> loaded_;
+  // model -> group key -> its pipeline holder; guarded by mu_
+  std::map<std::string, std::map<std::string, std::shared_ptr<Slot>>> groups_;
 };
 
 }  // namespace wand::sched

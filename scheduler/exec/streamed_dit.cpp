@@ -13,13 +13,11 @@
 
 namespace wand::sched::exec {
 
-namespace {
-
 // Note [Non-block bytes]: the non-block weights as WanDit holds them: the patch and text
 // embeddings in the run dtype, the time MLP, time projection and head in fp32 (dit.h,
 // Note [DiT precision islands]). Counted from the checkpoint's shapes, not measured; on
 // CUDA the allocator's reserved bytes after loading are the measured figure.
-std::uint64_t nonblock_bytes_of(const model::CheckpointDir& ck, model::RunDtype run) {
+std::uint64_t dit_nonblock_bytes(const model::CheckpointDir& ck, model::RunDtype run) {
   const std::uint64_t run_bytes = c10::elementSize(model::gemm_dtype(run));
   std::uint64_t total = 0;
   for (const std::string& n : ck.names()) {
@@ -29,8 +27,6 @@ std::uint64_t nonblock_bytes_of(const model::CheckpointDir& ck, model::RunDtype 
   }
   return total;
 }
-
-}  // namespace
 
 StreamedDit::StreamedDit(memory::MemoryPool& pool, const std::vector<std::filesystem::path>& expert_dirs,
                          StreamedDitOptions options)
@@ -44,6 +40,9 @@ StreamedDit::StreamedDit(memory::MemoryPool& pool, const std::vector<std::filesy
       dev == pool_.disk_tier()) {
     throw Error(ErrorCode::kConfig, "streamed DiT: tier " + std::to_string(dev) + " is not a device tier of the pool");
   }
+  if (opt_.stores != nullptr && &opt_.stores->pool() != &pool_) {
+    throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': its store cache is over another memory pool");
+  }
   const at::Device device = opt_.cuda_device < 0 ? at::Device(at::kCPU)
                                                  : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(opt_.cuda_device));
   for (std::size_t e = 0; e < expert_dirs.size(); ++e) {
@@ -53,17 +52,22 @@ StreamedDit::StreamedDit(memory::MemoryPool& pool, const std::vector<std::filesy
     wo.run = opt_.run;
     wo.pack_dir = opt_.pack_dir;
     wo.name = expert_dirs.size() == 1 ? opt_.name : opt_.name + (e == 0 ? ".hi" : ".lo");
-    stores_.push_back(std::make_unique<WeightStore>(WeightStore::open(ck, pool_, wo)));
-    nonblock_bytes_ += nonblock_bytes_of(ck, opt_.run);
+    if (opt_.stores != nullptr) {
+      stores_.push_back(opt_.stores->get(ck, wo));  // shared (Note [Shared weight stores])
+    } else {
+      stores_.push_back(std::make_shared<WeightStore>(WeightStore::open(ck, pool_, wo)));
+    }
+    nonblock_bytes_ += dit_nonblock_bytes(ck, opt_.run);
     if (e > 0 && dits_[e]->num_layers() != dits_[0]->num_layers()) {
       throw Error(ErrorCode::kModelFormat, "streamed DiT: experts differ in depth (" +
                                                std::to_string(dits_[0]->num_layers()) + " and " +
                                                std::to_string(dits_[e]->num_layers()) + " blocks)");
     }
   }
-  log::get("sched")->info("streamed dit name={} experts={} layers={} block={} nonblock={} tier={} direct={}",
+  log::get("sched")->info("streamed dit name={} experts={} layers={} block={} nonblock={} tier={} direct={} shared={}",
                           opt_.name, dits_.size(), dits_[0]->num_layers(), format_bytes(max_block_bytes()),
-                          format_bytes(nonblock_bytes_), pool_.tier(dev).name(), stores_[0]->direct());
+                          format_bytes(nonblock_bytes_), pool_.tier(dev).name(), stores_[0]->direct(),
+                          opt_.stores != nullptr);
 }
 
 StreamedDit::~StreamedDit() { end_job(); }
@@ -151,11 +155,20 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
 
   std::vector<ExecutorExpert> ex;
   for (std::size_t e = 0; e < dits_.size(); ++e) ex.push_back({dits_[e].get(), stores_[e].get()});
+  // Shared stores: register the job (Note [Shared stores and host planning], store_cache.h).
+  StoreCache::JobLease lease;
+  bool host_planning = opt_.host_window_bytes > 0;
+  if (opt_.stores != nullptr) {
+    std::vector<const WeightStore*> used;
+    for (const auto& s : stores_) used.push_back(s.get());
+    lease = opt_.stores->begin_job(used, host_planning, opt_.name);
+    host_planning = lease.host_planning();
+  }
   ExecutorOptions eo;
   eo.device_tier = dev;
   eo.cuda_device = opt_.cuda_device;
   eo.window_bytes = window;
-  eo.host_window_bytes = opt_.host_window_bytes;
+  eo.host_window_bytes = host_planning ? opt_.host_window_bytes : 0;
   eo.budget = b;
   eo.spill_uncond = g.spill_uncond;
   eo.activation_need_bytes = need > 0 ? need + (opt_.budget.activation_bytes > 0 ? 0 : nonblock_bytes_) : 0;
@@ -164,6 +177,8 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
     cap_caching_allocator(opt_.cuda_device, nonblock_bytes_ + room);
     capped_ = true;
   }
+  lease_ = std::move(lease);
+  host_planning_ = host_planning;
   first_step_ = job.first_step;
   chunk_ = chunk;
   spill_ = g.spill_uncond;
@@ -171,8 +186,10 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
   activation_room_ = room;
   ++jobs_;
   log::get("sched")->info(
-      "streamed dit job name={} first_step={} steps={} tokens={} chunk={} spill_uncond={} act_need={} room={}",
-      opt_.name, first_step_, exec_->num_steps(), job.seq_len, chunk, spill_, format_bytes(need), format_bytes(room));
+      "streamed dit job name={} first_step={} steps={} tokens={} chunk={} spill_uncond={} act_need={} room={} "
+      "host_planning={}",
+      opt_.name, first_step_, exec_->num_steps(), job.seq_len, chunk, spill_, format_bytes(need), format_bytes(room),
+      host_planning_);
 }
 
 void StreamedDit::end_job() {
@@ -183,6 +200,7 @@ void StreamedDit::end_job() {
   total_host_bytes_in_ += s.host_bytes_in;
   total_steps_ += s.steps;
   exec_.reset();
+  lease_ = StoreCache::JobLease();  // after the executor: its pins are gone
   // The cap is the denoising steps' budget; the VAE decode after them may use what the
   // card has free (the weight slots stay allocated by the pool either way).
   if (opt_.cuda_device >= 0 && capped_) {
@@ -233,6 +251,8 @@ nlohmann::json StreamedDit::stats_json() const {
                       {"nonblock_bytes", nonblock_bytes_},
                       {"chunk_tokens", chunk_},
                       {"spill_uncond", spill_},
+                      {"shared_stores", opt_.stores != nullptr},
+                      {"host_planning", host_planning_},
                       {"activation_need_bytes", activation_need_},
                       {"activation_room_bytes", activation_room_},
                       {"jobs", jobs_},

@@ -16,8 +16,8 @@
 //   nlohmann::json s = sd.stats_json();
 //
 // Per expert it owns the WanDit non-block weights (WanDit::load(..., load_blocks=false))
-// and a WeightStore (direct over the release shards, or packed once into pack_dir), both
-// kept across jobs. begin_job() builds the job's DitExecutor over the schedule of the
+// and a WeightStore (direct over the release shards, or packed once into pack_dir; its
+// own, or shared through opt.stores), both kept across jobs. begin_job() builds the job's DitExecutor over the schedule of the
 // steps still to run (a resumed job passes first_step = the resumed step and the schedule
 // from there); the hook maps the generator's step index k to k - first_step and checks
 // that the generator's expert (StepForwardInputs::high_noise) is the one the schedule
@@ -38,6 +38,14 @@
 // activation room (cap_caching_allocator) from begin_job to end_job (lifted after the
 // steps: the VAE decode is not part of this budget).
 //
+// Note [Shared weight stores]: with StreamedDitOptions::stores set, the stores come from
+// that StoreCache (store_cache.h): every StreamedDit of the same expert checkpoint, run
+// dtype and pack dir on the pool (two cards running jobs of one model) streams from ONE
+// WeightStore, so the host tier holds one copy of each block; opt.name then names the
+// StreamedDit in logs only (the cache names the blobs). Each job registers on the shared
+// stores (StoreCache::begin_job): with host_window_bytes > 0 the job plans the host tier
+// only when it runs alone on them (Note [Shared stores and host planning]).
+//
 // Threads: everything (construction, begin_job / end_job, the hook, stats_json) on the
 // job's thread, one job at a time. Borrows the pool (it must outlive this object); owns
 // the DiTs, the stores and the executor.
@@ -54,6 +62,7 @@
 #include "model/dit_block_weights.h"  // RunDtype
 #include "model/pipeline.h"           // CfgForwardFn
 #include "scheduler/exec/exec_budget.h"
+#include "scheduler/exec/store_cache.h"
 
 namespace wand::memory {
 class MemoryPool;
@@ -84,6 +93,10 @@ struct StreamedDitOptions {
   // Note [Branch spill] (dit_executor.cpp): -1: only when no chunk fits the room with both
   // fp32 streams on the device; 0: never; 1: always.
   int spill_uncond = -1;
+  // Set: the weight stores come from this cache, shared with every other StreamedDit (and
+  // group pipeline) of the same expert on the pool (Note [Shared weight stores]); it must
+  // be over the same pool and outlive this object's jobs. Null: this object opens its own.
+  StoreCache* stores = nullptr;
 };
 
 // The job geometry begin_job() needs beyond the schedule.
@@ -91,6 +104,10 @@ struct StreamedJob {
   std::int64_t first_step = 0;   // generator step index of expert_of_step[0] (a resume)
   std::int64_t seq_len = 0;      // tokens (0: unknown, no activation check or chunking)
 };
+
+// The non-block weights of one expert as WanDit holds them in the run dtype (Note
+// [Non-block bytes], streamed_dit.cpp): counted from the checkpoint's shapes.
+std::uint64_t dit_nonblock_bytes(const model::CheckpointDir& ck, model::RunDtype run);
 
 class StreamedDit {
  public:
@@ -122,6 +139,7 @@ class StreamedDit {
   std::uint64_t nonblock_bytes() const { return nonblock_bytes_; }
   std::int64_t chunk_tokens() const { return chunk_; }  // of the current / last job
   bool spills_uncond() const { return spill_; }           // of the current / last job
+  bool host_planning() const { return host_planning_; }   // of the current / last job
   // Stores, budget, the current / last job's executor counters and totals over all jobs.
   nlohmann::json stats_json() const;
 
@@ -131,11 +149,13 @@ class StreamedDit {
   memory::MemoryPool& pool_;
   StreamedDitOptions opt_;
   std::vector<std::unique_ptr<model::WanDit>> dits_;
-  std::vector<std::unique_ptr<WeightStore>> stores_;
+  std::vector<std::shared_ptr<WeightStore>> stores_;  // own, or shared through opt_.stores
+  StoreCache::JobLease lease_;           // the current job's use of shared stores
   std::uint64_t nonblock_bytes_ = 0;     // estimated from the checkpoint (run dtype)
   std::int64_t first_step_ = 0;
   std::int64_t chunk_ = 0;
   bool spill_ = false;
+  bool host_planning_ = false;           // the job plans the host tier (host_window_bytes > 0)
   bool capped_ = false;                  // LibTorch's allocator capped for this job (CUDA)
   std::uint64_t activation_need_ = 0;
   std::uint64_t activation_room_ = 0;

@@ -3,19 +3,45 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "memory/memory_pool.h"
 #include "model/pipeline.h"
 #include "model/video.h"
+#include "scheduler/exec/store_cache.h"
 #include "scheduler/exec/streamed_dit.h"
+#include "scheduler/wan/group_dit.h"
 
 namespace wand::sched {
+
+// Note [Streamed job end]: a streamed job's executor / runner (its pins, its store
+// lease, the allocator cap) is dropped by decode(), but a job that is cancelled, fails or
+// is stopped for shutdown never decodes. So the job state ends it when destroyed (the
+// runner drops the state when the job leaves it, whatever the outcome), if it is still
+// the pipeline's current job: a job of another card on shared stores is not kept waiting
+// behind a host-planning lease of a job that is gone (Note [Shared stores and host
+// planning], store_cache.h). `end` outlives the pipeline (the pipeline clears it).
+struct StreamedJobEnd {
+  std::function<void()> end;   // ends the pipeline's current streamed job
+  std::uint64_t current = 0;   // serial of the pipeline's current streamed job
+};
 
 namespace {
 
 struct WanJobState : JobState {
   model::GenState gen;
+  std::shared_ptr<StreamedJobEnd> end;
+  std::uint64_t serial = 0;
+  ~WanJobState() override {
+    if (end && end->end && end->current == serial) {
+      try {
+        end->end();
+      } catch (const std::exception&) {  // never throw from a destructor
+      }
+    }
+  }
 };
 
 WanJobState& cast(JobState& s) {
@@ -60,19 +86,22 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const model::Generato
 
 namespace {
 
-// GeneratorOptions for a streamed pipeline: the device of the tier, the run dtype, and a
-// cfg_forward that calls the StreamedDit built right after the generator.
+// GeneratorOptions for a streamed pipeline: the device of the tier (group mode: rank 0's),
+// the run dtype, and a cfg_forward that calls the StreamedDit or GroupDit built right
+// after the generator.
 model::GeneratorOptions streamed_options(const WanStreamContext& c, model::GeneratorOptions g,
-                                         std::unique_ptr<exec::StreamedDit>* streamed) {
+                                         std::unique_ptr<exec::StreamedDit>* streamed,
+                                         std::unique_ptr<GroupDit>* group) {
   if (c.pool == nullptr) throw Error(ErrorCode::kConfig, "wan pipeline: streamed mode without a memory pool");
-  g.device = c.cuda_device < 0 ? at::Device(at::kCPU)
-                               : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(c.cuda_device));
+  const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
+  g.device = cuda < 0 ? at::Device(at::kCPU) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda));
   if (!c.run_dtype.empty()) {
     g.run_dtype = model::parse_run_dtype(c.run_dtype);
   } else if (!g.run_dtype) {
-    g.run_dtype = c.cuda_device < 0 ? model::RunDtype::kFloat32 : model::RunDtype::kBFloat16;
+    g.run_dtype = cuda < 0 ? model::RunDtype::kFloat32 : model::RunDtype::kBFloat16;
   }
-  g.cfg_forward = [streamed](const model::StepForwardInputs& in, const model::CancelCheck& check) {
+  g.cfg_forward = [streamed, group](const model::StepForwardInputs& in, const model::CancelCheck& check) {
+    if (*group) return (*group)->cfg_forward()(in, check);
     if (!*streamed) throw Error(ErrorCode::kInternal, "wan pipeline: the streamed DiT is not built");
     return (*streamed)->cfg_forward()(in, check);
   };
@@ -86,7 +115,28 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
 
 WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContext& c,
                          const model::GeneratorOptions& options)
-    : gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &streamed_))) {
+    : stores_(c.stores),
+      gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &streamed_, &group_))) {
+  std::vector<std::filesystem::path> experts = {gen_->expert_dir(true)};
+  if (gen_->two_experts()) experts.push_back(gen_->expert_dir(false));
+  if (!c.ranks.empty()) {  // group mode
+    GroupDitOptions o;
+    for (const WanStreamRank& r : c.ranks) o.ranks.push_back({r.device_tier, r.cuda_device, r.budget});
+    o.strategy = c.strategy;
+    o.run = gen_->run_dtype();
+    o.pack_dir = c.pack_dir;
+    o.name = c.name;
+    o.window_bytes = c.window_bytes;
+    o.chunk_tokens = c.chunk_tokens;
+    o.stores = c.stores.get();
+    group_ = std::make_unique<GroupDit>(*c.pool, experts, o);
+    if (c.host_window_bytes > 0) {  // StreamedBlocks plans the device tiers only (group_dit.h)
+      log::get("sched")->warn("wan pipeline '{}': host_window_bytes {} is ignored in group mode ({}): blocks stay in "
+                              "host memory once read",
+                              c.name, c.host_window_bytes, c.strategy);
+    }
+    return;
+  }
   exec::StreamedDitOptions o;
   o.device_tier = c.device_tier;
   o.cuda_device = c.cuda_device;
@@ -97,25 +147,43 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
   o.window_bytes = c.window_bytes;
   o.host_window_bytes = c.host_window_bytes;
   o.chunk_tokens = c.chunk_tokens;
-  std::vector<std::filesystem::path> experts = {gen_->expert_dir(true)};
-  if (gen_->two_experts()) experts.push_back(gen_->expert_dir(false));
+  o.stores = c.stores.get();
   streamed_ = std::make_unique<exec::StreamedDit>(*c.pool, experts, o);
 }
 
-WanPipeline::~WanPipeline() = default;
+WanPipeline::~WanPipeline() {
+  if (job_end_) job_end_->end = nullptr;  // job states that outlive the pipeline do nothing
+}
 
 void WanPipeline::begin_streamed_job(const JobState& state) {
-  if (!streamed_) return;
+  if (!streamed_ && !group_) return;
+  if (!job_end_) {
+    job_end_ = std::make_shared<StreamedJobEnd>();
+    job_end_->end = [this] {
+      if (streamed_) streamed_->end_job();
+      if (group_) group_->end_job();
+    };
+  }
+  auto& ws = const_cast<WanJobState&>(cast(state));  // Note [Streamed job end]
+  ws.end = job_end_;
+  ws.serial = ++job_end_->current;
   const model::GenState& st = cast(state).gen;
   const int done = st.completed_steps();
   std::vector<int> schedule = gen_->expert_of_step(st);
   schedule.erase(schedule.begin(), schedule.begin() + std::min<std::size_t>(schedule.size(), done));
-  streamed_->begin_job(std::move(schedule), {done, st.seq_len});
+  if (group_) {
+    group_->begin_job(std::move(schedule), {done, st.seq_len});
+  } else {
+    streamed_->begin_job(std::move(schedule), {done, st.seq_len});
+  }
 }
 
 nlohmann::json WanPipeline::stream_stats() const {
+  if (group_) return group_->stats_json();
   return streamed_ ? streamed_->stats_json() : nlohmann::json();
 }
+
+const model::GenState& WanPipeline::gen_state(const JobState& state) { return cast(state).gen; }
 
 void WanPipeline::validate(const JobSpec& spec) const { gen_->validate(to_request(spec)); }
 
@@ -135,6 +203,7 @@ int WanPipeline::completed_steps(const JobState& state) const { return cast(stat
 Video WanPipeline::decode(JobState& state, CancelToken& token) {
   const model::GenState& st = cast(state).gen;
   if (streamed_) streamed_->end_job();
+  if (group_) group_->end_job();
   at::Tensor rgb = model::WanGenerator::to_uint8(gen_->decode(st, checker(token)));  // [F, H, W, 3]
   Video v;
   v.frames = static_cast<int>(rgb.size(0));
@@ -180,10 +249,14 @@ void register_wan_pipeline(PipelineRegistry& registry) {
   registry.add_factory({"wan", probe_wan_dir, make_wan_pipeline, encode_wan_video});
 }
 
-void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& context) {
-  if (context.pool == nullptr) throw Error(ErrorCode::kConfig, "wan pipeline: streamed mode without a memory pool");
-  // Blob names are unique in the pool: one prefix per pipeline made (a model reloaded by
-  // SIGHUP while its old pipeline still runs a job registers new names).
+void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& c0) {
+  if (c0.pool == nullptr) throw Error(ErrorCode::kConfig, "wan pipeline: streamed mode without a memory pool");
+  WanStreamContext context = c0;
+  // One store cache for every pipeline of this factory: one host copy of each model's
+  // blocks whatever the number of cards (Note [Shared weight stores], streamed_dit.h).
+  if (!context.stores) context.stores = std::make_shared<exec::StoreCache>(*context.pool, context.name + ".shared");
+  // Pipeline names are unique: one per pipeline made (logs; the blob prefix of stores
+  // opened without a cache).
   auto counter = std::make_shared<std::atomic<int>>(0);
   auto make_on = [context, counter](const std::filesystem::path& dir, const DeviceSlot& slot) {
     WanStreamContext c = context;
@@ -200,6 +273,28 @@ void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& c
   f.probe = probe_wan_dir;
   f.make = [make_on](const std::filesystem::path& dir) { return make_on(dir, DeviceSlot{}); };
   f.make_on = make_on;
+  // A group: rank q streams through the device tier of member q's index (when the pool has
+  // it) with the context's budget; the strategy is the group's.
+  f.make_group = [context, counter](const std::filesystem::path& dir, const DeviceGroup& group) {
+    WanStreamContext c = context;
+    c.name = context.name + "." + dir.filename().string() + "." + std::to_string(counter->fetch_add(1));
+    const std::vector<int> devs = c.pool->device_tiers();
+    c.ranks.clear();
+    for (const DeviceSlot& m : group.members) {
+      if (m.index < 0 || static_cast<std::size_t>(m.index) >= devs.size()) {
+        throw Error(ErrorCode::kConfig, "wan pipeline: group " + group.key() + " names card " +
+                                            std::to_string(m.index) + " but the pool has " +
+                                            std::to_string(devs.size()) + " device tiers");
+      }
+      WanStreamRank r;
+      r.device_tier = devs[static_cast<std::size_t>(m.index)];
+      r.cuda_device = context.cuda_device >= 0 ? m.index : -1;
+      r.budget = context.budget;  // as make_on: the context's budget on every card
+      c.ranks.push_back(r);
+    }
+    c.strategy = group.strategy;
+    return std::unique_ptr<Pipeline>(std::make_unique<WanPipeline>(dir, c));
+  };
   f.encoder = encode_wan_video;
   registry.add_factory(std::move(f));
 }

@@ -26,6 +26,16 @@
 //   c.budget.budget_bytes = 24ull << 30;
 //   WanPipeline p(dir, c);                              // streamed; WanPipeline(dir): resident
 //
+// Group mode (WanStreamContext::ranks non-empty, issue 7): one job over several cards. A
+// GroupDit (scheduler/wan/group_dit.h) holds every rank's non-block weights and the
+// shared stores, and builds per job (prepare(), load_state(): schedule from the first
+// step still to run) a ParallelDitRunner with the strategy; the generator (sampler, VAE)
+// runs on rank 0's device. The group is checked in the constructor (Error(kConfig):
+// rank count vs strategy, heads % Ulysses degree, device tiers).
+//
+//   c.ranks = {{pool.device_tier(0), 0, b0}, {pool.device_tier(1), 1, b1}};  c.strategy = "cfg-parallel";
+//   WanPipeline g(dir, c);
+//
 // Threads: one job at a time on the runner's thread (the generator is not
 // thread-safe); validate() only reads the generator's config.
 // This header is free of LibTorch (the daemon compiles without it).
@@ -35,6 +45,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,12 +59,25 @@ class MemoryPool;
 namespace wand::model {
 class WanGenerator;
 struct GeneratorOptions;
+struct GenState;
 }  // namespace wand::model
 namespace wand::sched::exec {
 class StreamedDit;
-}
+class StoreCache;
+}  // namespace wand::sched::exec
+namespace wand::sched {
+class GroupDit;
+struct StreamedJobEnd;
+}  // namespace wand::sched
 
 namespace wand::sched {
+
+// One card of a streamed pipeline spanning several cards (a DeviceGroup, issue 7).
+struct WanStreamRank {
+  int device_tier = -1;    // this card's pool tier
+  int cuda_device = -1;    // -1: CPU (a CpuDeviceTier, a fake card)
+  exec::DeviceBudget budget;
+};
 
 // What a streamed WanPipeline runs on (see exec::StreamedDitOptions for the fields).
 struct WanStreamContext {
@@ -67,6 +91,16 @@ struct WanStreamContext {
   std::uint64_t window_bytes = 0;      // 0: from the slots
   std::uint64_t host_window_bytes = 0; // 0: both experts stay in host memory
   std::int64_t chunk_tokens = -1;      // -1: from the budget
+  // Several cards (issue 7): the ranks in rank order and the strategy's name
+  // ("cfg-parallel", "ulysses-N", "cfg2xulysses-S"); empty ranks: one card, the
+  // device_tier / cuda_device / budget above.
+  std::vector<WanStreamRank> ranks;
+  std::string strategy;
+  // Shared weight stores (scheduler/exec/store_cache.h): every pipeline made with the same
+  // cache streams one host copy of each block of a model (Note [Shared weight stores],
+  // streamed_dit.h). Null: the pipeline opens its own stores under `name`.
+  // register_wan_pipeline(registry, context) makes one when this is null.
+  std::shared_ptr<exec::StoreCache> stores;
 };
 
 class WanPipeline : public Pipeline {
@@ -91,15 +125,24 @@ class WanPipeline : public Pipeline {
   void load_state(JobState& state, const StateBlobs& in) const override;
 
   model::WanGenerator& generator() { return *gen_; }
-  bool streamed() const { return streamed_ != nullptr; }
+  bool streamed() const { return streamed_ != nullptr || group_ != nullptr; }
   exec::StreamedDit* streamed_dit() { return streamed_.get(); }
-  // StreamedDit::stats_json() (null in resident mode). The runner's thread.
+  bool grouped() const { return group_ != nullptr; }
+  GroupDit* group_dit() { return group_.get(); }
+  // StreamedDit::stats_json() or GroupDit::stats_json() (its "job": the runner's
+  // stats_json()); null in resident mode. The runner's thread.
   nlohmann::json stream_stats() const;
+  // The generator's state of a job of this pipeline (tests: the latents).
+  static const model::GenState& gen_state(const JobState& state);
 
  private:
   void begin_streamed_job(const JobState& state);
 
-  std::unique_ptr<exec::StreamedDit> streamed_;  // destroyed after gen_ (declared first)
+  std::shared_ptr<StreamedJobEnd> job_end_;  // Note [Streamed job end] (wan_pipeline.cpp)
+  // Destroyed after gen_ (declared first); the context's cache lives while they do.
+  std::shared_ptr<exec::StoreCache> stores_;
+  std::unique_ptr<exec::StreamedDit> streamed_;
+  std::unique_ptr<GroupDit> group_;
   std::unique_ptr<model::WanGenerator> gen_;
 };
 
@@ -112,8 +155,11 @@ EncodedVideo encode_wan_video(const Video& video);
 // Adds the "wan" factory (probe_wan_dir, make_wan_pipeline, encode_wan_video).
 void register_wan_pipeline(PipelineRegistry& registry);
 // Adds the "wan" factory in streamed mode: every model's pipeline streams its blocks
-// through `context` (name: "<model dir name>" for slot 0, "<...>@<slot>" for the others;
-// make_on picks the device tier of the slot's index when the pool has it).
+// through `context` (name: "<context name>.<model dir name>.<n>", n counting the
+// pipelines made; make_on picks the device tier of the slot's index when the pool has it;
+// make_group builds a group pipeline over the device tiers of the group's member indices,
+// the context's budget on each, the group's strategy). All of them share one store cache
+// (context.stores, made here when null): one host copy of each model's blocks.
 void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& context);
 
 }  // namespace wand::sched

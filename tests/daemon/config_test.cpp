@@ -61,6 +61,32 @@ TEST(Config, ErrorsNameTheField) {
   expect_config_error(json::array(), "top level");
 }
 
+TEST(Config, ExecutorParallelIsAutoOffOrAStrategyOfSeveralCards) {
+  EXPECT_EQ(parse_config(json::object(), "t").executor.parallel, "auto");
+  for (const char* v : {"auto", "off", "cfg-parallel", "ulysses-2", "ulysses-3", "cfg2xulysses-2"}) {
+    SCOPED_TRACE(v);
+    const DaemonConfig c = parse_config({{"executor", {{"parallel", v}}}}, "t");
+    EXPECT_EQ(c.executor.parallel, v);
+    EXPECT_EQ(parse_config(config_to_json(c), "again").executor.parallel, v);  // --check-config round trip
+  }
+  for (const char* v : {"fast", "single", "ulysses-0", "ulysses-", "cfg2xulysses-x", "Auto", ""}) {
+    SCOPED_TRACE(v);
+    try {
+      parse_config({{"executor", {{"parallel", v}}}}, "t.json");
+      ADD_FAILURE() << "accepted executor.parallel '" << v << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kConfig);
+      EXPECT_NE(std::string(e.what()).find("executor.parallel"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("t.json"), std::string::npos) << e.what();
+    }
+  }
+  expect_config_error({{"executor", {{"parallel", 2}}}}, "executor.parallel");
+  // A change is an executor change (restart to apply).
+  ExecutorConfig a, b;
+  b.parallel = "off";
+  EXPECT_NE(a, b);
+}
+
 TEST(Config, CommentsAndUnderscoreKeysAreIgnored) {
   test::TempDir dir;
   auto f = dir.path() / "c.json";

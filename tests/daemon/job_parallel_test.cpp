@@ -36,7 +36,8 @@ std::filesystem::path make_tiny_model(const DaemonFixture& d) {
   return model;
 }
 
-// A memory config with one device tier per entry of `tier_bytes` (index = position).
+// A memory config with one device tier per entry of `tier_bytes` (index = position),
+// job-parallel only (executor.parallel "off").
 std::filesystem::path write_cards_config(const DaemonFixture& d, const std::string& backend,
                                          const std::vector<std::uint64_t>& tier_bytes,
                                          const std::string& device_budget, const std::string& context_bytes) {
@@ -50,7 +51,11 @@ std::filesystem::path write_cards_config(const DaemonFixture& d, const std::stri
       {"executor",
        {{"pack_dir", (d.dir() / "pack").string()},
         {"device_budget", device_budget},
-        {"context_bytes", context_bytes}}}};
+        {"context_bytes", context_bytes},
+        // One card per job: with "auto" (the default) a job that finds no other job waiting and
+        // both cards idle may run on both (group_job_test.cpp tests that), and its placement
+        // would name a group instead of a card.
+        {"parallel", "off"}}}};
   const auto p = d.dir() / "cards.json";
   std::ofstream(p) << cfg.dump(2);
   return p;

@@ -299,6 +299,322 @@ TEST(JobRunnerMultiDevice, DuplicateSlotIndexIsAConfigError) {
   EXPECT_THROW(JobRunner(q, f.registry, store, o), Error);
 }
 
+// ---- Card groups (issue 7): one job on several cards, Note [Card groups] --------------
+
+template <class Pred>
+bool wait_for(Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return pred();
+}
+
+// A group chooser that records its calls and groups the jobs `wants` says yes to, on
+// the first two idle cards (the taking card first).
+struct RecordingChooser {
+  struct Call {
+    std::string prompt;
+    std::vector<std::string> idle;  // names, in the order given
+    std::size_t waiting = 0;
+    std::string group;               // key, "" = no group
+  };
+  std::function<bool(const JobSpec& spec, const std::vector<DeviceSlot>& idle, std::size_t waiting)> wants;
+  std::mutex mu;
+  std::vector<Call> calls;
+
+  GroupChooser chooser() {
+    return [this](const JobSpec& spec, const std::vector<DeviceSlot>& idle, std::size_t waiting) {
+      std::optional<DeviceGroup> g;
+      if (idle.size() >= 2 && wants(spec, idle, waiting)) g = DeviceGroup{{idle[0], idle[1]}, "cfg-parallel"};
+      Call c{spec.prompt, {}, waiting, g ? g->key() : ""};
+      for (const auto& d : idle) c.idle.push_back(d.name);
+      std::lock_guard<std::mutex> lock(mu);
+      calls.push_back(c);
+      return g;
+    };
+  }
+  std::vector<Call> snapshot() {
+    std::lock_guard<std::mutex> lock(mu);
+    return calls;
+  }
+};
+
+std::vector<DeviceSlot> three_unlimited() { return {{0, 0, "card0"}, {1, 0, "card1"}, {2, 0, "card2"}}; }
+
+bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+TEST(JobRunnerGroups, ChooserSeesIdleCardsTakingFirstAndTheJobRunsOnItsGroup) {
+  MultiFixture f;
+  JobQueue q(f.state.path());
+  CheckpointStore store(f.state.path());
+  RecordingChooser rc;
+  rc.wants = [](const JobSpec& s, const std::vector<DeviceSlot>&, std::size_t) { return s.priority == 1; };
+  JobRunnerOptions o;
+  o.slots = three_cards();
+  o.group_chooser = rc.chooser();
+  JobRunner runner(q, f.registry, store, o);
+  std::string seen_placement;
+  q.subscribe([&](const JobRecord& r, const std::string& kind) {
+    if (kind == "step" && r.step == 1) seen_placement = runner.placements()[r.id];
+  });
+  const std::string grouped = q.submit(sized(32, 24, 1, "same"));
+  const std::string single = q.submit(sized(32, 24, 0, "same"));
+  // Taken by the medium card's worker (slot position 1): idle = medium, small, big.
+  runner.run_one(*q.try_next(), 1);
+  ASSERT_EQ(q.get(grouped)->phase, JobPhase::kDone) << q.get(grouped)->error;
+  EXPECT_EQ(seen_placement, "cfg-parallel@1,0");
+  auto calls = rc.snapshot();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].idle, (std::vector<std::string>{"medium", "small", "big"}));
+  EXPECT_EQ(calls[0].waiting, 1u);
+  EXPECT_EQ(f.meter->groups(), (std::vector<std::string>{"cfg-parallel@1,0"}));
+  EXPECT_EQ(f.meter->slot(1).prompts, (std::vector<std::string>{"same"}));
+  EXPECT_EQ(f.meter->slot(0).prompts, (std::vector<std::string>{"same"}));
+  EXPECT_TRUE(f.meter->slot(2).prompts.empty());
+  EXPECT_EQ(f.meter->max_concurrent_jobs(), 1);
+  // The claim on the small card is gone: its worker runs the next job alone.
+  runner.run_one(*q.try_next(), 0);
+  ASSERT_EQ(q.get(single)->phase, JobPhase::kDone) << q.get(single)->error;
+  calls = rc.snapshot();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1].idle, (std::vector<std::string>{"small", "medium", "big"}));
+  EXPECT_EQ(calls[1].waiting, 0u);
+  EXPECT_EQ(seen_placement, "small");
+  EXPECT_EQ(f.meter->slot(0).prompts.size(), 2u);
+  EXPECT_TRUE(runner.placements().empty());
+  // The same video either way (the fake's result does not depend on its cards).
+  EXPECT_EQ(result(f.state.path(), grouped), result(f.state.path(), single));
+}
+
+TEST(JobRunnerGroups, AChooserThatThrowsOrReturnsABadGroupFailsTheJob) {
+  MultiFixture f;
+  JobQueue q(f.state.path());
+  CheckpointStore store(f.state.path());
+  JobRunnerOptions o;
+  o.slots = three_cards();
+  int mode = 0;
+  o.group_chooser = [&mode](const JobSpec&, const std::vector<DeviceSlot>& idle,
+                            std::size_t) -> std::optional<DeviceGroup> {
+    if (mode == 0) throw Error(ErrorCode::kConfig, "no plan for this job");
+    if (mode == 1) return DeviceGroup{{idle[1], idle[2]}, "cfg-parallel"};          // without the taker
+    if (mode == 2) return DeviceGroup{{idle[0]}, "single"};                         // one member
+    return DeviceGroup{{idle[0], DeviceSlot{7, 0, "ghost"}}, "cfg-parallel"};       // not a slot
+  };
+  JobRunner runner(q, f.registry, store, o);
+  const char* expect[] = {"no plan for this job", "without the taking card 0", "1 member(s)", "card 7 is not idle"};
+  for (mode = 0; mode < 4; ++mode) {
+    const std::string id = q.submit(sized(32, 24, 0, "m" + std::to_string(mode)));
+    runner.run_one(*q.try_next(), 0);
+    auto r = q.get(id);
+    ASSERT_EQ(r->phase, JobPhase::kFailed) << mode;
+    EXPECT_NE(r->error.find(expect[mode]), std::string::npos) << r->error;
+    EXPECT_NE(r->error.find(mode == 0 ? "config" : "internal"), std::string::npos) << r->error;
+  }
+  EXPECT_TRUE(f.meter->groups().empty());
+  EXPECT_TRUE(runner.placements().empty());
+}
+
+TEST(JobRunnerGroups, AWorkerWhoseTakeRacedAClaimHandsTheJobBack) {
+  MultiFixture f;
+  JobQueue q(f.state.path());
+  CheckpointStore store(f.state.path());
+  JobRunnerOptions o;
+  o.slots = three_cards();
+  std::optional<JobQueue::Started> raced;
+  o.group_chooser = [&](const JobSpec& s, const std::vector<DeviceSlot>& idle,
+                        std::size_t) -> std::optional<DeviceGroup> {
+    if (s.prompt != "grouped") return std::nullopt;
+    raced = q.try_next();  // the small card's worker takes a job just before the claim
+    return DeviceGroup{{idle[0], idle[1]}, "cfg-parallel"};  // medium + small
+  };
+  JobRunner runner(q, f.registry, store, o);
+  const std::string grouped = q.submit(sized(32, 24, 1, "grouped"));
+  const std::string other = q.submit(sized(32, 24, 0, "other"));
+  JobPhase other_phase_after = JobPhase::kRunning;
+  q.subscribe([&](const JobRecord& r, const std::string& kind) {
+    if (kind == "step" && r.id == grouped && r.step == 1 && raced) {
+      runner.run_one(*raced, 0);  // ... and marks itself busy after the claim
+      other_phase_after = q.get(other)->phase;
+      raced.reset();
+    }
+  });
+  runner.run_one(*q.try_next(), 1);
+  ASSERT_EQ(q.get(grouped)->phase, JobPhase::kDone) << q.get(grouped)->error;
+  EXPECT_EQ(other_phase_after, JobPhase::kQueued) << "the claimed card ran a job during the group's";
+  EXPECT_EQ(q.get(other)->phase, JobPhase::kQueued);
+  EXPECT_EQ(f.meter->slot(0).prompts, (std::vector<std::string>{"grouped"}));
+  runner.run_one(*q.try_next(), 0);  // released: the small card runs it now
+  EXPECT_EQ(q.get(other)->phase, JobPhase::kDone) << q.get(other)->error;
+  EXPECT_EQ(f.meter->slot(0).prompts, (std::vector<std::string>{"grouped", "other"}));
+}
+
+TEST(JobRunnerGroups, LoneJobRunsGroupedWhileTheThirdCardStaysUsable) {
+  test::TempDir model;
+  std::ofstream(model.path() / kFakeModelMarker) << R"({"step_ms": 60, "blocks": 2, "bytes_per_voxel": 1})";
+  PipelineRegistry registry;
+  auto meter = std::make_shared<FakeDeviceMeter>();
+  register_fake_pipeline(registry, meter);
+  registry.add_model("fake", model.path());
+  test::TempDir state;
+  JobQueue q(state.path());
+  CheckpointStore store(state.path());
+  RecordingChooser rc;
+  rc.wants = [](const JobSpec& s, const std::vector<DeviceSlot>&, std::size_t waiting) {
+    return waiting == 0 && s.prompt == "lone";
+  };
+  JobRunnerOptions o;
+  o.slots = three_unlimited();
+  o.group_chooser = rc.chooser();
+  JobRunner runner(q, registry, store, o);
+  runner.start();
+  auto job = [](const std::string& prompt, int steps) {
+    JobSpec s = sized(32, 24, 0, prompt);
+    s.steps = steps;
+    return s;
+  };
+  const std::string lone = q.submit(job("lone", 12));  // ~0.7 s on two cards
+  std::string key;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        key = runner.placements()[lone];
+        return key.find('@') != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << "the lone job was not grouped: " << key;
+  auto calls = rc.snapshot();
+  ASSERT_EQ(calls.size(), 1u);
+  ASSERT_EQ(calls[0].idle.size(), 3u);
+  const std::string taker = calls[0].idle[0], claimed = calls[0].idle[1], free_card = calls[0].idle[2];
+  EXPECT_EQ(key, "cfg-parallel@" + taker.substr(4) + "," + claimed.substr(4));
+  // A job submitted meanwhile runs on the unclaimed card, never on the claimed one.
+  const std::string second = q.submit(job("second", 20));  // ~1.2 s
+  ASSERT_TRUE(wait_for([&] { return !runner.placements()[second].empty(); }, std::chrono::seconds(10)));
+  EXPECT_EQ(runner.placements()[second], free_card);
+  // Two more wait: every card is busy or claimed.
+  const std::string x = q.submit(job("x", 2));
+  const std::string y = q.submit(job("y", 2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(q.get(lone)->phase, JobPhase::kRunning) << "the lone job ended too early for this test";
+  EXPECT_EQ(q.get(x)->phase, JobPhase::kQueued);
+  EXPECT_EQ(q.get(y)->phase, JobPhase::kQueued);
+  ASSERT_TRUE(wait_until_terminal(q, 4, std::chrono::seconds(30)));
+  runner.stop();
+  EXPECT_EQ(q.counts().done, 4);
+  const int claimed_index = std::stoi(claimed.substr(4)), taker_index = std::stoi(taker.substr(4));
+  const int free_index = std::stoi(free_card.substr(4));
+  const auto on_claimed = meter->slot(claimed_index).prompts;
+  ASSERT_FALSE(on_claimed.empty());
+  EXPECT_EQ(on_claimed[0], "lone");
+  EXPECT_FALSE(contains(on_claimed, "second"));
+  EXPECT_EQ(meter->slot(free_index).prompts, (std::vector<std::string>{"second"}))
+      << "x or y waited for the busy free card instead of the released ones";
+  // Released when the lone job ended (JobQueue::wake): x and y ran on the two group cards at once.
+  const auto on_taker = meter->slot(taker_index).prompts;
+  EXPECT_TRUE((contains(on_claimed, "x") && contains(on_taker, "y")) ||
+              (contains(on_claimed, "y") && contains(on_taker, "x")))
+      << "the claimed card's worker did not come back";
+  EXPECT_EQ(meter->groups(), (std::vector<std::string>{key}));
+}
+
+TEST(JobRunnerGroups, ManyQueuedJobsRunJobParallel) {
+  MultiFixture f;
+  JobQueue q(f.state.path());
+  CheckpointStore store(f.state.path());
+  RecordingChooser rc;
+  rc.wants = [](const JobSpec&, const std::vector<DeviceSlot>&, std::size_t waiting) { return waiting == 0; };
+  JobRunnerOptions o;
+  o.slots = three_unlimited();
+  o.group_chooser = rc.chooser();
+  JobRunner runner(q, f.registry, store, o);
+  const int n = 6;
+  for (int i = 0; i < n; ++i) q.submit(sized(32, 24, 0, "job" + std::to_string(i)));
+  runner.start();
+  ASSERT_TRUE(wait_until_terminal(q, n, std::chrono::seconds(60)));
+  runner.stop();
+  EXPECT_EQ(q.counts().done, n);
+  const auto calls = rc.snapshot();
+  ASSERT_EQ(calls.size(), static_cast<std::size_t>(n));
+  // `waiting` is counted when the taker asks (the other workers may have taken jobs since):
+  // the first three takes see at least jobs 3..5 queued; only the last two jobs can find
+  // none waiting and be grouped.
+  int grouped = 0;
+  std::size_t most_waiting = 0;
+  for (const auto& c : calls) {
+    grouped += c.group.empty() ? 0 : 1;
+    most_waiting = std::max(most_waiting, c.waiting);
+    if (c.prompt == "job0" || c.prompt == "job1" || c.prompt == "job2") {
+      EXPECT_GE(c.waiting, 3u) << c.prompt;
+      EXPECT_EQ(c.group, "") << c.prompt;
+    }
+    if (!c.group.empty()) EXPECT_TRUE(c.prompt == "job4" || c.prompt == "job5") << c.prompt << " " << c.group;
+  }
+  EXPECT_LE(most_waiting, static_cast<std::size_t>(n - 1));
+  EXPECT_LE(grouped, 2);
+  EXPECT_GE(f.meter->max_concurrent_jobs(), 2) << "the workers never overlapped";
+  for (int d = 0; d < 3; ++d) EXPECT_FALSE(f.meter->slot(d).prompts.empty()) << "card" << d << " took no job";
+}
+
+TEST(JobRunnerGroups, ClaimsAreReleasedAfterFailureAndCancel) {
+  test::TempDir model;
+  std::ofstream(model.path() / kFakeModelMarker) << R"({"step_ms": 60, "blocks": 2, "bytes_per_voxel": 1})";
+  PipelineRegistry registry;
+  auto meter = std::make_shared<FakeDeviceMeter>();
+  register_fake_pipeline(registry, meter);
+  registry.add_model("fake", model.path());
+  test::TempDir state;
+  JobQueue q(state.path());
+  CheckpointStore store(state.path());
+  RecordingChooser rc;
+  rc.wants = [](const JobSpec& s, const std::vector<DeviceSlot>&, std::size_t) {
+    return s.prompt.rfind("group", 0) == 0;
+  };
+  JobRunnerOptions o;
+  o.slots = three_unlimited();
+  o.group_chooser = rc.chooser();
+  JobRunner runner(q, registry, store, o);
+  runner.start();
+  JobSpec bad = sized(30, 24, 0, "group-bad");  // width % 8 != 0: prepare() fails after the claim
+  const std::string failed = q.submit(bad);
+  ASSERT_TRUE(wait_until_terminal(q, 1, std::chrono::seconds(10)));
+  ASSERT_EQ(q.get(failed)->phase, JobPhase::kFailed);
+  EXPECT_NE(q.get(failed)->error.find("width"), std::string::npos) << q.get(failed)->error;
+  // The runner lets go of a job (placement, slot, claims at once) just after its end is visible.
+  ASSERT_TRUE(wait_for([&] { return runner.placements().empty(); }, std::chrono::seconds(5)));
+  JobSpec long_job = sized(32, 24, 0, "group-cancel");
+  long_job.steps = 100;
+  const std::string cancelled = q.submit(long_job);
+  ASSERT_TRUE(wait_for([&] { return q.get(cancelled)->step >= 1; }, std::chrono::seconds(10)));
+  EXPECT_NE(runner.placements()[cancelled].find("cfg-parallel@"), std::string::npos);
+  q.cancel(cancelled);
+  ASSERT_TRUE(wait_until_terminal(q, 2, std::chrono::seconds(10)));
+  EXPECT_EQ(q.get(cancelled)->phase, JobPhase::kCancelled);
+  ASSERT_TRUE(wait_for([&] { return runner.placements().empty(); }, std::chrono::seconds(5)));
+  auto calls = rc.snapshot();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].idle.size(), 3u);
+  EXPECT_EQ(calls[1].idle.size(), 3u) << "the failed job's claim was not released";
+  // Every card takes a job again: three long-enough jobs run on the three cards at once.
+  for (int i = 0; i < 3; ++i) {
+    JobSpec s = sized(32, 24, 0, "plain" + std::to_string(i));
+    s.steps = 6;
+    q.submit(s);
+  }
+  ASSERT_TRUE(wait_until_terminal(q, 5, std::chrono::seconds(30)));
+  runner.stop();
+  EXPECT_EQ(q.counts().done, 3);
+  for (int d = 0; d < 3; ++d) {
+    const auto p = meter->slot(d).prompts;
+    EXPECT_TRUE(contains(p, "plain0") || contains(p, "plain1") || contains(p, "plain2"))
+        << "card" << d << " took no job after the group's failure and cancel";
+    EXPECT_EQ(meter->slot(d).current_bytes, 0u);
+  }
+  EXPECT_TRUE(runner.placements().empty());
+}
+
 TEST(FakePipeline, LoadStateRejectsAWrongBlob) {
   FakePipeline p({0, 2, 16});
   CancelToken token;

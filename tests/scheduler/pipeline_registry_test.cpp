@@ -93,5 +93,73 @@ TEST(PipelineRegistry, OnePipelinePerModelAndDeviceSlot) {
   }
 }
 
+TEST(PipelineRegistry, OnePipelinePerModelAndDeviceGroup) {
+  test::TempDir dir;
+  std::ofstream(dir.path() / kFakeModelMarker) << R"({"step_ms": 0})";
+  const DeviceSlot c0{0, 24ull << 30, "cuda:0"}, c1{1, 24ull << 30, "cuda:1"}, c2{2, 80ull << 30, "cuda:2"};
+  {  // The fake factory's make_group gets the group; one pipeline per (model, group key).
+    auto meter = std::make_shared<FakeDeviceMeter>();
+    PipelineRegistry reg;
+    register_fake_pipeline(reg, meter);
+    reg.add_model("f", dir.path());
+    reg.add_model("g", dir.path());
+    EXPECT_TRUE(reg.can_group("f"));
+    EXPECT_FALSE(reg.can_group("nope"));
+    const DeviceGroup cfg{{c0, c1}, "cfg-parallel"}, uly{{c0, c1}, "ulysses-2"}, cfg12{{c1, c2}, "cfg-parallel"};
+    EXPECT_EQ(cfg.key(), "cfg-parallel@0,1");
+    auto a = reg.pipeline("f", cfg);
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(reg.pipeline("f", cfg), a);  // cached
+    auto b = reg.pipeline("f", uly);
+    auto c = reg.pipeline("f", cfg12);
+    auto d = reg.pipeline("g", cfg);
+    EXPECT_NE(a, b);
+    EXPECT_NE(a, c);
+    EXPECT_NE(a, d);
+    EXPECT_NE(a, reg.pipeline("f", c0));  // a slot's pipeline is another one
+    const auto& fa = dynamic_cast<FakePipeline&>(*a);
+    ASSERT_EQ(fa.group().members.size(), 2u);
+    EXPECT_EQ(fa.group().members[1].name, "cuda:1");
+    EXPECT_EQ(fa.group().strategy, "cfg-parallel");
+    EXPECT_EQ(fa.slot().index, 0);  // the first member
+    EXPECT_EQ(dynamic_cast<FakePipeline&>(*c).group().members[1].vram_budget_bytes, 80ull << 30);
+    EXPECT_EQ(meter->groups(), (std::vector<std::string>{"cfg-parallel@0,1", "ulysses-2@0,1", "cfg-parallel@1,2",
+                                                          "cfg-parallel@0,1"}));
+    EXPECT_THROW(reg.pipeline("nope", cfg), Error);
+    try {
+      reg.pipeline("f", DeviceGroup{{}, "cfg-parallel"});
+      ADD_FAILURE() << "an empty group made a pipeline";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    }
+    // A new directory for the name drops its group pipelines too.
+    reg.add_model("f", dir.path());
+    EXPECT_NE(reg.pipeline("f", cfg), a);
+    EXPECT_EQ(reg.pipeline("g", cfg), d);
+    reg.set_models({{"f", dir.path()}});
+    EXPECT_EQ(reg.loaded("g"), nullptr);
+  }
+  {  // A factory without make_group: Error(kConfig) naming the model and the group.
+    PipelineRegistry reg;
+    reg.add_factory({"old", [](const std::filesystem::path&) { return true; },
+                     [](const std::filesystem::path&) -> std::unique_ptr<Pipeline> {
+                       return std::make_unique<FakePipeline>(FakePipelineOptions{});
+                     },
+                     encode_wandrgb});
+    reg.add_model("o", dir.path());
+    EXPECT_FALSE(reg.can_group("o"));
+    try {
+      reg.pipeline("o", DeviceGroup{{c0, c1}, "cfg-parallel"});
+      ADD_FAILURE() << "a factory without make_group made a group pipeline";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kConfig);
+      EXPECT_NE(std::string(e.what()).find("'o'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("cfg-parallel@0,1"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("make_group"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(reg.loaded("o"), nullptr);  // nothing half-made
+  }
+}
+
 }  // namespace
 }  // namespace wand::sched

@@ -1,16 +1,21 @@
 // StreamedDit as WanGenerator's cfg_forward hook on a tiny t2v A14B-layout model (two
 // experts) with a CpuDeviceTier smaller than all blocks: the generation (every step's
 // latent and the decoded video) equals the resident WanGenerator bit for bit (fp32 on the
-// CPU); a resumed schedule; budget refusals and the chunk chosen from the budget.
+// CPU); a resumed schedule; budget refusals and the chunk chosen from the budget; two
+// StreamedDits on two device tiers sharing one StoreCache (one host copy, issue 7) and
+// the host-planning rule of shared stores.
 #include "scheduler/exec/streamed_dit.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <thread>
+#include <tuple>
 
 #include "common/error.h"
 #include "memory/memory_pool.h"
 #include "model/pipeline.h"
+#include "scheduler/exec/store_cache.h"
 #include "scheduler/exec/weight_store.h"
 #include "tests/model/pipeline_tiny_model.h"
 #include "tests/scheduler/exec/tiny_expert.h"
@@ -341,6 +346,164 @@ TEST(StreamedDit, ChunkedStreamedRunMatchesResident) {
     streamed.step(b);
   }
   EXPECT_TRUE(at::allclose(a.latent, b.latent, 1e-5, 1e-5)) << (a.latent - b.latent).abs().max().item<float>();
+}
+
+// A pool with a host tier and `cards` CPU device tiers of device_bytes each.
+memory::PoolConfig cards_pool_config(int cards, std::uint64_t host_bytes, std::uint64_t device_bytes) {
+  nlohmann::json devices = nlohmann::json::array();
+  for (int g = 0; g < cards; ++g) devices.push_back({{"index", g}, {"bytes", device_bytes}, {"backend", "cpu"}});
+  nlohmann::json j = {{"host", {{"bytes", host_bytes}, {"pinned", false}}},
+                      {"devices", devices},
+                      {"io", {{"engine", "psync"}}}};
+  return memory::PoolConfig::from_json(j);
+}
+
+// Host tier bytes used, and the host copy bytes of one set of the stores' blocks.
+std::pair<std::uint64_t, std::uint64_t> host_bytes(memory::MemoryPool& pool, const StreamedDit& sd) {
+  std::uint64_t one = 0;
+  for (std::size_t e = 0; e < sd.num_experts(); ++e) {
+    for (const BlockBlob& b : sd.store(e).blocks()) one += pool.copy_bytes(b.id, pool.host_tier());
+  }
+  return {pool.tier(pool.host_tier()).stats().bytes_used, one};
+}
+
+// Two jobs of one model at once on two cards of one pool (two threads), each through its
+// own StreamedDit, with one StoreCache for both (shared) or none. Checks the latents
+// against `want`; returns the host tier's used bytes and one copy of the blocks' bytes.
+struct TwoCards {
+  std::uint64_t host_used = 0, one_copy = 0;
+  std::size_t cached_stores = 0;
+};
+TwoCards run_two_cards(const TinyModel& m, std::uint64_t block, bool shared, const at::Tensor& want) {
+  memory::MemoryPool pool(cards_pool_config(2, 32ull << 20, 3 * block));
+  StoreCache cache(pool, "shared");
+  std::vector<std::unique_ptr<StreamedDit>> sds;
+  for (int g = 0; g < 2; ++g) {
+    StreamedDitOptions o = streamed_options(pool, m.spool());
+    o.device_tier = pool.device_tier(g);
+    o.name = "card" + std::to_string(g);
+    o.stores = shared ? &cache : nullptr;
+    sds.push_back(std::make_unique<StreamedDit>(pool, m.experts(), o));
+  }
+  for (std::size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(&sds[0]->store(e) == &sds[1]->store(e), shared) << "expert " << e;
+  }
+  std::vector<at::Tensor> out(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int g = 0; g < 2; ++g) {
+    threads.emplace_back([&, g] {
+      StreamedDit& sd = *sds[static_cast<std::size_t>(g)];
+      try {
+        GeneratorOptions so = cpu_options();
+        so.cfg_forward = sd.cfg_forward();
+        WanGenerator gen(m.dir(), so);
+        GenState st = gen.prepare(request());
+        sd.begin_job(gen.expert_of_step(st), {0, st.seq_len});
+        while (st.completed_steps() < st.total_steps()) gen.step(st);
+        sd.end_job();
+        out[static_cast<std::size_t>(g)] = st.latent;
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(g)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int g = 0; g < 2; ++g) {
+    EXPECT_EQ(errors[static_cast<std::size_t>(g)], "") << "card " << g;
+    if (!out[static_cast<std::size_t>(g)].defined()) continue;
+    EXPECT_TRUE(at::equal(out[static_cast<std::size_t>(g)], want)) << "card " << g;
+    EXPECT_GT(pool.tier(pool.device_tier(g)).stats().bytes_moved_in, 0u) << "card " << g;
+  }
+  for (const auto& sd : sds) {
+    for (std::size_t e = 0; e < 2; ++e) {
+      for (const BlockBlob& b : sd->store(e).blocks()) {
+        EXPECT_EQ(pool.state(b.id, pool.host_tier()), memory::CopyState::kReady) << b.blob_name;
+      }
+    }
+  }
+  TwoCards r;
+  std::tie(r.host_used, r.one_copy) = host_bytes(pool, *sds[0]);
+  r.cached_stores = cache.size();
+  return r;
+}
+
+TEST(StreamedDit, TwoCardsShareOneHostCopyThroughTheStoreCache) {
+  TinyModel m;
+  const auto [block, all] = block_sizes(m);
+  (void)all;
+  WanGenerator resident(m.dir(), cpu_options());
+  GenState ref = resident.prepare(request());
+  while (ref.completed_steps() < ref.total_steps()) resident.step(ref);
+
+  // Without a cache: two stores per expert, two host copies of every block.
+  const TwoCards own = run_two_cards(m, block, false, ref.latent);
+  ASSERT_GT(own.one_copy, 0u);
+  EXPECT_EQ(own.host_used, 2 * own.one_copy);
+  EXPECT_EQ(own.cached_stores, 0u);
+  // With one: one store per expert (not per card), one host copy, the same latents.
+  const TwoCards shared = run_two_cards(m, block, true, ref.latent);
+  EXPECT_EQ(shared.cached_stores, 2u);
+  EXPECT_EQ(shared.one_copy, own.one_copy);
+  EXPECT_EQ(shared.host_used, shared.one_copy) << "the host tier holds more than one copy of the model's blocks";
+
+  // A cache over another pool is refused.
+  memory::MemoryPool other(cards_pool_config(1, 32ull << 20, 3 * block));
+  memory::MemoryPool pool(cards_pool_config(1, 32ull << 20, 3 * block));
+  StoreCache wrong(other, "x");
+  StreamedDitOptions o = streamed_options(pool, m.spool());
+  o.stores = &wrong;
+  try {
+    StreamedDit sd(pool, m.experts(), o);
+    FAIL() << "accepted a cache over another pool";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_NE(std::string(e.what()).find("another memory pool"), std::string::npos) << e.what();
+  }
+}
+
+TEST(StreamedDit, SharedStoresPlanTheHostTierOnlyForAJobAlone) {
+  TinyModel m;
+  const auto [block, all] = block_sizes(m);
+  (void)all;
+  memory::MemoryPool pool(cards_pool_config(3, 32ull << 20, 3 * block));
+  StoreCache cache(pool, "shared");
+  auto make = [&](int g, std::uint64_t host_window) {
+    StreamedDitOptions o = streamed_options(pool, m.spool());
+    o.device_tier = pool.device_tier(g);
+    o.name = "card" + std::to_string(g);
+    o.host_window_bytes = host_window;
+    o.stores = &cache;
+    return std::make_unique<StreamedDit>(pool, m.experts(), o);
+  };
+  auto a = make(0, 2 * block), b = make(1, 2 * block), c = make(2, 0);
+  EXPECT_EQ(cache.size(), 2u);
+  const std::vector<int> schedule = {0, 0, 1, 1};
+  a->begin_job(schedule, {0, 0});
+  EXPECT_TRUE(a->host_planning()) << "alone on its stores";
+  EXPECT_EQ(cache.jobs_on(&a->store(0)), 1);
+  try {  // a second job while `a` plans the host tier
+    b->begin_job(schedule, {0, 0});
+    FAIL() << "a second job started on stores whose host tier another job plans";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_NE(std::string(e.what()).find("job 'card0' plans the host tier"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c->begin_job(schedule, {0, 0}), Error);  // also without host planning
+  EXPECT_EQ(cache.jobs_on(&a->store(0)), 1);  // the refused jobs left nothing behind
+  a->end_job();
+  EXPECT_EQ(cache.jobs_on(&a->store(0)), 0);
+
+  c->begin_job(schedule, {0, 0});  // no host planning: any number of jobs
+  b->begin_job(schedule, {0, 0});
+  EXPECT_FALSE(b->host_planning()) << "started beside another job: runs without host planning";
+  EXPECT_EQ(cache.jobs_on(&a->store(1)), 2);
+  EXPECT_EQ(b->stats_json()["host_planning"].get<bool>(), false);
+  b->end_job();
+  c->end_job();
+  b->begin_job(schedule, {0, 0});
+  EXPECT_TRUE(b->host_planning());
+  b->end_job();
 }
 
 }  // namespace
