@@ -53,19 +53,40 @@ void cap_caching_allocator(int device, std::uint64_t bytes) {
   c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, static_cast<c10::DeviceIndex>(device));
 }
 
+// Note [Allocator before first use]: LibTorch creates the caching allocator's per-device state
+// on the first CUDA allocation; before it, getDeviceStats / resetPeakStats throw c10::Error
+// "Invalid device argument" (seen on the H100: a CPU-tier job's stats in a CUDA build, from a
+// job state's destructor, terminated the test process). A device the allocator has not used
+// holds nothing: 0 bytes, nothing to reset.
+namespace {
+bool allocator_ready(int device) { return device >= 0 && torch_cuda_available(); }
+}  // namespace
+
 std::uint64_t caching_allocator_reserved(int device) {
-  if (!torch_cuda_available()) return 0;
-  return static_cast<std::uint64_t>(getDeviceStats(static_cast<c10::DeviceIndex>(device)).reserved_bytes[kAggregate].current);
+  if (!allocator_ready(device)) return 0;
+  try {
+    return static_cast<std::uint64_t>(getDeviceStats(static_cast<c10::DeviceIndex>(device)).reserved_bytes[kAggregate].current);
+  } catch (const c10::Error&) {
+    return 0;  // Note [Allocator before first use]
+  }
 }
 
 std::uint64_t caching_allocator_peak_reserved(int device) {
-  if (!torch_cuda_available()) return 0;
-  return static_cast<std::uint64_t>(getDeviceStats(static_cast<c10::DeviceIndex>(device)).reserved_bytes[kAggregate].peak);
+  if (!allocator_ready(device)) return 0;
+  try {
+    return static_cast<std::uint64_t>(getDeviceStats(static_cast<c10::DeviceIndex>(device)).reserved_bytes[kAggregate].peak);
+  } catch (const c10::Error&) {
+    return 0;
+  }
 }
 
 void reset_caching_allocator_peak(int device) {
-  if (!torch_cuda_available()) return;
-  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  if (!allocator_ready(device)) return;
+  try {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+  } catch (const c10::Error&) {
+    // Note [Allocator before first use]
+  }
 }
 
 void empty_caching_allocator() {

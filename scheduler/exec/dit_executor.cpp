@@ -271,8 +271,9 @@ nlohmann::json DitExecutor::stats_json() const {
           {"window_bytes", window_},
           {"spill_uncond", opt_.spill_uncond},
           {"spill_bytes", stats_.spill_bytes},
-          {"allocator_reserved_bytes", caching_allocator_reserved(std::max(0, opt_.cuda_device))},
-          {"allocator_peak_reserved_bytes", caching_allocator_peak_reserved(std::max(0, opt_.cuda_device))}};
+          {"allocator_reserved_bytes", opt_.cuda_device >= 0 ? caching_allocator_reserved(opt_.cuda_device) : 0},
+          {"allocator_peak_reserved_bytes",
+           opt_.cuda_device >= 0 ? caching_allocator_peak_reserved(opt_.cuda_device) : 0}};
 }
 
 }  // namespace wand::sched::exec
