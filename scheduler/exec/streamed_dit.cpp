@@ -72,6 +72,35 @@ StreamedDit::StreamedDit(memory::MemoryPool& pool, const std::vector<std::filesy
 
 StreamedDit::~StreamedDit() { end_job(); }
 
+std::int64_t checked_schedule_index(const std::string& who, const model::StepForwardInputs& in,
+                                    std::int64_t first_step, std::int64_t num_steps, std::size_t experts,
+                                    const std::function<int(std::int64_t)>& planned) {
+  const std::int64_t k = in.step - first_step;
+  if (k < 0 || k >= num_steps) {
+    throw Error(ErrorCode::kInternal, who + ": generator step " + std::to_string(in.step) +
+                                          " is outside the job's schedule (steps " + std::to_string(first_step) +
+                                          ".." + std::to_string(first_step + num_steps - 1) + ")");
+  }
+  const int want = (experts == 1 || in.high_noise) ? 0 : 1;
+  const int plan = planned(k);
+  if (plan != want) {
+    throw Error(ErrorCode::kInternal, who + ": step " + std::to_string(in.step) + " runs expert " +
+                                          std::to_string(want) + " but the schedule planned " + std::to_string(plan));
+  }
+  return k;
+}
+
+StepInputs step_inputs_of(const model::StepForwardInputs& in) {
+  StepInputs s;
+  s.x = in.x;
+  s.t = in.t;
+  s.context = in.context;
+  s.context_null = in.context_null;
+  s.seq_len = in.seq_len;
+  s.y = in.y;
+  return s;
+}
+
 std::uint64_t StreamedDit::max_block_bytes() const {
   std::uint64_t m = 0;
   for (const auto& s : stores_) {
@@ -219,25 +248,10 @@ std::pair<at::Tensor, at::Tensor> StreamedDit::forward(const model::StepForwardI
   if (!exec_) {
     throw Error(ErrorCode::kInternal, "streamed DiT '" + opt_.name + "': a step ran outside a job (no begin_job)");
   }
-  const std::int64_t k = in.step - first_step_;
-  if (k < 0 || k >= exec_->num_steps()) {
-    throw Error(ErrorCode::kInternal, "streamed DiT '" + opt_.name + "': generator step " + std::to_string(in.step) +
-                                          " is outside the job's schedule (steps " + std::to_string(first_step_) +
-                                          ".." + std::to_string(first_step_ + exec_->num_steps() - 1) + ")");
-  }
-  const int want = (dits_.size() == 1 || in.high_noise) ? 0 : 1;
-  if (exec_->expert_of_step(k) != want) {
-    throw Error(ErrorCode::kInternal, "streamed DiT '" + opt_.name + "': step " + std::to_string(in.step) +
-                                          " runs expert " + std::to_string(want) + " but the schedule planned " +
-                                          std::to_string(exec_->expert_of_step(k)));
-  }
-  StepInputs s;
-  s.x = in.x;
-  s.t = in.t;
-  s.context = in.context;
-  s.context_null = in.context_null;
-  s.seq_len = in.seq_len;
-  s.y = in.y;
+  const std::int64_t k =
+      checked_schedule_index("streamed DiT '" + opt_.name + "'", in, first_step_, exec_->num_steps(), dits_.size(),
+                             [this](std::int64_t i) { return exec_->expert_of_step(i); });
+  const StepInputs s = step_inputs_of(in);
   return exec_->step_checked(k, s, check);
 }
 

@@ -53,6 +53,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +77,7 @@ namespace wand::sched::exec {
 
 class DitExecutor;
 class WeightStore;
+struct StepInputs;
 
 struct StreamedDitOptions {
   int device_tier = -1;                  // pool tier the blocks run from
@@ -100,6 +102,16 @@ struct StreamedDitOptions {
 };
 
 // The job geometry begin_job() needs beyond the schedule.
+// For the CFG-forward hooks (StreamedDit here, GroupDit in scheduler/wan): the schedule
+// position k = in.step - first_step of a generator step, checked to lie in [0, num_steps) and
+// to run the expert the schedule planned for it (planned(k); in.high_noise picks expert 0 of
+// two, a single model is expert 0). Throws Error(kInternal) naming `who` and the numbers.
+std::int64_t checked_schedule_index(const std::string& who, const model::StepForwardInputs& in,
+                                    std::int64_t first_step, std::int64_t num_steps, std::size_t experts,
+                                    const std::function<int(std::int64_t)>& planned);
+// The executor's inputs of a generator step.
+StepInputs step_inputs_of(const model::StepForwardInputs& in);
+
 struct StreamedJob {
   std::int64_t first_step = 0;   // generator step index of expert_of_step[0] (a resume)
   std::int64_t seq_len = 0;      // tokens (0: unknown, no activation check or chunking)

@@ -252,28 +252,11 @@ std::pair<at::Tensor, at::Tensor> GroupDit::forward(const model::StepForwardInpu
                                                     const model::CancelCheck& check) {
   const std::string who = "group DiT '" + opt_.name + "'";
   if (!runner_) throw Error(ErrorCode::kInternal, who + ": a step ran outside a job (no begin_job)");
-  const std::int64_t steps = static_cast<std::int64_t>(expert_of_step_.size());
-  const std::int64_t k = in.step - first_step_;
-  if (k < 0 || k >= steps) {
-    throw Error(ErrorCode::kInternal, who + ": generator step " + std::to_string(in.step) +
-                                          " is outside the job's schedule (steps " + std::to_string(first_step_) +
-                                          ".." + std::to_string(first_step_ + steps - 1) + ")");
-  }
-  const int want = (stores_.size() == 1 || in.high_noise) ? 0 : 1;
-  const int planned = expert_of_step_[static_cast<std::size_t>(k)];
-  if (planned != want) {
-    throw Error(ErrorCode::kInternal, who + ": step " + std::to_string(in.step) + " runs expert " +
-                                          std::to_string(want) + " but the schedule planned " +
-                                          std::to_string(planned));
-  }
+  const std::int64_t k = exec::checked_schedule_index(
+      who, in, first_step_, static_cast<std::int64_t>(expert_of_step_.size()), stores_.size(),
+      [this](std::int64_t i) { return expert_of_step_[static_cast<std::size_t>(i)]; });
   if (check) check();  // Note [Group cancel]: at step boundaries only
-  exec::StepInputs s;
-  s.x = in.x;
-  s.t = in.t;
-  s.context = in.context;
-  s.context_null = in.context_null;
-  s.seq_len = in.seq_len;
-  s.y = in.y;
+  const exec::StepInputs s = exec::step_inputs_of(in);
   auto out = runner_->step(k, s);
   if (check) check();
   return out;
