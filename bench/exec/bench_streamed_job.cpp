@@ -40,6 +40,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "bench/exec/bench_plan.h"
 #include "common/error.h"
 #include "memory/memory_pool.h"
@@ -64,7 +65,8 @@
 namespace fs = std::filesystem;
 using namespace wand;
 using namespace wand::sched::exec;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::since;
 
 namespace {
 
@@ -83,18 +85,6 @@ struct Args {
   double disk_gbps = 0;
   std::string prompt = "a red kite over a grey sea at dawn, cinematic, slow camera pan";
 };
-
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::uint64_t proc_status(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const std::string k(key);
-  while (std::getline(f, line)) {
-    if (line.rfind(k, 0) == 0) return std::stoull(line.substr(k.size())) * 1024;
-  }
-  return 0;
-}
 
 std::uint64_t bytes_arg(const std::string& v, const std::string& flag) {
   return memory::parse_bytes(nlohmann::json(v), flag);
@@ -461,8 +451,8 @@ int main(int argc, char** argv) {
                                          {"decode", sampler.peak(PeakSampler::kDecode)}};
       c["allocator_peak_reserved_bytes_steps"] = alloc_peak_steps;
       c["allocator_peak_reserved_bytes"] = caching_allocator_peak_reserved(gpu < 0 ? 0 : gpu);
-      c["host_peak_rss_bytes"] = proc_status("VmHWM:");
-      c["host_rss_bytes"] = proc_status("VmRSS:");
+      c["host_peak_rss_bytes"] = bench::proc_status_bytes("VmHWM:");
+      c["host_rss_bytes"] = bench::proc_status_bytes("VmRSS:");
       c["streamed_dit"] = sd_stats;
       c["t5"] = t5.stats_json();
       c["pool"] = pool.status_json();
@@ -475,7 +465,7 @@ int main(int argc, char** argv) {
                   job_s, prepare_s, t5_s, a.steps, steps_s, decode_s,
                   static_cast<double>(sampler.peak_all()) / (1ull << 30),
                   static_cast<double>(t5_bytes + dit_disk) / 1e9,
-                  static_cast<double>(proc_status("VmHWM:")) / (1ull << 30));
+                  static_cast<double>(bench::proc_status_bytes("VmHWM:")) / (1ull << 30));
       std::fflush(stdout);
       context_for_a = st.context;
       latent_for_a = st.latent;
@@ -527,7 +517,7 @@ int main(int argc, char** argv) {
     }
     sampler.stop();
     out["wall_s"] = since(t_all);
-    out["host_peak_rss_bytes"] = proc_status("VmHWM:");
+    out["host_peak_rss_bytes"] = bench::proc_status_bytes("VmHWM:");
     std::printf("%s\n", out.dump(1).c_str());
     if (!a.json.empty()) std::ofstream(a.json) << out.dump(1) << "\n";
     return 0;

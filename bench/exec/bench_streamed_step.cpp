@@ -37,6 +37,7 @@
 #include "memory/pool_config.h"
 #include "model/checkpoint.h"
 #include "model/dit.h"
+#include "bench/bench_util.h"
 #include "model/make_model/make_model.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/dit_executor.h"
@@ -49,7 +50,8 @@
 namespace fs = std::filesystem;
 using namespace wand;
 using namespace wand::sched::exec;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::since;
 
 namespace {
 
@@ -71,29 +73,9 @@ struct Args {
   bool tiny = false;
 };
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 std::uint64_t used_device_bytes() {
   DeviceMemInfo m = device_mem_info(0);
   return m.valid ? m.total_bytes - m.free_bytes : 0;
-}
-
-std::uint64_t host_peak_rss() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  }
-  return 0;
-}
-
-std::uint64_t host_rss() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  }
-  return 0;
 }
 
 Args parse(int argc, char** argv) {
@@ -300,7 +282,7 @@ int main(int argc, char** argv) {
         host_exact += (b + 2 * 4096 + 4095) / 4096 * 4096;
       }
       pj["host"]["bytes"] = n_experts * host_exact + (16ull << 20);
-      out["host_rss_before_pool_bytes"] = host_rss();
+      out["host_rss_before_pool_bytes"] = bench::proc_status_bytes("VmRSS:");
       out["host_tier_bytes"] = pj["host"]["bytes"];
       memory::PoolDeps deps;
 #ifdef WAND_HAVE_CUDA
@@ -409,8 +391,8 @@ int main(int argc, char** argv) {
       out["executor"] = exec.stats_json();
       out["pool"] = pool.status_json();
     }
-    out["host_peak_rss_bytes"] = host_peak_rss();
-    out["host_rss_bytes"] = host_rss();
+    out["host_peak_rss_bytes"] = bench::proc_status_bytes("VmHWM:");
+    out["host_rss_bytes"] = bench::proc_status_bytes("VmRSS:");
     std::printf("%s\n", out.dump(1).c_str());
     if (!a.json.empty()) std::ofstream(a.json) << out.dump(1) << "\n";
     return 0;

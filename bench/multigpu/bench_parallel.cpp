@@ -39,6 +39,7 @@
 #include <c10/core/DeviceGuard.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "common/error.h"
 #include "memory/memory_pool.h"
 #include "memory/pool_config.h"
@@ -59,7 +60,8 @@
 namespace fs = std::filesystem;
 using namespace wand;
 using namespace wand::sched;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::since;
 
 namespace {
 
@@ -81,18 +83,6 @@ struct Args {
   bool tiny = false;
   double check_tol = 0;  // > 0: exit 3 when a strategy's rel L2 vs single exceeds it
 };
-
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::uint64_t proc_status(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const std::string k = key;
-  while (std::getline(f, line)) {
-    if (line.rfind(k, 0) == 0) return std::stoull(line.substr(k.size())) * 1024;
-  }
-  return 0;
-}
 
 std::vector<Size> parse_sizes(const std::string& text) {
   std::vector<Size> out;
@@ -354,7 +344,7 @@ int main(int argc, char** argv) {
     }
     out["host_load_s"] = since(t0);
     out["host_copy_bytes"] = pool.tier(pool.host_tier()).stats().bytes_used;
-    out["host_rss_after_load_bytes"] = proc_status("VmRSS:");
+    out["host_rss_after_load_bytes"] = bench::proc_status_bytes("VmRSS:");
     std::printf("expert in pinned host memory: %s GiB in %.1f s; %d card(s), %s GiB slots each, act cap %s GiB\n",
                 gib(store.total_bytes()).c_str(), since(t0), cards, gib(slots).c_str(), gib(act_cap).c_str());
     std::fflush(stdout);
@@ -435,8 +425,8 @@ int main(int argc, char** argv) {
                               {"host_read_gbps_sum",
                                static_cast<double>(pool.tier(pool.host_tier()).stats().bytes_moved_out - host_out0) /
                                    (step_s * a.timed) / 1e9},
-                              {"host_rss_bytes", proc_status("VmRSS:")},
-                              {"host_peak_rss_bytes", proc_status("VmHWM:")}};
+                              {"host_rss_bytes", bench::proc_status_bytes("VmRSS:")},
+                              {"host_peak_rss_bytes", bench::proc_status_bytes("VmHWM:")}};
           nlohmann::json per = nlohmann::json::array();
           double wait_max = 0;
           for (int g = 0; g < n; ++g) {
@@ -461,7 +451,7 @@ int main(int argc, char** argv) {
         }
       }
     }
-    out["host_peak_rss_bytes"] = proc_status("VmHWM:");
+    out["host_peak_rss_bytes"] = bench::proc_status_bytes("VmHWM:");
     out["total_s"] = since(t_all);
     if (a.tiny) fs::remove_all(dir);
     const std::string text = out.dump(1);
@@ -472,7 +462,7 @@ int main(int argc, char** argv) {
         << "model " << dir.string() << ", " << cfg.num_layers << " blocks, " << a.frames << " frames, " << cards
         << " card(s), budget " << format_bytes(a.budget) << " per card (slots " << format_bytes(slots)
         << ", activation cap " << format_bytes(act_cap) << "), host copy " << format_bytes(store.total_bytes())
-        << ", host peak RSS " << format_bytes(proc_status("VmHWM:")) << "\n\n"
+        << ", host peak RSS " << format_bytes(bench::proc_status_bytes("VmHWM:")) << "\n\n"
         << "host memcpy " << out["host_memcpy_gbps"].dump() << " GB/s; pinned host -> device, all cards at once: "
         << (out.contains("h2d_gbps_per_card_concurrent") ? out["h2d_gbps_per_card_concurrent"].dump() : "n/a")
         << " GB/s; expert read into pinned host memory in " << out["host_load_s"].dump() << " s\n\n"
