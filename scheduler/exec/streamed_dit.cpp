@@ -101,6 +101,61 @@ StepInputs step_inputs_of(const model::StepForwardInputs& in) {
   return s;
 }
 
+CardJobBudget plan_card_job(const std::string& who, const DeviceBudget& budget, std::uint64_t tier_capacity,
+                            std::uint64_t max_block, std::uint64_t window_bytes, std::uint64_t nonblock_bytes,
+                            DitGeometry g, std::int64_t chunk_tokens, bool spill_fallback,
+                            const std::string& share, const std::string& tokens_text) {
+  CardJobBudget r;
+  r.slots = budget.slot_bytes > 0 ? budget.slot_bytes : tier_capacity;
+  if (r.slots < 2 * max_block) {
+    throw Error(ErrorCode::kConfig, who + " has " + format_bytes(r.slots) + " of weight slots (" +
+                                        std::to_string(r.slots) + " bytes) but streaming needs two blocks of " +
+                                        format_bytes(max_block) + " (" + std::to_string(max_block) +
+                                        " bytes each: the block running and the next) = " + format_bytes(2 * max_block));
+  }
+  // Window: two blocks ahead when the slots hold three (window + the block being released).
+  r.window = window_bytes > 0 ? window_bytes : (r.slots >= 3 * max_block ? 2 * max_block : max_block);
+  r.room = budget.activation_bytes;
+  if (r.room == 0 && budget.budget_bytes > 0) {
+    const std::uint64_t fixed = budget.context_bytes + r.slots + nonblock_bytes;
+    if (fixed >= budget.budget_bytes) {
+      throw Error(ErrorCode::kConfig, who + ": device budget " + format_bytes(budget.budget_bytes) +
+                                          " leaves no room for activations: context " +
+                                          format_bytes(budget.context_bytes) + " + weight slots " +
+                                          format_bytes(r.slots) + " + non-block weights " +
+                                          format_bytes(nonblock_bytes) + " = " + format_bytes(fixed));
+    }
+    r.room = budget.budget_bytes - fixed;
+  }
+  if (chunk_tokens >= 0) {
+    r.chunk = chunk_tokens;
+  } else if (r.room > 0 && g.tokens > 0) {
+    try {
+      r.chunk = choose_chunk_tokens(g, r.room);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kConfig || g.spill_uncond || !spill_fallback) {
+        if (share.empty()) throw;
+        throw Error(e.code(), who + ": " + e.what() + share);
+      }
+      g.spill_uncond = true;  // one fp32 stream on the device between blocks
+      try {
+        r.chunk = choose_chunk_tokens(g, r.room);
+      } catch (const Error& e2) {
+        throw Error(ErrorCode::kConfig, who + ": " + e2.what() + " (with the uncond stream spilled to host)" + share);
+      }
+    }
+  }
+  g.chunk_tokens = r.chunk;
+  r.spill_uncond = g.spill_uncond;
+  r.need = (r.room > 0 && g.tokens > 0) ? dit_activation_bytes(g) : 0;
+  if (r.need > r.room) {
+    throw Error(ErrorCode::kConfig, who + ": activation room " + format_bytes(r.room) +
+                                        " is below the estimated activation peak " + format_bytes(r.need) + " (" +
+                                        tokens_text + ", chunk " + std::to_string(r.chunk) + ")");
+  }
+  return r;
+}
+
 std::uint64_t StreamedDit::max_block_bytes() const {
   std::uint64_t m = 0;
   for (const auto& s : stores_) {
@@ -119,20 +174,6 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
     }
   }
   const int dev = opt_.device_tier;
-  const std::uint64_t slots = opt_.budget.slot_bytes > 0 ? opt_.budget.slot_bytes : pool_.tier(dev).bytes_capacity();
-  const std::uint64_t block = max_block_bytes();
-  if (slots < 2 * block) {
-    throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': device tier " + pool_.tier(dev).name() +
-                                        " has " + format_bytes(slots) + " of weight slots (" + std::to_string(slots) +
-                                        " bytes) but streaming needs two blocks of " + format_bytes(block) + " (" +
-                                        std::to_string(block) + " bytes each: the block running and the next) = " +
-                                        format_bytes(2 * block));
-  }
-  // Window: two blocks ahead when the slots hold three (window + the block being released).
-  std::uint64_t window = opt_.window_bytes > 0 ? opt_.window_bytes : (slots >= 3 * block ? 2 * block : block);
-
-  DeviceBudget b = opt_.budget;
-  b.slot_bytes = slots;
   const model::WanConfig& cfg = dits_[0]->config();
   DitGeometry g;
   g.tokens = job.seq_len;
@@ -140,46 +181,19 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
   g.ffn_dim = cfg.ffn_dim;
   g.text_len = cfg.text_len;
   g.run_bytes = static_cast<int>(c10::elementSize(model::gemm_dtype(opt_.run)));
-  std::uint64_t room = b.activation_bytes;
-  if (room == 0 && b.budget_bytes > 0) {
-    const std::uint64_t fixed = b.context_bytes + slots + nonblock_bytes_;
-    if (fixed >= b.budget_bytes) {
-      throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': device budget " +
-                                          format_bytes(b.budget_bytes) + " leaves no room for activations: context " +
-                                          format_bytes(b.context_bytes) + " + weight slots " + format_bytes(slots) +
-                                          " + non-block weights " + format_bytes(nonblock_bytes_) + " = " +
-                                          format_bytes(fixed));
-    }
-    room = b.budget_bytes - fixed;
-    // check_device_budget counts context + slots + activation cap; the non-block weights
-    // live inside LibTorch's allocator, next to the activations.
-    b.activation_bytes = room + nonblock_bytes_;
-  }
-  std::int64_t chunk = 0;
   g.spill_uncond = opt_.spill_uncond == 1;
-  if (opt_.chunk_tokens >= 0) {
-    chunk = opt_.chunk_tokens;
-  } else if (room > 0 && job.seq_len > 0) {
-    try {
-      chunk = choose_chunk_tokens(g, room);
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::kConfig || g.spill_uncond || opt_.spill_uncond == 0) throw;
-      g.spill_uncond = true;  // one fp32 stream on the device between blocks
-      try {
-        chunk = choose_chunk_tokens(g, room);
-      } catch (const Error& e2) {
-        throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': " + e2.what() +
-                                            " (with the uncond stream spilled to host)");
-      }
-    }
-  }
-  g.chunk_tokens = chunk;
-  const std::uint64_t need = (room > 0 && job.seq_len > 0) ? dit_activation_bytes(g) : 0;
-  if (need > room) {
-    throw Error(ErrorCode::kConfig, "streamed DiT '" + opt_.name + "': activation room " + format_bytes(room) +
-                                        " is below the estimated activation peak " + format_bytes(need) + " (" +
-                                        std::to_string(job.seq_len) + " tokens, chunk " + std::to_string(chunk) + ")");
-  }
+  const CardJobBudget cb = plan_card_job("streamed DiT '" + opt_.name + "' on device tier " + pool_.tier(dev).name(),
+                                         opt_.budget, pool_.tier(dev).bytes_capacity(), max_block_bytes(),
+                                         opt_.window_bytes, nonblock_bytes_, g, opt_.chunk_tokens,
+                                         opt_.spill_uncond == -1, "", std::to_string(job.seq_len) + " tokens");
+  const std::uint64_t window = cb.window, room = cb.room, need = cb.need;
+  const std::int64_t chunk = cb.chunk;
+  g.spill_uncond = cb.spill_uncond;
+  DeviceBudget b = opt_.budget;
+  b.slot_bytes = cb.slots;
+  // check_device_budget counts context + slots + activation cap; the non-block weights live
+  // inside LibTorch's allocator, next to the activations.
+  if (b.activation_bytes == 0 && b.budget_bytes > 0) b.activation_bytes = room + nonblock_bytes_;
   for (auto& d : dits_) d->set_chunk_tokens(chunk);
 
   std::vector<ExecutorExpert> ex;

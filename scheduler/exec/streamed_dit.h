@@ -112,6 +112,25 @@ std::int64_t checked_schedule_index(const std::string& who, const model::StepFor
 // The executor's inputs of a generator step.
 StepInputs step_inputs_of(const model::StepForwardInputs& in);
 
+// Note [Streamed budget] for one card and one job, shared by StreamedDit (one card) and
+// GroupDit (each rank of a group): the card's weight slots (budget.slot_bytes, 0: the tier's
+// capacity) must hold two blocks; the prefetch window (window_bytes, 0: two blocks when the
+// slots hold three, else one); the activation room (budget.activation_bytes, else budget -
+// context - slots - non-block weights; 0 without a budget); the token chunk (chunk_tokens >=
+// 0: that one; else choose_chunk_tokens for g in the room, retried with the uncond stream
+// spilled when spill_fallback) and the activation estimate checked against the room. `who`
+// starts every Error(kConfig) (numbers named); `share` is appended to the chunk errors and
+// `tokens_text` describes the tokens in the estimate error.
+struct CardJobBudget {
+  std::uint64_t slots = 0, window = 0, room = 0, need = 0;
+  std::int64_t chunk = 0;
+  bool spill_uncond = false;  // g.spill_uncond as chosen (the fallback may set it)
+};
+CardJobBudget plan_card_job(const std::string& who, const DeviceBudget& budget, std::uint64_t tier_capacity,
+                            std::uint64_t max_block, std::uint64_t window_bytes, std::uint64_t nonblock_bytes,
+                            DitGeometry g, std::int64_t chunk_tokens, bool spill_fallback,
+                            const std::string& share, const std::string& tokens_text);
+
 struct StreamedJob {
   std::int64_t first_step = 0;   // generator step index of expert_of_step[0] (a resume)
   std::int64_t seq_len = 0;      // tokens (0: unknown, no activation check or chunking)

@@ -118,29 +118,6 @@ void GroupDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob job)
   for (int q = 0; q < n; ++q) {  // Note [Group budget]
     const GroupDitRank& r = opt_.ranks[static_cast<std::size_t>(q)];
     const std::string rank = who + " rank " + std::to_string(q) + " (tier " + pool_.tier(r.device_tier).name() + ")";
-    const std::uint64_t slots =
-        r.budget.slot_bytes > 0 ? r.budget.slot_bytes : pool_.tier(r.device_tier).bytes_capacity();
-    const std::uint64_t block = max_block_bytes(r.device_tier);
-    if (slots < 2 * block) {
-      throw Error(ErrorCode::kConfig, rank + ": " + format_bytes(slots) + " of weight slots (" +
-                                          std::to_string(slots) + " bytes) but streaming needs two blocks of " +
-                                          format_bytes(block) + " (" + std::to_string(block) +
-                                          " bytes each: the block running and the next)");
-    }
-    const std::uint64_t w = opt_.window_bytes > 0 ? opt_.window_bytes : (slots >= 3 * block ? 2 * block : block);
-    window = q == 0 ? w : std::min(window, w);
-    std::uint64_t room = r.budget.activation_bytes;
-    if (room == 0 && r.budget.budget_bytes > 0) {
-      const std::uint64_t fixed = r.budget.context_bytes + slots + nonblock_bytes_;
-      if (fixed >= r.budget.budget_bytes) {
-        throw Error(ErrorCode::kConfig, rank + ": device budget " + format_bytes(r.budget.budget_bytes) +
-                                            " leaves no room for activations: context " +
-                                            format_bytes(r.budget.context_bytes) + " + weight slots " +
-                                            format_bytes(slots) + " + non-block weights " +
-                                            format_bytes(nonblock_bytes_) + " = " + format_bytes(fixed));
-      }
-      room = r.budget.budget_bytes - fixed;
-    }
     exec::DitGeometry g;
     g.tokens = (job.seq_len + S - 1) / S;  // this rank's share of the sequence
     g.dim = cfg.dim;
@@ -148,27 +125,15 @@ void GroupDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob job)
     g.text_len = cfg.text_len;
     g.run_bytes = static_cast<int>(c10::elementSize(model::gemm_dtype(opt_.run)));
     g.spill_uncond = strategy_.cfg_split();  // one residual stream on this card
-    std::int64_t chunk = 0;
-    if (opt_.chunk_tokens >= 0) {
-      chunk = opt_.chunk_tokens;
-    } else if (room > 0 && job.seq_len > 0) {
-      try {
-        chunk = exec::choose_chunk_tokens(g, room);
-      } catch (const Error& e) {
-        throw Error(ErrorCode::kConfig, rank + ": " + e.what() + " (its share: " + std::to_string(g.tokens) +
-                                            " of " + std::to_string(job.seq_len) + " tokens)");
-      }
-    }
-    g.chunk_tokens = chunk;
-    const std::uint64_t need = (room > 0 && job.seq_len > 0) ? exec::dit_activation_bytes(g) : 0;
-    if (need > room) {
-      throw Error(ErrorCode::kConfig, rank + ": activation room " + format_bytes(room) +
-                                          " is below the estimated activation peak " + format_bytes(need) + " (" +
-                                          std::to_string(g.tokens) + " of " + std::to_string(job.seq_len) +
-                                          " tokens, chunk " + std::to_string(chunk) + ")");
-    }
-    chunks[static_cast<std::size_t>(q)] = chunk;
-    rooms[static_cast<std::size_t>(q)] = room;
+    const std::string share =
+        " (its share: " + std::to_string(g.tokens) + " of " + std::to_string(job.seq_len) + " tokens)";
+    const exec::CardJobBudget cb = exec::plan_card_job(
+        rank, r.budget, pool_.tier(r.device_tier).bytes_capacity(), max_block_bytes(r.device_tier), opt_.window_bytes,
+        nonblock_bytes_, g, opt_.chunk_tokens, /*spill_fallback=*/false, share,
+        std::to_string(g.tokens) + " of " + std::to_string(job.seq_len) + " tokens");
+    window = q == 0 ? cb.window : std::min(window, cb.window);
+    chunks[static_cast<std::size_t>(q)] = cb.chunk;
+    rooms[static_cast<std::size_t>(q)] = cb.room;
   }
   for (int q = 0; q < n; ++q) {
     for (auto& d : dits_[static_cast<std::size_t>(q)]) d->set_chunk_tokens(chunks[static_cast<std::size_t>(q)]);
