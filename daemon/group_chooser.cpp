@@ -6,7 +6,6 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "memory/pool_config.h"
 #include "scheduler/multigpu/parallel_strategy.h"
 #ifdef WAND_HAVE_PLAN_SERVICE
 #include "daemon/plan_service.h"
@@ -58,15 +57,9 @@ sched::GroupChooser forced_chooser(const std::string& name, const sched::Pipelin
 class AutoGroups {
  public:
   AutoGroups(const DaemonConfig& cfg, const sched::PipelineRegistry& registry)
-      : registry_(registry), cal_(plan_calibration(cfg)), machine_(plan_machine(cfg)) {
-    // A running daemon's device tiers are fixed at memory.devices[].bytes (Note [Fixed tier]).
-    const memory::PoolConfig pc = memory::PoolConfig::from_json(cfg.memory);
-    for (auto& d : machine_.devices) {
-      for (const auto& pd : pc.devices) {
-        if (pd.index == d.index) d.tier_bytes = pd.bytes;
-      }
-    }
-  }
+      // plan_machine keeps each card's device tier at memory.devices[].bytes when the whole-card
+      // budget is known (executor.device_budget; Note [Fixed tier]).
+      : registry_(registry), cal_(plan_calibration(cfg)), machine_(plan_machine(cfg)) {}
 
   std::optional<sched::DeviceGroup> operator()(const sched::JobSpec& spec, const std::vector<sched::DeviceSlot>& idle,
                                                std::size_t waiting) {
