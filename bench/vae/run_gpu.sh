@@ -23,8 +23,7 @@ fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$py" -c 'import torch; print("torch", torch.__version__)'
 } > "$out/machine.txt" 2>&1
-golden=()
-if [ -d out/golden ]; then golden=(-DWAND_GOLDEN_DIR="$PWD/out/golden"); fi
+golden=()  # the golden set is in the checkout (tests/data/golden); WAND_GOLDEN_DIR overrides
 cmake -S . -B "$build" -G Ninja "${golden[@]}" -DCMAKE_BUILD_TYPE=Release -DTorch_DIR="$tp/Torch" \
   -DCMAKE_PREFIX_PATH="$prefix/usr" -DCMAKE_BUILD_RPATH="$prefix/usr/lib/x86_64-linux-gnu" \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \

@@ -19,6 +19,7 @@
 #include "model/sampler_schedule.h"
 #include "model/video.h"
 #include "tests/model/pipeline_tiny_model.h"
+#include "tests/golden_dir.h"
 
 namespace wand::model {
 namespace {
@@ -29,7 +30,7 @@ using testing::kTinyTextDim;
 using testing::make_temp_dir;
 using testing::write_tiny_wan_dir;
 
-const fs::path kGolden = WAND_GOLDEN_DIR;
+const fs::path kGolden = wand::test::golden_root();
 
 // One directory per preset for the whole test binary (written once).
 class PipelineTest : public ::testing::Test {

@@ -11,6 +11,7 @@
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
+#include "tests/golden_dir.h"
 
 namespace {
 
@@ -27,8 +28,8 @@ double rel_l2(const at::Tensor& a, const at::Tensor& r) {
 void parity(const std::string& name, at::ScalarType dtype) {
   const double limit = 1e-2;
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / name;
-  if (!fs::exists(dir / "case.json")) GTEST_SKIP() << "no golden case at " << dir;
+  const fs::path dir = wand::test::golden_root() / name;
+  WAND_REQUIRE_DATA(dir / "case.json");
   const auto c = golden::load_case(dir);
   const auto ref = load_safetensors((dir / "outputs.safetensors").string());
   set_vae_cuda_tf32(true, false);
