@@ -512,23 +512,28 @@ at::Tensor Vae::encode(const at::Tensor& video) const {
 }
 
 VaeDecodePlan Vae::plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& o) const {
+  return plan_decode(cfg_, weight_bytes_, opt_.device, z, o);
+}
+
+VaeDecodePlan Vae::plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::Device device,
+                               const VaeLatentShape& z, const VaeDecodeOptions& o) {
   VaePlanOptions po;
   // The bf16 mode keeps fp32 between convs (Note [VAE bf16 mode]); its working
   // set is modelled as fp32, which overcounts it (CPU, tiny 2.1 decode, latent
   // 3x24x32: measured 78.9 MB against 100.9 MB for fp32; vae_bf16_test).
   po.elem_bytes = 4;
   po.output_elem_bytes = o.output_on_cpu ? 0 : 4;
-  po.weight_bytes = weight_bytes_;
+  po.weight_bytes = weight_bytes;
   po.overlap = o.overlap;
-  po.cpu_convs = opt_.device.is_cpu();
+  po.cpu_convs = device.is_cpu();
   // Note [CUDA decode working set]: on the H100 (LibTorch 2.11, cuDNN, fp32)
   // the caching allocator's peak was 1.21x the modelled working set for the
   // untiled 720p decode and 1.18x for 90x84-latent tiles (cuDNN workspaces,
   // allocator rounding); the CPU model matched within 0.2%. Fragmentation of
   // the reserve comes on top: run with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.
-  po.working_factor = opt_.device.is_cpu() ? 1.0 : kCudaWorkingFactor;
-  if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_decode_plan(cfg_, z, o.tile_h, o.tile_w, o.overlap, po);
-  return plan_vae_decode(cfg_, z, o.budget_bytes, po);
+  po.working_factor = device.is_cpu() ? 1.0 : kCudaWorkingFactor;
+  if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_decode_plan(cfg, z, o.tile_h, o.tile_w, o.overlap, po);
+  return plan_vae_decode(cfg, z, o.budget_bytes, po);
 }
 
 // Decodes latent columns/rows [y0, y1) x [x0, x1) of the conv2 output x
