@@ -484,11 +484,12 @@ class TokenizerConformance : public ::testing::Test {
       GTEST_SKIP() << "sentencepiece tools (spm_train, spm_encode) not on PATH: install Debian's `sentencepiece` "
                       "(scripts/install-deps.sh)";
     }
-    char tmpl[] = "/tmp/wand_tok_conformance_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string tmpl = (fs::temp_directory_path() / "wand_tok_conformance_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "mkdtemp " << tmpl << " failed";
     dir_ = tmpl;
   }
   void TearDown() override {
+    // WAND_KEEP=1 keeps the corpus, models and spm_encode outputs for a look.
     if (!dir_.empty() && !HasFailure() && !std::getenv("WAND_KEEP")) fs::remove_all(dir_);
     else if (!dir_.empty()) std::printf("[ info ] files kept in %s\n", dir_.c_str());
   }
