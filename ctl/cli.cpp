@@ -51,7 +51,7 @@ Options:
 Exit codes:
   0 ok    1 job failed (or daemon error)    2 usage / request rejected
   3 daemon not running or socket not accessible    4 no such job / permission denied
-  5 job cancelled
+  5 job cancelled    6 no plan (wanctl plan: the job fits no card as configured)
 )";
 
 struct Args {
@@ -479,6 +479,7 @@ int run(const Args& a) {
     } else {
       unexpected(r);
     }
+    if (auto* p = as<proto::PlanReport>(r)) return plan_exit_code(*p);  // kExitNoPlan when nothing fits
     return kExitOk;
   }
   throw UsageError("unknown command '" + cmd + "'");

@@ -52,19 +52,21 @@ memory::PoolDeps default_pool_deps() {
 #endif
 }
 
-// The whole-card budget of each memory.devices[] entry (Note [Plan card budgets],
-// plan_service.cpp): executor.device_budget for the first, the same headroom over its
-// devices[].bytes for the others; all 0 without executor.device_budget.
-std::vector<std::uint64_t> card_budgets(const memory::PoolConfig& pc, const ExecutorConfig& ex) {
-  std::vector<std::uint64_t> out(pc.devices.size(), 0);
-  if (ex.device_budget == 0 || pc.devices.empty()) return out;
-  const std::uint64_t first = pc.devices[0].bytes;
-  for (std::size_t i = 0; i < pc.devices.size(); ++i) {
-    const std::uint64_t tier = pc.devices[i].bytes;
-    out[i] = tier >= first ? ex.device_budget + (tier - first)
-                           : (ex.device_budget > first - tier ? ex.device_budget - (first - tier) : 0);
-  }
-  return out;
+// The GPU probe of Note [Auto memory] and its name.
+std::pair<GpuProbe, std::string> gpu_probe_of(const DaemonOptions& o) {
+  if (o.gpu_probe) return {o.gpu_probe, o.gpu_source.empty() ? std::string("test") : o.gpu_source};
+#ifdef WAND_DAEMON_CUDA
+  return {cuda_visible_gpus, "cuda"};
+#else
+  return {GpuProbe{}, "none: built without CUDA"};
+#endif
+}
+
+// The memory section the daemon runs with (Note [Auto memory]).
+ResolvedMemory resolved_memory(const DaemonOptions& o, const DaemonConfig& cfg) {
+  const auto [probe, source] = gpu_probe_of(o);
+  if (cfg.memory_mode == "off") return resolve_memory(cfg, MachineFacts{}, {});
+  return resolve_memory(cfg, probe_machine(cfg, probe, source), model_needs(cfg));
 }
 
 #ifdef WAND_HAVE_PLAN_SERVICE
@@ -84,6 +86,9 @@ class PeakPlanner {
       return a.vram_budget_bytes < b.vram_budget_bytes;
     });
     cal_ = plan_calibration(cfg);
+    // Each card with its fixed device tier, as `wanctl plan` plans it (Note [Fixed tier],
+    // scheduler/plan/card_plan.h; Note [Card budget]).
+    for (const auto& d : plan_machine(cfg).devices) devices_[d.index] = d;
   }
 
   std::uint64_t operator()(const sched::JobSpec& spec) {
@@ -119,7 +124,10 @@ class PeakPlanner {
         if (!cards.empty()) cards += ", ";
         cards += slot.name + " " + format_bytes(slot.vram_budget_bytes);
         try {
-          r.peak = sched::plan::predicted_peak_bytes(s->second, spec, {slot.index, slot.vram_budget_bytes}, cal_);
+          sched::plan::DeviceSpec dev{slot.index, slot.vram_budget_bytes, 0};
+          auto d = devices_.find(slot.index);
+          if (d != devices_.end()) dev.tier_bytes = d->second.tier_bytes;
+          r.peak = sched::plan::predicted_peak_bytes(s->second, spec, dev, cal_);
           return r;
         } catch (const Error& e) {
           last = e.what();
@@ -141,6 +149,7 @@ class PeakPlanner {
   const sched::PipelineRegistry& registry_;
   std::vector<sched::DeviceSlot> slots_;  // ascending budget; immutable
   sched::plan::Calibration cal_;          // immutable
+  std::map<int, sched::plan::DeviceSpec> devices_;  // by card index; immutable
   std::mutex mu_;
   std::map<std::string, sched::plan::ModelShape> shapes_;  // model dir -> shape; guarded by mu_
   std::map<std::string, Result> cache_;                    // guarded by mu_
@@ -149,9 +158,31 @@ class PeakPlanner {
 
 }  // namespace
 
+nlohmann::json ConfigCheck::to_json() const {
+  nlohmann::json j = config_to_json(config);
+  if (config.memory_mode != "config") {
+    j["_memory_resolved"] = {{"mode", config.memory_mode}, {"memory", config.memory}, {"decisions", memory_lines}};
+  } else if (!memory_lines.empty()) {
+    j["memory"] = config.memory;
+    j["_memory_resolved"] = {{"mode", "config"}, {"decisions", memory_lines}};
+  }
+  return j;
+}
+
+ConfigCheck check_config(const DaemonOptions& options) {
+  ConfigCheck c;
+  c.config = effective_config(options);
+  ResolvedMemory rm = resolved_memory(options, c.config);
+  c.config.memory = rm.memory;
+  c.memory_lines = rm.lines;
+  c.warnings = config_warnings(c.config);
+  return c;
+}
+
 struct Daemon::Impl {
   DaemonOptions options;
-  DaemonConfig config;
+  DaemonConfig config;          // memory: the resolved section (Note [Auto memory])
+  nlohmann::json file_memory;   // the memory section as configured, for reload's comparison
   asio::io_context io;
   std::unique_ptr<sched::JobQueue> queue;
   std::unique_ptr<sched::CheckpointStore> store;
@@ -238,7 +269,9 @@ struct Daemon::Impl {
       std::map<std::string, std::filesystem::path> m;
       for (const auto& [n, d] : next.models) m[n] = d;
       registry.set_models(m);
-      if (next.memory != config.memory || next.executor != config.executor) {
+      const bool memory_changed =
+          next.memory_mode != config.memory_mode || (next.memory_mode == "config" && next.memory != file_memory);
+      if (memory_changed || next.executor != config.executor) {
         // Note [One pool]: never rebuilt here (a job may be running on it, and the
         // cached pipelines hold its blobs): memory and executor changes need a restart.
         log::get("rpc")->warn("reload: the memory and executor sections take effect at restart (running pool kept)");
@@ -263,6 +296,9 @@ struct Daemon::Impl {
   void build_pool() {
     if (config.memory.is_null()) return;
     const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
+    // A spool directory that does not exist yet is made (a fresh state_dir, the auto
+    // section's <state_dir>/spool), not a reason to stop.
+    if (pc.disk) sched::ensure_dir(pc.disk->dir);
     pool = std::make_unique<memory::MemoryPool>(pc, options.pool_deps ? options.pool_deps() : default_pool_deps());
     services.pool = pool.get();
     services.executor = config.executor;
@@ -272,7 +308,7 @@ struct Daemon::Impl {
       services.cuda_device = pool->tier(devs[0]).host_addressable() ? -1 : pc.devices[0].index;
     }
     // Note [Daemon slots]: one card per memory.devices[] entry (device_tiers() is in that order).
-    const std::vector<std::uint64_t> budgets = card_budgets(pc, config.executor);
+    const std::vector<CardBudget> budgets = card_budgets(config);  // Note [Card budget]
     for (std::size_t i = 0; i < devs.size() && i < pc.devices.size(); ++i) {
       DeviceService d;
       d.index = pc.devices[i].index;
@@ -280,7 +316,7 @@ struct Daemon::Impl {
       const bool cpu = pool->tier(devs[i]).host_addressable();
       d.cuda_device = cpu ? -1 : d.index;
       d.name = (cpu ? "cpu:" : "cuda:") + std::to_string(d.index);
-      d.budget_bytes = budgets[i];
+      d.budget_bytes = budgets[i].budget_bytes;
       services.devices.push_back(d);
     }
     services.pack_dir = !config.executor.pack_dir.empty() ? config.executor.pack_dir
@@ -317,6 +353,13 @@ int Daemon::run() {
   d.config = effective_config(d.options);
   log::set_level(d.config.log_level);
   sched::ensure_dir(d.config.state_dir);
+  // Note [Auto memory]: the section the pool is built from, and the plan and tiers answers.
+  d.file_memory = d.config.memory;
+  {
+    ResolvedMemory rm = resolved_memory(d.options, d.config);
+    for (const auto& line : rm.lines) log::get("rpc")->info("memory {}: {}", rm.mode, line);
+    d.config.memory = std::move(rm.memory);
+  }
   d.queue = std::make_unique<sched::JobQueue>(d.config.state_dir);
   d.store = std::make_unique<sched::CheckpointStore>(d.config.state_dir);
   for (const auto& r : d.queue->list()) {
@@ -336,6 +379,9 @@ int Daemon::run() {
 #endif
   if (d.pool) {
     auto r = std::make_unique<PoolResourceProvider>(*d.pool, d.options.allocator_stats, plan);
+    std::map<int, std::uint64_t> budgets;
+    for (const DeviceService& dev : d.services.devices) budgets[dev.index] = dev.budget_bytes;
+    r->set_sizing(d.config.memory_mode == "auto" ? "auto" : "config", budgets);
     d.pool_resources = r.get();
     d.resources = std::move(r);
   } else {
@@ -362,7 +408,9 @@ int Daemon::run() {
     sched::JobRunnerOptions ro;
     for (const DeviceService& dev : d.services.devices) ro.slots.push_back({dev.index, dev.budget_bytes, dev.name});
 #ifdef WAND_HAVE_PLAN_SERVICE
-    if (d.config.executor.device_budget > 0) {
+    bool every_budget = true;  // Note [Card budget]: placement needs every card's whole budget
+    for (const auto& s : ro.slots) every_budget = every_budget && s.vram_budget_bytes > 0;
+    if (every_budget) {
       auto planner = std::make_shared<PeakPlanner>(d.config, d.registry, ro.slots);
       ro.estimator = [planner](const sched::JobSpec& spec) { return (*planner)(spec); };
     }
