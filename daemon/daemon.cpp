@@ -1,8 +1,18 @@
 #include "daemon/daemon.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 
@@ -147,6 +157,63 @@ class PeakPlanner {
 };
 #endif
 
+// Note [State dir lock]: one daemon per state dir. Two daemons on one directory
+// (say, two sockets) would both replay and append the journal, hand out the same
+// ids and lose each other's jobs. The first holds an exclusive flock on
+// <state_dir>/wand.lock (with its pid written in it, for the message) for its whole
+// life; a second one exits with status 2 naming the holder. flock is released by
+// the kernel when the holder dies, so a crash never leaves a stale lock.
+class StateDirLock {
+ public:
+  explicit StateDirLock(const std::filesystem::path& dir) {
+    const std::filesystem::path path = dir / "wand.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw Error(ErrorCode::kIo, "open " + path.string() + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      char buf[32] = {0};
+      const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+      std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      if (e == EWOULDBLOCK) {
+        throw Error(ErrorCode::kConfig, "state_dir " + dir.string() + " is in use by another wand (pid " + holder +
+                                            ", lock " + path.string() + "); one daemon per state dir");
+      }
+      throw Error(ErrorCode::kIo, "flock " + path.string() + ": " + std::strerror(e));
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The lock holds without the pid (a full disk): the message says "?".
+      log::get("rpc")->warn("state dir lock: pid not written path={} error=\"{}\"", path.string(), std::strerror(errno));
+    }
+  }
+  ~StateDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  StateDirLock(const StateDirLock&) = delete;
+  StateDirLock& operator=(const StateDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// The state dir holds every user's prompts, input images and results: a directory
+// the daemon creates is 0700 (systemd's StateDirectory= sets its own mode). An
+// existing one is left as it is.
+void make_state_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return;
+  if (dir.has_parent_path()) sched::ensure_dir(dir.parent_path());
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error(ErrorCode::kIo, "create directory " + dir.string() + ": " + std::strerror(errno));
+  }
+}
+
+// Note [Stuck worker] (job_runner.cpp): how long shutdown waits for the workers.
+constexpr std::chrono::seconds kShutdownGrace{10};
+
 }  // namespace
 
 struct Daemon::Impl {
@@ -167,6 +234,7 @@ struct Daemon::Impl {
   std::unique_ptr<HandlerContext> ctx;
   std::unique_ptr<Server> server;
   std::unique_ptr<sched::JobRunner> runner;
+  std::unique_ptr<StateDirLock> state_lock;
   Notifier notifier;
   asio::signal_set signals{io};
   asio::steady_timer status_timer{io};
@@ -298,7 +366,7 @@ struct Daemon::Impl {
     notifier.stopping();
     ctx->accepting = false;
     server->stop_accepting();
-    runner->stop();  // the running job stops at a block boundary and stays queued
+    runner->request_stop();  // the running job stops at a block boundary and stays queued (joined after io.run)
     queue->unsubscribe(listener);
     server->close_all();
     status_timer.cancel();
@@ -316,7 +384,8 @@ int Daemon::run() {
   Impl& d = *impl_;
   d.config = effective_config(d.options);
   log::set_level(d.config.log_level);
-  sched::ensure_dir(d.config.state_dir);
+  make_state_dir(d.config.state_dir);
+  d.state_lock = std::make_unique<StateDirLock>(d.config.state_dir);  // before the journal is read
   d.queue = std::make_unique<sched::JobQueue>(d.config.state_dir);
   d.store = std::make_unique<sched::CheckpointStore>(d.config.state_dir);
   for (const auto& r : d.queue->list()) {
@@ -348,6 +417,7 @@ int Daemon::run() {
       HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true});
   ServerOptions so{d.config.socket_path, d.config.socket_group, d.config.socket_mode,
                    d.config.max_message_bytes, d.config.max_clients};
+  apply_timeout_env(so);  // Note [Client limits] (session.h)
   d.server = std::make_unique<Server>(d.io, *d.ctx, so, [&d] {
     asio::post(d.io, [&d] { d.shutdown(); });
   });
@@ -397,6 +467,16 @@ int Daemon::run() {
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGHUP, SIG_IGN);
+  if (!d.runner->stop_within(kShutdownGrace)) {
+    // Note [Stuck worker]: everything acknowledged is in the journal already; the
+    // stuck job is "running" there and is queued again at the next start.
+    log::get("rpc")->error("a worker did not stop within {} s (a job blocked outside its cancel checks); "
+                           "exiting without it",
+                           kShutdownGrace.count());
+    log::get("rpc")->flush();
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
   d.runner.reset();
   d.server.reset();
   d.ctx.reset();

@@ -1,6 +1,8 @@
 #include "scheduler/job_queue.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -9,6 +11,24 @@
 namespace wand::sched {
 
 using nlohmann::json;
+
+namespace {
+
+// Note [Crash starts] and Note [Journal compaction] (JobQueue::JobQueue).
+constexpr int kCrashStartLimit = 2;
+constexpr std::size_t kCompactSlack = 256;
+
+// 64 random bits as hex (Note [Job identity], job_record.h).
+std::string random_nonce() {
+  static std::mutex mu;
+  static std::mt19937_64 gen{std::random_device{}()};
+  std::lock_guard<std::mutex> lock(mu);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(gen()));
+  return buf;
+}
+
+}  // namespace
 
 JobQueue::JobQueue(const std::filesystem::path& state_dir) {
   ensure_dir(state_dir);
@@ -36,9 +56,25 @@ JobQueue::JobQueue(const std::filesystem::path& state_dir) {
       throw Error(ErrorCode::kIo, path + ": record " + std::to_string(n) + ": unknown op '" + op + "'");
     }
   }
-  int resumed = 0;
+  int resumed = 0, crashed = 0;
+  std::vector<JobRecord> crash_failed;
   for (auto& [id, r] : jobs_) {
     if (r.phase == JobPhase::kRunning) {
+      // Note [Crash starts]: the daemon died while the job ran. crash_starts counts
+      // the starts since the job last made progress (+1 at each start, 1 again at each
+      // completed step, 0 at a clean requeue), so it is the number of deaths in a row
+      // without a completed step. At kCrashStartLimit the job is the likely cause (a
+      // poison job: an out-of-memory kill at the same point every time): it fails
+      // instead of taking the daemon down at every restart.
+      if (r.crash_starts >= kCrashStartLimit) {
+        r.phase = JobPhase::kFailed;
+        r.finished_at = unix_now();
+        r.error = "crashed the daemon: wand died while this job ran " + std::to_string(r.crash_starts) +
+                  " times in a row; it is not resumed again";
+        crash_failed.push_back(r);
+        ++crashed;
+        continue;
+      }
       r.phase = JobPhase::kQueued;
       ++resumed;
     }
@@ -47,14 +83,37 @@ JobQueue::JobQueue(const std::filesystem::path& state_dir) {
       r.finished_at = unix_now();
     }
   }
-  std::vector<json> compact;
-  std::vector<const JobRecord*> ordered;
-  for (const auto& [_, r] : jobs_) ordered.push_back(&r);
-  std::sort(ordered.begin(), ordered.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
-  for (const JobRecord* r : ordered) compact.push_back({{"op", "accept"}, {"job", job_record_to_json(*r)}});
-  journal_->rewrite(compact);
-  log::get("sched")->info("journal replayed file={} records={} jobs={} interrupted={}", path,
-                          records.size(), jobs_.size(), resumed);
+  // Note [Journal compaction]: the journal is rewritten (one record per job) only when
+  // it has grown well past the job count, not at every start: a start on a full disk
+  // must not need the space for a whole new copy, and what replay derives (running ->
+  // queued, an acknowledged cancel) is derived again at the next start anyway. A
+  // rewrite that fails for lack of space is skipped (the old journal stays valid).
+  const bool compact_now = records.size() > 2 * jobs_.size() + kCompactSlack;
+  if (compact_now) {
+    std::vector<json> compact;
+    std::vector<const JobRecord*> ordered;
+    for (const auto& [_, r] : jobs_) ordered.push_back(&r);
+    std::sort(ordered.begin(), ordered.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+    for (const JobRecord* r : ordered) compact.push_back({{"op", "accept"}, {"job", job_record_to_json(*r)}});
+    try {
+      journal_->rewrite(compact);
+    } catch (const DiskFullError& e) {
+      log::get("sched")->warn("journal compaction skipped (disk full) file={} error=\"{}\"", path, e.what());
+    }
+  } else {
+    for (const JobRecord& r : crash_failed) {
+      try {
+        journal_update(r);
+      } catch (const DiskFullError& e) {  // derived again at the next start
+        log::get("sched")->warn("journal append skipped (disk full) id={} error=\"{}\"", r.id, e.what());
+      }
+    }
+  }
+  for (const JobRecord& r : crash_failed) {
+    log::get("sched")->error("job failed id={} error=\"{}\"", r.id, r.error);
+  }
+  log::get("sched")->info("journal replayed file={} records={} jobs={} interrupted={} crash_failed={} compacted={}",
+                          path, records.size(), jobs_.size(), resumed, crashed, compact_now);
 }
 
 std::string JobQueue::submit(JobSpec spec) {
@@ -69,6 +128,7 @@ std::string JobQueue::submit(JobSpec spec) {
     r.total_steps = spec.steps;
     r.spec = std::move(spec);
     r.created_at = unix_now();
+    r.nonce = random_nonce();
     journal_->append({{"op", "accept"}, {"job", job_record_to_json(r)}});
     std::lock_guard<std::mutex> lock(mu_);
     jobs_[r.id] = r;  // visible only once durable
@@ -103,22 +163,25 @@ void JobQueue::journal_update(const JobRecord& r) {
   journal_->append(j);
 }
 
+// Note [Disk full]: the change is journaled before the table shows it, so a journal
+// append that fails (DiskFullError) leaves the job as it was, in memory and on disk.
 template <class F>
 JobRecord JobQueue::change(const std::string& id, F f) {
   std::lock_guard<std::mutex> jl(journal_mu_);
   JobRecord copy;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    JobRecord& r = jobs_.at(id);
-    f(r);
-    copy = r;
+    copy = jobs_.at(id);
   }
-  journal_update(copy);
+  f(copy);
+  journal_update(copy);  // every change takes journal_mu_: nobody changed the job meanwhile
+  std::lock_guard<std::mutex> lock(mu_);
+  jobs_[id] = copy;
   return copy;
 }
 
 std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
-  JobRecord copy;
+  JobRecord copy, before;
   CancelOutcome out{};
   bool changed = false;
   {
@@ -128,6 +191,7 @@ std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
       auto it = jobs_.find(id);
       if (it == jobs_.end()) return std::nullopt;
       JobRecord& r = it->second;
+      before = r;
       if (r.phase == JobPhase::kQueued) {
         r.phase = JobPhase::kCancelled;
         r.cancel_requested = true;
@@ -145,7 +209,15 @@ std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
       }
       copy = r;
     }
-    if (changed) journal_update(copy);
+    if (changed) {
+      try {
+        journal_update(copy);
+      } catch (...) {  // Note [Disk full]: not cancelled after all; the caller gets the error
+        std::lock_guard<std::mutex> lock(mu_);
+        jobs_[id] = before;
+        throw;
+      }
+    }
   }
   if (changed) {
     log::get("sched")->info("job cancel id={} state={} pending={}", id, phase_name(out.phase), out.pending);
@@ -174,8 +246,11 @@ std::optional<JobQueue::Started> JobQueue::start_best_locked(const JobFilter& ac
   if (!best) return std::nullopt;
   best->phase = JobPhase::kRunning;
   best->started_at = unix_now();
+  ++best->crash_starts;  // Note [Crash starts]: cleared again by a clean requeue
   best->sec_per_step = 0;
   auto token = std::make_shared<CancelToken>();
+  // A job paused (Note [Disk full]) after its cancel was acknowledged still stops.
+  if (best->cancel_requested) token->request(CancelToken::Reason::kCancel);
   running_[best->id] = token;
   return Started{*best, token};
 }
@@ -204,7 +279,18 @@ std::optional<JobQueue::Started> JobQueue::try_next(const JobFilter& accept) {
       if (closed_) return std::nullopt;
       s = start_best_locked(accept);
     }
-    if (s) journal_update(s->record);
+    if (s) {
+      try {
+        journal_update(s->record);
+      } catch (...) {  // Note [Disk full]: the job stays queued; the taker gets the error
+        std::lock_guard<std::mutex> lock(mu_);
+        JobRecord& r = jobs_.at(s->record.id);
+        r.phase = JobPhase::kQueued;
+        --r.crash_starts;
+        running_.erase(r.id);
+        throw;
+      }
+    }
   }
   if (s) notify(s->record, "state");
   return s;
@@ -222,6 +308,7 @@ void JobQueue::record_step(const std::string& id, int step, double sec_per_step)
   JobRecord copy = change(id, [&](JobRecord& r) {
     r.step = step;
     r.sec_per_step = sec_per_step;
+    r.crash_starts = 1;  // progress: a death from now on is the first without one (Note [Crash starts])
   });
   notify(copy, "step");
 }
@@ -234,8 +321,11 @@ void JobQueue::finish(const std::string& id, JobPhase phase, const std::string& 
     r.finished_at = unix_now();
     r.result_bytes = result_bytes;
     r.result_format = result_format;
-    running_.erase(id);
   });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(id);
+  }
   log::get("sched")->info("job finished id={} state={} steps={}{}", id, phase_name(phase), copy.step,
                           error.empty() ? "" : " error=" + error);
   notify(copy, "state");
@@ -244,10 +334,37 @@ void JobQueue::finish(const std::string& id, JobPhase phase, const std::string& 
 void JobQueue::requeue(const std::string& id) {
   JobRecord copy = change(id, [&](JobRecord& r) {
     r.phase = JobPhase::kQueued;
-    running_.erase(id);
+    r.crash_starts = 0;  // a clean stop, not a crash (Note [Crash starts])
   });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(id);
+  }
   cv_.notify_all();
   log::get("sched")->info("job requeued id={} step={}", id, copy.step);
+  notify(copy, "state");
+}
+
+void JobQueue::pause(const std::string& id, const std::string& why) {
+  JobRecord copy;
+  {
+    std::lock_guard<std::mutex> jl(journal_mu_);
+    std::lock_guard<std::mutex> lock(mu_);
+    JobRecord& r = jobs_.at(id);
+    r.phase = JobPhase::kQueued;
+    r.crash_starts = 0;
+    r.error = why;
+    running_.erase(id);
+    copy = r;
+  }
+  try {
+    std::lock_guard<std::mutex> jl(journal_mu_);
+    journal_update(copy);
+  } catch (const Error& e) {  // the disk is still full: replay makes it queued anyway
+    log::get("sched")->debug("job pause not journaled id={} error=\"{}\"", id, e.what());
+  }
+  cv_.notify_all();
+  log::get("sched")->warn("job paused id={} step={} why=\"{}\"", id, copy.step, why);
   notify(copy, "state");
 }
 

@@ -1,6 +1,7 @@
 #include "scheduler/job_spec.h"
 
 #include "common/error.h"
+#include "common/image_magic.h"
 #include "proto/base64.h"
 #include "proto/json_fields.h"
 
@@ -75,6 +76,11 @@ void validate_job_spec(const JobSpec& s) {
   }
   if (s.task == "i2v" && s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task i2v needs an input image");
+  }
+  // Note [Image bytes only] (model/video.cpp): only image formats are ever decoded;
+  // anything else is refused here, before the job is accepted.
+  if (!s.image.empty() && sniff_image_format(s.image.data(), s.image.size()) == ImageFormat::kUnknown) {
+    throw Error(ErrorCode::kBadRequest, std::string("field 'image': ") + kImageFormatsText);
   }
   if (s.task == "t2v" && !s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task t2v takes no input image");
