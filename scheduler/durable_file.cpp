@@ -16,7 +16,7 @@ namespace wand::sched {
 namespace fs = std::filesystem;
 
 bool fault_disk_full() {
-  static const char* marker = std::getenv("WAND_FAULT_DISK_FULL_FILE");
+  const char* marker = std::getenv("WAND_FAULT_DISK_FULL_FILE");
   return marker && *marker && ::access(marker, F_OK) == 0;
 }
 
