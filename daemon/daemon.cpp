@@ -211,6 +211,32 @@ void make_state_dir(const std::filesystem::path& dir) {
   }
 }
 
+// Note [Job admission]: a request inside the protocol's ranges can still need more
+// memory than the machine has (tiny-t2v at 4096x4096 with 4093 frames: the daemon was
+// OOM-killed, and again at every restart). So submit refuses, naming the bytes:
+//  - host: the decoded video every pipeline holds at the end, [3, F, H, W] fp32 (what
+//    model::vae_decode_output_bytes gives with elem_bytes 4) plus its RGB uint8 frames
+//    (model::video_frames_from_tensor), against the host's memory (physical RAM, or the
+//    cgroup's memory.max when lower) less the pool's host tier;
+//  - device: with executor.device_budget, the planner's predicted peak on the smallest
+//    card that can run the job (PeakPlanner, the runner's placement estimator).
+std::uint64_t host_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  std::uint64_t bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  if (FILE* f = std::fopen("/sys/fs/cgroup/memory.max", "r")) {
+    unsigned long long limit = 0;
+    if (std::fscanf(f, "%llu", &limit) == 1 && limit > 0 && (bytes == 0 || limit < bytes)) bytes = limit;
+    std::fclose(f);
+  }
+  return bytes;
+}
+
+std::uint64_t decoded_video_host_bytes(const sched::JobSpec& spec) {
+  const std::uint64_t voxels = static_cast<std::uint64_t>(spec.frames) * static_cast<std::uint64_t>(spec.height) *
+                               static_cast<std::uint64_t>(spec.width);
+  return voxels * 3 * 4 + voxels * 3;
+}
+
 // Note [Stuck worker] (job_runner.cpp): how long shutdown waits for the workers.
 constexpr std::chrono::seconds kShutdownGrace{10};
 
@@ -235,6 +261,7 @@ struct Daemon::Impl {
   std::unique_ptr<Server> server;
   std::unique_ptr<sched::JobRunner> runner;
   std::unique_ptr<StateDirLock> state_lock;
+  std::function<void(const sched::JobSpec&)> admit_device;  // Note [Job admission]: the planner's check
   Notifier notifier;
   asio::signal_set signals{io};
   asio::steady_timer status_timer{io};
@@ -414,7 +441,25 @@ int Daemon::run() {
   }
   d.access = std::make_unique<Access>(d.config.admin_group);
   d.ctx = std::make_unique<HandlerContext>(
-      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true});
+      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true, {}});
+  {
+    // Note [Job admission].
+    const std::uint64_t host = host_memory_bytes();
+    const std::uint64_t pool_host = d.pool ? memory::PoolConfig::from_json(d.config.memory).host_bytes : 0;
+    const std::uint64_t budget = host > pool_host ? host - pool_host : 0;
+    d.ctx->admit = [budget, host, pool_host, &d](const sched::JobSpec& spec) {
+      const std::uint64_t need = decoded_video_host_bytes(spec);
+      if (budget > 0 && need > budget) {
+        throw Error(ErrorCode::kOutOfMemory,
+                    "job (" + std::to_string(spec.width) + "x" + std::to_string(spec.height) + ", " +
+                        std::to_string(spec.frames) + " frames) needs " + format_bytes(need) + " (" +
+                        std::to_string(need) + " bytes) of host memory for its decoded video, more than the " +
+                        format_bytes(budget) + " this host has for jobs (" + format_bytes(host) + " less the pool's " +
+                        format_bytes(pool_host) + " host tier)");
+      }
+      if (d.admit_device) d.admit_device(spec);
+    };
+  }
   ServerOptions so{d.config.socket_path, d.config.socket_group, d.config.socket_mode,
                    d.config.max_message_bytes, d.config.max_clients};
   apply_timeout_env(so);  // Note [Client limits] (session.h)
@@ -435,6 +480,14 @@ int Daemon::run() {
     if (d.config.executor.device_budget > 0) {
       auto planner = std::make_shared<PeakPlanner>(d.config, d.registry, ro.slots);
       ro.estimator = [planner](const sched::JobSpec& spec) { return (*planner)(spec); };
+      // Note [Job admission]: a job no card can run is refused at submit, not failed later.
+      d.admit_device = [planner](const sched::JobSpec& spec) {
+        try {
+          (*planner)(spec);
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::kOutOfMemory) throw;  // too big for every card
+        }
+      };
     }
 #endif
     std::string names;

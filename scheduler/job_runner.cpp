@@ -386,9 +386,23 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
     }
   } catch (const std::exception& e) {
     try {
+      // Issue 15: LibTorch's out-of-memory (c10::OutOfMemoryError, "CUDA out of memory.
+      // Tried to allocate ...") reaches the user as the typed error with the phase and
+      // the first line (the sizes), not a c10 backtrace with addresses.
+      std::string what = e.what();
+      const bool oom = what.find("out of memory") != std::string::npos ||
+                       what.find("OutOfMemory") != std::string::npos;
+      if (oom) {
+        what = what.substr(0, what.find('\n'));
+        what = std::string(error_code_name(ErrorCode::kOutOfMemory)) + ": at step " +
+               std::to_string(queue_.get(job.id) ? queue_.get(job.id)->step : 0) + " of " +
+               std::to_string(job.spec.steps) + ": " + what;
+      } else if (what.find("Exception raised from") != std::string::npos) {
+        what = what.substr(0, what.find("Exception raised from"));  // c10 appends the C++ backtrace
+      }
       log->error("job failed id={} error=\"{}\"", job.id, e.what());
       store_.remove(job.id);
-      queue_.finish(job.id, JobPhase::kFailed, e.what());
+      queue_.finish(job.id, JobPhase::kFailed, what);
     } catch (const DiskFullError& e2) {
       pause_for_disk(job.id, e2);
     }

@@ -301,6 +301,28 @@ TEST(Hardening, ClientsThatHoldConnectionsAreTimedOutAndCostNoMemory) {
   d.stop();
 }
 
+// Item 3: an in-range job that cannot fit the host's memory is refused at submit,
+// naming the bytes, and the daemon goes on.
+TEST(Hardening, APoisonJobIsRefusedAtSubmit) {
+  DaemonFixture d;
+  d.start();
+  json job = fake_job(1, 1);
+  job["width"] = 4096;
+  job["height"] = 4096;
+  job["frames"] = 4093;
+  json r = submit(d, job);
+  EXPECT_EQ(r.value("code", ""), "bad_request") << r.dump();
+  EXPECT_NE(r.value("message", "").find("bytes) of host memory"), std::string::npos) << r.dump();
+  std::printf("[ figures ] poison job: %s\n", r.value("message", "").c_str());
+  json big = fake_job(2, 1);
+  big["prompt"] = std::string(7 << 20, 'a');
+  json rb = submit(d, big);
+  EXPECT_EQ(rb.value("code", ""), "bad_request") << rb.value("message", "");
+  json ok = submit(d, fake_job(3, 2));
+  EXPECT_EQ(ok.value("type", ""), "submitted") << ok.dump();
+  d.stop();
+}
+
 // Item 6: a deeply nested frame is refused before parsing, and the session goes on.
 TEST(Hardening, DeeplyNestedJsonIsRefused) {
   DaemonFixture d;
