@@ -417,7 +417,9 @@ at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
   }
   if (check) check();
   at::NoGradGuard no_grad;
-  at::Tensor video = vae().decode(st.latent);  // [3, F, H, W] in [-1, 1]
+  VaeDecodeOptions vo;
+  vo.check = check;  // cancel honoured between latent frames (issue 15)
+  at::Tensor video = vae().decode(st.latent, vo);  // [3, F, H, W] in [-1, 1]
   return video.to(at::kCPU).to(at::kFloat);
 }
 

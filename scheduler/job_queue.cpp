@@ -30,8 +30,28 @@ std::string random_nonce() {
 
 }  // namespace
 
-JobQueue::JobQueue(const std::filesystem::path& state_dir) {
+// Note [Inputs out of the journal]: an input image is stored once, in
+// <state_dir>/inputs/<id>.img (atomic, before the accept record), and the accept
+// record names it instead of carrying it in base64: the journal stays small (it is
+// read at every start and compacted now and then), and `list` never copies images.
+// The file is removed when the job ends.
+json JobQueue::accept_record(const JobRecord& r) const {
+  json j = job_record_to_json(r);
+  if (!r.spec.image.empty()) {
+    j["spec"].erase("image_b64");
+    j["spec"]["image_file"] = r.id + ".img";
+    j["spec"]["image_bytes"] = r.spec.image.size();
+  }
+  return {{"op", "accept"}, {"job", j}};
+}
+
+std::filesystem::path JobQueue::input_path(const std::string& id) const { return inputs_dir_ / (id + ".img"); }
+
+JobQueue::JobQueue(const std::filesystem::path& state_dir) : inputs_dir_(state_dir / "inputs") {
   ensure_dir(state_dir);
+  ensure_dir(inputs_dir_);
+  remove_temp_files(inputs_dir_);
+  std::vector<std::string> with_image_file;
   std::vector<json> records;
   journal_ = std::make_unique<Journal>(state_dir / "journal.jsonl", &records);
   auto path = journal_->path().string();
@@ -44,6 +64,7 @@ JobQueue::JobQueue(const std::filesystem::path& state_dir) {
       if (it == rec.end()) throw Error(ErrorCode::kIo, path + ": record " + std::to_string(n) + ": accept without job");
       JobRecord r = job_record_from_json(*it);
       next_seq_ = std::max(next_seq_, r.seq + 1);
+      if (it->contains("spec") && (*it)["spec"].contains("image_file")) with_image_file.push_back(r.id);
       jobs_[r.id] = std::move(r);
     } else if (op == "update") {
       std::string id = rec.value("id", "");
@@ -54,6 +75,19 @@ JobQueue::JobQueue(const std::filesystem::path& state_dir) {
       apply_job_progress(rec, it->second);
     } else {
       throw Error(ErrorCode::kIo, path + ": record " + std::to_string(n) + ": unknown op '" + op + "'");
+    }
+  }
+  for (const std::string& id : with_image_file) {  // Note [Inputs out of the journal]
+    JobRecord& r = jobs_.at(id);
+    std::error_code ec;
+    if (is_terminal(r.phase)) {
+      std::filesystem::remove(input_path(id), ec);
+    } else if (std::filesystem::exists(input_path(id), ec)) {
+      r.spec.image = read_file(input_path(id));
+    } else {
+      r.phase = JobPhase::kFailed;  // cannot run without it; say so instead of failing later
+      r.finished_at = unix_now();
+      r.error = "input image " + input_path(id).string() + " is missing";
     }
   }
   int resumed = 0, crashed = 0;
@@ -94,7 +128,7 @@ JobQueue::JobQueue(const std::filesystem::path& state_dir) {
     std::vector<const JobRecord*> ordered;
     for (const auto& [_, r] : jobs_) ordered.push_back(&r);
     std::sort(ordered.begin(), ordered.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
-    for (const JobRecord* r : ordered) compact.push_back({{"op", "accept"}, {"job", job_record_to_json(*r)}});
+    for (const JobRecord* r : ordered) compact.push_back(accept_record(*r));
     try {
       journal_->rewrite(compact);
     } catch (const DiskFullError& e) {
@@ -129,7 +163,14 @@ std::string JobQueue::submit(JobSpec spec) {
     r.spec = std::move(spec);
     r.created_at = unix_now();
     r.nonce = random_nonce();
-    journal_->append({{"op", "accept"}, {"job", job_record_to_json(r)}});
+    if (!r.spec.image.empty()) write_file_atomic(input_path(r.id), r.spec.image);  // DiskFullError: not accepted
+    try {
+      journal_->append(accept_record(r));
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove(input_path(r.id), ec);
+      throw;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     jobs_[r.id] = r;  // visible only once durable
   }
@@ -218,6 +259,10 @@ std::optional<JobQueue::CancelOutcome> JobQueue::cancel(const std::string& id) {
         throw;
       }
     }
+  }
+  if (changed && out.phase == JobPhase::kCancelled) {
+    std::error_code ec;
+    std::filesystem::remove(input_path(id), ec);  // Note [Inputs out of the journal]
   }
   if (changed) {
     log::get("sched")->info("job cancel id={} state={} pending={}", id, phase_name(out.phase), out.pending);
@@ -325,7 +370,11 @@ void JobQueue::finish(const std::string& id, JobPhase phase, const std::string& 
   {
     std::lock_guard<std::mutex> lock(mu_);
     running_.erase(id);
+    jobs_.at(id).spec.image.clear();  // Note [Inputs out of the journal]
+    jobs_.at(id).spec.image.shrink_to_fit();
   }
+  std::error_code ec;
+  std::filesystem::remove(input_path(id), ec);
   log::get("sched")->info("job finished id={} state={} steps={}{}", id, phase_name(phase), copy.step,
                           error.empty() ? "" : " error=" + error);
   notify(copy, "state");

@@ -115,6 +115,10 @@ class JobQueue {
   JobRecord change(const std::string& id, F f);
   void journal_update(const JobRecord& r);         // needs journal_mu_ (not mu_)
   void notify(const JobRecord& r, const std::string& kind);  // without mu_
+  nlohmann::json accept_record(const JobRecord& r) const;    // Note [Inputs out of the journal]
+  std::filesystem::path input_path(const std::string& id) const;
+
+  const std::filesystem::path inputs_dir_;                         // immutable
 
   std::mutex journal_mu_;                                          // taken before mu_
   mutable std::mutex mu_;
