@@ -304,12 +304,14 @@ void Session::handle_request(const json& j) {
 void Session::send(const proto::Response& r, bool close_after) {
   if (closed_ || closing_) return;
   if (close_after) closing_ = true;
-  queue_frame(proto::encode_frame(proto::response_to_json(r).dump()));
+  // Replies are bounded by the requests read (reading pauses, read_more); only events
+  // come unasked, so only they can pile up without end.
+  queue_frame(proto::encode_frame(proto::response_to_json(r).dump()), std::holds_alternative<proto::JobEvent>(r));
 }
 
-void Session::queue_frame(std::string frame) {
+void Session::queue_frame(std::string frame, bool event) {
   if (closed_) return;
-  if (out_bytes_ + frame.size() > server_.options().max_queued_bytes && !out_.empty()) {
+  if (event && out_bytes_ + frame.size() > server_.options().max_queued_bytes) {
     // Note [Client limits]: events for a client that reads nothing pile up; drop it.
     log::get("rpc")->warn("client dropped uid={} reason=unread_replies bytes={} max={}", peer_.uid,
                           out_bytes_ + frame.size(), server_.options().max_queued_bytes);

@@ -13,10 +13,10 @@
 // length prefix: 500 clients announcing 8 MiB each cost nothing); a connection that
 // sends no hello within the hello timeout, or does not finish a frame it began within
 // the frame timeout, or sits idle (no frame, nothing to send, no watch) past the idle
-// timeout, is closed; requests are not read while more than kPauseReadBytes of replies
+// timeout, is closed; requests are not read while more than pause_read_bytes of replies
 // wait for the client (a client that does not read stops itself, not the daemon), and
-// a client whose unread replies pass kMaxQueuedBytes, or that reads nothing for the
-// write timeout while replies wait, is closed. JSON nesting is bounded (kMaxJsonDepth)
+// a client whose unread watch events pass max_queued_bytes, or that reads nothing for
+// the write timeout while replies wait, is closed. JSON nesting is bounded (kMaxJsonDepth)
 // before the parser runs. The limits are ServerOptions (the env var
 // WAND_CLIENT_TIMEOUTS="hello=S,frame=S,idle=S,write=S" overrides the timeouts).
 //
@@ -54,7 +54,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void handle_frame();
   void handle_request(const nlohmann::json& j);
   void write_next();
-  void queue_frame(std::string frame);
+  void queue_frame(std::string frame, bool event = false);
   // Note [Client limits]: (re)arms the one deadline for the session's current state.
   void arm_deadline();
   void on_deadline(const std::string& why);
@@ -74,7 +74,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t header_got_ = 0;   // bytes of the current frame's header so far
   std::uint32_t body_len_ = 0;
   std::string body_;             // grows as the body arrives
-  std::array<char, 1 << 16> chunk_;
+  std::array<char, 16 << 10> chunk_;  // one read
   std::deque<std::string> out_;  // encoded frames; front is being written
   std::size_t out_bytes_ = 0;    // bytes in out_
   boost::asio::steady_timer deadline_;

@@ -1,6 +1,7 @@
 // Issue 15, in-process pieces: a checkpoint resumes only its own job (item 7), a
 // journal append that fails for lack of space leaves no torn record and the change
 // undone (item 4), temporary files are cleaned.
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -77,6 +78,36 @@ TEST(HardeningUnit, DiskFullOnAppendLeavesTheJournalWholeAndTheJobUnchanged) {
   JobQueue q(t.p / "state");
   EXPECT_EQ(q.get(id)->phase, JobPhase::kQueued);
   ::unsetenv("WAND_FAULT_DISK_FULL_FILE");
+}
+
+// Item 6: the input image is stored once beside the journal, not in it.
+TEST(HardeningUnit, InputImagesStayOutOfTheJournal) {
+  TempDir t;
+  JobSpec s;
+  s.task = "i2v";
+  s.model = "fake";
+  s.width = s.height = 32;
+  s.frames = 5;
+  s.steps = 4;
+  s.image.assign(1 << 20, 7);
+  std::copy_n("\x89PNG\r\n\x1a\n", 8, s.image.begin());
+  std::string id;
+  {
+    JobQueue q(t.p);
+    id = q.submit(s);
+  }
+  std::ifstream in(t.p / "journal.jsonl");
+  const std::string journal((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_LT(journal.size(), 4096u) << "the journal carries the image";
+  EXPECT_EQ(journal.find("image_b64"), std::string::npos);
+  ASSERT_TRUE(fs::exists(t.p / "inputs" / (id + ".img")));
+  JobQueue q(t.p);
+  EXPECT_EQ(q.get(id)->spec.image, s.image);  // back at replay
+  auto started = q.try_next();
+  ASSERT_TRUE(started.has_value());
+  q.finish(id, JobPhase::kDone, "", 10, "wandrgb");
+  EXPECT_FALSE(fs::exists(t.p / "inputs" / (id + ".img")));
+  EXPECT_TRUE(q.get(id)->spec.image.empty());
 }
 
 TEST(HardeningUnit, TemporaryFilesAreRemovedAtStart) {
