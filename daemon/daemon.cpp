@@ -1,8 +1,18 @@
 #include "daemon/daemon.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 
@@ -156,6 +166,89 @@ class PeakPlanner {
 };
 #endif
 
+// Note [State dir lock]: one daemon per state dir. Two daemons on one directory
+// (say, two sockets) would both replay and append the journal, hand out the same
+// ids and lose each other's jobs. The first holds an exclusive flock on
+// <state_dir>/wand.lock (with its pid written in it, for the message) for its whole
+// life; a second one exits with status 2 naming the holder. flock is released by
+// the kernel when the holder dies, so a crash never leaves a stale lock.
+class StateDirLock {
+ public:
+  explicit StateDirLock(const std::filesystem::path& dir) {
+    const std::filesystem::path path = dir / "wand.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw Error(ErrorCode::kIo, "open " + path.string() + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      char buf[32] = {0};
+      const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+      std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      if (e == EWOULDBLOCK) {
+        throw Error(ErrorCode::kConfig, "state_dir " + dir.string() + " is in use by another wand (pid " + holder +
+                                            ", lock " + path.string() + "); one daemon per state dir");
+      }
+      throw Error(ErrorCode::kIo, "flock " + path.string() + ": " + std::strerror(e));
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The lock holds without the pid (a full disk): the message says "?".
+      log::get("rpc")->warn("state dir lock: pid not written path={} error=\"{}\"", path.string(), std::strerror(errno));
+    }
+  }
+  ~StateDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  StateDirLock(const StateDirLock&) = delete;
+  StateDirLock& operator=(const StateDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// The state dir holds every user's prompts, input images and results: a directory
+// the daemon creates is 0700 (systemd's StateDirectory= sets its own mode). An
+// existing one is left as it is.
+void make_state_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return;
+  if (dir.has_parent_path()) sched::ensure_dir(dir.parent_path());
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error(ErrorCode::kIo, "create directory " + dir.string() + ": " + std::strerror(errno));
+  }
+}
+
+// Note [Job admission]: a request inside the protocol's ranges can still need more
+// memory than the machine has (tiny-t2v at 4096x4096 with 4093 frames: the daemon was
+// OOM-killed, and again at every restart). So submit refuses, naming the bytes:
+//  - host: the decoded video every pipeline holds at the end, [3, F, H, W] fp32 (what
+//    model::vae_decode_output_bytes gives with elem_bytes 4) plus its RGB uint8 frames
+//    (model::video_frames_from_tensor), against the host's memory (physical RAM, or the
+//    cgroup's memory.max when lower) less the pool's host tier;
+//  - device: with executor.device_budget, the planner's predicted peak on the smallest
+//    card that can run the job (PeakPlanner, the runner's placement estimator).
+std::uint64_t host_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  std::uint64_t bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  if (FILE* f = std::fopen("/sys/fs/cgroup/memory.max", "r")) {
+    unsigned long long limit = 0;
+    if (std::fscanf(f, "%llu", &limit) == 1 && limit > 0 && (bytes == 0 || limit < bytes)) bytes = limit;
+    std::fclose(f);
+  }
+  return bytes;
+}
+
+std::uint64_t decoded_video_host_bytes(const sched::JobSpec& spec) {
+  const std::uint64_t voxels = static_cast<std::uint64_t>(spec.frames) * static_cast<std::uint64_t>(spec.height) *
+                               static_cast<std::uint64_t>(spec.width);
+  return voxels * 3 * 4 + voxels * 3;
+}
+
+// Note [Stuck worker] (job_runner.cpp): how long shutdown waits for the workers.
+constexpr std::chrono::seconds kShutdownGrace{10};
+
 }  // namespace
 
 nlohmann::json ConfigCheck::to_json() const {
@@ -198,6 +291,8 @@ struct Daemon::Impl {
   std::unique_ptr<HandlerContext> ctx;
   std::unique_ptr<Server> server;
   std::unique_ptr<sched::JobRunner> runner;
+  std::unique_ptr<StateDirLock> state_lock;
+  std::function<void(const sched::JobSpec&)> admit_device;  // Note [Job admission]: the planner's check
   Notifier notifier;
   asio::signal_set signals{io};
   asio::steady_timer status_timer{io};
@@ -334,7 +429,7 @@ struct Daemon::Impl {
     notifier.stopping();
     ctx->accepting = false;
     server->stop_accepting();
-    runner->stop();  // the running job stops at a block boundary and stays queued
+    runner->request_stop();  // the running job stops at a block boundary and stays queued (joined after io.run)
     queue->unsubscribe(listener);
     server->close_all();
     status_timer.cancel();
@@ -352,7 +447,8 @@ int Daemon::run() {
   Impl& d = *impl_;
   d.config = effective_config(d.options);
   log::set_level(d.config.log_level);
-  sched::ensure_dir(d.config.state_dir);
+  make_state_dir(d.config.state_dir);
+  d.state_lock = std::make_unique<StateDirLock>(d.config.state_dir);  // before the journal is read
   // Note [Auto memory]: the section the pool is built from, and the plan and tiers answers.
   d.file_memory = d.config.memory;
   {
@@ -391,9 +487,28 @@ int Daemon::run() {
   }
   d.access = std::make_unique<Access>(d.config.admin_group);
   d.ctx = std::make_unique<HandlerContext>(
-      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true});
+      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true, {}});
+  {
+    // Note [Job admission].
+    const std::uint64_t host = host_memory_bytes();
+    const std::uint64_t pool_host = d.pool ? memory::PoolConfig::from_json(d.config.memory).host_bytes : 0;
+    const std::uint64_t budget = host > pool_host ? host - pool_host : 0;
+    d.ctx->admit = [budget, host, pool_host, &d](const sched::JobSpec& spec) {
+      const std::uint64_t need = decoded_video_host_bytes(spec);
+      if (budget > 0 && need > budget) {
+        throw Error(ErrorCode::kOutOfMemory,
+                    "job (" + std::to_string(spec.width) + "x" + std::to_string(spec.height) + ", " +
+                        std::to_string(spec.frames) + " frames) needs " + format_bytes(need) + " (" +
+                        std::to_string(need) + " bytes) of host memory for its decoded video, more than the " +
+                        format_bytes(budget) + " this host has for jobs (" + format_bytes(host) + " less the pool's " +
+                        format_bytes(pool_host) + " host tier)");
+      }
+      if (d.admit_device) d.admit_device(spec);
+    };
+  }
   ServerOptions so{d.config.socket_path, d.config.socket_group, d.config.socket_mode,
                    d.config.max_message_bytes, d.config.max_clients};
+  apply_timeout_env(so);  // Note [Client limits] (session.h)
   d.server = std::make_unique<Server>(d.io, *d.ctx, so, [&d] {
     asio::post(d.io, [&d] { d.shutdown(); });
   });
@@ -413,6 +528,14 @@ int Daemon::run() {
     if (every_budget) {
       auto planner = std::make_shared<PeakPlanner>(d.config, d.registry, ro.slots);
       ro.estimator = [planner](const sched::JobSpec& spec) { return (*planner)(spec); };
+      // Note [Job admission]: a job no card can run is refused at submit, not failed later.
+      d.admit_device = [planner](const sched::JobSpec& spec) {
+        try {
+          (*planner)(spec);
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::kOutOfMemory) throw;  // too big for every card
+        }
+      };
     }
 #endif
     std::string names;
@@ -445,6 +568,16 @@ int Daemon::run() {
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGHUP, SIG_IGN);
+  if (!d.runner->stop_within(kShutdownGrace)) {
+    // Note [Stuck worker]: everything acknowledged is in the journal already; the
+    // stuck job is "running" there and is queued again at the next start.
+    log::get("rpc")->error("a worker did not stop within {} s (a job blocked outside its cancel checks); "
+                           "exiting without it",
+                           kShutdownGrace.count());
+    log::get("rpc")->flush();
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
   d.runner.reset();
   d.server.reset();
   d.ctx.reset();

@@ -466,13 +466,16 @@ at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
   phase("decode");
   at::NoGradGuard no_grad;
   if (!opt_.vae_budget) {
-    at::Tensor video = vae().decode(st.latent);  // [3, F, H, W] in [-1, 1]
+    VaeDecodeOptions vo;
+    vo.check = check;  // cancel honoured between latent frames (issue 15)
+    at::Tensor video = vae().decode(st.latent, vo);  // [3, F, H, W] in [-1, 1]
     return video.to(at::kCPU).to(at::kFloat);
   }
   // Note [VAE per phase]: the budget is asked before the VAE is loaded (it counts the weights).
   VaeDecodeOptions o;
   o.budget_bytes = opt_.vae_budget();
   o.output_on_cpu = true;
+  o.check = check;
   const VaeDecodePlan plan = plan_decode(GenGeometry{st.has_image, st.width, st.height, st.frames, st.lat_f,
                                                      st.lat_h, st.lat_w, st.seq_len},
                                          o.budget_bytes);

@@ -539,7 +539,7 @@ VaeDecodePlan Vae::plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::D
 // Decodes latent columns/rows [y0, y1) x [x0, x1) of the conv2 output x
 // [1, z, t, h, w] with a fresh cache: -> [1, 3, F, (y1-y0)*s, (x1-x0)*s] unclamped.
 at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
-                              const at::TensorOptions& out_opts) const {
+                              const at::TensorOptions& out_opts, const std::function<void()>& check) const {
   const int64_t t = x.size(2);
   const int64_t s = cfg_.spatial_stride();
   const int64_t frames = 1 + 4 * (t - 1);
@@ -549,6 +549,7 @@ at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64
   Net n(w_, cache, at::kFloat);
   int64_t f = 0;
   for (int64_t i = 0; i < t; ++i) {
+    if (check) check();
     at::Tensor y = decoder_chunk(n, cfg_, region.narrow(2, i, 1).contiguous(), i == 0);
     if (cfg_.version == VaeVersion::kWan22) y = unpatchify(y);
     out.narrow(2, f, y.size(2)).copy_(y);
@@ -581,7 +582,7 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
                             .device(o.output_on_cpu ? at::Device(at::kCPU) : opt_.device);
   at::Tensor out;
   if (!plan.tiled) {
-    out = decode_region(x, 0, shape.height, 0, shape.width, out_opts);
+    out = decode_region(x, 0, shape.height, 0, shape.width, out_opts, o.check);
   } else {
     // Note [VAE tile blending]: each tile is decoded with its own feature cache
     // over all frames (the temporal chunking is unchanged); on interior edges
@@ -615,7 +616,7 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
         at::Tensor wxy = wy * ramp(plan.cols, c).view({1, -1});  // [th*s, tw*s]
         const auto [y0, y1] = plan.rows[r];
         const auto [x0, x1] = plan.cols[c];
-        at::Tensor tile = decode_region(x, y0, y1, x0, x1, out_opts);
+        at::Tensor tile = decode_region(x, y0, y1, x0, x1, out_opts, o.check);
         tile.mul_(wxy);
         out.narrow(3, y0 * s, (y1 - y0) * s).narrow(4, x0 * s, (x1 - x0) * s).add_(tile);
         wsum.narrow(0, y0 * s, (y1 - y0) * s).narrow(1, x0 * s, (x1 - x0) * s).add_(wxy);

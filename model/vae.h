@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 
@@ -46,6 +47,9 @@ struct VaeDecodeOptions {
   int64_t overlap = -1;      // latent units; -1: 64 pixels (8 latents for 2.1, 4 for 2.2)
   bool clamp = true;         // clamp to [-1, 1] as the official wrapper
   bool output_on_cpu = false;  // accumulate the video in host memory (not counted in the budget)
+  // Called between latent frames (and tiles); may throw to abandon the decode
+  // (a cancelled job, issue 15). Unset: never called.
+  std::function<void()> check;
 };
 
 class Vae {
@@ -81,7 +85,7 @@ class Vae {
  private:
   void init_weights(std::unordered_map<std::string, at::Tensor> weights);
   at::Tensor decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
-                           const at::TensorOptions& out_opts) const;
+                           const at::TensorOptions& out_opts, const std::function<void()>& check) const;
 
   VaeConfig cfg_;
   VaeOptions opt_;

@@ -42,7 +42,8 @@ json job_progress_to_json(const JobRecord& r) {
           {"cancel_requested", r.cancel_requested},
           {"error", r.error},
           {"result_bytes", r.result_bytes},
-          {"result_format", r.result_format}};
+          {"result_format", r.result_format},
+          {"crash_starts", r.crash_starts}};
 }
 
 void apply_job_progress(const json& j, JobRecord& r) {
@@ -63,6 +64,7 @@ void apply_job_progress(const json& j, JobRecord& r) {
     r.error = field_or<std::string>(j, "error", "");
     r.result_bytes = field_or<std::uint64_t>(j, "result_bytes", 0);
     r.result_format = field_or<std::string>(j, "result_format", "");
+    r.crash_starts = field_or<int>(j, "crash_starts", 0);
   } catch (const Error& e) {
     throw Error(ErrorCode::kIo, "job record " + r.id + ": " + e.what());
   }
@@ -71,6 +73,7 @@ void apply_job_progress(const json& j, JobRecord& r) {
 json job_record_to_json(const JobRecord& r) {
   json j = job_progress_to_json(r);
   j["seq"] = r.seq;
+  if (!r.nonce.empty()) j["nonce"] = r.nonce;
   j["spec"] = job_spec_to_json(r.spec);
   return j;
 }
@@ -81,6 +84,7 @@ JobRecord job_record_from_json(const json& j) {
     proto::require_object(j, "job record");
     r.id = proto::field<std::string>(j, "id");
     r.seq = proto::field<std::uint64_t>(j, "seq");
+    r.nonce = proto::field_or<std::string>(j, "nonce", "");
     auto it = j.find("spec");
     if (it == j.end()) throw Error(ErrorCode::kBadRequest, "field 'spec' is missing");
     r.spec = job_spec_from_json(*it);

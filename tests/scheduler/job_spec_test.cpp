@@ -12,7 +12,7 @@ JobSpec sample() {
   s.model = "tiny";
   s.prompt = "a cat";
   s.negative = "blurry";
-  s.image = {0, 1, 2, 250, 255};
+  s.image = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 1, 2, 250, 255};  // a PNG signature
   s.width = 64;
   s.height = 48;
   s.frames = 9;
@@ -79,6 +79,11 @@ TEST(JobSpec, ValidationNamesTheField) {
   s = sample();
   s.guide_scale = {1, 2, 3};
   expect_bad(s, "'guide_scale'");
+  // Note [Image bytes only]: bytes that are no image (here an ffmpeg playlist) are refused.
+  s = sample();
+  const std::string playlist = "ffconcat version 1.0\nfile /etc/passwd\n";
+  s.image.assign(playlist.begin(), playlist.end());
+  expect_bad(s, "not a PNG, JPEG");
 }
 
 TEST(JobSpec, WrongTypesAreRejectedWithTheFieldName) {
