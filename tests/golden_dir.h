@@ -29,10 +29,10 @@ inline std::filesystem::path golden_path(const std::string& rel) { return golden
 
 }  // namespace wand::test
 
-// In a test body (or any void function it calls): fail in one line when `path` is absent.
-#define WAND_REQUIRE_DATA(path)                                                                 \
+// In a test body (or any void function it calls): fail in one line when the path is absent.
+#define WAND_REQUIRE_DATA(required_path)                                                                 \
   do {                                                                                          \
-    const std::filesystem::path wand_required_ = (path);                                        \
+    const std::filesystem::path wand_required_ = (required_path);                                        \
     if (!std::filesystem::exists(wand_required_)) {                                             \
       GTEST_FAIL() << "test data missing: " << wand_required_.string()                          \
                    << " (golden set: tests/data/golden, or WAND_GOLDEN_DIR)";                   \
