@@ -330,10 +330,18 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     at::Tensor video = at::cat({img.unsqueeze(1), at::zeros({3, st.frames - 1, st.height, st.width}, at::kFloat)}, 1);
     checkpoint();
     phase("encode");
-    const std::int64_t budget = opt_.vae_budget ? opt_.vae_budget() : 0;
-    (void)budget;  // the encode is untiled (its tiled form: Note [VAE per phase])
-    at::Tensor lat = vae().encode(video.to(device_));  // [16, Fl, lat_h, lat_w]
-    if (opt_.vae_budget) vae_.reset();
+    at::Tensor lat;
+    if (opt_.vae_budget) {
+      // Note [VAE per phase]: the budget before the VAE is loaded; the video stays in host
+      // memory and the encode streams it frame chunk by frame chunk when it must.
+      VaeEncodeOptions eo;
+      eo.budget_bytes = opt_.vae_budget();
+      log::get("model")->info("encode budget={}", format_bytes(static_cast<std::uint64_t>(eo.budget_bytes)));
+      lat = vae().encode(video, eo);  // [16, Fl, lat_h, lat_w]
+      vae_.reset();
+    } else {
+      lat = vae().encode(video.to(device_));
+    }
     at::Tensor msk = i2v_mask(st.frames, st.lat_h, st.lat_w).to(device_);
     st.y = at::cat({msk, lat.to(at::kFloat)}, 0);
   } else if (st.has_image) {
@@ -341,8 +349,14 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     at::Tensor img = ti2v_image(rgb, st.width, st.height);  // [3, 1, oh, ow]
     checkpoint();
     phase("encode");
-    st.z = vae().encode(img.to(device_)).to(at::kFloat);  // [48, 1, lat_h, lat_w]
-    if (opt_.vae_budget) vae_.reset();
+    if (opt_.vae_budget) {
+      VaeEncodeOptions eo;
+      eo.budget_bytes = opt_.vae_budget();
+      st.z = vae().encode(img, eo).to(at::kFloat);  // [48, 1, lat_h, lat_w]
+      vae_.reset();
+    } else {
+      st.z = vae().encode(img.to(device_)).to(at::kFloat);
+    }
     st.mask2 = at::ones_like(noise);
     st.mask2.select(1, 0).zero_();
     st.latent = (1.0 - st.mask2) * st.z + st.mask2 * noise;
