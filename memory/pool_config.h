@@ -30,8 +30,8 @@ namespace wand::memory {
 struct DeviceConfig {
   int index = 0;
   std::uint64_t bytes = 0;          // the device tier (weight slots)
-  std::uint64_t budget_bytes = 0;   // the whole card's usable memory; 0: not configured
   std::string backend = "auto";
+  std::uint64_t budget_bytes = 0;   // the whole card's usable memory; 0: not configured
 };
 
 struct DiskConfig {

@@ -228,7 +228,7 @@ VaeDecodePlan WanGenerator::plan_decode(const GenGeometry& g, std::int64_t budge
   VaeDecodeOptions o;
   o.budget_bytes = budget_bytes;
   o.output_on_cpu = true;
-  return Vae::plan_decode(vae_cfg_, vae_weight_bytes_, device_, {g.lat_f, g.lat_h, g.lat_w}, o);
+  return Vae::plan_decode(vae_cfg_, vae_weight_bytes_, device_, at::kFloat, {g.lat_f, g.lat_h, g.lat_w}, o);
 }
 
 void WanGenerator::phase(const char* name) const {

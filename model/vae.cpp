@@ -591,7 +591,7 @@ void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
 
 VaeEncodePlan Vae::plan_encode(const VaeVideoShape& v, const VaeEncodeOptions& o, bool video_on_device) const {
   VaePlanOptions po;
-  po.elem_bytes = opt_.dtype == at::kBFloat16 ? 2 : 4;
+  po.elem_bytes = dtype == at::kBFloat16 ? 2 : 4;
   po.weight_bytes = weight_bytes_;
   po.input_elem_bytes = video_on_device ? 4 : 0;
   po.cpu_convs = opt_.device.is_cpu();
@@ -699,15 +699,15 @@ at::Tensor Vae::encode(const at::Tensor& video, const VaeEncodeOptions& o) const
 }
 
 VaeDecodePlan Vae::plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& o) const {
-  return plan_decode(cfg_, weight_bytes_, opt_.device, z, o);
+  return plan_decode(cfg_, weight_bytes_, opt_.device, opt_.dtype, z, o);
 }
 
 VaeDecodePlan Vae::plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::Device device,
-                               const VaeLatentShape& z, const VaeDecodeOptions& o) {
+                               at::ScalarType dtype, const VaeLatentShape& z, const VaeDecodeOptions& o) {
   VaePlanOptions po;
   // The bf16 mode keeps fp32 between convs (Note [VAE bf16 mode]); MemSim
   // replays it with its copies (bf16 conv inputs and caches, widened outputs).
-  po.elem_bytes = opt_.dtype == at::kBFloat16 ? 2 : 4;
+  po.elem_bytes = dtype == at::kBFloat16 ? 2 : 4;
   po.output_elem_bytes = o.output_on_cpu ? 0 : 4;
   po.weight_bytes = weight_bytes;
   po.overlap = o.overlap;

@@ -103,10 +103,11 @@ class Vae {
   at::Tensor decode(const at::Tensor& z, const VaeDecodeOptions& opt = {}) const;
   // The plan decode() follows for a latent of this shape.
   VaeDecodePlan plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& opt = {}) const;
-  // The same for a VAE of `cfg` holding `weight_bytes` of weights on `device`, before it is
-  // loaded (a job's memory plan).
+  // The same for a VAE of `cfg` holding `weight_bytes` of weights on `device` and computing
+  // in `dtype`, before it is loaded (a job's memory plan).
   static VaeDecodePlan plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::Device device,
-                                   const VaeLatentShape& z, const VaeDecodeOptions& opt = {});
+                                   at::ScalarType dtype, const VaeLatentShape& z,
+                                   const VaeDecodeOptions& opt = {});
 
   // fp32 [z] on the device: the wrapper's mean and 1/std (computed in fp32).
   const at::Tensor& latents_mean() const { return mean_; }

@@ -15,6 +15,7 @@
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
+#include "tests/golden_dir.h"
 #include "tests/model/cpu_peak_tracker.h"
 
 namespace {
@@ -48,8 +49,8 @@ at::Tensor i2v_video(int64_t frames, int64_t h, int64_t w, uint64_t seed) {
 // Streamed vs chunked on one golden case: the same numbers up to fp32
 // summation order, and both within the case's tolerance of the reference.
 void golden_case(const std::string& name, bool bf16) {
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / name;
-  if (!fs::exists(dir / "case.json")) GTEST_SKIP() << "no golden case at " << dir;
+  const fs::path dir = wand::test::golden_path(name);
+  WAND_REQUIRE_DATA(dir / "case.json");
   const auto c = golden::load_case(dir);
   const auto ref = load_safetensors((dir / "outputs.safetensors").string());
   PthFile src((dir / c.spec.at("checkpoint").at("file").get<std::string>()).string());

@@ -17,6 +17,7 @@
 #include "daemon/plan_service.h"
 #include "scheduler/exec/exec_budget.h"
 #include "scheduler/plan/card_plan.h"
+#include "tests/golden_dir.h"
 #include "tests/scheduler/plan/model_dir_writer.h"
 #include "tests/scheduler/test_dir.h"
 
@@ -31,7 +32,7 @@ using nlohmann::json;
 class ExampleConfigs : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const fs::path real = fs::path(WAND_GOLDEN_DIR) / "real_configs.json";
+    const fs::path real = wand::test::golden_path("real_configs.json");
     if (!fs::exists(real)) return;
     std::ifstream in(real);
     const json rc = json::parse(in);
@@ -59,7 +60,8 @@ class ExampleConfigs : public ::testing::Test {
     tmp_ = nullptr;
   }
   void SetUp() override {
-    if (!tmp_) GTEST_SKIP() << "no " << WAND_GOLDEN_DIR << "/real_configs.json (the real model configs)";
+    WAND_REQUIRE_DATA(wand::test::golden_path("real_configs.json"));
+    ASSERT_NE(tmp_, nullptr);
     ASSERT_TRUE(param_mismatch_.empty()) << param_mismatch_;
   }
 
