@@ -591,7 +591,7 @@ void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
 
 VaeEncodePlan Vae::plan_encode(const VaeVideoShape& v, const VaeEncodeOptions& o, bool video_on_device) const {
   VaePlanOptions po;
-  po.elem_bytes = dtype == at::kBFloat16 ? 2 : 4;
+  po.elem_bytes = opt_.dtype == at::kBFloat16 ? 2 : 4;
   po.weight_bytes = weight_bytes_;
   po.input_elem_bytes = video_on_device ? 4 : 0;
   po.cpu_convs = opt_.device.is_cpu();
