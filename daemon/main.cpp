@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/pipelines.h"
+#include "proto/version.h"
 #ifdef WAND_HAVE_WAN_PIPELINE
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/store_cache.h"
@@ -26,7 +27,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: wand [--config FILE] [--socket PATH] [--state-dir DIR] [--model NAME=DIR]...\n"
     "            [--socket-group GROUP] [--socket-mode MODE] [--admin-group GROUP]\n"
-    "            [--log-level trace|debug|info|warn|error|off] [--check-config]\n"
+    "            [--log-level trace|debug|info|warn|error|off] [--check-config] [--version]\n"
     "Flags override the configuration file; with no file the built-in defaults apply.\n"
     "--check-config validates the configuration, prints the effective one, and exits.\n";
 
@@ -123,6 +124,8 @@ int main(int argc, char** argv) {
       f.make_on = make_on;
       f.make_group = make_group;
       f.encoder = wand::sched::encode_wan_video;
+      f.validate = wand::sched::validate_wan_dir;  // Note [Checks from the config]
+      f.traits = wand::sched::wan_dir_traits;
       registry.add_factory(std::move(f));
     } else {
       wand::sched::register_wan_pipeline(registry);
@@ -154,6 +157,9 @@ int main(int argc, char** argv) {
     };
     if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      std::printf("wand %s (protocol %d)\n", wand::proto::wand_version(), wand::proto::kProtocolVersion);
       return 0;
     } else if (a == "--config") {
       o.config_file = value("--config");
@@ -193,7 +199,8 @@ int main(int argc, char** argv) {
   }
   try {
     if (check_only) {
-      std::printf("%s\n", wand::daemon::config_to_json(wand::daemon::effective_config(o)).dump(2).c_str());
+      // Note [Check config] (daemon.h): the checks the daemon makes at start, same errors.
+      std::printf("%s\n", wand::daemon::config_to_json(wand::daemon::checked_config(o)).dump(2).c_str());
       return 0;
     }
     return wand::daemon::Daemon(o).run();
