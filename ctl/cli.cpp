@@ -186,6 +186,22 @@ const std::vector<std::string> kValueOptions = {
     "--socket", "--wait", "--model", "--prompt", "--negative", "--image", "--size", "--frames", "--steps",
     "--seed", "--guide-scale", "--shift", "--sampler", "--priority", "--task", "-o", "--output"};
 
+// "unknown option --promt (did you mean --prompt?)".
+std::string unknown_option(const std::string& opt) {
+  std::vector<std::string> all = kValueOptions;
+  all.insert(all.end(), {"--json", "--no-progress", "--help", "--version"});
+  std::string best;
+  std::size_t best_d = 3;
+  for (const auto& o : all) {
+    const std::size_t d = edit_distance(opt, o);
+    if (d < best_d) {
+      best_d = d;
+      best = o;
+    }
+  }
+  return "unknown option " + opt + (best.empty() ? "" : " (did you mean " + best + "?)");
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   const char* env = std::getenv("WAND_SOCKET");
@@ -207,11 +223,11 @@ Args parse(int argc, char** argv) {
     } else if (s.size() > 2 && s.rfind("--", 0) == 0 && s.find('=') != std::string::npos) {
       std::string key = s.substr(0, s.find('='));
       if (std::find(kValueOptions.begin(), kValueOptions.end(), key) == kValueOptions.end()) {
-        throw UsageError("unknown option " + key);
+        throw UsageError(unknown_option(key));
       }
       a.opts[key == "--output" ? "-o" : key].push_back(s.substr(s.find('=') + 1));
     } else if (!s.empty() && s[0] == '-') {
-      throw UsageError("unknown option " + s);
+      throw UsageError(unknown_option(s));
     } else if (a.command.empty()) {
       a.command = s;
     } else {

@@ -74,6 +74,9 @@ TEST(WanctlConventions, AMistypedCommandGetsADidYouMean) {
   EXPECT_EQ(far.exit_code, 2);
   EXPECT_TRUE(contains(far.err, "unknown command 'frobnicate'")) << far.err;
   EXPECT_FALSE(contains(far.err, "did you mean")) << far.err;
+  CmdResult o = run_command({WANCTL_EXE, "submit", "--promt", "a cat"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_TRUE(contains(o.err, "unknown option --promt (did you mean --prompt?)")) << o.err;
   CmdResult j = run_command({WANCTL_EXE, "--json", "fetc", "j-1"});
   EXPECT_EQ(j.exit_code, 2);
   EXPECT_EQ(j.json()["code"], "usage");
