@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 out=/tmp/wand-gpu-out
 mkdir -p "$out"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-[[ -d .golden ]] && export WAND_CMAKE_ARGS="-DWAND_GOLDEN_DIR=$PWD/.golden ${WAND_CMAKE_ARGS:-}"
+# The golden set travels with the checkout (tests/data/golden).
 ngpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
 last=$((ngpu > 0 ? ngpu - 1 : 0))
 log() { echo "[gpu-session $(date -u +%H:%M:%S)] $*"; }

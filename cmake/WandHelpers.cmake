@@ -10,7 +10,7 @@ function(wand_add_test name)
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR})
   target_compile_definitions(${name} PRIVATE
-    WAND_GOLDEN_DIR="${WAND_GOLDEN_DIR}"
+    WAND_GOLDEN_DIR_DEFAULT="${WAND_GOLDEN_DIR}"
     WAND_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
     WAND_BINARY_DIR="${CMAKE_BINARY_DIR}")
   if(NOT T_TIMEOUT)

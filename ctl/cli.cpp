@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -57,7 +58,8 @@ Options:
 Exit codes:
   0 ok    1 job failed (or daemon error)    2 usage / request rejected
   3 daemon not running or socket not accessible    4 no such job / permission denied
-  5 job cancelled    130 interrupted (Ctrl-C; the job goes on)
+  5 job cancelled    6 no plan (wanctl plan: the job fits no card as configured)
+  130 interrupted (Ctrl-C; the job goes on)
 )";
 
 constexpr const char* kJobOptions = R"(
@@ -289,7 +291,17 @@ proto::JobParams job_params(const Args& a) {
     if (v.empty() || *end || errno || v[0] == '-') throw UsageError("--seed: '" + v + "' is not a non-negative integer");
     p.seed = s;
   }
-  if (a.has("--image")) p.image = read_client_file(a.get("--image"));  // read with the user's rights
+  if (a.has("--image")) {
+    p.image = read_client_file(a.get("--image"));  // read with the user's rights
+    // Issue 15: base64 in one frame; with the daemon's default max_message_bytes (8 MiB)
+    // an image of more than 6 MiB cannot travel (the daemon would close the connection).
+    constexpr std::size_t kMaxImage = 6u << 20;
+    if (p.image.size() > kMaxImage) {
+      throw UsageError("--image " + a.get("--image") + " is " + std::to_string(p.image.size()) +
+                       " bytes; the limit is " + std::to_string(kMaxImage) +
+                       " bytes (6 MiB: it travels base64 in one frame of at most 8 MiB)");
+    }
+  }
   p.task = a.has("--task") ? a.get("--task") : (p.image.empty() ? "t2v" : "i2v");
   if (a.has("--sampler")) p.sampler = a.get("--sampler");
   if (a.has("--priority")) p.priority = static_cast<int>(parse_int(a, "--priority", -1000, 1000));
@@ -719,6 +731,7 @@ int run(const Args& a) {
     } else {
       unexpected(r);
     }
+    if (auto* p = as<proto::PlanReport>(r)) return plan_exit_code(*p);  // kExitNoPlan when nothing fits
     return kExitOk;
   }
   throw UsageError(unknown_command(cmd));
@@ -727,6 +740,7 @@ int run(const Args& a) {
 }  // namespace
 
 int run_wanctl(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a closed socket is an error to report, not a silent death (exit 141)
   Args a;
   // --json is known before parsing ends: a usage error is printed as JSON too.
   for (int i = 1; i < argc; ++i) a.json = a.json || std::strcmp(argv[i], "--json") == 0;

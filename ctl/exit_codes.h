@@ -11,6 +11,8 @@ constexpr int kExitUsage = 2;           // bad command line or a request the dae
 constexpr int kExitNoDaemon = 3;        // daemon not running, socket inaccessible, protocol mismatch
 constexpr int kExitNotFound = 4;        // no such job (or not yours), permission denied
 constexpr int kExitCancelled = 5;       // the job was cancelled
+constexpr int kExitNoPlan = 6;          // `wanctl plan`: no plan for the job (it fits no card as
+                                        // configured, or cannot be planned); the text says why and what to change
 constexpr int kExitInterrupted = 130;   // generate / watch stopped by Ctrl-C (the job goes on)
 
 // Exit code for an ErrorReply code (proto/error_codes.h).

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "ctl/exit_codes.h"
 
 namespace wand::ctl {
 
@@ -156,12 +157,60 @@ std::string bytes_of(const json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? format_bytes(j[key].get<std::uint64_t>()) : "-";
 }
 
+constexpr std::size_t kPlanWidth = 100;  // `wanctl plan` wraps its text here
+
+// Prints `text` wrapped at kPlanWidth: the first line after `first` (already counted in
+// `first_used` columns), the others indented by `indent` spaces. Breaks at spaces only.
+void print_wrapped(std::FILE* out, const std::string& first, const std::string& text, std::size_t indent) {
+  std::string line = first;
+  std::size_t col = first.size();
+  std::size_t i = 0;
+  bool line_empty = true;
+  while (i < text.size()) {
+    std::size_t j = text.find(' ', i);
+    if (j == std::string::npos) j = text.size();
+    const std::string word = text.substr(i, j - i);
+    i = j + 1;
+    if (word.empty()) continue;
+    if (!line_empty && col + 1 + word.size() > kPlanWidth) {
+      std::fprintf(out, "%s\n", line.c_str());
+      line = std::string(indent, ' ');
+      col = indent;
+      line_empty = true;
+    }
+    if (!line_empty) {
+      line += ' ';
+      ++col;
+    }
+    line += word;
+    col += word.size();
+    line_empty = false;
+  }
+  std::fprintf(out, "%s\n", line.c_str());
+}
+
+// A reason that joins several cards' reasons with "; " (plan_multi): one card per line.
+void print_reasons(std::FILE* out, const std::string& first, const std::string& reason, std::size_t indent) {
+  std::size_t start = 0;
+  bool head = true;
+  while (start <= reason.size()) {
+    std::size_t end = reason.find("; ", start);
+    if (end == std::string::npos) end = reason.size();
+    const std::string part = reason.substr(start, end - start);
+    print_wrapped(out, head ? first : std::string(indent, ' '), part, indent + 2);
+    head = false;
+    if (end == reason.size()) break;
+    start = end + 2;
+  }
+}
+
 void print_strategy_row(std::FILE* out, const json& row, bool chosen) {
   const std::string name = row.value("strategy", std::string("?"));
   const std::string devs = join_ints(row.value("devices", json::array()));
   if (!row.value("feasible", false)) {
-    std::fprintf(out, "%s %-16s %-8s not possible: %s\n", chosen ? "*" : " ", name.c_str(), devs.c_str(),
-                 row.value("reason", std::string("?")).c_str());
+    char head[64];
+    std::snprintf(head, sizeof head, "%s %-16s %-8s not possible: ", chosen ? "*" : " ", name.c_str(), devs.c_str());
+    print_reasons(out, head, row.value("reason", std::string("?")), 4);
     return;
   }
   std::fprintf(out, "%s %-16s %-8s %8s %8s  %-22s %-6s %-9s %s\n", chosen ? "*" : " ", name.c_str(), devs.c_str(),
@@ -174,9 +223,38 @@ void print_strategy_row(std::FILE* out, const json& row, bool chosen) {
 
 }  // namespace
 
+int plan_exit_code(const proto::PlanReport& p) { return p.available ? kExitOk : kExitNoPlan; }
+
+namespace {
+
+// Nothing fits (daemon/plan_service.cpp, Note [Fit advice]): each card's reason on its own
+// lines, then what to change.
+void print_no_fit(std::FILE* out, const json& j) {
+  for (const auto& c : j.value("cards", json::array())) {
+    const std::string head = "  device " + std::to_string(c.value("device", 0)) + ": ";
+    if (c.value("fits", false)) {
+      print_wrapped(out, head, "fits (budget " + bytes_of(c, "budget_bytes") + ", device tier " +
+                                   bytes_of(c, "tier_bytes") + ")", 6);
+    } else {
+      print_reasons(out, head, c.value("reason", std::string("?")), 6);
+    }
+  }
+  const json advice = j.value("advice", json::array());
+  if (!advice.empty()) std::fprintf(out, "what to change:\n");
+  for (const auto& a : advice) {
+    if (a.is_string()) print_wrapped(out, "  - ", a.get<std::string>(), 4);
+  }
+  if (j.contains("budget_source") && j["budget_source"].is_string()) {
+    print_reasons(out, "budgets: ", j["budget_source"].get<std::string>(), 2);
+  }
+}
+
+}  // namespace
+
 void print_plan(std::FILE* out, const proto::PlanReport& p) {
   if (!p.available) {
-    std::fprintf(out, "no plan: %s\n", p.note.c_str());
+    print_wrapped(out, "no plan: ", p.note, 2);
+    if (p.plan.is_object() && p.plan.contains("cards")) print_no_fit(out, p.plan);
     return;
   }
   const json& j = p.plan;
@@ -217,15 +295,17 @@ void print_plan(std::FILE* out, const proto::PlanReport& p) {
   for (const auto& c : choice.value("cards", json::array())) {
     if (!c.value("feasible", false)) continue;
     const json pk = c.value("peak", json::object());
-    std::fprintf(out,
-                 "device %d: peak %s of %s = context %s + non-block %s + slots %s + resident %s + activations %s; "
-                 "prefetch %d, %d blocks resident, chunk %s, PCIe %.1f GB/s, forward %s s\n",
-                 c.value("device", 0), bytes_of(pk, "total").c_str(), bytes_of(c, "budget_bytes").c_str(),
-                 bytes_of(pk, "context").c_str(), bytes_of(pk, "non_block_weights").c_str(),
-                 bytes_of(pk, "weight_slots").c_str(), bytes_of(pk, "resident_blocks").c_str(),
-                 bytes_of(pk, "activations").c_str(), c.value("prefetch_depth", 0), c.value("resident_blocks", 0),
-                 c.value("chunk_tokens", 0) > 0 ? std::to_string(c.value("chunk_tokens", 0)).c_str() : "none",
-                 c.value("pcie_gbps_effective", 0.0), secs(c, "forward_s").c_str());
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "peak %s of %s = context %s + non-block %s + slots %s + resident %s + activations %s; "
+                  "prefetch %d, %d blocks resident, chunk %s, PCIe %.1f GB/s, forward %s s",
+                  bytes_of(pk, "total").c_str(), bytes_of(c, "budget_bytes").c_str(), bytes_of(pk, "context").c_str(),
+                  bytes_of(pk, "non_block_weights").c_str(), bytes_of(pk, "weight_slots").c_str(),
+                  bytes_of(pk, "resident_blocks").c_str(), bytes_of(pk, "activations").c_str(),
+                  c.value("prefetch_depth", 0), c.value("resident_blocks", 0),
+                  c.value("chunk_tokens", 0) > 0 ? std::to_string(c.value("chunk_tokens", 0)).c_str() : "none",
+                  c.value("pcie_gbps_effective", 0.0), secs(c, "forward_s").c_str());
+    print_wrapped(out, "device " + std::to_string(c.value("device", 0)) + ": ", buf, 4);
   }
   if (choice.contains("times")) {
     const json t = choice["times"];
@@ -253,12 +333,12 @@ void print_plan(std::FILE* out, const proto::PlanReport& p) {
                j.value("calibration_source", std::string("calibration")).c_str(), defaults, from_file,
                unmeasured.empty() ? "" : "; placeholders (not measured): ", unmeasured.c_str());
   if (j.contains("budget_source") && j["budget_source"].is_string()) {
-    std::fprintf(out, "budgets: %s\n", j["budget_source"].get<std::string>().c_str());
+    print_reasons(out, "budgets: ", j["budget_source"].get<std::string>(), 2);
   }
   for (const auto& n : j.value("notes", json::array())) {
-    if (n.is_string()) std::fprintf(out, "note: %s\n", n.get<std::string>().c_str());
+    if (n.is_string()) print_wrapped(out, "note: ", n.get<std::string>(), 2);
   }
-  if (!p.note.empty()) std::fprintf(out, "note: %s\n", p.note.c_str());
+  if (!p.note.empty()) print_wrapped(out, "note: ", p.note, 2);
 }
 
 void print_models(std::FILE* out, const proto::ModelList& m) {

@@ -12,7 +12,12 @@ namespace wand::ctl {
 void print_job_table(std::FILE* out, const proto::JobList& jobs);
 void print_job(std::FILE* out, const proto::JobInfo& job);
 void print_tiers(std::FILE* out, const proto::TiersReport& t);
+// `wanctl plan`: the strategies, each card's peak, and when nothing fits each card's reason and
+// what to change (the tier size to set, the strategy that then fits); lines wrapped at 100
+// columns, one card per line.
 void print_plan(std::FILE* out, const proto::PlanReport& p);
+// Exit status of `wanctl plan` (text or --json): kExitOk with a plan, kExitNoPlan without.
+int plan_exit_code(const proto::PlanReport& p);
 void print_models(std::FILE* out, const proto::ModelList& m);
 // One line for a watch event ("j-3 running step 4/20 denoising 0.81 s/step eta 13s").
 std::string event_line(const proto::JobEvent& e);

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "memory/pool_config.h"
 #include "scheduler/multigpu/parallel_strategy.h"
+#include "scheduler/plan/calibration.h"
 
 namespace wand::daemon {
 
@@ -115,7 +116,17 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
         cfg.models[m.key()] = dir;
       }
     } else if (k == "memory") {
-      if (v.is_null()) continue;  // not configured
+      // Absent or null (the default) or "auto": sized from the machine at start (Note [Auto
+      // memory]); "off": no pool.
+      if (v.is_null() || (v.is_string() && v.get<std::string>() == "auto")) continue;
+      if (v.is_string() && v.get<std::string>() == "off") {
+        cfg.memory_mode = "off";
+        continue;
+      }
+      if (!v.is_object()) {
+        c.bad(k, "expected an object (host, disk, devices, io), \"auto\" (sized from the machine) or \"off\" (no pool)");
+      }
+      cfg.memory_mode = "config";
       try {
         memory::PoolConfig::from_json(v);
       } catch (const Error& e) {
@@ -209,8 +220,80 @@ json config_to_json(const DaemonConfig& c) {
           {"max_clients", c.max_clients},
           {"log_level", c.log_level},
           {"models", c.models},
-          {"memory", c.memory},
+          {"memory", c.memory_mode == "config" ? c.memory : json(c.memory_mode)},
           {"executor", executor_to_json(c.executor)}};
+}
+
+std::vector<CardBudget> card_budgets(const DaemonConfig& cfg) {
+  // Note [Card budget].
+  std::vector<CardBudget> out;
+  if (!cfg.memory.is_object()) return out;
+  const memory::PoolConfig pc = memory::PoolConfig::from_json(cfg.memory);
+  for (std::size_t i = 0; i < pc.devices.size(); ++i) {
+    const memory::DeviceConfig& d = pc.devices[i];
+    CardBudget b;
+    b.index = d.index;
+    b.tier_bytes = d.bytes;
+    b.backend = d.backend;
+    if (d.budget_bytes > 0) {
+      b.budget_bytes = d.budget_bytes;
+      // resolve_memory (auto_memory.h) marks the budgets it filled in.
+      const json& raw = cfg.memory["devices"][i];
+      b.source = raw.is_object() && raw.contains("_budget_source") && raw["_budget_source"].is_string()
+                     ? raw["_budget_source"].get<std::string>()
+                     : "memory.devices[].budget";
+    } else if (cfg.executor.device_budget > 0) {
+      b.budget_bytes = cfg.executor.device_budget;
+      b.source = "executor.device_budget";
+    }
+    out.push_back(b);
+  }
+  return out;
+}
+
+std::vector<std::string> config_warnings(const DaemonConfig& cfg) {
+  std::vector<std::string> w;
+  std::vector<CardBudget> cards;
+  try {
+    cards = card_budgets(cfg);
+  } catch (const Error&) {
+    return w;  // parse_config refused it already
+  }
+  const std::uint64_t context = cfg.executor.context_bytes > 0
+                                    ? cfg.executor.context_bytes
+                                    : static_cast<std::uint64_t>(sched::plan::Calibration::defaults().context_bytes.value);
+  const std::string ctx_src = cfg.executor.context_bytes > 0 ? "executor.context_bytes" : "the default context";
+  for (std::size_t i = 0; i < cards.size(); ++i) {
+    const CardBudget& c = cards[i];
+    const std::string f = "memory.devices[" + std::to_string(i) + "] (device " + std::to_string(c.index) + ")";
+    if (c.budget_bytes == 0) {
+      if (c.backend == "cpu") continue;  // host memory standing in for a card (tests)
+      w.push_back(f + ": a " + format_bytes(c.tier_bytes) +
+                  " device tier and no card budget: the planner takes the tier for the whole card and a job's "
+                  "activations are not checked or chunked; set the card's usable memory, e.g. \"budget\": \"23GiB\" "
+                  "for a 24 GB card (memory.devices[].budget or executor.device_budget; the tier is a part of it, "
+                  "Note [Card budget])");
+      continue;
+    }
+    if (c.tier_bytes >= c.budget_bytes) {
+      w.push_back(f + ": the device tier " + format_bytes(c.tier_bytes) + " is not smaller than the card budget " +
+                  format_bytes(c.budget_bytes) + " (" + c.source +
+                  "): the tier is a part of the budget; leave the activations room beside it (`wanctl plan` names "
+                  "the tier a job needs)");
+      continue;
+    }
+    const std::uint64_t fixed = context + c.tier_bytes;
+    if (fixed >= c.budget_bytes || c.budget_bytes - fixed < kMinActivationRoom) {
+      const std::uint64_t room = fixed >= c.budget_bytes ? 0 : c.budget_bytes - fixed;
+      w.push_back(f + ": the device tier " + format_bytes(c.tier_bytes) + " leaves " +
+                  (room == 0 ? std::string("no activation room") : "only " + format_bytes(room) + " of activation room") +
+                  ": card budget " + format_bytes(c.budget_bytes) + " (" + c.source + ") - context " +
+                  format_bytes(context) + " (" + ctx_src + ") - tier = " + format_bytes(room) +
+                  ", shared by the non-block weights and the activations (an A14B step at 832x480 needs about 5 GiB, "
+                  "at 1280x720 about 10.6 GiB); shrink the tier (`wanctl plan` names the size a job needs)");
+    }
+  }
+  return w;
 }
 
 }  // namespace wand::daemon

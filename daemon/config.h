@@ -7,7 +7,9 @@
 //   nlohmann::json j = config_to_json(c);                        // effective config
 //
 // The "memory" section is memory::PoolConfig's (validated by PoolConfig::from_json)
-// and passed through unchanged to the pool the daemon builds at start. The "executor"
+// and passed through unchanged to the pool the daemon builds at start; absent (or "auto"),
+// the daemon sizes the pool from the machine at start (Note [Auto memory],
+// daemon/auto_memory.h); "off": no pool, models run resident. The "executor"
 // section tunes streamed Wan jobs (used when the pool has a device tier):
 //   "executor": {"device_budget": "24GiB", "context_bytes": "600MiB", "activation_bytes": 0,
 //                "window": 0, "host_window": 0, "chunk_tokens": -1, "pack_dir": "",
@@ -22,6 +24,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -47,6 +50,38 @@ struct ExecutorConfig {
   bool operator!=(const ExecutorConfig& o) const { return !(*this == o); }
 };
 
+// Note [Card budget]: one number per card says how much of it wand may use: the card
+// budget, the whole card's usable memory (e.g. 23 GiB of a 24 GiB card, the rest left to the
+// display and the driver). The planner checks a job against it and the streaming executor
+// checks the same sum at the job's start, so `wanctl plan` and the job agree:
+//   budget >= CUDA context + device tier (weight slots) + non-block weights + activations
+// The device tier (memory.devices[].bytes) is one part of it, allocated whole at start; the
+// activation room a job gets is budget - context - tier - non-block weights. Worked example
+// (1x24gb.json, i2v-A14B 1280x720x81 = 75,600 tokens): budget 23 GiB - context 600 MiB - tier
+// 10 GiB - non-block weights of both experts 0.87 GiB = 11.6 GiB of activation room; the
+// planner's estimate for a CFG step in 16,384-token chunks is 8.7 GiB x 1.125 (the allocator
+// cap) = 9.8 GiB: fits. With the 16 GiB tier the example used to have, the room is 5.6 GiB and
+// no chunk fits. Where the budget comes from, first match (card_budgets()):
+//   1. memory.devices[i].budget;
+//   2. executor.device_budget (the same number for every card without its own);
+//   3. the auto memory section: the card's total memory less kAutoDeviceHeadroom
+//      (daemon/auto_memory.h), also filled in for a configured CUDA card without 1. or 2.
+//      when the daemon can see it (resolve_memory);
+//   4. none: the tier is all the planner knows (it takes the tier for the whole card) and the
+//      executor checks nothing (no allocator cap, no chunking). `wand --check-config` warns.
+// Below this much activation room beside the tier and the context (the non-block weights live
+// there too), `--check-config` warns: the two fp32 residual streams of an A14B step alone take
+// 1.25 GiB at 832x480.
+constexpr std::uint64_t kMinActivationRoom = 2ull << 30;
+
+struct CardBudget {
+  int index = 0;                  // memory.devices[].index
+  std::uint64_t tier_bytes = 0;   // memory.devices[].bytes: the device tier (weight slots)
+  std::uint64_t budget_bytes = 0; // the whole card; 0: none known (4. above)
+  std::string backend = "auto";   // memory.devices[].backend
+  std::string source;             // where budget_bytes came from, in words ("" when none)
+};
+
 struct DaemonConfig {
   std::string socket_path = "/run/wand/wand.sock";
   std::string socket_group;                 // "" = the daemon's own group
@@ -58,8 +93,22 @@ struct DaemonConfig {
   std::string log_level = "info";
   std::map<std::string, std::string> models;  // name -> model directory
   nlohmann::json memory;                      // memory::PoolConfig JSON (null: not configured)
+  // "config": `memory` is the file's section; "auto": none in the file (or "auto"), `memory`
+  // is null until the daemon sizes it from the machine (resolve_memory, auto_memory.h), then
+  // that section; "off": no pool (resident models).
+  std::string memory_mode = "auto";
   ExecutorConfig executor;
 };
+
+// Note [Card budget]: each memory.devices[] entry of cfg.memory with its tier and budget, in
+// memory.devices[] order (empty without a memory section). Throws Error(kConfig) for a bad
+// memory section.
+std::vector<CardBudget> card_budgets(const DaemonConfig& cfg);
+
+// What `wand --check-config` warns about (the daemon starts anyway; each line names the
+// field and says what to change): a device tier without a card budget; a tier that leaves
+// no activation room (budget - context - tier); a tier larger than its card's budget.
+std::vector<std::string> config_warnings(const DaemonConfig& cfg);
 
 nlohmann::json executor_to_json(const ExecutorConfig& e);
 

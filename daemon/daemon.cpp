@@ -1,8 +1,18 @@
 #include "daemon/daemon.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 
@@ -75,19 +85,21 @@ memory::PoolDeps default_pool_deps() {
 #endif
 }
 
-// The whole-card budget of each memory.devices[] entry (Note [Plan card budgets],
-// plan_service.cpp): executor.device_budget for the first, the same headroom over its
-// devices[].bytes for the others; all 0 without executor.device_budget.
-std::vector<std::uint64_t> card_budgets(const memory::PoolConfig& pc, const ExecutorConfig& ex) {
-  std::vector<std::uint64_t> out(pc.devices.size(), 0);
-  if (ex.device_budget == 0 || pc.devices.empty()) return out;
-  const std::uint64_t first = pc.devices[0].bytes;
-  for (std::size_t i = 0; i < pc.devices.size(); ++i) {
-    const std::uint64_t tier = pc.devices[i].bytes;
-    out[i] = tier >= first ? ex.device_budget + (tier - first)
-                           : (ex.device_budget > first - tier ? ex.device_budget - (first - tier) : 0);
-  }
-  return out;
+// The GPU probe of Note [Auto memory] and its name.
+std::pair<GpuProbe, std::string> gpu_probe_of(const DaemonOptions& o) {
+  if (o.gpu_probe) return {o.gpu_probe, o.gpu_source.empty() ? std::string("test") : o.gpu_source};
+#ifdef WAND_DAEMON_CUDA
+  return {cuda_visible_gpus, "cuda"};
+#else
+  return {GpuProbe{}, "none: built without CUDA"};
+#endif
+}
+
+// The memory section the daemon runs with (Note [Auto memory]).
+ResolvedMemory resolved_memory(const DaemonOptions& o, const DaemonConfig& cfg) {
+  const auto [probe, source] = gpu_probe_of(o);
+  if (cfg.memory_mode == "off") return resolve_memory(cfg, MachineFacts{}, {});
+  return resolve_memory(cfg, probe_machine(cfg, probe, source), model_needs(cfg));
 }
 
 #ifdef WAND_HAVE_PLAN_SERVICE
@@ -107,6 +119,9 @@ class PeakPlanner {
       return a.vram_budget_bytes < b.vram_budget_bytes;
     });
     cal_ = plan_calibration(cfg);
+    // Each card with its fixed device tier, as `wanctl plan` plans it (Note [Fixed tier],
+    // scheduler/plan/card_plan.h; Note [Card budget]).
+    for (const auto& d : plan_machine(cfg).devices) devices_[d.index] = d;
   }
 
   std::uint64_t operator()(const sched::JobSpec& spec) {
@@ -142,7 +157,10 @@ class PeakPlanner {
         if (!cards.empty()) cards += ", ";
         cards += slot.name + " " + format_bytes(slot.vram_budget_bytes);
         try {
-          r.peak = sched::plan::predicted_peak_bytes(s->second, spec, {slot.index, slot.vram_budget_bytes}, cal_);
+          sched::plan::DeviceSpec dev{slot.index, slot.vram_budget_bytes, 0};
+          auto d = devices_.find(slot.index);
+          if (d != devices_.end()) dev.tier_bytes = d->second.tier_bytes;
+          r.peak = sched::plan::predicted_peak_bytes(s->second, spec, dev, cal_);
           return r;
         } catch (const Error& e) {
           last = e.what();
@@ -164,17 +182,123 @@ class PeakPlanner {
   const sched::PipelineRegistry& registry_;
   std::vector<sched::DeviceSlot> slots_;  // ascending budget; immutable
   sched::plan::Calibration cal_;          // immutable
+  std::map<int, sched::plan::DeviceSpec> devices_;  // by card index; immutable
   std::mutex mu_;
   std::map<std::string, sched::plan::ModelShape> shapes_;  // model dir -> shape; guarded by mu_
   std::map<std::string, Result> cache_;                    // guarded by mu_
 };
 #endif
 
+// Note [State dir lock]: one daemon per state dir. Two daemons on one directory
+// (say, two sockets) would both replay and append the journal, hand out the same
+// ids and lose each other's jobs. The first holds an exclusive flock on
+// <state_dir>/wand.lock (with its pid written in it, for the message) for its whole
+// life; a second one exits with status 2 naming the holder. flock is released by
+// the kernel when the holder dies, so a crash never leaves a stale lock.
+class StateDirLock {
+ public:
+  explicit StateDirLock(const std::filesystem::path& dir) {
+    const std::filesystem::path path = dir / "wand.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw Error(ErrorCode::kIo, "open " + path.string() + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      char buf[32] = {0};
+      const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+      std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      if (e == EWOULDBLOCK) {
+        throw Error(ErrorCode::kConfig, "state_dir " + dir.string() + " is in use by another wand (pid " + holder +
+                                            ", lock " + path.string() + "); one daemon per state dir");
+      }
+      throw Error(ErrorCode::kIo, "flock " + path.string() + ": " + std::strerror(e));
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The lock holds without the pid (a full disk): the message says "?".
+      log::get("rpc")->warn("state dir lock: pid not written path={} error=\"{}\"", path.string(), std::strerror(errno));
+    }
+  }
+  ~StateDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  StateDirLock(const StateDirLock&) = delete;
+  StateDirLock& operator=(const StateDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// The state dir holds every user's prompts, input images and results: a directory
+// the daemon creates is 0700 (systemd's StateDirectory= sets its own mode). An
+// existing one is left as it is.
+void make_state_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return;
+  if (dir.has_parent_path()) sched::ensure_dir(dir.parent_path());
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Error(ErrorCode::kIo, "create directory " + dir.string() + ": " + std::strerror(errno));
+  }
+}
+
+// Note [Job admission]: a request inside the protocol's ranges can still need more
+// memory than the machine has (tiny-t2v at 4096x4096 with 4093 frames: the daemon was
+// OOM-killed, and again at every restart). So submit refuses, naming the bytes:
+//  - host: the decoded video every pipeline holds at the end, [3, F, H, W] fp32 (what
+//    model::vae_decode_output_bytes gives with elem_bytes 4) plus its RGB uint8 frames
+//    (model::video_frames_from_tensor), against the host's memory (physical RAM, or the
+//    cgroup's memory.max when lower) less the pool's host tier;
+//  - device: with executor.device_budget, the planner's predicted peak on the smallest
+//    card that can run the job (PeakPlanner, the runner's placement estimator).
+std::uint64_t host_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  std::uint64_t bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  if (FILE* f = std::fopen("/sys/fs/cgroup/memory.max", "r")) {
+    unsigned long long limit = 0;
+    if (std::fscanf(f, "%llu", &limit) == 1 && limit > 0 && (bytes == 0 || limit < bytes)) bytes = limit;
+    std::fclose(f);
+  }
+  return bytes;
+}
+
+std::uint64_t decoded_video_host_bytes(const sched::JobSpec& spec) {
+  const std::uint64_t voxels = static_cast<std::uint64_t>(spec.frames) * static_cast<std::uint64_t>(spec.height) *
+                               static_cast<std::uint64_t>(spec.width);
+  return voxels * 3 * 4 + voxels * 3;
+}
+
+// Note [Stuck worker] (job_runner.cpp): how long shutdown waits for the workers.
+constexpr std::chrono::seconds kShutdownGrace{10};
+
 }  // namespace
+
+nlohmann::json ConfigCheck::to_json() const {
+  nlohmann::json j = config_to_json(config);
+  if (config.memory_mode != "config") {
+    j["_memory_resolved"] = {{"mode", config.memory_mode}, {"memory", config.memory}, {"decisions", memory_lines}};
+  } else if (!memory_lines.empty()) {
+    j["memory"] = config.memory;
+    j["_memory_resolved"] = {{"mode", "config"}, {"decisions", memory_lines}};
+  }
+  return j;
+}
+
+ConfigCheck check_config(const DaemonOptions& options) {
+  ConfigCheck c;
+  c.config = checked_config(options);  // Note [Check config]: the daemon's own start checks
+  ResolvedMemory rm = resolved_memory(options, c.config);
+  c.config.memory = rm.memory;
+  c.memory_lines = rm.lines;
+  c.warnings = config_warnings(c.config);
+  return c;
+}
 
 struct Daemon::Impl {
   DaemonOptions options;
-  DaemonConfig config;
+  DaemonConfig config;          // memory: the resolved section (Note [Auto memory])
+  nlohmann::json file_memory;   // the memory section as configured, for reload's comparison
   asio::io_context io;
   std::unique_ptr<sched::JobQueue> queue;
   std::unique_ptr<sched::CheckpointStore> store;
@@ -190,6 +314,8 @@ struct Daemon::Impl {
   std::unique_ptr<HandlerContext> ctx;
   std::unique_ptr<Server> server;
   std::unique_ptr<sched::JobRunner> runner;
+  std::unique_ptr<StateDirLock> state_lock;
+  std::function<void(const sched::JobSpec&)> admit_device;  // Note [Job admission]: the planner's check
   Notifier notifier;
   asio::signal_set signals{io};
   asio::steady_timer status_timer{io};
@@ -257,7 +383,9 @@ struct Daemon::Impl {
       std::map<std::string, std::filesystem::path> m;
       for (const auto& [n, d] : next.models) m[n] = d;
       registry.set_models(m);
-      if (next.memory != config.memory || next.executor != config.executor) {
+      const bool memory_changed =
+          next.memory_mode != config.memory_mode || (next.memory_mode == "config" && next.memory != file_memory);
+      if (memory_changed || next.executor != config.executor) {
         // Note [One pool]: never rebuilt here (a job may be running on it, and the
         // cached pipelines hold its blobs): memory and executor changes need a restart.
         log::get("rpc")->warn("reload: the memory and executor sections take effect at restart (running pool kept)");
@@ -282,6 +410,9 @@ struct Daemon::Impl {
   void build_pool() {
     if (config.memory.is_null()) return;
     const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
+    // A spool directory that does not exist yet is made (a fresh state_dir, the auto
+    // section's <state_dir>/spool), not a reason to stop.
+    if (pc.disk) sched::ensure_dir(pc.disk->dir);
     pool = std::make_unique<memory::MemoryPool>(pc, options.pool_deps ? options.pool_deps() : default_pool_deps());
     // Note [Reserved at start]: the pool takes its host tier (RAM, page-locked when it can:
     // mlock or cudaHostAlloc) and its disk spool (posix_fallocate) in full now, whatever the
@@ -305,7 +436,7 @@ struct Daemon::Impl {
       services.cuda_device = pool->tier(devs[0]).host_addressable() ? -1 : pc.devices[0].index;
     }
     // Note [Daemon slots]: one card per memory.devices[] entry (device_tiers() is in that order).
-    const std::vector<std::uint64_t> budgets = card_budgets(pc, config.executor);
+    const std::vector<CardBudget> budgets = card_budgets(config);  // Note [Card budget]
     for (std::size_t i = 0; i < devs.size() && i < pc.devices.size(); ++i) {
       DeviceService d;
       d.index = pc.devices[i].index;
@@ -313,7 +444,7 @@ struct Daemon::Impl {
       const bool cpu = pool->tier(devs[i]).host_addressable();
       d.cuda_device = cpu ? -1 : d.index;
       d.name = (cpu ? "cpu:" : "cuda:") + std::to_string(d.index);
-      d.budget_bytes = budgets[i];
+      d.budget_bytes = budgets[i].budget_bytes;
       services.devices.push_back(d);
     }
     services.pack_dir = !config.executor.pack_dir.empty() ? config.executor.pack_dir
@@ -331,7 +462,7 @@ struct Daemon::Impl {
     notifier.stopping();
     ctx->accepting = false;
     server->stop_accepting();
-    runner->stop();  // the running job stops at a block boundary and stays queued
+    runner->request_stop();  // the running job stops at a block boundary and stays queued (joined after io.run)
     queue->unsubscribe(listener);
     server->close_all();
     status_timer.cancel();
@@ -349,7 +480,15 @@ int Daemon::run() {
   Impl& d = *impl_;
   d.config = checked_config(d.options);  // Note [Check config]
   log::set_level(d.config.log_level);
-  sched::ensure_dir(d.config.state_dir);
+  make_state_dir(d.config.state_dir);
+  d.state_lock = std::make_unique<StateDirLock>(d.config.state_dir);  // before the journal is read
+  // Note [Auto memory]: the section the pool is built from, and the plan and tiers answers.
+  d.file_memory = d.config.memory;
+  {
+    ResolvedMemory rm = resolved_memory(d.options, d.config);
+    for (const auto& line : rm.lines) log::get("rpc")->info("memory {}: {}", rm.mode, line);
+    d.config.memory = std::move(rm.memory);
+  }
   d.queue = std::make_unique<sched::JobQueue>(d.config.state_dir);
   d.store = std::make_unique<sched::CheckpointStore>(d.config.state_dir);
   for (const auto& r : d.queue->list()) {
@@ -369,6 +508,9 @@ int Daemon::run() {
 #endif
   if (d.pool) {
     auto r = std::make_unique<PoolResourceProvider>(*d.pool, d.options.allocator_stats, plan);
+    std::map<int, std::uint64_t> budgets;
+    for (const DeviceService& dev : d.services.devices) budgets[dev.index] = dev.budget_bytes;
+    r->set_sizing(d.config.memory_mode == "auto" ? "auto" : "config", budgets);
     d.pool_resources = r.get();
     d.resources = std::move(r);
   } else {
@@ -378,9 +520,28 @@ int Daemon::run() {
   }
   d.access = std::make_unique<Access>(d.config.admin_group);
   d.ctx = std::make_unique<HandlerContext>(
-      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true});
+      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true, {}});
+  {
+    // Note [Job admission].
+    const std::uint64_t host = host_memory_bytes();
+    const std::uint64_t pool_host = d.pool ? memory::PoolConfig::from_json(d.config.memory).host_bytes : 0;
+    const std::uint64_t budget = host > pool_host ? host - pool_host : 0;
+    d.ctx->admit = [budget, host, pool_host, &d](const sched::JobSpec& spec) {
+      const std::uint64_t need = decoded_video_host_bytes(spec);
+      if (budget > 0 && need > budget) {
+        throw Error(ErrorCode::kOutOfMemory,
+                    "job (" + std::to_string(spec.width) + "x" + std::to_string(spec.height) + ", " +
+                        std::to_string(spec.frames) + " frames) needs " + format_bytes(need) + " (" +
+                        std::to_string(need) + " bytes) of host memory for its decoded video, more than the " +
+                        format_bytes(budget) + " this host has for jobs (" + format_bytes(host) + " less the pool's " +
+                        format_bytes(pool_host) + " host tier)");
+      }
+      if (d.admit_device) d.admit_device(spec);
+    };
+  }
   ServerOptions so{d.config.socket_path, d.config.socket_group, d.config.socket_mode,
                    d.config.max_message_bytes, d.config.max_clients};
+  apply_timeout_env(so);  // Note [Client limits] (session.h)
   d.server = std::make_unique<Server>(d.io, *d.ctx, so, [&d] {
     asio::post(d.io, [&d] { d.shutdown(); });
   });
@@ -395,9 +556,19 @@ int Daemon::run() {
     sched::JobRunnerOptions ro;
     for (const DeviceService& dev : d.services.devices) ro.slots.push_back({dev.index, dev.budget_bytes, dev.name});
 #ifdef WAND_HAVE_PLAN_SERVICE
-    if (d.config.executor.device_budget > 0) {
+    bool every_budget = true;  // Note [Card budget]: placement needs every card's whole budget
+    for (const auto& s : ro.slots) every_budget = every_budget && s.vram_budget_bytes > 0;
+    if (every_budget) {
       auto planner = std::make_shared<PeakPlanner>(d.config, d.registry, ro.slots);
       ro.estimator = [planner](const sched::JobSpec& spec) { return (*planner)(spec); };
+      // Note [Job admission]: a job no card can run is refused at submit, not failed later.
+      d.admit_device = [planner](const sched::JobSpec& spec) {
+        try {
+          (*planner)(spec);
+        } catch (const Error& e) {
+          if (e.code() == ErrorCode::kOutOfMemory) throw;  // too big for every card
+        }
+      };
     }
 #endif
     std::string names;
@@ -430,6 +601,16 @@ int Daemon::run() {
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGHUP, SIG_IGN);
+  if (!d.runner->stop_within(kShutdownGrace)) {
+    // Note [Stuck worker]: everything acknowledged is in the journal already; the
+    // stuck job is "running" there and is queued again at the next start.
+    log::get("rpc")->error("a worker did not stop within {} s (a job blocked outside its cancel checks); "
+                           "exiting without it",
+                           kShutdownGrace.count());
+    log::get("rpc")->flush();
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
   d.runner.reset();
   d.server.reset();
   d.ctx.reset();

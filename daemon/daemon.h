@@ -18,23 +18,25 @@
 // pipelines that can stream (Wan2.2, registered by the `wand` executable through
 // register_pipelines' PipelineServices) run their DiT blocks from it; `tiers` answers
 // from pool.status_json() (measured, source "pool") plus LibTorch's caching allocator
-// per CUDA device (DaemonOptions::allocator_stats). Without a memory section: resident
-// pipelines, and `tiers` reports nothing measured (source "config").
+// per CUDA device (DaemonOptions::allocator_stats), each tier marked "source": "config" or
+// "auto". Without a memory section the pool is sized from the machine (Note [Auto memory],
+// auto_memory.h): each visible GPU's budget and tier, the host tier from MemAvailable, the
+// spool under state_dir. With "memory": "off": resident pipelines, and `tiers` reports
+// nothing measured (source "config").
 //
 // Note [Daemon slots] (issue 7, job-parallel): with a pool that has device tiers, the
 // runner gets one worker per memory.devices[] entry (sched::DeviceSlot: index = the
 // entry's index, name "cuda:N" or "cpu:N"), each running its own job concurrently on its
 // card, through the pipeline PipelineRegistry::pipeline(model, slot) builds for that card
-// (its device tier, its budget). The card's whole budget is the planner's (Note [Plan card
-// budgets], plan_service.cpp): executor.device_budget for the first device, the same
-// headroom over memory.devices[].bytes for the others. With executor.device_budget set,
-// each job is placed by the planner's predicted peak (plan::predicted_peak_bytes on the
-// smallest card that can run it; cached per model + size + frames; Note [Job placement],
-// job_runner.h): a job too big for every card fails with the planner's message and every
-// card's budget, the others run. Without executor.device_budget there is no whole-card
-// number to check against (the tier bytes are only the block slots), so the slots are
-// unlimited and every job fits every card. Without device tiers (or without a memory
-// section): one worker, resident pipelines, as before issue 7.
+// (its device tier, its budget). The card's whole budget is the one the planner uses (Note
+// [Card budget], config.h: card_budgets()). With a budget known for every card, each job
+// is placed by the planner's predicted peak (plan::predicted_peak_bytes with the card's
+// fixed tier, on the smallest card that can run it; cached per model + size + frames;
+// Note [Job placement], job_runner.h): a job too big for every card fails with the
+// planner's message and every card's budget, the others run. A card without a budget has
+// no whole-card number to check against (the tier bytes are only the block slots), so its
+// slots are unlimited and every job fits it. Without device tiers (or with "memory":
+// "off"): one worker, resident pipelines, as before issue 7.
 // With 2+ cards, executor.parallel decides whether a job taken runs on several of the idle
 // cards at once (Note [Daemon card groups], group_chooser.h; Note [Card groups],
 // job_runner.h): "auto" (default) = planner v2's latency choice for a job alone, "off" =
@@ -51,6 +53,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/auto_memory.h"
 #include "daemon/config.h"
 #include "daemon/resource_provider.h"
 #include "memory/memory_pool.h"
@@ -111,6 +114,10 @@ struct DaemonOptions {
   std::function<memory::PoolDeps()> pool_deps;
   // LibTorch's caching allocator per CUDA device for `tiers` (unset: not reported).
   std::function<AllocatorStats(int cuda_device)> allocator_stats;
+  // The GPUs Note [Auto memory] sizes the pool for (unset: the visible CUDA devices when built
+  // with CUDA, else none) and how they were found (for the messages; "" = "test").
+  GpuProbe gpu_probe;
+  std::string gpu_source;
 };
 
 // The file (or defaults) with the flags applied. Throws Error(kConfig).
@@ -125,6 +132,18 @@ DaemonConfig effective_config(const DaemonOptions& options);
 // so a file the check passes is one the daemon starts with (exit 2 for both otherwise).
 // Throws Error(kConfig).
 DaemonConfig checked_config(const DaemonOptions& options);
+
+// What `wand --check-config` reports: the effective configuration with its memory section
+// resolved the way the daemon would at start (after checked_config's checks) (Note [Auto memory]: probing this machine), the
+// decisions taken, and config_warnings() of the result. Throws Error(kConfig) like
+// effective_config.
+struct ConfigCheck {
+  DaemonConfig config;                // memory: the resolved section (null with "off")
+  std::vector<std::string> memory_lines;
+  std::vector<std::string> warnings;
+  nlohmann::json to_json() const;     // config_to_json + "_memory_resolved" (ignored on reading)
+};
+ConfigCheck check_config(const DaemonOptions& options);
 
 class Daemon {
  public:

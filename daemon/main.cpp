@@ -29,7 +29,8 @@ constexpr const char* kUsage =
     "            [--socket-group GROUP] [--socket-mode MODE] [--admin-group GROUP]\n"
     "            [--log-level trace|debug|info|warn|error|off] [--check-config] [--version]\n"
     "Flags override the configuration file; with no file the built-in defaults apply.\n"
-    "--check-config validates the configuration, prints the effective one, and exits.\n";
+    "--check-config validates the configuration, prints the effective one (with the memory\n"
+    "section sized from this machine when the file has none), warns about card budgets, and exits.\n";
 
 }  // namespace
 
@@ -137,7 +138,12 @@ int main(int argc, char** argv) {
   };
 #ifdef WAND_HAVE_WAN_PIPELINE
   // A LibTorch without CUDA cannot run on CUDA device tiers: keep the pool on the CPU.
-  if (!wand::sched::exec::torch_cuda_available()) o.pool_deps = [] { return wand::memory::PoolDeps{}; };
+  if (!wand::sched::exec::torch_cuda_available()) {
+    o.pool_deps = [] { return wand::memory::PoolDeps{}; };
+    // ... and the auto memory section sizes no CUDA card (Note [Auto memory]).
+    o.gpu_probe = [] { return std::vector<wand::daemon::GpuInfo>{}; };
+    o.gpu_source = "none: LibTorch without CUDA";
+  }
   o.allocator_stats = [](int device) {
     wand::daemon::AllocatorStats a;
     a.reserved_bytes = wand::sched::exec::caching_allocator_reserved(device);
@@ -199,8 +205,15 @@ int main(int argc, char** argv) {
   }
   try {
     if (check_only) {
-      // Note [Check config] (daemon.h): the checks the daemon makes at start, same errors.
-      std::printf("%s\n", wand::daemon::config_to_json(wand::daemon::checked_config(o)).dump(2).c_str());
+      // Note [Check config] (daemon.h): the checks the daemon makes at start, same errors; then
+      // the memory section the daemon would run with (Note [Auto memory]), what it decided
+      // and the warnings (Note [Card budget]) on stderr.
+      const wand::daemon::ConfigCheck check = wand::daemon::check_config(o);
+      std::printf("%s\n", check.to_json().dump(2).c_str());
+      for (const auto& line : check.memory_lines) {
+        std::fprintf(stderr, "wand: memory %s: %s\n", check.config.memory_mode.c_str(), line.c_str());
+      }
+      for (const auto& w : check.warnings) std::fprintf(stderr, "wand: warning: %s\n", w.c_str());
       return 0;
     }
     return wand::daemon::Daemon(o).run();

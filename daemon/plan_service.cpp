@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "memory/pool_config.h"
+#include "scheduler/plan/fit_advice.h"
 #include "scheduler/plan/planner.h"
 
 namespace wand::daemon {
@@ -36,29 +37,44 @@ plan::Calibration plan_calibration(const DaemonConfig& cfg, bool* from_file) {
 
 plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_source) {
   plan::MachineSpec mc = machine_from_memory_config(cfg.memory);
-  // Note [Plan card budgets]: the planner splits a whole-card budget itself (context,
-  // non-block weights, slots, resident blocks, activations). The config's whole-card
-  // number is executor.device_budget (the executor runs on the first device); the other
-  // devices get the same headroom over their device tier. Without device_budget, each
-  // device's memory.devices[].bytes is taken as its whole-card budget.
-  if (cfg.executor.device_budget > 0 && !mc.devices.empty()) {
-    const std::uint64_t first = mc.devices[0].budget_bytes;
-    const std::uint64_t whole = cfg.executor.device_budget;
-    for (auto& d : mc.devices) {
-      const std::uint64_t tier = d.budget_bytes;  // whole - first + tier, never below 0
-      d.budget_bytes = tier >= first ? whole + (tier - first) : (whole > first - tier ? whole - (first - tier) : 0);
-      // The running daemon's device tier is that size, allocated whole at start (Note [Fixed
-      // tier], scheduler/plan/card_plan.h): plan what it will do, not a tier of its own.
-      d.tier_bytes = tier;
+  // Note [Plan card budgets]: the planner splits a card's whole budget itself (context,
+  // non-block weights, slots, resident blocks, activations). The budget is the one of Note
+  // [Card budget] (config.h; the executor checks the same number), and the device tier is
+  // memory.devices[].bytes, allocated whole at start (Note [Fixed tier],
+  // scheduler/plan/card_plan.h): the plan is what the running daemon will do, not a tier of
+  // its own. A card without a known budget is planned with its tier taken as the whole card
+  // (all the planner knows; `wand --check-config` warns about it, and the text says so).
+  const std::vector<CardBudget> cards = card_budgets(cfg);
+  std::vector<std::pair<std::string, std::string>> groups;  // what -> "0,1,..." (cards saying the same)
+  for (std::size_t i = 0; i < mc.devices.size() && i < cards.size(); ++i) {
+    plan::DeviceSpec& d = mc.devices[i];
+    const CardBudget& c = cards[i];
+    std::string what;
+    if (c.budget_bytes > 0) {
+      d.budget_bytes = c.budget_bytes;
+      d.tier_bytes = c.tier_bytes;
+      what = format_bytes(c.budget_bytes) + " card budget (" + c.source + "), device tier " + format_bytes(c.tier_bytes);
+    } else {
+      d.budget_bytes = c.tier_bytes;
+      d.tier_bytes = 0;
+      what = "no card budget configured: the device tier " + format_bytes(c.tier_bytes) +
+             " taken as the whole card (set memory.devices[].budget)";
     }
-    if (budget_source) {
-      *budget_source = "executor.device_budget (" + format_bytes(cfg.executor.device_budget) + ") for device " +
-                       std::to_string(mc.devices[0].index) +
-                       "; other devices: the same headroom over their memory.devices[].bytes";
+    bool found = false;
+    for (auto& [w, devs] : groups) {
+      if (w == what) {
+        devs += "," + std::to_string(c.index);
+        found = true;
+      }
     }
-  } else if (budget_source) {
-    *budget_source = "memory.devices[].bytes taken as each card's whole budget (no executor.device_budget)";
+    if (!found) groups.emplace_back(what, std::to_string(c.index));
   }
+  std::string text;
+  for (const auto& [what, devs] : groups) {
+    text += (text.empty() ? "" : "; ") + std::string(devs.find(',') == std::string::npos ? "device " : "devices ") +
+            devs + ": " + what;
+  }
+  if (budget_source) *budget_source = text;
   return mc;
 }
 
@@ -67,7 +83,8 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegi
   proto::PlanReport r;
   r.available = false;
   if (cfg.memory.is_null()) {
-    r.note = "no memory section configured: the planner needs the device and host budgets";
+    r.note = cfg.memory_mode == "off" ? "\"memory\": \"off\": no pool, models run resident (nothing to plan)"
+                                      : "no memory pool: the planner needs the device and host budgets";
     return r;
   }
   fs::path model_dir;
@@ -82,7 +99,9 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegi
     std::string budget_source;
     plan::MachineSpec mc = plan_machine(cfg, &budget_source);
     if (mc.devices.empty()) {
-      r.note = "the memory section lists no devices: nothing to plan on";
+      r.note = cfg.memory_mode == "auto" ? "no GPU on this machine (the auto memory section has no device tier): "
+                                           "models run resident, nothing to plan on"
+                                         : "the memory section lists no devices: nothing to plan on";
       return r;
     }
     const fs::path cal_file = calibration_path(cfg);
@@ -90,11 +109,32 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegi
     const plan::Calibration cal = plan_calibration(cfg, &have_cal);
     const plan::ModelShape shape = plan::model_shape_from_dir(model_dir);
     json j;
-    if (mc.devices.size() == 1) {
-      j = plan::plan_single_card(shape, spec, mc.devices[0], mc.host_bytes, cal).to_json(shape, cal);
-    } else {
-      j = plan::plan_multi(shape, {spec}, mc, cal).to_json(shape, cal, mc);
+    try {
+      if (mc.devices.size() == 1) {
+        j = plan::plan_single_card(shape, spec, mc.devices[0], mc.host_bytes, cal).to_json(shape, cal);
+      } else {
+        j = plan::plan_multi(shape, {spec}, mc, cal).to_json(shape, cal, mc);
+      }
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kConfig) throw;
+      // Nothing fits: what to change (Note [Fit advice], scheduler/plan/fit_advice.h), per card.
+      const plan::FitAdvice advice = plan::advise_fit(shape, spec, mc, cal);
+      bool any_card_fails = false;
+      for (const auto& c : advice.cards) any_card_fails = any_card_fails || !c.fits;
+      if (!any_card_fails) throw;  // not a card's budget (e.g. the host's): the message says
+      const plan::JobGeometry g = plan::job_geometry(shape, spec);
+      r.available = false;
+      r.note = shape.variant + " " + std::to_string(g.width) + "x" + std::to_string(g.height) + "x" +
+               std::to_string(g.frames) + " fits no card as configured";
+      r.plan = advice.to_json();
+      r.plan["fits"] = false;
+      r.plan["model"] = shape.to_json();
+      r.plan["job"] = g.to_json();
+      r.plan["budget_source"] = budget_source;
+      r.plan["planner_message"] = e.what();
+      return r;
     }
+    j["fits"] = true;
     j["budget_source"] = budget_source;
     j["calibration_file"] = have_cal ? cal_file.string() : "";
     j["calibration_source"] = have_cal ? "file " + cal_file.string()

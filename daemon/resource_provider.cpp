@@ -33,20 +33,22 @@ proto::TiersReport ConfigResourceProvider::tiers() {
   r.source = "config";
   r.tiers = json::array();
   if (mem.is_null()) {
-    r.note = "no memory section configured: no memory pool, nothing to report";
+    r.note = "no memory pool (\"memory\": \"off\"): models run resident, nothing to report";
     return r;
   }
   r.note = "configured budgets only, no usage figures";
   memory::PoolConfig pc = memory::PoolConfig::from_json(mem);
   for (const auto& d : pc.devices) {
-    r.tiers.push_back({{"name", "device" + std::to_string(d.index)}, {"kind", "device"},
-                       {"index", d.index}, {"bytes_capacity", d.bytes}, {"backend", d.backend}});
+    json t = {{"name", "device" + std::to_string(d.index)}, {"kind", "device"}, {"index", d.index},
+              {"bytes_capacity", d.bytes}, {"backend", d.backend}, {"source", "config"}};
+    if (d.budget_bytes > 0) t["card_budget_bytes"] = d.budget_bytes;
+    r.tiers.push_back(t);
   }
   r.tiers.push_back({{"name", "host"}, {"kind", "host"}, {"bytes_capacity", pc.host_bytes},
-                     {"pinned", pc.host_pinned}});
+                     {"pinned", pc.host_pinned}, {"source", "config"}});
   if (pc.disk) {
     r.tiers.push_back({{"name", "disk"}, {"kind", "disk"}, {"bytes_capacity", pc.disk->bytes},
-                       {"dir", pc.disk->dir}});
+                       {"dir", pc.disk->dir}, {"source", "config"}});
   }
   return r;
 }
@@ -63,8 +65,21 @@ void PoolResourceProvider::set_note(std::string note) {
   note_ = std::move(note);
 }
 
+void PoolResourceProvider::set_sizing(std::string source, std::map<int, std::uint64_t> card_budgets) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sizing_ = std::move(source);
+  budgets_ = std::move(card_budgets);
+}
+
 proto::TiersReport PoolResourceProvider::tiers() {
   const json s = pool_.status_json();
+  std::string sizing;
+  std::map<int, std::uint64_t> budgets;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sizing = sizing_;
+    budgets = budgets_;
+  }
   proto::TiersReport r;
   r.measured = true;
   r.source = "pool";
@@ -76,6 +91,11 @@ proto::TiersReport PoolResourceProvider::tiers() {
     // Note [Reserved at start] (daemon.cpp): host RAM and the disk spool are taken in full.
     const std::string kind = t.value("kind", std::string());
     if (kind == "host" || kind == "disk") t["reserved_bytes"] = t["bytes_capacity"];
+    t["source"] = sizing;  // who sized the tier: "config" or "auto" (Note [Auto memory])
+    if (t.value("kind", std::string()) == "device") {
+      auto b = budgets.find(t.value("device", -1));
+      if (b != budgets.end() && b->second > 0) t["card_budget_bytes"] = b->second;
+    }
     if (alloc_ && t.value("kind", std::string()) == "device" && t.value("backend", std::string()) == "cuda") {
       const AllocatorStats a = alloc_(t.value("device", 0));
       t["allocator_reserved_bytes"] = a.reserved_bytes;
@@ -85,6 +105,7 @@ proto::TiersReport PoolResourceProvider::tiers() {
   }
   r.note = "io_engine=" + s.value("io_engine", std::string("?")) + " blobs=" +
            std::to_string(s.value("blobs", std::uint64_t{0}));
+  if (sizing == "auto") r.note += "; tiers sized from this machine at start (no memory section; wand --check-config shows how)";
   std::lock_guard<std::mutex> lock(mu_);
   if (!note_.empty()) r.note += "; " + note_;
   return r;

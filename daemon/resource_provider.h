@@ -1,7 +1,8 @@
 // ResourceProvider: where `tiers` and `plan` answers come from.
 // - PoolResourceProvider: the daemon's memory pool (Note [One pool], daemon.h):
 //   pool.status_json() per tier (measured = true, source = "pool") plus, per CUDA
-//   device tier, LibTorch's caching allocator reserved / peak reserved bytes.
+//   device tier, LibTorch's caching allocator reserved / peak reserved bytes; every tier
+//   carries "source": "config" or "auto" (who sized it) and device tiers their card budget.
 // - ConfigResourceProvider: no pool configured: the configured budgets, if any, and
 //   says so (measured = false, source = "config"). No invented numbers.
 // Both answer `plan` through the PlanFn they are given (the planner, daemon/plan_service.h,
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -66,6 +68,10 @@ class PoolResourceProvider : public ResourceProvider {
   PoolResourceProvider(memory::MemoryPool& pool, AllocatorStatsFn alloc, PlanFn plan = {});
   // A note appended to every tiers answer (e.g. "memory config changed: restart to apply").
   void set_note(std::string note);
+  // Where the tier sizes came from, set as every tier's "source": "config" (the memory
+  // section) or "auto" (Note [Auto memory], auto_memory.h), default "config"; and each card's
+  // whole budget by device index (Note [Card budget], config.h), reported as card_budget_bytes.
+  void set_sizing(std::string source, std::map<int, std::uint64_t> card_budgets = {});
   proto::TiersReport tiers() override;
   proto::PlanReport plan(const sched::JobSpec& spec) override;
 
@@ -75,6 +81,8 @@ class PoolResourceProvider : public ResourceProvider {
   PlanFn plan_;
   std::mutex mu_;
   std::string note_;  // guarded by mu_
+  std::string sizing_ = "config";  // guarded by mu_
+  std::map<int, std::uint64_t> budgets_;  // guarded by mu_
 };
 
 }  // namespace wand::daemon

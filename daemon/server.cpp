@@ -1,6 +1,8 @@
 #include "daemon/server.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -121,12 +123,7 @@ void Server::accept() {
       return;
     } else {
       auto s = std::make_shared<Session>(*this, std::move(socket));
-      if (static_cast<int>(sessions_.size()) >= options_.max_clients) {
-        s->send(proto::ErrorReply{proto::errc::kInternal, "too many clients (max_clients)"}, true);
-      } else {
-        sessions_[s.get()] = s;
-        s->start();
-      }
+      s->start();  // identifies the peer, then admit()s itself or refuses the connection
     }
     accept();
   });
@@ -149,6 +146,41 @@ void Server::close_all() {
 }
 
 void Server::session_closed(Session* s) { sessions_.erase(s); }
+
+bool Server::admit(const std::shared_ptr<Session>& s, bool admin) {
+  const int reserve = std::min(options_.admin_reserve, std::max(0, options_.max_clients - 1));
+  const int limit = admin ? options_.max_clients : options_.max_clients - reserve;
+  if (static_cast<int>(sessions_.size()) >= limit) return false;
+  sessions_[s.get()] = s;
+  return true;
+}
+
+void apply_timeout_env(ServerOptions& o) {
+  const char* env = std::getenv("WAND_CLIENT_TIMEOUTS");
+  if (!env || !*env) return;
+  std::string spec = env;
+  std::size_t pos = 0;
+  while (pos < spec.size()) {
+    std::size_t comma = spec.find(',', pos);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string item = spec.substr(pos, comma - pos);
+    pos = comma + 1;
+    const std::size_t eq = item.find('=');
+    double sec = -1;
+    try {
+      if (eq != std::string::npos) sec = std::stod(item.substr(eq + 1));
+    } catch (const std::exception&) {
+    }
+    const std::string key = eq == std::string::npos ? item : item.substr(0, eq);
+    if (sec <= 0) throw Error(ErrorCode::kConfig, "WAND_CLIENT_TIMEOUTS: '" + item + "' is not name=seconds (> 0)");
+    const auto ms = std::chrono::milliseconds(static_cast<long long>(sec * 1000));
+    if (key == "hello") o.hello_timeout = ms;
+    else if (key == "frame") o.frame_timeout = ms;
+    else if (key == "idle") o.idle_timeout = ms;
+    else if (key == "write") o.write_timeout = ms;
+    else throw Error(ErrorCode::kConfig, "WAND_CLIENT_TIMEOUTS: unknown timeout '" + key + "' (hello, frame, idle, write)");
+  }
+}
 
 void Server::add_watcher(const std::string& job, const std::shared_ptr<Session>& s) {
   watchers_[job].push_back(s);

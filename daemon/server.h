@@ -14,6 +14,7 @@
 // Every method runs on the io thread (listen before run()).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,7 +37,21 @@ struct ServerOptions {
   unsigned socket_mode = 0660;
   std::uint32_t max_message_bytes = 8u << 20;
   int max_clients = 512;
+  // Note [Client limits] (session.h): the last admin_reserve of max_clients are kept
+  // for members of the admin group, so a user holding every connection cannot lock
+  // an admin out.
+  int admin_reserve = 8;
+  std::chrono::milliseconds hello_timeout{10000};
+  std::chrono::milliseconds frame_timeout{30000};
+  std::chrono::milliseconds idle_timeout{300000};
+  std::chrono::milliseconds write_timeout{60000};
+  std::size_t pause_read_bytes = 1u << 20;   // stop reading requests above this much unread output
+  std::size_t max_queued_bytes = 64u << 20;  // close the client above this much (events pile up)
 };
+
+// ServerOptions with the timeouts WAND_CLIENT_TIMEOUTS names replaced
+// ("hello=10,frame=30,idle=300,write=60", seconds, any subset); throws Error(kConfig).
+void apply_timeout_env(ServerOptions& o);
 
 class Server {
  public:
@@ -59,6 +74,10 @@ class Server {
   std::uint32_t max_message_bytes() const { return options_.max_message_bytes; }
   void add_watcher(const std::string& job, const std::shared_ptr<Session>& s);
   void session_closed(Session* s);
+  // Note [Client limits]: registers a session whose peer is known; false when full
+  // (for this peer: non-admins leave admin_reserve free).
+  bool admit(const std::shared_ptr<Session>& s, bool admin);
+  const ServerOptions& options() const { return options_; }
   void request_shutdown() { on_shutdown_request_(); }
   nlohmann::json tiers_snapshot();
 

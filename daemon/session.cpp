@@ -1,5 +1,10 @@
 #include "daemon/session.h"
 
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
 #include "common/error.h"
 #include "common/log.h"
 #include "daemon/job_view.h"
@@ -9,14 +14,45 @@
 #include "proto/hello.h"
 #include "proto/requests.h"
 #include "proto/version.h"
+#include "scheduler/durable_file.h"
 
 namespace wand::daemon {
 
 namespace asio = boost::asio;
 using nlohmann::json;
 
+namespace {
+
+// Note [Client limits]: deeper JSON than any request needs is refused before parsing
+// (a 3.9M-level frame took the parser 1.6 s on the io thread, stalling every client).
+constexpr int kMaxJsonDepth = 32;
+
+// The nesting depth of a JSON text (brackets outside strings), stopping past `limit`.
+int json_depth(const std::string& s, int limit) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false, escape = false;
+  for (char c : s) {
+    if (in_string) {
+      if (escape) escape = false;
+      else if (c == '\\') escape = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') {
+      if (++depth > max_depth) max_depth = depth;
+      if (max_depth > limit) return max_depth;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+}  // namespace
+
 Session::Session(Server& server, asio::local::stream_protocol::socket socket)
-    : server_(server), socket_(std::move(socket)) {}
+    : server_(server), socket_(std::move(socket)), deadline_(socket_.get_executor()) {}
 
 void Session::start() {
   try {
@@ -26,50 +62,142 @@ void Session::start() {
     close();
     return;
   }
+  if (!server_.admit(shared_from_this(), peer_.admin)) {
+    const auto& o = server_.options();
+    log::get("rpc")->warn("connection refused uid={} reason=too_many_clients max_clients={} admin_reserve={}",
+                          peer_.uid, o.max_clients, o.admin_reserve);
+    refuse(proto::errc::kTooManyClients,
+           "too many clients (max_clients " + std::to_string(o.max_clients) + ", of which " +
+               std::to_string(o.admin_reserve) + " are kept for admins); try again later");
+    return;
+  }
   log::get("rpc")->debug("connect uid={} gid={} pid={} admin={}", peer_.uid, peer_.gid, peer_.pid,
                          peer_.admin);
-  read_header();
+  connected_at_ = std::chrono::steady_clock::now();
+  arm_deadline();
+  read_more();
 }
 
-void Session::read_header() {
-  auto self = shared_from_this();
-  asio::async_read(socket_, asio::buffer(header_, sizeof header_),
-                   [self](boost::system::error_code ec, std::size_t) {
-                     if (ec) {
-                       self->close();  // EOF (possibly inside the header) or a reset
-                       return;
-                     }
-                     std::uint32_t len = proto::decode_frame_length(self->header_);
-                     if (len > self->server_.max_message_bytes()) {
-                       log::get("rpc")->warn("frame too large uid={} bytes={} max={}",
-                                             self->peer_.uid, len,
-                                             self->server_.max_message_bytes());
-                       self->send(proto::ErrorReply{proto::errc::kFrameTooLarge,
-                                                    "frame of " + std::to_string(len) +
-                                                        " bytes exceeds the maximum of " +
-                                                        std::to_string(self->server_.max_message_bytes())},
-                                  /*close_after=*/true);
-                       return;
-                     }
-                     self->read_body(len);
-                   });
+void Session::refuse(const char* code, const std::string& message) {
+  const std::string frame = proto::encode_frame(proto::response_to_json(proto::ErrorReply{code, message}).dump());
+  // Non-blocking and best effort: the peer may not read at all.
+  (void)::send(socket_.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  closed_ = true;  // never registered, or about to be dropped: no session_closed needed for refusals
+  boost::system::error_code ec;
+  deadline_.cancel();
+  socket_.shutdown(asio::socket_base::shutdown_both, ec);
+  socket_.close(ec);
 }
 
-void Session::read_body(std::uint32_t len) {
-  body_.assign(len, '\0');
+void Session::arm_deadline() {
+  if (closed_) return;
+  const ServerOptions& o = server_.options();
+  using clock = std::chrono::steady_clock;
+  clock::time_point at;
+  std::string why;
+  if (!out_.empty()) {
+    at = clock::now() + o.write_timeout, why = "write";  // re-armed at each completed write
+  } else if (!hello_done_) {
+    at = connected_at_ + o.hello_timeout, why = "hello";  // from the connection, not the last byte
+  } else if (header_got_ > 0) {
+    at = frame_started_at_ + o.frame_timeout, why = "frame";
+  } else if (!watching_) {
+    at = clock::now() + o.idle_timeout, why = "idle";
+  } else {
+    ++deadline_gen_;  // watching: events come when the job moves
+    deadline_.cancel();
+    return;
+  }
+  const std::uint64_t gen = ++deadline_gen_;
+  deadline_.expires_at(at);
   auto self = shared_from_this();
-  asio::async_read(socket_, asio::buffer(body_.data(), body_.size()),
-                   [self](boost::system::error_code ec, std::size_t) {
-                     if (ec) {
-                       self->close();  // disconnected mid-frame
-                       return;
-                     }
-                     self->handle_frame();
-                     if (!self->closed_ && !self->closing_) self->read_header();
-                   });
+  deadline_.async_wait([self, gen, why](boost::system::error_code ec) {
+    if (ec || self->closed_ || gen != self->deadline_gen_) return;
+    self->on_deadline(why);
+  });
+}
+
+void Session::on_deadline(const std::string& why) {
+  const ServerOptions& o = server_.options();
+  const auto ms = why == "hello" ? o.hello_timeout : why == "frame" ? o.frame_timeout
+                  : why == "idle" ? o.idle_timeout : o.write_timeout;
+  const std::string secs = std::to_string(ms.count() / 1000.0);
+  std::string text = why == "hello"   ? "no hello within " + secs + " s"
+                     : why == "frame" ? "a frame was not completed within " + secs + " s"
+                     : why == "idle"  ? "idle for " + secs + " s"
+                                      : "the client read none of its replies for " + secs + " s";
+  log::get("rpc")->info("client timed out uid={} reason={} detail=\"{}\"", peer_.uid, why, text);
+  const std::string frame =
+      proto::encode_frame(proto::response_to_json(proto::ErrorReply{proto::errc::kTimeout, text}).dump());
+  (void)::send(socket_.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  close();
+}
+
+void Session::read_more() {
+  if (closed_ || closing_) return;
+  if (out_bytes_ > server_.options().pause_read_bytes) {  // Note [Client limits]
+    read_paused_ = true;
+    arm_deadline();
+    return;
+  }
+  read_paused_ = false;
+  auto self = shared_from_this();
+  socket_.async_read_some(asio::buffer(chunk_), [self](boost::system::error_code ec, std::size_t n) {
+    if (ec) {
+      self->close();  // EOF (possibly mid-frame) or a reset
+      return;
+    }
+    self->consume(self->chunk_.data(), n);
+    self->read_more();
+  });
+}
+
+void Session::consume(const char* p, std::size_t n) {
+  while (n > 0 && !closed_ && !closing_) {
+    if (header_got_ < sizeof header_) {
+      const bool first = header_got_ == 0;
+      const std::size_t take = std::min(n, sizeof header_ - header_got_);
+      std::memcpy(header_ + header_got_, p, take);
+      header_got_ += take;
+      p += take;
+      n -= take;
+      if (first) {  // a frame began: the frame deadline runs
+        frame_started_at_ = std::chrono::steady_clock::now();
+        arm_deadline();
+      }
+      if (header_got_ < sizeof header_) return;
+      body_len_ = proto::decode_frame_length(header_);
+      if (body_len_ > server_.max_message_bytes()) {
+        log::get("rpc")->warn("frame too large uid={} bytes={} max={}", peer_.uid, body_len_,
+                              server_.max_message_bytes());
+        send(proto::ErrorReply{proto::errc::kFrameTooLarge, "frame of " + std::to_string(body_len_) +
+                                                                " bytes exceeds the maximum of " +
+                                                                std::to_string(server_.max_message_bytes())},
+             /*close_after=*/true);
+        return;
+      }
+      body_.clear();  // grows with the bytes that come (Note [Client limits])
+    }
+    const std::size_t take = std::min<std::size_t>(n, body_len_ - body_.size());
+    body_.append(p, take);
+    p += take;
+    n -= take;
+    if (body_.size() == body_len_) {
+      header_got_ = 0;
+      handle_frame();
+      arm_deadline();
+    }
+  }
 }
 
 void Session::handle_frame() {
+  if (json_depth(body_, kMaxJsonDepth) > kMaxJsonDepth) {
+    body_.clear();
+    body_.shrink_to_fit();
+    send(proto::ErrorReply{proto::errc::kBadFrame,
+                           "frame body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels"});
+    return;
+  }
   json j = json::parse(body_, nullptr, /*allow_exceptions=*/false);
   body_.clear();
   body_.shrink_to_fit();
@@ -101,12 +229,16 @@ void Session::handle_frame() {
     proto::Hello reply{proto::kProtocolVersion, proto::server_capabilities(), "wand 0.1.0",
                        peer_.uid, peer_.gid, peer_.admin};
     json rj = reply;
-    out_.push_back(proto::encode_frame(rj.dump()));
-    if (out_.size() == 1) write_next();
+    queue_frame(proto::encode_frame(rj.dump()));
     return;
   }
   try {
     handle_request(j);
+  } catch (const sched::DiskFullError& e) {
+    // Note [Disk full]: the change was not made (nothing journaled); reads go on.
+    log::get("rpc")->error("request failed uid={} error=\"{}\"", peer_.uid, e.what());
+    send(proto::ErrorReply{proto::errc::kDiskFull,
+                           std::string("the daemon's disk is full; nothing was changed: ") + e.what()});
   } catch (const Error& e) {
     log::get("rpc")->error("request failed uid={} error=\"{}\"", peer_.uid, e.what());
     send(proto::ErrorReply{proto::errc::kInternal, e.what()});
@@ -160,7 +292,10 @@ void Session::handle_request(const json& j) {
           }
           const auto& rec = std::get<sched::JobRecord>(v);
           send(proto::JobEvent{"state", to_job_info(rec), server_.tiers_snapshot()});
-          if (!sched::is_terminal(rec.phase)) server_.add_watcher(rec.id, shared_from_this());
+          if (!sched::is_terminal(rec.phase)) {
+            server_.add_watcher(rec.id, shared_from_this());
+            watching_ = true;
+          }
         }
       },
       req);
@@ -168,20 +303,37 @@ void Session::handle_request(const json& j) {
 
 void Session::send(const proto::Response& r, bool close_after) {
   if (closed_ || closing_) return;
-  out_.push_back(proto::encode_frame(proto::response_to_json(r).dump()));
   if (close_after) closing_ = true;
+  // Replies are bounded by the requests read (reading pauses, read_more); only events
+  // come unasked, so only they can pile up without end.
+  queue_frame(proto::encode_frame(proto::response_to_json(r).dump()), std::holds_alternative<proto::JobEvent>(r));
+}
+
+void Session::queue_frame(std::string frame, bool event) {
+  if (closed_) return;
+  if (event && out_bytes_ + frame.size() > server_.options().max_queued_bytes) {
+    // Note [Client limits]: events for a client that reads nothing pile up; drop it.
+    log::get("rpc")->warn("client dropped uid={} reason=unread_replies bytes={} max={}", peer_.uid,
+                          out_bytes_ + frame.size(), server_.options().max_queued_bytes);
+    close();
+    return;
+  }
+  out_bytes_ += frame.size();
+  out_.push_back(std::move(frame));
   if (out_.size() == 1) write_next();
 }
 
 void Session::write_next() {
   if (out_.empty() || closed_) return;
   auto self = shared_from_this();
+  arm_deadline();
   asio::async_write(socket_, asio::buffer(out_.front()),
                     [self](boost::system::error_code ec, std::size_t) {
                       if (ec) {
                         self->close();
                         return;
                       }
+                      self->out_bytes_ -= self->out_.front().size();
                       self->out_.pop_front();
                       if (!self->out_.empty()) {
                         self->write_next();
@@ -191,13 +343,20 @@ void Session::write_next() {
                         self->shutdown_after_write_ = false;
                         self->server_.request_shutdown();
                       }
-                      if (self->closing_) self->close();
+                      if (self->closing_) {
+                        self->close();
+                        return;
+                      }
+                      self->arm_deadline();
+                      if (self->read_paused_) self->read_more();
                     });
 }
 
 void Session::close() {
   if (closed_) return;
   closed_ = true;
+  ++deadline_gen_;
+  deadline_.cancel();
   boost::system::error_code ec;
   socket_.shutdown(asio::socket_base::shutdown_both, ec);
   socket_.close(ec);

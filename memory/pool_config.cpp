@@ -114,6 +114,7 @@ PoolConfig PoolConfig::from_json(const nlohmann::json& j) {
       const auto* b = member(d, "bytes", f);
       if (!b) bad(f + ".bytes", "missing");
       dc.bytes = parse_bytes(*b, f + ".bytes");
+      if (const auto* bu = member(d, "budget", f)) dc.budget_bytes = parse_bytes(*bu, f + ".budget");
       if (const auto* be = member(d, "backend", f)) {
         if (!be->is_string()) bad(f + ".backend", "expected \"auto\", \"cuda\" or \"cpu\"");
         dc.backend = be->get<std::string>();
@@ -160,7 +161,11 @@ nlohmann::json PoolConfig::to_json() const {
   j["host"] = {{"bytes", host_bytes}, {"pinned", host_pinned}};
   if (disk) j["disk"] = {{"dir", disk->dir}, {"bytes", disk->bytes}};
   j["devices"] = nlohmann::json::array();
-  for (const auto& d : devices) j["devices"].push_back({{"index", d.index}, {"bytes", d.bytes}, {"backend", d.backend}});
+  for (const auto& d : devices) {
+    nlohmann::json e = {{"index", d.index}, {"bytes", d.bytes}, {"backend", d.backend}};
+    if (d.budget_bytes > 0) e["budget"] = d.budget_bytes;
+    j["devices"].push_back(e);
+  }
   j["io"] = {{"engine", io.kind}, {"queue_depth", io.queue_depth}, {"chunk_bytes", io.chunk_bytes},
              {"psync_threads", io.psync_threads}};
   return j;

@@ -3,13 +3,17 @@
 //
 //   {"host":    {"bytes": "24GiB", "pinned": true},
 //    "disk":    {"dir": "/var/lib/wand/spool", "bytes": "200GiB"},
-//    "devices": [{"index": 0, "bytes": "70GiB", "backend": "auto"}],
+//    "devices": [{"index": 0, "bytes": "16GiB", "budget": "23GiB", "backend": "auto"}],
 //    "io":      {"engine": "auto", "queue_depth": 32, "chunk_bytes": "4MiB"}}
 //
 //   PoolConfig cfg = PoolConfig::from_json(j);   // throws wand::Error(kConfig) naming the field
 //
 // "backend" is "auto" (CUDA when the pool is built with the CUDA factory and the GPU
 // exists, else the CPU device tier), "cuda" or "cpu".
+// A device's "bytes" is its device tier (the weight slots the DiT blocks stream through, one
+// allocation at start); "budget" (optional) is the whole card's usable memory, of which the
+// tier is a part (Note [Card budget], daemon/config.h). The pool itself allocates only the
+// tier; the budget is for the planner and the streaming executor.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +29,9 @@ namespace wand::memory {
 
 struct DeviceConfig {
   int index = 0;
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0;          // the device tier (weight slots)
   std::string backend = "auto";
+  std::uint64_t budget_bytes = 0;   // the whole card's usable memory; 0: not configured
 };
 
 struct DiskConfig {

@@ -111,6 +111,11 @@ WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir
   cfg_ = read_dir_config(dir_);
   const fs::path vae_path = dir_ / (is_ti2v(cfg_) ? kVae22Name : kVae21Name);
   if (!fs::exists(vae_path)) throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + vae_path.filename().string());
+  {  // The VAE's architecture and size from its shapes (no weights read): the job's memory plan.
+    PthFile vf(vae_path.string());
+    vae_cfg_ = VaeConfig::from_checkpoint(vf);
+    for (const auto& n : vf.names()) vae_weight_bytes_ += static_cast<std::int64_t>(vf.info(n).numel() * 4);  // fp32 run
+  }
   device_ = opt_.device ? *opt_.device : default_device();
   run_ = opt_.run_dtype ? *opt_.run_dtype : (device_.is_cuda() ? RunDtype::kBFloat16 : RunDtype::kFloat32);
   text_ = opt_.text_encoder ? opt_.text_encoder : make_umt5_text_encoder(dir_, device_, run_);
@@ -232,6 +237,40 @@ void WanGenerator::validate_request(const WanConfig& cfg, const GenRequest& req)
   }
 }
 
+GenGeometry WanGenerator::geometry(const GenRequest& req) const {
+  validate(req);
+  at::Tensor rgb;
+  if (req.image_rgb.defined()) {
+    rgb = req.image_rgb;
+  } else if (!req.image_bytes.empty()) {
+    rgb = image_from_bytes(req.image_bytes);
+  }
+  GenState st;
+  st.has_image = rgb.defined();
+  resolve_size(req, st.has_image ? rgb.size(0) : 0, st.has_image ? rgb.size(1) : 0, st);
+  GenGeometry g;
+  g.has_image = st.has_image;
+  g.width = st.width;
+  g.height = st.height;
+  g.frames = st.frames;
+  g.lat_f = st.lat_f;
+  g.lat_h = st.lat_h;
+  g.lat_w = st.lat_w;
+  g.seq_len = st.seq_len;
+  return g;
+}
+
+VaeDecodePlan WanGenerator::plan_decode(const GenGeometry& g, std::int64_t budget_bytes) const {
+  VaeDecodeOptions o;
+  o.budget_bytes = budget_bytes;
+  o.output_on_cpu = true;
+  return Vae::plan_decode(vae_cfg_, vae_weight_bytes_, device_, at::kFloat, {g.lat_f, g.lat_h, g.lat_w}, o);
+}
+
+void WanGenerator::phase(const char* name) const {
+  if (opt_.on_phase) opt_.on_phase(name);
+}
+
 void WanGenerator::resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const {
   const RequestRules rules = rules_of(cfg_);
   const int64_t w = req.width ? req.width : rules.default_width;
@@ -301,6 +340,7 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   // Text: the prompt and the default negative prompt when empty (reference §5.5); two separate
   // encodes, or one call of text_encoder_many that runs both (the same per-text results).
   checkpoint();
+  phase("text");
   const std::string negative = req.negative.empty() ? default_negative_prompt() : req.negative;
   if (opt_.text_encoder_many) {
     std::vector<at::Tensor> both = opt_.text_encoder_many({req.prompt, negative});
@@ -326,14 +366,34 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     at::Tensor img = bicubic_resize(unit_image(rgb), st.height, st.width);  // [3, h, w]
     at::Tensor video = at::cat({img.unsqueeze(1), at::zeros({3, st.frames - 1, st.height, st.width}, at::kFloat)}, 1);
     checkpoint();
-    at::Tensor lat = vae().encode(video.to(device_));  // [16, Fl, lat_h, lat_w]
+    phase("encode");
+    at::Tensor lat;
+    if (opt_.vae_budget) {
+      // Note [VAE per phase]: the budget before the VAE is loaded; the video stays in host
+      // memory and the encode streams it frame chunk by frame chunk when it must.
+      VaeEncodeOptions eo;
+      eo.budget_bytes = opt_.vae_budget();
+      log::get("model")->info("encode budget={}", format_bytes(static_cast<std::uint64_t>(eo.budget_bytes)));
+      lat = vae().encode(video, eo);  // [16, Fl, lat_h, lat_w]
+      vae_.reset();
+    } else {
+      lat = vae().encode(video.to(device_));
+    }
     at::Tensor msk = i2v_mask(st.frames, st.lat_h, st.lat_w).to(device_);
     st.y = at::cat({msk, lat.to(at::kFloat)}, 0);
   } else if (st.has_image) {
     // WanTI2V.i2v: Lanczos + centre crop, VAE 2.2 encode of the one frame, frame-0 mixing.
     at::Tensor img = ti2v_image(rgb, st.width, st.height);  // [3, 1, oh, ow]
     checkpoint();
-    st.z = vae().encode(img.to(device_)).to(at::kFloat);  // [48, 1, lat_h, lat_w]
+    phase("encode");
+    if (opt_.vae_budget) {
+      VaeEncodeOptions eo;
+      eo.budget_bytes = opt_.vae_budget();
+      st.z = vae().encode(img, eo).to(at::kFloat);  // [48, 1, lat_h, lat_w]
+      vae_.reset();
+    } else {
+      st.z = vae().encode(img.to(device_)).to(at::kFloat);
+    }
     st.mask2 = at::ones_like(noise);
     st.mask2.select(1, 0).zero_();
     st.latent = (1.0 - st.mask2) * st.z + st.mask2 * noise;
@@ -385,6 +445,7 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
   use_deterministic_cpu_threads(device_);
   WAND_ASSERT(st.sampler.has_value(), "step: state was not prepared");
   if (st.sampler->done()) throw Error(ErrorCode::kInternal, "step: every step is already done");
+  phase("steps");
   at::NoGradGuard no_grad;
   const int64_t t = st.sampler->timestep();
   bool high = true;
@@ -453,8 +514,35 @@ at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
                                           std::to_string(st.total_steps()) + " steps done");
   }
   if (check) check();
+  phase("decode");
   at::NoGradGuard no_grad;
-  at::Tensor video = vae().decode(st.latent);  // [3, F, H, W] in [-1, 1]
+  if (!opt_.vae_budget) {
+    VaeDecodeOptions vo;
+    vo.check = check;  // cancel honoured between latent frames (issue 15)
+    at::Tensor video = vae().decode(st.latent, vo);  // [3, F, H, W] in [-1, 1]
+    return video.to(at::kCPU).to(at::kFloat);
+  }
+  // Note [VAE per phase]: the budget is asked before the VAE is loaded (it counts the weights).
+  VaeDecodeOptions o;
+  o.budget_bytes = opt_.vae_budget();
+  o.output_on_cpu = true;
+  o.check = check;
+  const VaeDecodePlan plan = plan_decode(GenGeometry{st.has_image, st.width, st.height, st.frames, st.lat_f,
+                                                     st.lat_h, st.lat_w, st.seq_len},
+                                         o.budget_bytes);
+  if (o.budget_bytes > 0 && !plan.fits) {
+    throw Error(ErrorCode::kOutOfMemory,
+                "decode of " + std::to_string(st.width) + "x" + std::to_string(st.height) + "x" +
+                    std::to_string(st.frames) + " does not fit the card: its smallest tiles need " +
+                    format_bytes(static_cast<std::uint64_t>(plan.est_total_bytes)) + " and the budget leaves " + format_bytes(static_cast<std::uint64_t>(o.budget_bytes)));
+  }
+  log::get("model")->info("decode budget={} plan: {}", format_bytes(static_cast<std::uint64_t>(o.budget_bytes)), plan.describe());
+  at::Tensor video;
+  {
+    const Vae& v = vae();
+    video = v.decode(st.latent, o);
+  }
+  vae_.reset();
   return video.to(at::kCPU).to(at::kFloat);
 }
 

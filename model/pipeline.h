@@ -52,6 +52,8 @@
 
 #include "model/dit_block_weights.h"  // RunDtype
 #include "model/sampler.h"
+#include "model/vae_config.h"
+#include "model/vae_tiling.h"
 #include "model/wan_config.h"
 
 namespace wand::model {
@@ -99,6 +101,27 @@ struct GeneratorOptions {
   // When set, step() calls it instead of its own resident-weight forwards and
   // never loads DiT weights itself.
   CfgForwardFn cfg_forward;
+  // Note [VAE per phase]: when set, the VAE phases (the i2v / ti2v conditioning encode, the
+  // decode) run inside a device budget: right before each phase it is asked how many bytes
+  // the phase may take on the run device (the VAE's weights included; 0: no limit), the VAE
+  // is loaded for that phase alone, tiled to fit (VaeDecodeOptions::budget_bytes; the video
+  // gathers in host memory), and dropped after it, so no VAE weights sit on the card during
+  // the steps. A phase that cannot fit even in its smallest tiles throws
+  // Error(kOutOfMemory) naming the phase and the bytes. Unset: the official untiled VAE,
+  // kept loaded.
+  std::function<std::int64_t()> vae_budget;
+  // Told each phase of a job as it starts: "text", "encode" (only with an image), "steps"
+  // (every step() call), "decode". For logs and per-phase memory sampling.
+  std::function<void(const char* phase)> on_phase;
+};
+
+// The geometry of a validated request (WanGenerator::geometry): what the job's memory plan
+// needs before anything runs.
+struct GenGeometry {
+  bool has_image = false;
+  int64_t width = 0, height = 0, frames = 0;  // output video
+  int64_t lat_f = 0, lat_h = 0, lat_w = 0;    // latent
+  int64_t seq_len = 0;                        // DiT tokens
 };
 
 struct GenRequest {
@@ -182,6 +205,12 @@ class WanGenerator {
   static RequestRules rules_of(const WanConfig& cfg);
   // validate() for a config: the same checks and messages, without a generator.
   static void validate_request(const WanConfig& cfg, const GenRequest& req);
+  // validate() and the output / latent sizes of the request (an i2v / ti2v image is decoded
+  // for its aspect); runs nothing.
+  GenGeometry geometry(const GenRequest& req) const;
+  // The tiles the decode of a job of this geometry takes within `budget_bytes` (its
+  // weights included; 0: untiled), as decode() would plan it; the VAE need not be loaded.
+  VaeDecodePlan plan_decode(const GenGeometry& g, std::int64_t budget_bytes) const;
   // Text encoding, noise, conditioning, sampler set-up. Checks `check` between stages.
   GenState prepare(const GenRequest& req, const CancelCheck& check = {});
   // One denoising step (expert by boundary, cond + uncond forwards interleaved
@@ -214,6 +243,7 @@ class WanGenerator {
  private:
   const WanDit& expert(bool high_noise);
   const Vae& vae();
+  void phase(const char* name) const;
   at::Tensor encode_text(const std::string& text);
   at::Tensor checked_text(at::Tensor ctx) const;  // shape check, trim to text_len, to device_
   void resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const;
@@ -227,6 +257,8 @@ class WanGenerator {
   std::unique_ptr<WanDit> high_;   // A14B high-noise expert, or the single ti2v model
   std::unique_ptr<WanDit> low_;    // A14B low-noise expert
   std::unique_ptr<Vae> vae_;
+  VaeConfig vae_cfg_;               // read from the .pth's shapes at construction
+  std::int64_t vae_weight_bytes_ = 0;  // the VAE's weights in its run dtype (fp32)
   TextEncodeFn text_;
   int64_t block_calls_ = 0;
 };

@@ -6,5 +6,7 @@ list(APPEND WAND_MODEL_SOURCES
   text_clean.cpp
   tokenizer.cpp
   tokenizer_spm.cpp
+  piece_trie.cpp
+  tokenizer_synth.cpp
   t5_writer.cpp
 )

@@ -7,19 +7,23 @@
 //   TokenizedText t = tok.encode(clean_text(prompt));   // text_len 512
 //   // t.ids / t.mask: 512 int64 each; t.length = pieces + 1 (EOS)
 //
-// Encoding follows sentencepiece: the normalizer (precompiled charsmap, when
-// the model has one, longest match first; extra whitespace removal; dummy
-// prefix; spaces -> U+2581), then the Viterbi best segmentation over the
-// normal and user-defined pieces, characters no piece covers become <unk>
-// (consecutive ones fused into one) or, with byte_fallback, <0xXX> pieces.
+// Encoding follows sentencepiece 0.1.97 (Debian 12's; checked against its
+// spm_encode by tests/model/tokenizer_conformance_test.cpp): the normalizer
+// (user-defined symbols first, longest match, copied verbatim; else the
+// precompiled charsmap, longest match; else one UTF-8 character, or U+FFFD for
+// one byte that does not start a valid one; extra whitespace removal; dummy
+// prefix; spaces -> U+2581), then the Viterbi best segmentation over the normal
+// and user-defined pieces (a byte trie, model/piece_trie.h); characters no
+// piece covers become <unk> (consecutive ones fused into one) or, with
+// byte_fallback, <0xXX> pieces.
 // Immutable after load; encode() may be called from any thread.
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "model/piece_trie.h"
 #include "model/tokenizer_spm.h"
 
 namespace wand::model {
@@ -49,13 +53,23 @@ class Tokenizer {
   const std::string& piece(int64_t id) const;
 
  private:
-  // Longest charsmap match at the start of s: (replacement, consumed bytes); consumed 0 = none.
-  std::pair<std::string, std::size_t> charsmap_prefix(const char* s, std::size_t n) const;
+  // One step of sentencepiece's Normalizer::NormalizePrefix at s[0, n): the
+  // bytes it emits (data, size) and the input bytes it consumes (>= 1).
+  struct Prefix {
+    const char* data;
+    std::size_t size;
+    std::size_t consumed;
+  };
+  Prefix normalize_prefix(const char* s, std::size_t n) const;
+  // Longest charsmap match at the start of s: (replacement offset, consumed bytes); consumed 0 = none.
+  std::pair<std::uint32_t, std::size_t> charsmap_prefix(const char* s, std::size_t n) const;
 
   SpmModel model_;
-  std::unordered_map<std::string, int> piece_ids_;  // normal + user-defined pieces
-  std::size_t max_piece_bytes_ = 0;
+  PieceTrie pieces_trie_;        // normal + user-defined pieces -> id
+  PieceTrie user_defined_trie_;  // user-defined pieces (the normalizer's prefix matcher)
+  std::vector<double> lattice_score_;  // per id: the score the Viterbi adds (see Note [tokenizer scores])
   float unk_score_ = 0;
+  int unk_piece_id_ = 0;
   std::vector<std::uint32_t> trie_;  // charsmap darts-clone units
   std::string replacements_;         // charsmap replacement strings, NUL separated
   std::vector<int> byte_ids_;        // <0xXX> piece ids when byte_fallback (256 entries)

@@ -15,7 +15,7 @@ namespace wand::model {
 // Wire format of sentencepiece_model.proto (proto2), the fields used here:
 //   ModelProto      1: repeated SentencePiece pieces, 2: TrainerSpec, 3: NormalizerSpec
 //   SentencePiece   1: string piece, 2: float score, 3: enum Type
-//   TrainerSpec     3: model_type, 4: vocab_size, 35: byte_fallback,
+//   TrainerSpec     3: model_type, 4: vocab_size, 24: treat_whitespace_as_suffix, 35: byte_fallback,
 //                   40: unk_id, 41: bos_id, 42: eos_id, 43: pad_id
 //   NormalizerSpec  1: name, 2: bytes precompiled_charsmap, 3: add_dummy_prefix,
 //                   4: remove_extra_whitespaces, 5: escape_whitespaces
@@ -138,6 +138,11 @@ SpmModel SpmModel::parse(const std::string& bytes, const std::string& ctx) {
         const auto v = static_cast<std::int32_t>(static_cast<std::uint32_t>(t.varint()));
         switch (f) {
           case 3: m.model_type = v; break;
+          case 24:
+            // The normalizer would then put U+2581 after words, not before:
+            // not implemented (umT5 and every T5 vocabulary use the prefix).
+            if (v != 0) t.fail("trainer_spec.treat_whitespace_as_suffix is set, which the tokenizer does not support");
+            break;
           case 35: m.byte_fallback = v != 0; break;
           case 40: m.unk_id = v; break;
           case 41: m.bos_id = v; break;

@@ -86,6 +86,11 @@ class Net {
   // dtype of the activations between convs (the residual stream).
   at::ScalarType act() const { return act_; }
   void start_chunk() { idx_ = 0; }
+  // The next slot's index: a frame-streamed encode runs its first stages once
+  // per frame from slot 0, then resumes the chunk after them (Note [VAE
+  // frame-streamed encode]).
+  size_t index() const { return idx_; }
+  void set_index(size_t i) { idx_ = i; }
   Slot& next_slot() {
     if (idx_ >= cache_.size()) cache_.resize(idx_ + 1);
     return cache_[idx_++];
@@ -247,6 +252,25 @@ at::Tensor resample_spatial(const at::Tensor& x, bool up, const at::Tensor& w, c
 
 enum class ResampleMode { kDown2d, kDown3d, kUp2d, kUp3d };
 
+// The temporal half of a downsample3d Resample (after its per-frame spatial
+// conv): stride-2 time_conv over [last cached frame, x]; the first chunk only
+// caches its last frame. x: [1, C, T, H, W] -> [1, C, T/2 (or 1), H, W].
+at::Tensor down3d_time(Net& n, const std::string& p, at::Tensor x) {
+  Slot& s = n.next_slot();
+  const int64_t T = x.size(2);
+  const at::Tensor& w = n.p(p + ".time_conv.weight");
+  if (!s.t.defined()) {
+    s.t = x.narrow(2, T - 1, 1).to(w.scalar_type()).clone();  // first chunk: no temporal conv (only the last frame is reused)
+    return x;
+  }
+  at::Tensor next = x.narrow(2, T - 1, 1).to(w.scalar_type()).clone();
+  at::Tensor in = at::cat({s.t, x.to(w.scalar_type())}, 2);
+  x = at::Tensor();
+  at::Tensor y = conv3d_frames(in, w, n.p(p + ".time_conv.bias"), 2, 0).to(n.act());
+  s.t = std::move(next);
+  return y;
+}
+
 at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mode) {
   if (mode == ResampleMode::kUp3d) {
     Slot& s = n.next_slot();
@@ -273,19 +297,7 @@ at::Tensor resample(Net& n, const std::string& p, at::Tensor x, ResampleMode mod
   }
   const bool up = mode == ResampleMode::kUp2d || mode == ResampleMode::kUp3d;
   x = resample_spatial(x, up, n.p(p + ".resample.1.weight"), n.p(p + ".resample.1.bias"), n.act());
-  if (mode == ResampleMode::kDown3d) {
-    Slot& s = n.next_slot();
-    const int64_t T = x.size(2);
-    const at::Tensor& w = n.p(p + ".time_conv.weight");
-    if (!s.t.defined()) {
-      s.t = x.narrow(2, T - 1, 1).to(w.scalar_type()).clone();  // first chunk: no temporal conv (only the last frame is reused)
-    } else {
-      at::Tensor next = x.narrow(2, T - 1, 1).to(w.scalar_type()).clone();
-      x = conv3d_frames(at::cat({s.t, x.to(w.scalar_type())}, 2), w, n.p(p + ".time_conv.bias"), 2, 0)
-              .to(n.act());
-      s.t = std::move(next);
-    }
-  }
+  if (mode == ResampleMode::kDown3d) x = down3d_time(n, p, std::move(x));
   return x;
 }
 
@@ -333,35 +345,113 @@ at::Tensor unpatchify(const at::Tensor& x) {
 
 std::string idx(const std::string& base, int i) { return base + "." + std::to_string(i); }
 
-// One encoder chunk. x: [1, Cin, T_c, H, W] -> [1, 2z, 1, H/8, W/8] (2.1; 2.2 after patchify).
-at::Tensor encoder_chunk(Net& n, const VaeConfig& cfg, at::Tensor x) {
-  n.start_chunk();
-  x = cached_conv(n, x, "encoder.conv1");
+// Encoder stage i (its residual blocks and its downsample). With
+// `spatial_only` a downsample3d stops after its per-frame spatial conv; the
+// caller runs down3d_time later over the whole chunk (Note [VAE frame-streamed
+// encode]). 2.2's AvgDown shortcut is per frame for the stages that do not
+// downsample in time, the only ones streamed.
+at::Tensor encoder_stage(Net& n, const VaeConfig& cfg, int i, at::Tensor x, bool spatial_only) {
   const int64_t d = cfg.dim;
   const int64_t dims[5] = {d, d * VaeConfig::kDimMult[0], d * VaeConfig::kDimMult[1],
                            d * VaeConfig::kDimMult[2], d * VaeConfig::kDimMult[3]};
-  int k = 0;
-  for (int i = 0; i < 4; ++i) {
-    const bool down = i != 3;
-    const bool tdown = i < 3 && VaeConfig::kTemporalDownsample[i];
-    const ResampleMode mode = tdown ? ResampleMode::kDown3d : ResampleMode::kDown2d;
-    if (cfg.version == VaeVersion::kWan22) {
-      const std::string stage = "encoder.downsamples." + std::to_string(i) + ".downsamples";
-      at::Tensor shortcut = avg_down(x, dims[i + 1], tdown ? 2 : 1, down ? 2 : 1);
-      for (int r = 0; r < VaeConfig::kNumResBlocks; ++r) x = res_block(n, idx(stage, r), std::move(x));
-      if (down) x = resample(n, idx(stage, VaeConfig::kNumResBlocks), std::move(x), mode);
-      x.add_(shortcut);
-    } else {
-      for (int r = 0; r < VaeConfig::kNumResBlocks; ++r) {
-        x = res_block(n, idx("encoder.downsamples", k++), std::move(x));
-      }
-      if (down) x = resample(n, idx("encoder.downsamples", k++), std::move(x), mode);
+  const bool down = i != 3;
+  const bool tdown = i < 3 && VaeConfig::kTemporalDownsample[i];
+  ResampleMode mode = tdown ? ResampleMode::kDown3d : ResampleMode::kDown2d;
+  if (spatial_only) mode = ResampleMode::kDown2d;
+  if (cfg.version == VaeVersion::kWan22) {
+    WAND_ASSERT(!(spatial_only && tdown), "vae 2.2 encode: a temporal stage cannot be streamed by frame");
+    const std::string stage = "encoder.downsamples." + std::to_string(i) + ".downsamples";
+    at::Tensor shortcut = avg_down(x, dims[i + 1], tdown ? 2 : 1, down ? 2 : 1);
+    for (int r = 0; r < VaeConfig::kNumResBlocks; ++r) x = res_block(n, idx(stage, r), std::move(x));
+    if (down) x = resample(n, idx(stage, VaeConfig::kNumResBlocks), std::move(x), mode);
+    x.add_(shortcut);
+  } else {
+    int k = 3 * i;  // stages 0-2: 2 residual blocks + a resample; stage 3: 2 blocks
+    for (int r = 0; r < VaeConfig::kNumResBlocks; ++r) {
+      x = res_block(n, idx("encoder.downsamples", k++), std::move(x));
     }
+    if (down) x = resample(n, idx("encoder.downsamples", k++), std::move(x), mode);
   }
+  return x;
+}
+
+// The 2.1 module name of stage i's resample (the one down3d_time resumes).
+std::string encoder_resample_name(const VaeConfig& cfg, int i) {
+  if (cfg.version == VaeVersion::kWan22) {
+    return "encoder.downsamples." + std::to_string(i) + ".downsamples." + std::to_string(VaeConfig::kNumResBlocks);
+  }
+  return idx("encoder.downsamples", 3 * i + VaeConfig::kNumResBlocks);
+}
+
+// Stages [from, 4), the middle blocks and the head. x: [1, C, T_c, H', W'] -> [1, 2z, 1, h, w].
+at::Tensor encoder_rest(Net& n, const VaeConfig& cfg, at::Tensor x, int from) {
+  for (int i = from; i < 4; ++i) x = encoder_stage(n, cfg, i, std::move(x), false);
   x = res_block(n, "encoder.middle.0", std::move(x));
   x = attention(n, "encoder.middle.1", x);
   x = res_block(n, "encoder.middle.2", std::move(x));
   return head(n, "encoder.head", x);
+}
+
+// One encoder chunk, the official schedule. x: [1, Cin, T_c, H, W] -> [1, 2z, 1, H/8, W/8]
+// (2.1; 2.2 after patchify).
+at::Tensor encoder_chunk(Net& n, const VaeConfig& cfg, at::Tensor x) {
+  n.start_chunk();
+  x = cached_conv(n, x, "encoder.conv1");
+  return encoder_rest(n, cfg, std::move(x), 0);
+}
+
+// Note [VAE frame-streamed encode]
+// The official encode runs the encoder on chunks of 4 frames (the first chunk:
+// 1 frame). Its peak is the first stage's residual blocks at full resolution
+// over 4 frames: x, its norm, the cache-prepended conv input [C, 6, H, W] and
+// the conv output, beside the caches (2.1 at 720p: 96 ch x 4 frames x
+// 1280x720 fp32 = 1.4 GB per activation). Up to the first temporal
+// downsample every op is causal per frame: the convs see only earlier frames,
+// through their caches, and the norms, SiLU, adds and the per-frame spatial
+// resample do not mix frames. So those stages (2.1: stages 0 and 1 up to the
+// spatial conv of stage 1's downsample3d; 2.2: stage 0) run one frame at a
+// time with the same cache slots: a 1-frame step keeps [last cached frame,
+// this frame] in each slot, which after the 4th frame is what the 4-frame
+// chunk would have kept, and the conv of frame t sees [t-2, t-1, t] (zero
+// front padding where the history is shorter) exactly as in the chunk. The
+// frames' outputs (at 1/4 resolution for 2.1) are gathered into the chunk,
+// the stride-2 time_conv and the later stages run on it as before, resuming
+// the slot counter after the streamed slots. The result equals the official
+// encode up to floating-point summation order (the convs run on 1 frame
+// instead of 4); the transients of the high-resolution stages shrink from 4
+// frames to 1 (the caches stay). Also exact and cheap: the video is moved to
+// the device chunk by chunk, so it may stay on the host.
+//
+// What the i2v input does not allow: [image, 80 zero frames] looks cheap, but
+// every conv has a bias and its cache carries the image forward, so the
+// features of the zero frames are neither zero nor spatially constant (the
+// zero spatial padding makes borders differ), and the lowest stages look back
+// 2 chunks per conv over ~9 convs: the image reaches every latent frame. No
+// exact shortcut exists beyond not storing the zeros twice.
+
+// How many leading encoder stages run one frame at a time (the last of them
+// only up to its spatial resample conv when it downsamples in time).
+int streamed_stages(const VaeConfig& cfg) { return cfg.version == VaeVersion::kWan21 ? 2 : 1; }
+
+// One encoder chunk of `frames` frames, frame-streamed. frame(f): the chunk's
+// frame f as [1, Cin, 1, H, W] on the device.
+template <class FrameFn>
+at::Tensor encoder_chunk_streamed(Net& n, const VaeConfig& cfg, int64_t frames, FrameFn&& frame) {
+  const int S = streamed_stages(cfg);
+  at::Tensor buf;
+  size_t resume = 0;
+  for (int64_t f = 0; f < frames; ++f) {
+    n.start_chunk();
+    at::Tensor y = cached_conv(n, frame(f), "encoder.conv1");
+    for (int i = 0; i < S; ++i) y = encoder_stage(n, cfg, i, std::move(y), /*spatial_only=*/i == S - 1);
+    if (!buf.defined()) buf = at::empty({1, y.size(1), frames, y.size(3), y.size(4)}, y.options());
+    buf.narrow(2, f, 1).copy_(y);
+    resume = n.index();
+  }
+  n.set_index(resume);
+  at::Tensor x = std::move(buf);
+  if (VaeConfig::kTemporalDownsample[S - 1]) x = down3d_time(n, encoder_resample_name(cfg, S - 1), std::move(x));
+  return encoder_rest(n, cfg, std::move(x), S);
 }
 
 // One decoder chunk (one latent frame). x: [1, z, 1, h, w] -> [1, 3 or 12, 1 or 4, 8h, 8w].
@@ -399,6 +489,25 @@ at::Tensor decoder_chunk(Net& n, const VaeConfig& cfg, at::Tensor x, bool first_
     }
   }
   return head(n, "decoder.head", x);
+}
+
+// The blend weights of tile k along one axis (Note [VAE tile blending]):
+// 1, ramping linearly across each interior overlap with a neighbour,
+// (i + 1) / (ov + 1); `scale` output units per span unit (the decode's pixels
+// per latent, 1 for the encode's latent).
+at::Tensor tile_ramp(const std::vector<std::pair<int64_t, int64_t>>& spans, size_t k, int64_t scale,
+                     const at::Device& device) {
+  const int64_t len = (spans[k].second - spans[k].first) * scale;
+  std::vector<float> w(static_cast<size_t>(len), 1.0f);
+  if (k > 0) {
+    const int64_t ov = std::min(len, std::max<int64_t>(0, spans[k - 1].second - spans[k].first) * scale);
+    for (int64_t i = 0; i < ov; ++i) w[i] = static_cast<float>(i + 1) / static_cast<float>(ov + 1);
+  }
+  if (k + 1 < spans.size()) {
+    const int64_t ov = std::min(len, std::max<int64_t>(0, spans[k].second - spans[k + 1].first) * scale);
+    for (int64_t i = 0; i < ov; ++i) w[len - 1 - i] *= static_cast<float>(i + 1) / static_cast<float>(ov + 1);
+  }
+  return at::from_blob(w.data(), {len}, at::TensorOptions().dtype(at::kFloat)).clone().to(device);
 }
 
 void check_video(const VaeConfig& cfg, const at::Tensor& v) {
@@ -480,7 +589,25 @@ void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
                                 format_bytes(static_cast<uint64_t>(weight_bytes_)));
 }
 
-at::Tensor Vae::encode_mu(const at::Tensor& video) const {
+VaeEncodePlan Vae::plan_encode(const VaeVideoShape& v, const VaeEncodeOptions& o, bool video_on_device) const {
+  VaePlanOptions po;
+  po.elem_bytes = dtype == at::kBFloat16 ? 2 : 4;
+  po.weight_bytes = weight_bytes_;
+  po.input_elem_bytes = video_on_device ? 4 : 0;
+  po.cpu_convs = opt_.device.is_cpu();
+  // Note [CUDA decode working set] (same kernels, same allocator): not yet
+  // measured for the encode; the GPU test VaeGpu.EncodePeakUnderBudget720p
+  // checks it.
+  po.working_factor = opt_.device.is_cpu() ? 1.0 : kCudaWorkingFactor;
+  po.overlap = o.overlap;
+  if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_encode_plan(cfg_, v, true, o.budget_bytes, po, o.tile_h, o.tile_w);
+  if (o.mode != VaeEncodeMode::kAuto) {
+    return fixed_vae_encode_plan(cfg_, v, o.mode == VaeEncodeMode::kFrameStreamed, o.budget_bytes, po);
+  }
+  return plan_vae_encode(cfg_, v, o.budget_bytes, po);
+}
+
+at::Tensor Vae::encode_mu(const at::Tensor& video, const VaeEncodeOptions& o) const {
   check_video(cfg_, video);
   c10::NoGradGuard no_grad;
   const int64_t T = video.size(1);
@@ -489,14 +616,74 @@ at::Tensor Vae::encode_mu(const at::Tensor& video) const {
     wand::log::get("model")->warn("vae encode frames={} uses the first {} (T = 1 + 4k)", T,
                                   1 + 4 * (chunks - 1));
   }
-  at::Tensor x = video.to(opt_.device, at::kFloat).unsqueeze(0);  // [1, 3, T, H, W]
-  if (cfg_.version == VaeVersion::kWan22) x = patchify(x);       // [1, 12, T, H/2, W/2]
+  const VaeVideoShape shape{1 + 4 * (chunks - 1), video.size(2), video.size(3)};
+  const bool on_device = video.device() == opt_.device;
+  const VaeEncodePlan plan = plan_encode(shape, o, on_device);
+  if (!plan.fits) {
+    throw OutOfMemory("vae-encode", static_cast<uint64_t>(plan.est_total_bytes),
+                      static_cast<uint64_t>(o.budget_bytes), static_cast<uint64_t>(o.budget_bytes),
+                      "even the smallest frame-streamed encode tile does not fit the encode budget: " +
+                          plan.describe());
+  }
+  wand::log::get("model")->debug("vae encode video={}x{}x{} plan={}", shape.frames, shape.height,
+                                 shape.width, plan.describe());
+  if (!plan.tiled) return encode_region(video, shape.frames, plan.streamed, 0, shape.height, 0, shape.width);
+  // Note [VAE encode tiles]: each tile (latent spans of the plan, the pixels
+  // under them) is encoded over all frames with its own feature cache,
+  // frame-streamed, and its mu is blended into the latent with the decode's
+  // linear ramps across each interior overlap, (i + 1) / (ov + 1), normalised
+  // by the summed weights. Approximate: the encoder's receptive field is
+  // larger than the overlap (its middle attention is global per frame), so a
+  // tile's latent near its edge differs from the untiled one; the default
+  // overlap is 128 pixels. Errors: docs/vae-tiling.md.
+  const int64_t s = cfg_.spatial_stride();
+  const int64_t t = 1 + (shape.frames - 1) / 4, lh = shape.height / s, lw = shape.width / s;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(opt_.device);
+  at::Tensor mu = at::zeros({cfg_.z_dim, t, lh, lw}, f32);
+  at::Tensor wsum = at::zeros({lh, lw}, f32);
+  auto ramp = [&](const std::vector<std::pair<int64_t, int64_t>>& spans, size_t k) {
+    return tile_ramp(spans, k, 1, opt_.device);
+  };
+  for (size_t r = 0; r < plan.rows.size(); ++r) {
+    at::Tensor wy = ramp(plan.rows, r).view({-1, 1});
+    for (size_t c = 0; c < plan.cols.size(); ++c) {
+      const auto [y0, y1] = plan.rows[r];
+      const auto [x0, x1] = plan.cols[c];
+      at::Tensor wxy = wy * ramp(plan.cols, c).view({1, -1});
+      at::Tensor tile = encode_region(video, shape.frames, true, y0 * s, y1 * s, x0 * s, x1 * s);
+      tile.mul_(wxy);
+      mu.narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0).add_(tile);
+      wsum.narrow(0, y0, y1 - y0).narrow(1, x0, x1 - x0).add_(wxy);
+    }
+  }
+  mu.div_(wsum);
+  return mu;
+}
+
+// mu [z, t, (y1-y0)/s, (x1-x0)/s] of the first `frames` frames of the video's
+// pixel rows [y0, y1) and columns [x0, x1), with a fresh feature cache.
+at::Tensor Vae::encode_region(const at::Tensor& video, int64_t frames, bool streamed, int64_t y0, int64_t y1,
+                              int64_t x0, int64_t x1) const {
+  const int64_t chunks = 1 + (frames - 1) / 4;
+  // Frames [t0, t0 + len) as the encoder's input [1, Cin, len, H', W'] on the
+  // device: the video may stay on the host (Note [VAE frame-streamed encode]).
+  auto input = [&](int64_t t0, int64_t len) {
+    at::Tensor x = video.narrow(1, t0, len).narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0);
+    x = x.to(opt_.device, at::kFloat).contiguous().unsqueeze(0);
+    if (cfg_.version == VaeVersion::kWan22) x = patchify(x);  // [1, 12, len, H/2, W/2]
+    return x;
+  };
   std::vector<Slot> cache;
   Net n(w_, cache, at::kFloat);
   std::vector<at::Tensor> outs;
   for (int64_t i = 0; i < chunks; ++i) {
-    at::Tensor chunk = i == 0 ? x.narrow(2, 0, 1) : x.narrow(2, 1 + 4 * (i - 1), 4);
-    outs.push_back(encoder_chunk(n, cfg_, chunk.contiguous()));
+    const int64_t t0 = i == 0 ? 0 : 1 + 4 * (i - 1);
+    const int64_t len = i == 0 ? 1 : 4;
+    if (streamed) {
+      outs.push_back(encoder_chunk_streamed(n, cfg_, len, [&](int64_t f) { return input(t0 + f, 1); }));
+    } else {
+      outs.push_back(encoder_chunk(n, cfg_, input(t0, len)));
+    }
   }
   cache.clear();
   at::Tensor out = outs.size() == 1 ? outs[0] : at::cat(outs, 2);
@@ -506,35 +693,39 @@ at::Tensor Vae::encode_mu(const at::Tensor& video) const {
   return out.narrow(1, 0, cfg_.z_dim).squeeze(0).to(at::kFloat).contiguous();
 }
 
-at::Tensor Vae::encode(const at::Tensor& video) const {
-  at::Tensor mu = encode_mu(video);
+at::Tensor Vae::encode(const at::Tensor& video, const VaeEncodeOptions& o) const {
+  at::Tensor mu = encode_mu(video, o);
   return ((mu - mean_.view({-1, 1, 1, 1})) * inv_std_.view({-1, 1, 1, 1})).contiguous();
 }
 
 VaeDecodePlan Vae::plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& o) const {
+  return plan_decode(cfg_, weight_bytes_, opt_.device, opt_.dtype, z, o);
+}
+
+VaeDecodePlan Vae::plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::Device device,
+                               at::ScalarType dtype, const VaeLatentShape& z, const VaeDecodeOptions& o) {
   VaePlanOptions po;
-  // The bf16 mode keeps fp32 between convs (Note [VAE bf16 mode]); its working
-  // set is modelled as fp32, which overcounts it (CPU, tiny 2.1 decode, latent
-  // 3x24x32: measured 78.9 MB against 100.9 MB for fp32; vae_bf16_test).
-  po.elem_bytes = 4;
+  // The bf16 mode keeps fp32 between convs (Note [VAE bf16 mode]); MemSim
+  // replays it with its copies (bf16 conv inputs and caches, widened outputs).
+  po.elem_bytes = dtype == at::kBFloat16 ? 2 : 4;
   po.output_elem_bytes = o.output_on_cpu ? 0 : 4;
-  po.weight_bytes = weight_bytes_;
+  po.weight_bytes = weight_bytes;
   po.overlap = o.overlap;
-  po.cpu_convs = opt_.device.is_cpu();
+  po.cpu_convs = device.is_cpu();
   // Note [CUDA decode working set]: on the H100 (LibTorch 2.11, cuDNN, fp32)
   // the caching allocator's peak was 1.21x the modelled working set for the
   // untiled 720p decode and 1.18x for 90x84-latent tiles (cuDNN workspaces,
   // allocator rounding); the CPU model matched within 0.2%. Fragmentation of
   // the reserve comes on top: run with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True.
-  po.working_factor = opt_.device.is_cpu() ? 1.0 : kCudaWorkingFactor;
-  if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_decode_plan(cfg_, z, o.tile_h, o.tile_w, o.overlap, po);
-  return plan_vae_decode(cfg_, z, o.budget_bytes, po);
+  po.working_factor = device.is_cpu() ? 1.0 : kCudaWorkingFactor;
+  if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_decode_plan(cfg, z, o.tile_h, o.tile_w, o.overlap, po);
+  return plan_vae_decode(cfg, z, o.budget_bytes, po);
 }
 
 // Decodes latent columns/rows [y0, y1) x [x0, x1) of the conv2 output x
 // [1, z, t, h, w] with a fresh cache: -> [1, 3, F, (y1-y0)*s, (x1-x0)*s] unclamped.
 at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
-                              const at::TensorOptions& out_opts) const {
+                              const at::TensorOptions& out_opts, const std::function<void()>& check) const {
   const int64_t t = x.size(2);
   const int64_t s = cfg_.spatial_stride();
   const int64_t frames = 1 + 4 * (t - 1);
@@ -544,6 +735,7 @@ at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64
   Net n(w_, cache, at::kFloat);
   int64_t f = 0;
   for (int64_t i = 0; i < t; ++i) {
+    if (check) check();
     at::Tensor y = decoder_chunk(n, cfg_, region.narrow(2, i, 1).contiguous(), i == 0);
     if (cfg_.version == VaeVersion::kWan22) y = unpatchify(y);
     out.narrow(2, f, y.size(2)).copy_(y);
@@ -576,7 +768,7 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
                             .device(o.output_on_cpu ? at::Device(at::kCPU) : opt_.device);
   at::Tensor out;
   if (!plan.tiled) {
-    out = decode_region(x, 0, shape.height, 0, shape.width, out_opts);
+    out = decode_region(x, 0, shape.height, 0, shape.width, out_opts, o.check);
   } else {
     // Note [VAE tile blending]: each tile is decoded with its own feature cache
     // over all frames (the temporal chunking is unchanged); on interior edges
@@ -588,21 +780,7 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
     out = at::zeros({1, 3, frames, shape.height * s, shape.width * s}, out_opts);
     at::Tensor wsum = at::zeros({shape.height * s, shape.width * s}, out_opts);
     auto ramp = [&](const std::vector<std::pair<int64_t, int64_t>>& spans, size_t k) {
-      const int64_t len = (spans[k].second - spans[k].first) * s;
-      std::vector<float> w(static_cast<size_t>(len), 1.0f);
-      if (k > 0) {
-        const int64_t ov = std::min(len, std::max<int64_t>(0, spans[k - 1].second - spans[k].first) * s);
-        for (int64_t i = 0; i < ov; ++i) w[i] = static_cast<float>(i + 1) / static_cast<float>(ov + 1);
-      }
-      if (k + 1 < spans.size()) {
-        const int64_t ov = std::min(len, std::max<int64_t>(0, spans[k].second - spans[k + 1].first) * s);
-        for (int64_t i = 0; i < ov; ++i) {
-          w[len - 1 - i] *= static_cast<float>(i + 1) / static_cast<float>(ov + 1);
-        }
-      }
-      return at::from_blob(w.data(), {len}, at::TensorOptions().dtype(at::kFloat))
-          .clone()
-          .to(out_opts.device());
+      return tile_ramp(spans, k, s, out_opts.device());
     };
     for (size_t r = 0; r < plan.rows.size(); ++r) {
       at::Tensor wy = ramp(plan.rows, r).view({-1, 1});
@@ -610,7 +788,7 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
         at::Tensor wxy = wy * ramp(plan.cols, c).view({1, -1});  // [th*s, tw*s]
         const auto [y0, y1] = plan.rows[r];
         const auto [x0, x1] = plan.cols[c];
-        at::Tensor tile = decode_region(x, y0, y1, x0, x1, out_opts);
+        at::Tensor tile = decode_region(x, y0, y1, x0, x1, out_opts, o.check);
         tile.mul_(wxy);
         out.narrow(3, y0 * s, (y1 - y0) * s).narrow(4, x0 * s, (x1 - x0) * s).add_(tile);
         wsum.narrow(0, y0 * s, (y1 - y0) * s).narrow(1, x0 * s, (x1 - x0) * s).add_(wxy);

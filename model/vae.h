@@ -9,6 +9,8 @@
 //   at::Tensor x = vae.decode(z);                         // -> [3, 1+4(t-1), h*s, w*s] in [-1,1]
 //   VaeDecodeOptions o; o.budget_bytes = 16ll << 30;      // tiles only when the untiled decode would not fit
 //   at::Tensor y = vae.decode(z, o);
+//   VaeEncodeOptions e; e.budget_bytes = 6ll << 30;     // frame-streamed when the chunked encode would not fit
+//   at::Tensor z2 = vae.encode(video_on_host, e);
 //
 // Owns its weights (fp32 as released, or the compute dtype) on options().device.
 // Encode/decode keep their feature caches on the stack of the call, so a Vae
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 
@@ -46,6 +49,31 @@ struct VaeDecodeOptions {
   int64_t overlap = -1;      // latent units; -1: 64 pixels (8 latents for 2.1, 4 for 2.2)
   bool clamp = true;         // clamp to [-1, 1] as the official wrapper
   bool output_on_cpu = false;  // accumulate the video in host memory (not counted in the budget)
+  // Called between latent frames (and tiles); may throw to abandon the decode
+  // (a cancelled job, issue 15). Unset: never called.
+  std::function<void()> check;
+};
+
+// How an encode schedules its chunks (Note [VAE frame-streamed encode] in vae.cpp).
+enum class VaeEncodeMode {
+  kAuto,           // the official chunked schedule when it fits the budget, else frame-streamed
+  kChunked,        // chunks of 1, 4, 4, ... frames through the whole encoder (the official schedule)
+  kFrameStreamed,  // the high-resolution stages one frame at a time: same numerics, less memory
+};
+
+struct VaeEncodeOptions {
+  // 0: no limit (official schedule). Else the whole encode on the device
+  // (weights + working set + the video when it is on the device + the latent)
+  // must fit within it less 10 % safety; encode throws wand::OutOfMemory when
+  // even the frame-streamed encode does not (there is no spatially tiled encode).
+  int64_t budget_bytes = 0;
+  VaeEncodeMode mode = VaeEncodeMode::kAuto;  // forcing a mode ignores the budget's choice, not its check
+  // Spatial tiles, only when even the frame-streamed encode does not fit
+  // (approximate: Note [VAE encode tiles] in vae.cpp). Forcing a tile size
+  // (latents, both > 0) tiles frame-streamed regardless of the budget.
+  int64_t tile_h = 0;
+  int64_t tile_w = 0;
+  int64_t overlap = -1;  // latents between tiles; -1: 128 pixels (16 for 2.1, 8 for 2.2)
 };
 
 class Vae {
@@ -61,14 +89,25 @@ class Vae {
   int64_t weight_bytes() const { return weight_bytes_; }
 
   // [3, T, H, W] pixels in [-1, 1] (T = 1 + 4k; extra frames dropped as the
-  // official code does) -> normalised latent mean [z, 1 + (T-1)/4, H/s, W/s], fp32.
-  at::Tensor encode(const at::Tensor& video) const;
+  // official code does) -> normalised latent mean [z, 1 + (T-1)/4, H/s, W/s], fp32
+  // on options().device. The video may be on the host (any float dtype): it is
+  // moved to the device chunk by chunk, and then is not counted in the budget.
+  at::Tensor encode(const at::Tensor& video, const VaeEncodeOptions& opt = {}) const;
   // The same before normalisation (mu).
-  at::Tensor encode_mu(const at::Tensor& video) const;
+  at::Tensor encode_mu(const at::Tensor& video, const VaeEncodeOptions& opt = {}) const;
+  // The plan encode() follows for a video of this shape (pixels; frames = 1 + 4k),
+  // with the video on the host (false) or on options().device (true).
+  VaeEncodePlan plan_encode(const VaeVideoShape& video, const VaeEncodeOptions& opt = {},
+                            bool video_on_device = false) const;
   // Normalised latent [z, t, h, w] -> pixels [3, 1 + 4 (t-1), h*s, w*s], fp32.
   at::Tensor decode(const at::Tensor& z, const VaeDecodeOptions& opt = {}) const;
   // The plan decode() follows for a latent of this shape.
   VaeDecodePlan plan_decode(const VaeLatentShape& z, const VaeDecodeOptions& opt = {}) const;
+  // The same for a VAE of `cfg` holding `weight_bytes` of weights on `device` and computing
+  // in `dtype`, before it is loaded (a job's memory plan).
+  static VaeDecodePlan plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::Device device,
+                                   at::ScalarType dtype, const VaeLatentShape& z,
+                                   const VaeDecodeOptions& opt = {});
 
   // fp32 [z] on the device: the wrapper's mean and 1/std (computed in fp32).
   const at::Tensor& latents_mean() const { return mean_; }
@@ -76,8 +115,10 @@ class Vae {
 
  private:
   void init_weights(std::unordered_map<std::string, at::Tensor> weights);
+  at::Tensor encode_region(const at::Tensor& video, int64_t frames, bool streamed, int64_t y0, int64_t y1,
+                           int64_t x0, int64_t x1) const;
   at::Tensor decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
-                           const at::TensorOptions& out_opts) const;
+                           const at::TensorOptions& out_opts, const std::function<void()>& check) const;
 
   VaeConfig cfg_;
   VaeOptions opt_;

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "common/image_magic.h"
 #include "common/log.h"
 
 #ifdef WAND_HAVE_LIBAV
@@ -418,7 +419,14 @@ void decode_all(const std::vector<uint8_t>& bytes, const char* what, F&& on_fram
   AVFormatContext* ic = avformat_alloc_context();
   ic->pb = avio.get();
   ic->flags |= AVFMT_FLAG_CUSTOM_IO;
-  int rc = avformat_open_input(&ic, nullptr, nullptr, nullptr);
+  // Note [Image bytes only]: the bytes are read from memory and may open nothing
+  // else (no protocol at all: a concat playlist or an HLS list fails), and only
+  // the video containers the tests and tools read are probed.
+  AVDictionary* opts = nullptr;
+  av_dict_set(&opts, "protocol_whitelist", "none", 0);
+  av_dict_set(&opts, "format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,avi,matroska,webm", 0);
+  int rc = avformat_open_input(&ic, nullptr, nullptr, &opts);
+  av_dict_free(&opts);
   if (rc < 0) {
     throw Error(ErrorCode::kBadRequest, std::string(what) + ": not a recognised format (" + av_err(rc) + ")");
   }
@@ -581,22 +589,64 @@ VideoFrames decode_video(const std::vector<uint8_t>& bytes) {
   return v;
 }
 
+// Note [Image bytes only]: client image bytes (i2v `image_b64`) are decoded with
+// libavcodec alone, never libavformat. libavformat probes what it is given: bytes
+// that read as an ffmpeg concat playlist ("ffconcat version 1.0\nfile x") make it
+// open the named path (relative, absolute, file:, http:, a FIFO) with the
+// daemon's rights, which both leaked other users' files into a job's input image
+// and blocked the worker in open() on a FIFO (issue 15, items 1 and 2). So the
+// format is sniffed from the magic bytes (common/image_magic.h: PNG, JPEG, WebP,
+// BMP, PPM), anything else is bad_request before any library sees it, and the
+// bytes go as one packet to that format's decoder, chosen by codec id: a decoder
+// reads only the packet, has no protocols and opens no file, so decoding depends
+// on nothing outside the request and cannot block. The error text says only that
+// the bytes are no accepted image (never what a path would be). max_pixels bounds
+// what a header can make the decoder allocate.
 Image decode_image(const std::vector<uint8_t>& bytes) {
+  if (bytes.empty()) throw Error(ErrorCode::kBadRequest, "image: no bytes");
+  const ImageFormat fmt = sniff_image_format(bytes.data(), bytes.size());
+  AVCodecID id = AV_CODEC_ID_NONE;
+  switch (fmt) {
+    case ImageFormat::kPng: id = AV_CODEC_ID_PNG; break;
+    case ImageFormat::kJpeg: id = AV_CODEC_ID_MJPEG; break;
+    case ImageFormat::kWebp: id = AV_CODEC_ID_WEBP; break;
+    case ImageFormat::kBmp: id = AV_CODEC_ID_BMP; break;
+    case ImageFormat::kPpm: id = AV_CODEC_ID_PPM; break;
+    case ImageFormat::kUnknown: throw Error(ErrorCode::kBadRequest, std::string("image: ") + kImageFormatsText);
+  }
+  if (bytes.size() > static_cast<size_t>(INT32_MAX - AV_INPUT_BUFFER_PADDING_SIZE)) {
+    throw Error(ErrorCode::kBadRequest, "image: " + std::to_string(bytes.size()) + " bytes is too large");
+  }
+  quiet_libav();
+  const char* name = image_format_name(fmt);
+  const AVCodec* dec = avcodec_find_decoder(id);
+  if (!dec) throw Error(ErrorCode::kConfig, std::string("image: libavcodec has no ") + name + " decoder");
+  CodecPtr dc(avcodec_alloc_context3(dec));
+  if (!dc) throw Error(ErrorCode::kOutOfMemory, "image: cannot allocate a decoder");
+  dc->thread_count = 1;
+  dc->max_pixels = int64_t{16384} * 16384;
+  int rc = avcodec_open2(dc.get(), dec, nullptr);
+  if (rc < 0) throw Error(ErrorCode::kBadRequest, std::string("image: cannot open the ") + name + " decoder: " + av_err(rc));
+  PacketPtr pkt(av_packet_alloc());
+  check_av(av_new_packet(pkt.get(), static_cast<int>(bytes.size())), "image packet");
+  std::memcpy(pkt->data, bytes.data(), bytes.size());
+  pkt->flags |= AV_PKT_FLAG_KEY;
+  rc = avcodec_send_packet(dc.get(), pkt.get());
+  if (rc < 0) throw Error(ErrorCode::kBadRequest, std::string("image: undecodable ") + name + " (" + av_err(rc) + ")");
+  avcodec_send_packet(dc.get(), nullptr);  // flush: the one picture comes out now
+  FramePtr frame(av_frame_alloc());
+  rc = avcodec_receive_frame(dc.get(), frame.get());
+  if (rc < 0) throw Error(ErrorCode::kBadRequest, std::string("image: undecodable ") + name + " (" + av_err(rc) + ")");
+  const AVFrame* f = frame.get();
+  if (f->width <= 0 || f->height <= 0 || f->width > 16384 || f->height > 16384) {
+    throw Error(ErrorCode::kBadRequest, "image: size " + std::to_string(f->width) + "x" +
+                                            std::to_string(f->height) + " out of range");
+  }
   Image img;
-  bool got = false;
-  decode_all(bytes, "image", [&](const AVFrame* f) {
-    if (got) return;  // first frame only (animated formats)
-    if (f->width <= 0 || f->height <= 0 || f->width > 16384 || f->height > 16384) {
-      throw Error(ErrorCode::kBadRequest, "image: size " + std::to_string(f->width) + "x" +
-                                              std::to_string(f->height) + " out of range");
-    }
-    img.width = f->width;
-    img.height = f->height;
-    img.rgb.resize(static_cast<size_t>(img.width * img.height * 3));
-    frame_to_rgb(f, img.rgb.data());
-    got = true;
-  });
-  if (!got) throw Error(ErrorCode::kBadRequest, "image: no picture decoded");
+  img.width = f->width;
+  img.height = f->height;
+  img.rgb.resize(static_cast<size_t>(img.width * img.height * 3));
+  frame_to_rgb(f, img.rgb.data());
   return img;
 }
 

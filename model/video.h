@@ -69,11 +69,14 @@ VideoFrames read_avi_rgb(const std::vector<uint8_t>& bytes, int* fps = nullptr);
 // mp4 with libav, else the lossless AVI.
 EncodedVideo encode_video(const VideoFrames& v, int fps);
 
-// Decodes any container/codec libav knows into RGB frames (tests, tools).
+// Decodes a video (mp4/mov, AVI, Matroska/WebM) into RGB frames (tests, tools); no
+// protocol is allowed, so the bytes cannot make libav open anything.
 // Throws kConfig without libav, kBadRequest on undecodable bytes.
 VideoFrames decode_video(const std::vector<uint8_t>& bytes);
-// Decodes one image (PNG, JPEG, WebP, BMP, ...) to RGB; alpha is dropped.
-// Throws kConfig without libav, kBadRequest on undecodable bytes.
+// Decodes one image to RGB; alpha is dropped. Only PNG, JPEG, WebP, BMP and PPM,
+// told by their magic bytes and decoded by that format's libavcodec decoder alone
+// (no libavformat: Note [Image bytes only] in video.cpp); anything else, and
+// undecodable bytes, throw kBadRequest. Throws kConfig without libav.
 Image decode_image(const std::vector<uint8_t>& bytes);
 // Encodes an image: "png" (rgb24, lossless) or "jpeg" (yuvj444p, quality 2).
 // Throws kConfig without libav.

@@ -9,6 +9,17 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Note [Config maxima]: bounds far above every released Wan2.2 model (A14B: dim 5120,
+// ffn 13824, 40 layers, 40 heads) and below what would exhaust memory by shape alone.
+int64_t config_field_max(const char* key) {
+  const std::string k = key;
+  if (k == "num_layers") return 1024;
+  if (k == "num_heads") return 1024;
+  if (k == "text_len") return 8192;
+  if (k == "in_dim" || k == "out_dim") return 4096;
+  return 1 << 17;  // dim, ffn_dim, freq_dim, text_dim
+}
+
 int64_t get_int(const Json& j, const char* key, const std::string& where) {
   if (!j.contains(key)) throw Error(ErrorCode::kModelFormat, where + ": missing field '" + key + "'");
   const Json& v = j[key];
@@ -16,6 +27,13 @@ int64_t get_int(const Json& j, const char* key, const std::string& where) {
     throw Error(ErrorCode::kModelFormat, where + ": field '" + std::string(key) + "' is not an integer");
   }
   const int64_t x = v.get<int64_t>();
+  // Issue 15: a config.json with num_layers 1000000 loaded and took the daemon down
+  // with it at the expert switch; every field has a sane maximum (Note [Config maxima]).
+  const int64_t max = config_field_max(key);
+  if (x > max) {
+    throw Error(ErrorCode::kModelFormat, where + ": field '" + std::string(key) + "' is " + std::to_string(x) +
+                                             ", more than the maximum " + std::to_string(max));
+  }
   if (x <= 0) {
     throw Error(ErrorCode::kModelFormat, where + ": field '" + std::string(key) + "' must be positive, got " +
                                              std::to_string(x));

@@ -14,6 +14,9 @@ constexpr const char* kPermissionDenied = "permission_denied";
 constexpr const char* kInvalidState = "invalid_state";        // e.g. fetch of an unfinished job
 constexpr const char* kUnknownModel = "unknown_model";
 constexpr const char* kShuttingDown = "shutting_down";
+constexpr const char* kTooManyClients = "too_many_clients";  // every connection slot is taken
+constexpr const char* kTimeout = "timeout";                 // no hello / unfinished frame / idle
+constexpr const char* kDiskFull = "disk_full";              // the journal could not be written
 constexpr const char* kInternal = "internal";
 
 }  // namespace wand::proto::errc

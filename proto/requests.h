@@ -32,7 +32,8 @@ struct JobParams {
   int frames = 0;
   int steps = 0;
   std::uint64_t seed = 0;
-  std::vector<double> guide_scale;       // empty: model default; 1 or 2 values (high, low noise)
+  std::vector<double> guide_scale;       // empty: model default; 1 value: both experts; 2: (low-noise,
+                                         // high-noise), the official sample_guide_scale order
   std::optional<double> shift;           // empty: model default
   std::string sampler = "unipc";         // "unipc" | "dpm++"
   int priority = 0;                      // larger runs first; FIFO within a priority

@@ -12,6 +12,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[8] = {'W', 'A', 'N', 'D', 'C', 'K', 'P', '1'};
+constexpr const char* kIdentityBlob = "wand.identity";
 
 std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n) {
   std::uint64_t h = 1469598103934665603ull;
@@ -47,13 +48,23 @@ CheckpointStore::CheckpointStore(fs::path dir)
     : checkpoints_(dir / "checkpoints"), results_(dir / "results") {
   ensure_dir(checkpoints_);
   ensure_dir(results_);
+  remove_temp_files(checkpoints_);  // Note [Disk full]: a crash mid-write leaves one
+  remove_temp_files(results_);
 }
 
 fs::path CheckpointStore::checkpoint_path(const std::string& job) const {
   return checkpoints_ / (job + ".ckpt");
 }
 
-void CheckpointStore::save(const std::string& job, int step, const StateBlobs& blobs) {
+void CheckpointStore::save(const std::string& job, int step, const StateBlobs& state, const std::string& identity) {
+  const StateBlobs* all = &state;
+  StateBlobs with_identity;
+  if (!identity.empty()) {
+    with_identity = state;
+    with_identity[kIdentityBlob].assign(identity.begin(), identity.end());
+    all = &with_identity;
+  }
+  const StateBlobs& blobs = *all;
   ByteBuffer b(kMagic, kMagic + 8);
   put(b, static_cast<std::uint32_t>(step), 4);
   put(b, blobs.size(), 4);
@@ -67,7 +78,7 @@ void CheckpointStore::save(const std::string& job, int step, const StateBlobs& b
   write_file_atomic(checkpoint_path(job), b);
 }
 
-std::optional<Checkpoint> CheckpointStore::load(const std::string& job) const {
+std::optional<Checkpoint> CheckpointStore::load(const std::string& job, const std::string& identity) const {
   fs::path file = checkpoint_path(job);
   std::error_code ec;
   if (!fs::exists(file, ec)) return std::nullopt;
@@ -93,6 +104,15 @@ std::optional<Checkpoint> CheckpointStore::load(const std::string& job) const {
     r.need(size);
     c.blobs[name].assign(b.begin() + r.pos, b.begin() + r.pos + size);
     r.pos += size;
+  }
+  auto id = c.blobs.find(kIdentityBlob);
+  const std::string stored_identity = id == c.blobs.end() ? "" : std::string(id->second.begin(), id->second.end());
+  if (id != c.blobs.end()) c.blobs.erase(id);
+  // Note [Job identity]: a checkpoint resumes only the job it was written for.
+  if (!identity.empty() && stored_identity != identity) {
+    throw Error(ErrorCode::kIo, file.string() + ": written for another job (" +
+                                    (stored_identity.empty() ? std::string("no identity") : stored_identity) +
+                                    ", this job is " + identity + "); not resumed");
   }
   return c;
 }

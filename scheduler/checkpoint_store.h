@@ -11,6 +11,10 @@
 //   store.save_result("j-3", encoded);
 //   std::optional<std::filesystem::path> p = store.result_path("j-3", "wandrgb");
 //
+// A job's identity is stored as the blob "wand.identity" (not handed to the
+// pipeline). Temporary files of interrupted writes ("*.tmp") are removed at
+// construction.
+//
 // Thread-safety: calls for different jobs may run concurrently; calls for one job
 // are serialised by the caller (the runner owns a running job's files).
 #pragma once
@@ -32,9 +36,12 @@ class CheckpointStore {
  public:
   explicit CheckpointStore(std::filesystem::path dir);  // creates the sub-directories
 
-  void save(const std::string& job, int step, const StateBlobs& blobs);
-  // nullopt when there is none; throws Error(kIo) naming the file when it is corrupt.
-  std::optional<Checkpoint> load(const std::string& job) const;
+  // identity: JobRecord::identity() (Note [Job identity]); stored with the blobs.
+  void save(const std::string& job, int step, const StateBlobs& blobs, const std::string& identity = "");
+  // nullopt when there is none; throws Error(kIo) naming the file when it is corrupt,
+  // or when `identity` is set and the checkpoint was written for another job (a job of
+  // the same id from another life of the state dir): it is never resumed.
+  std::optional<Checkpoint> load(const std::string& job, const std::string& identity = "") const;
   void remove(const std::string& job);
 
   void save_result(const std::string& job, const EncodedVideo& video);

@@ -88,6 +88,7 @@ FakePipelineOptions FakePipeline::read_options(const std::filesystem::path& dir)
     FakePipelineOptions o;
     o.step_ms = proto::field_or<int>(j, "step_ms", o.step_ms);
     o.blocks = proto::field_or<int>(j, "blocks", o.blocks);
+    o.stall_ms = proto::field_or<int>(j, "stall_ms", o.stall_ms);
     o.fps = proto::field_or<double>(j, "fps", o.fps);
     o.bytes_per_voxel = proto::field_or<std::uint64_t>(j, "bytes_per_voxel", o.bytes_per_voxel);
     if (o.step_ms < 0 || o.blocks < 1 || o.fps <= 0) {
@@ -112,6 +113,9 @@ void FakePipeline::validate(const JobSpec& spec) const {
 std::unique_ptr<JobState> FakePipeline::prepare(const JobSpec& spec, CancelToken& token) {
   validate(spec);
   token.throw_if_cancelled();
+  if (options_.stall_ms > 0 && spec.prompt.find("stall") != std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(options_.stall_ms));  // ignores the token on purpose
+  }
   auto s = std::make_unique<FakeState>();
   if (meter_) {
     s->lease.bytes = fake_job_peak_bytes(spec, options_.bytes_per_voxel);

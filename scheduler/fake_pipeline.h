@@ -50,6 +50,9 @@ constexpr const char* kFakeModelMarker = "wand-fake-model.json";
 struct FakePipelineOptions {
   int step_ms = 10;
   int blocks = 4;
+  // Tests (issue 15, Note [Stuck worker]): prepare() blocks this long for prompts that
+  // contain "stall", ignoring the cancel token, like a read that never returns.
+  int stall_ms = 0;
   double fps = 16.0;
   std::uint64_t bytes_per_voxel = 0;  // fake device use per pixel x frame (0: none)
 };

@@ -3,7 +3,10 @@
 // the daemon acknowledges only what survives a crash. On construction it replays
 // <state_dir>/journal.jsonl: every accepted job is back; a job that was running
 // is queued again (the runner resumes it from its last checkpoint); the journal
-// is then compacted to one record per job.
+// is compacted to one record per job when it has grown (Note [Journal compaction]).
+// A job the daemon died under twice in a row fails ("crashed the daemon", Note
+// [Crash starts]). A journal write that fails (DiskFullError, Note [Disk full])
+// leaves the job unchanged and throws to the caller.
 //
 // Order: highest priority first, FIFO (submission order) within a priority.
 //
@@ -89,6 +92,11 @@ class JobQueue {
               VideoShape video = {});
   // Interrupted by shutdown: back to queued, keeping its step (journaled).
   void requeue(const std::string& id);
+  // Note [Disk full]: the job could not go on for a transient reason (the disk is
+  // full): back to queued with `why` as its note, keeping its step and checkpoint. Never
+  // throws: the change is journaled when the journal can take it (replay makes an
+  // interrupted job queued in any case).
+  void pause(const std::string& id, const std::string& why);
   // Asks every running job to stop for shutdown (CancelToken::Reason::kShutdown).
   void stop_running();
   // wait_next() returns nullopt from now on.
@@ -113,6 +121,10 @@ class JobQueue {
   JobRecord change(const std::string& id, F f);
   void journal_update(const JobRecord& r);         // needs journal_mu_ (not mu_)
   void notify(const JobRecord& r, const std::string& kind);  // without mu_
+  nlohmann::json accept_record(const JobRecord& r) const;    // Note [Inputs out of the journal]
+  std::filesystem::path input_path(const std::string& id) const;
+
+  const std::filesystem::path inputs_dir_;                         // immutable
 
   std::mutex journal_mu_;                                          // taken before mu_
   mutable std::mutex mu_;

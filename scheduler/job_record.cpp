@@ -42,7 +42,8 @@ json job_progress_to_json(const JobRecord& r) {
           {"cancel_requested", r.cancel_requested},
           {"error", r.error},
           {"result_bytes", r.result_bytes},
-          {"result_format", r.result_format}};
+          {"result_format", r.result_format},
+          {"crash_starts", r.crash_starts}};
   if (!r.ran_on.empty()) j["ran_on"] = r.ran_on;
   if (r.video_width > 0) {
     j["video_width"] = r.video_width;
@@ -74,6 +75,7 @@ void apply_job_progress(const json& j, JobRecord& r) {
     r.video_width = field_or<int>(j, "video_width", 0);
     r.video_height = field_or<int>(j, "video_height", 0);
     r.video_frames = field_or<int>(j, "video_frames", 0);
+    r.crash_starts = field_or<int>(j, "crash_starts", 0);
   } catch (const Error& e) {
     throw Error(ErrorCode::kIo, "job record " + r.id + ": " + e.what());
   }
@@ -82,6 +84,7 @@ void apply_job_progress(const json& j, JobRecord& r) {
 json job_record_to_json(const JobRecord& r) {
   json j = job_progress_to_json(r);
   j["seq"] = r.seq;
+  if (!r.nonce.empty()) j["nonce"] = r.nonce;
   j["spec"] = job_spec_to_json(r.spec);
   return j;
 }
@@ -92,6 +95,7 @@ JobRecord job_record_from_json(const json& j) {
     proto::require_object(j, "job record");
     r.id = proto::field<std::string>(j, "id");
     r.seq = proto::field<std::uint64_t>(j, "seq");
+    r.nonce = proto::field_or<std::string>(j, "nonce", "");
     auto it = j.find("spec");
     if (it == j.end()) throw Error(ErrorCode::kBadRequest, "field 'spec' is missing");
     r.spec = job_spec_from_json(*it);

@@ -46,6 +46,14 @@ struct JobRecord {
   // Running: what it does now (Note [Job stages], job_runner.cpp). Not journaled: "" after a
   // restart until the job runs again.
   std::string stage;
+  // Note [Job identity]: a random nonce drawn at submit; with the id and created_at it
+  // names this job and no other (a checkpoint carries it and resumes only its own job,
+  // even when a state dir was reset and ids are handed out again).
+  std::string nonce;
+  // Note [Crash starts]: how many times in a row the job was started and the daemon
+  // then died under it (incremented at each start, cleared by a clean requeue).
+  int crash_starts = 0;
+  std::string identity() const { return nonce.empty() ? std::string() : id + "@" + std::to_string(created_at) + "#" + nonce; }
 };
 
 // The decoded video's size, recorded when a job finishes.

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "scheduler/durable_file.h"
+
 #include "common/error.h"
 #include "common/log.h"
 
@@ -41,16 +43,70 @@ JobRunner::~JobRunner() { stop(); }
 
 void JobRunner::start() {
   if (!threads_.empty()) return;
+  exited_ = 0;
   for (std::size_t d = 0; d < slots_.size(); ++d) threads_.emplace_back([this, d] { loop(d); });
 }
 
-void JobRunner::stop() {
+void JobRunner::request_stop() {
+  {
+    std::lock_guard<std::mutex> lock(pause_mu_);
+    stopping_ = true;
+  }
+  pause_cv_.notify_all();
   queue_.close();
   queue_.stop_running();
+}
+
+void JobRunner::stop() {
+  request_stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+}
+
+bool JobRunner::stop_within(std::chrono::milliseconds grace) {
+  request_stop();
+  {
+    std::unique_lock<std::mutex> lock(pause_mu_);
+    const bool all = pause_cv_.wait_for(lock, grace, [&] { return exited_ == threads_.size(); });
+    if (!all) {
+      // Note [Stuck worker]: a job that ignores its cancel token (blocked in a call
+      // that never returns) must not hold back shutdown: its thread is left behind
+      // and the caller exits the process. Its job is "running" in the journal, so the
+      // next start queues it again (and Note [Crash starts] counts it).
+      for (auto& t : threads_) {
+        if (t.joinable()) t.detach();
+      }
+      threads_.clear();
+      return false;
+    }
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  return true;
+}
+
+// Note [Disk full] (durable_file.h): a worker whose job had to pause for lack of
+// space waits before it takes the next one (1 s, doubling to 30 s, reset by a job
+// that ends normally), so a full disk is retried, never spun on.
+void JobRunner::note_disk_full() {
+  std::lock_guard<std::mutex> lock(pause_mu_);
+  backoff_ms_ = backoff_ms_ == 0 ? 1000 : std::min(backoff_ms_ * 2, 30000);
+  resume_after_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms_);
+}
+
+void JobRunner::note_progress() {
+  std::lock_guard<std::mutex> lock(pause_mu_);
+  backoff_ms_ = 0;
+}
+
+bool JobRunner::wait_out_pause() {
+  std::unique_lock<std::mutex> lock(pause_mu_);
+  pause_cv_.wait_until(lock, resume_after_, [&] { return stopping_; });
+  return !stopping_;
 }
 
 void JobRunner::loop(std::size_t slot) {
@@ -58,9 +114,33 @@ void JobRunner::loop(std::size_t slot) {
   // filter is empty, as before job-parallel).
   JobFilter accept;
   if (slots_.size() > 1 || estimator_) accept = [this, slot](const JobRecord& r) { return accepts(slot, r); };
-  while (auto started = queue_.wait_next(accept)) {
-    run_one(*started, slot);
+  auto log = log::get("sched");
+  while (wait_out_pause()) {
+    std::optional<JobQueue::Started> started;
+    try {
+      started = queue_.wait_next(accept);
+    } catch (const DiskFullError& e) {  // the job's start could not be journaled: it stays queued
+      log->warn("worker paused slot={} error=\"{}\"", slots_[slot].name, e.what());
+      note_disk_full();
+      continue;
+    } catch (const std::exception& e) {
+      log->error("worker could not take a job slot={} error=\"{}\"", slots_[slot].name, e.what());
+      note_disk_full();
+      continue;
+    }
+    if (!started) break;
+    try {
+      run_one(*started, slot);
+    } catch (const std::exception& e) {  // never std::terminate the daemon
+      log->error("worker error slot={} id={} error=\"{}\"", slots_[slot].name, started->record.id, e.what());
+      note_disk_full();
+    }
   }
+  {
+    std::lock_guard<std::mutex> lock(pause_mu_);
+    ++exited_;
+  }
+  pause_cv_.notify_all();
 }
 
 std::uint64_t JobRunner::peak_of(const JobRecord& record) {
@@ -263,7 +343,7 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
     int resumed = -1;
     std::optional<Checkpoint> ckpt;
     try {
-      ckpt = store_.load(job.id);
+      ckpt = store_.load(job.id, job.identity());
     } catch (const Error& e) {
       log->warn("checkpoint unreadable id={} error=\"{}\" action=restart", job.id, e.what());
     }
@@ -287,7 +367,7 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
       StateBlobs blobs;
       pipeline->save_state(*state, blobs);
       int done = pipeline->completed_steps(*state);
-      store_.save(job.id, done, blobs);
+      store_.save(job.id, done, blobs, job.identity());
       run_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++run_steps;
       queue_.record_step(job.id, done, run_seconds / run_steps);
@@ -301,22 +381,54 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
     queue_.finish(job.id, JobPhase::kDone, "", file.bytes.size(), file.format,
                   VideoShape{video.width, video.height, video.frames});
     store_.remove(job.id);
+    note_progress();
+  } catch (const DiskFullError& e) {
+    pause_for_disk(job.id, e);
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::kCancelled && token.reason() == CancelToken::Reason::kShutdown) {
-      queue_.requeue(job.id);  // the checkpoint stays for the next start
-    } else if (e.code() == ErrorCode::kCancelled) {
-      store_.remove(job.id);  // before the terminal state is visible
-      queue_.finish(job.id, JobPhase::kCancelled, "");
-    } else {
-      log->error("job failed id={} error=\"{}\"", job.id, e.what());
-      store_.remove(job.id);
-      queue_.finish(job.id, JobPhase::kFailed, std::string(error_code_name(e.code())) + ": " + e.what());
+    try {
+      if (e.code() == ErrorCode::kCancelled && token.reason() == CancelToken::Reason::kShutdown) {
+        queue_.requeue(job.id);  // the checkpoint stays for the next start
+      } else if (e.code() == ErrorCode::kCancelled) {
+        store_.remove(job.id);  // before the terminal state is visible
+        queue_.finish(job.id, JobPhase::kCancelled, "");
+      } else {
+        log->error("job failed id={} error=\"{}\"", job.id, e.what());
+        store_.remove(job.id);
+        queue_.finish(job.id, JobPhase::kFailed, std::string(error_code_name(e.code())) + ": " + e.what());
+      }
+    } catch (const DiskFullError& e2) {
+      pause_for_disk(job.id, e2);
     }
   } catch (const std::exception& e) {
-    log->error("job failed id={} error=\"{}\"", job.id, e.what());
-    store_.remove(job.id);
-    queue_.finish(job.id, JobPhase::kFailed, e.what());
+    try {
+      // Issue 15: LibTorch's out-of-memory (c10::OutOfMemoryError, "CUDA out of memory.
+      // Tried to allocate ...") reaches the user as the typed error with the phase and
+      // the first line (the sizes), not a c10 backtrace with addresses.
+      std::string what = e.what();
+      const bool oom = what.find("out of memory") != std::string::npos ||
+                       what.find("OutOfMemory") != std::string::npos;
+      if (oom) {
+        what = what.substr(0, what.find('\n'));
+        what = std::string(error_code_name(ErrorCode::kOutOfMemory)) + ": at step " +
+               std::to_string(queue_.get(job.id) ? queue_.get(job.id)->step : 0) + " of " +
+               std::to_string(job.spec.steps) + ": " + what;
+      } else if (what.find("Exception raised from") != std::string::npos) {
+        what = what.substr(0, what.find("Exception raised from"));  // c10 appends the C++ backtrace
+      }
+      log->error("job failed id={} error=\"{}\"", job.id, e.what());
+      store_.remove(job.id);
+      queue_.finish(job.id, JobPhase::kFailed, what);
+    } catch (const DiskFullError& e2) {
+      pause_for_disk(job.id, e2);
+    }
   }
+}
+
+void JobRunner::pause_for_disk(const std::string& id, const Error& e) {
+  // Note [Disk full]: not the job's fault; it goes back to the queue with its
+  // checkpoint and is retried once the worker's pause is over.
+  queue_.pause(id, std::string("waiting for disk space: ") + e.what());
+  note_disk_full();
 }
 
 }  // namespace wand::sched

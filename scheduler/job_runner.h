@@ -66,6 +66,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -104,6 +106,13 @@ class JobRunner {
 
   void start();
   void stop();
+  // Asks the workers to stop (no waiting): the queue is closed, running jobs are asked
+  // to stop at their next block boundary.
+  void request_stop();
+  // stop(), waiting at most `grace` for the workers: false when one did not stop in
+  // time (Note [Stuck worker], job_runner.cpp): it is detached, and the caller must
+  // end the process without destroying what it uses (the queue, the registry).
+  bool stop_within(std::chrono::milliseconds grace);
   // Runs one started job to its end (done, failed, cancelled, or requeued on shutdown)
   // on slot position `slot` of options.slots (0: the first / only one).
   void run_one(const JobQueue::Started& started, std::size_t slot = 0);
@@ -136,6 +145,11 @@ class JobRunner {
   // Ends the job's use of `slot` and releases its claims (waking the released workers).
   void release(const std::string& id, std::size_t slot);
   std::size_t position_of(int index) const;  // slots_ position of a slot index (npos: none)
+  // Note [Disk full]: pause the job (back to queued) and this worker.
+  void pause_for_disk(const std::string& id, const Error& e);
+  void note_disk_full();
+  void note_progress();
+  bool wait_out_pause();  // false once stopping
 
   JobQueue& queue_;
   PipelineRegistry& registry_;
@@ -151,6 +165,13 @@ class JobRunner {
   std::map<std::string, std::string> placements_;      // guarded by mu_
   std::vector<bool> working_;                          // per slot position: running a job; guarded by mu_
   std::map<std::size_t, std::string> claimed_;         // slot position -> claiming job id; guarded by mu_
+
+  std::mutex pause_mu_;                                 // never held while calling the queue
+  std::condition_variable pause_cv_;                    // with pause_mu_: stop, a worker exited
+  bool stopping_ = false;                               // guarded by pause_mu_
+  std::size_t exited_ = 0;                              // workers whose loop ended; guarded by pause_mu_
+  int backoff_ms_ = 0;                                  // guarded by pause_mu_
+  std::chrono::steady_clock::time_point resume_after_{};  // guarded by pause_mu_
 };
 
 }  // namespace wand::sched

@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "common/error.h"
+#include "common/image_magic.h"
 #include "proto/base64.h"
 #include "proto/json_fields.h"
 
@@ -86,6 +87,16 @@ void validate_job_spec(const JobSpec& s) {
                 "field 'task': '" + s.task + "' is not one of t2v, i2v, ti2v");
   }
   if (s.model.empty()) throw Error(ErrorCode::kBadRequest, "field 'model' is empty");
+  // Issue 15: a prompt travels in every list reply and journal record. umT5 reads at
+  // most 512 tokens; 16 KiB of text is far more than that.
+  constexpr std::size_t kMaxText = 16 << 10;
+  for (const auto& [name, text] : {std::pair<const char*, const std::string*>{"prompt", &s.prompt},
+                                   {"negative", &s.negative}, {"model", &s.model}}) {
+    if (text->size() > kMaxText) {
+      throw Error(ErrorCode::kBadRequest, std::string("field '") + name + "': " + std::to_string(text->size()) +
+                                              " bytes, more than the maximum of " + std::to_string(kMaxText));
+    }
+  }
   check_range("width", s.width, 16, 8192);
   check_range("height", s.height, 16, 8192);
   check_range("frames", s.frames, 1, 4096);
@@ -100,6 +111,11 @@ void validate_job_spec(const JobSpec& s) {
   }
   if (s.task == "i2v" && s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task i2v needs an input image");
+  }
+  // Note [Image bytes only] (model/video.cpp): only image formats are ever decoded;
+  // anything else is refused here, before the job is accepted.
+  if (!s.image.empty() && sniff_image_format(s.image.data(), s.image.size()) == ImageFormat::kUnknown) {
+    throw Error(ErrorCode::kBadRequest, std::string("field 'image': ") + kImageFormatsText);
   }
   if (s.task == "t2v" && !s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task t2v takes no input image");

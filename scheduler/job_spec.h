@@ -27,7 +27,7 @@ struct JobSpec {
   int frames = 0;
   int steps = 0;
   std::uint64_t seed = 0;
-  std::vector<double> guide_scale;       // empty: model default; else 1 or 2 values
+  std::vector<double> guide_scale;       // empty: model default; 1 value: both experts; 2: (low-noise, high-noise)
   std::optional<double> shift;           // empty: model default
   std::string sampler = "unipc";         // "unipc" | "dpm++"
   int priority = 0;                      // larger first, FIFO within a priority

@@ -65,18 +65,28 @@ void Journal::open_for_append() {
 void Journal::append(const json& record) {
   std::string line = record.dump();
   line += '\n';
+  // Note [Disk full] (durable_file.h): a record that cannot be written whole is
+  // taken back (the file is cut to where it began), so a full disk never leaves a
+  // torn record in the middle of the journal; the caller gets DiskFullError and the
+  // change it journaled does not happen.
+  const off_t start = ::lseek(fd_, 0, SEEK_END);
+  auto fail = [&](const char* what, int err) {
+    if (start >= 0 && ::ftruncate(fd_, start) != 0) {
+      log::get("sched")->error("journal cut back failed file={} error=\"{}\"", path_.string(), std::strerror(errno));
+    }
+    throw_io_error(what, path_, err);
+  };
+  if (fault_disk_full()) fail("append", ENOSPC);
   std::size_t off = 0;
   while (off < line.size()) {
     ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error(ErrorCode::kIo, "append " + path_.string() + ": " + std::strerror(errno));
+      fail("append", errno);
     }
     off += static_cast<std::size_t>(n);
   }
-  if (::fdatasync(fd_) != 0) {
-    throw Error(ErrorCode::kIo, "fdatasync " + path_.string() + ": " + std::strerror(errno));
-  }
+  if (::fdatasync(fd_) != 0) fail("fdatasync", errno);
 }
 
 void Journal::rewrite(const std::vector<json>& records) {

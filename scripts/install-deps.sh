@@ -6,6 +6,7 @@ pkgs=(
   libtorch-dev libboost-dev liburing-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libsentencepiece-dev libsystemd-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+  sentencepiece  # spm_train / spm_encode: the oracle of tests/model/tokenizer_conformance_test.cpp
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,6 +1,6 @@
 // bench_streamed_job: case (c) of issue 6 item 6: one whole t2v job (default 832x480, 81
-// frames, 40 steps) through the real pipeline code (model::WanGenerator: prepare -> steps ->
-// decode) with
+// frames, 40 steps) through the daemon's job path (sched::WanPipeline in streamed mode:
+// prepare -> steps -> decode, Note [One job path]) with
 //   - the DiT experts served by scheduler/exec's StreamedDit (GeneratorOptions::cfg_forward)
 //     under a device budget (default 23 GiB: CUDA context + weight slots + LibTorch's capped
 //     allocator) and a host budget (default 32 GiB: less than one expert plus the text
@@ -58,6 +58,9 @@
 #include "scheduler/exec/streamed_dit.h"
 #include "scheduler/exec/t5_stream.h"
 #include "scheduler/exec/weight_store.h"
+#include "scheduler/cancel_token.h"
+#include "scheduler/job_spec.h"
+#include "scheduler/wan/wan_pipeline.h"
 #ifdef WAND_HAVE_CUDA
 #include "memory/cuda/pinned_host.h"
 #endif
@@ -309,72 +312,65 @@ int main(int argc, char** argv) {
       memory::MemoryPool pool(memory::PoolConfig::from_json(pj), deps);
       c["pool_create_s"] = since(t0);
 
-      // ---- text encoder from disk
-      T5StreamOptions to;
-      to.device_tier = pool.device_tier(0);
-      to.cuda_device = gpu;
-      to.run = run;
-      T5Stream t5((dir / "models_t5_umt5-xxl-enc-bf16.pth").string(), pool, to);
-      const model::Tokenizer tok = model::Tokenizer::load((dir / "google" / "umt5-xxl").string());
-
-      // ---- DiT experts from the pool
-      StreamedDitOptions so;
-      so.device_tier = pool.device_tier(0);
-      so.cuda_device = gpu;
-      so.run = run;
-      so.pack_dir = a.spool;
-      so.name = "bench";
-      so.budget.budget_bytes = budget;
-      so.budget.context_bytes = context_bytes;
-      so.budget.slot_bytes = slots;
-      so.host_window_bytes = host_window;
+      // ---- the job through the daemon's own job path (sched::WanPipeline, Note [One job
+      // path]): umT5 streamed through the pool, the experts streamed under the budget, the
+      // VAE phases in what the budget leaves (Note [VAE room]). Only the tier sizes are the
+      // bench's; the wiring is the product's.
+      sched::WanStreamContext sc;
+      sc.pool = &pool;
+      sc.device_tier = pool.device_tier(0);
+      sc.cuda_device = gpu;
+      sc.run_dtype = model::run_dtype_name(run);
+      sc.pack_dir = a.spool;
+      sc.name = "bench";
+      sc.budget.budget_bytes = budget;
+      sc.budget.context_bytes = context_bytes;
+      sc.budget.slot_bytes = slots;
+      sc.host_window_bytes = host_window;
+      model::GeneratorOptions go;
+      go.on_phase = [&sampler](const char* p) {
+        const std::string ph(p);
+        sampler.phase(ph == "steps" ? PeakSampler::kSteps : ph == "decode" ? PeakSampler::kDecode : PeakSampler::kT5);
+      };
       t0 = Clock::now();
       fs::create_directories(a.spool);
-      StreamedDit sd(pool, {hi, lo}, so);
-      c["streamed_dit_open_s"] = since(t0);
-
-      model::GeneratorOptions go;
-      go.device = device;
-      go.run_dtype = run;
-      go.cfg_forward = sd.cfg_forward();
-      go.text_encoder = [&](const std::string& text) { return t5.encode_texts(tok, {text})[0]; };
-      // Prompt and negative prompt through each umT5 layer while it is on the card: one read.
-      go.text_encoder_many = [&](const std::vector<std::string>& texts) { return t5.encode_texts(tok, texts); };
-      model::WanGenerator gen(dir, go);
-      model::GenRequest req;
-      req.task = "t2v";
-      req.prompt = a.prompt;
-      req.width = a.width;
-      req.height = a.height;
-      req.frames = a.frames;
-      req.steps = a.steps;
-      req.seed = a.seed;
+      sched::WanPipeline pipe(dir, sc, go);
+      c["pipeline_open_s"] = since(t0);
+      sched::JobSpec spec;
+      spec.task = "t2v";
+      spec.prompt = a.prompt;
+      spec.width = a.width;
+      spec.height = a.height;
+      spec.frames = a.frames;
+      spec.steps = a.steps;
+      spec.seed = a.seed;
+      sched::CancelToken token;
 
       // ---- the job: prepare (T5) -> steps -> decode
       const auto t_job = Clock::now();
       sampler.phase(PeakSampler::kT5);
       t0 = Clock::now();
-      model::GenState st = gen.prepare(req);
+      std::unique_ptr<sched::JobState> job = pipe.prepare(spec, token);
       synchronize_device(gpu);
       const double prepare_s = since(t0);
-      t5_s = t5.stats().encode_s;
-      const std::vector<int> eos = gen.expert_of_step(st);
-      sampler.phase(PeakSampler::kSteps);
+      const model::GenState& st = sched::WanPipeline::gen_state(*job);
+      const nlohmann::json t5_stats = pipe.t5_stats();
+      t5_s = t5_stats.value("encode_s", 0.0);
+      const std::vector<int> eos = pipe.generator().expert_of_step(st);
       reset_caching_allocator_peak(gpu < 0 ? 0 : gpu);
-      sd.begin_job(eos, {0, st.seq_len});
       std::vector<double> step_s, step_wait_s;
       std::vector<std::uint64_t> step_host_in;
       double wait_prev = 0;
       std::uint64_t host_prev = 0;
       const auto t_steps = Clock::now();
-      while (st.completed_steps() < st.total_steps()) {
+      while (pipe.completed_steps(*job) < pipe.total_steps(*job)) {
         t0 = Clock::now();
-        gen.step(st);
+        pipe.step(*job, token);
         synchronize_device(gpu);
         step_s.push_back(since(t0));
-        const nlohmann::json job = sd.stats_json().at("job");
-        const double w = job.value("wait_s", 0.0);
-        const std::uint64_t h = job.value("host_bytes_in", std::uint64_t{0});
+        const nlohmann::json js = pipe.stream_stats().at("job");
+        const double w = js.value("wait_s", 0.0);
+        const std::uint64_t h = js.value("host_bytes_in", std::uint64_t{0});
         step_wait_s.push_back(w - wait_prev);
         step_host_in.push_back(h - host_prev);
         wait_prev = w;
@@ -387,40 +383,21 @@ int main(int argc, char** argv) {
                           {"peak_device_bytes", sampler.peak_all()}};
           std::ofstream(a.json) << partial.dump(1) << "\n";
         }
-        std::printf("(c) step %d expert %d %.3f s wait %.3f s disk->host %.2f GB\n", st.completed_steps() - 1,
-                    eos[static_cast<std::size_t>(st.completed_steps() - 1)], step_s.back(), step_wait_s.back(),
+        const int k = pipe.completed_steps(*job) - 1;
+        std::printf("(c) step %d expert %d %.3f s wait %.3f s disk->host %.2f GB\n", k,
+                    eos[static_cast<std::size_t>(k)], step_s.back(), step_wait_s.back(),
                     static_cast<double>(step_host_in.back()) / 1e9);
         std::fflush(stdout);
       }
       const double steps_s = since(t_steps);
       const std::uint64_t alloc_peak_steps = caching_allocator_peak_reserved(gpu < 0 ? 0 : gpu);
-      const nlohmann::json sd_stats = sd.stats_json();
-      const std::uint64_t act_room = sd_stats.value("activation_room_bytes", std::uint64_t{0});
-      sd.end_job();
+      const nlohmann::json sd_stats = pipe.stream_stats();
+      context_for_a = st.context;
+      latent_for_a = st.latent;
 
-      sampler.phase(PeakSampler::kDecode);
       t0 = Clock::now();
-      // Note: the decode runs inside the job's allocator cap (non-block weights + activation
-      // room; the pool's weight slots stay allocated). The cached activation blocks are
-      // returned first, so what is reserved after loading the VAE is the non-block weights +
-      // the VAE's weights; the decode budget is the rest of the cap (tiled when needed).
-      empty_caching_allocator();
-      model::PthFile vf(vae_file(dir).string());
-      model::VaeOptions vo;
-      vo.device = device;
-      model::Vae vae(vf, vo);
-      model::VaeDecodeOptions dopt;
-      const std::uint64_t reserved = caching_allocator_reserved(gpu < 0 ? 0 : gpu);
-      const std::uint64_t cap = sd_stats.value("nonblock_bytes", std::uint64_t{0}) + act_room;
-      if (cuda && act_room > 0) {
-        const std::int64_t room =
-            static_cast<std::int64_t>(cap) - static_cast<std::int64_t>(reserved) - (512ll << 20);
-        dopt.budget_bytes = std::max<std::int64_t>(room, 1ll << 30);
-      }
-      c["decode_reserved_before_bytes"] = reserved;
-      c["allocator_cap_bytes"] = cap;
-      dopt.output_on_cpu = true;
-      const at::Tensor video = vae.decode(st.latent.to(device), dopt);
+      const std::int64_t decode_budget = pipe.vae_room();  // what decode() will ask (Note [VAE room])
+      const sched::Video video = pipe.decode(*job, token);
       synchronize_device(gpu);
       decode_s = since(t0);
       const double job_s = since(t_job);
@@ -430,7 +407,8 @@ int main(int argc, char** argv) {
         }
         return -1;
       }();
-      const std::uint64_t t5_bytes = t5.stats().bytes_requested + t5.stats().embed_bytes_read;
+      const std::uint64_t t5_bytes = t5_stats.value("bytes_requested", std::uint64_t{0}) +
+                                     t5_stats.value("embed_bytes_read", std::uint64_t{0});
       const std::uint64_t dit_disk = sd_stats.at("total").value("host_bytes_in", std::uint64_t{0});
       c["job_s"] = job_s;
       c["prepare_s"] = prepare_s;
@@ -442,8 +420,8 @@ int main(int argc, char** argv) {
       c["expert_of_step"] = eos;
       c["switch_step"] = switch_step;
       c["decode_s"] = decode_s;
-      c["decode_budget_bytes"] = dopt.budget_bytes;
-      c["video_shape"] = std::vector<std::int64_t>(video.sizes().begin(), video.sizes().end());
+      c["decode_budget_bytes"] = decode_budget;
+      c["video_shape"] = {3, video.frames, video.height, video.width};
       c["bytes_from_disk"] = {{"t5", t5_bytes}, {"dit", dit_disk}, {"total", t5_bytes + dit_disk}};
       c["peak_device_bytes"] = sampler.peak_all();
       c["peak_device_bytes_by_phase"] = {{"t5", sampler.peak(PeakSampler::kT5)},
@@ -454,7 +432,7 @@ int main(int argc, char** argv) {
       c["host_peak_rss_bytes"] = bench::proc_status_bytes("VmHWM:");
       c["host_rss_bytes"] = bench::proc_status_bytes("VmRSS:");
       c["streamed_dit"] = sd_stats;
-      c["t5"] = t5.stats_json();
+      c["t5"] = t5_stats;
       c["pool"] = pool.status_json();
       if (a.disk_gbps > 0) {
         c["disk_floor_s_at_measured_bw"] = static_cast<double>(t5_bytes + dit_disk) / (a.disk_gbps * 1e9);
@@ -467,8 +445,6 @@ int main(int argc, char** argv) {
                   static_cast<double>(t5_bytes + dit_disk) / 1e9,
                   static_cast<double>(bench::proc_status_bytes("VmHWM:")) / (1ull << 30));
       std::fflush(stdout);
-      context_for_a = st.context;
-      latent_for_a = st.latent;
     }
     out["c"] = c;
     // Planner v1's prediction for the same job and budgets (null: no planner in this build).

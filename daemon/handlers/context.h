@@ -27,6 +27,9 @@ struct HandlerContext {
   ResourceProvider& resources;
   Access& access;
   bool accepting = true;  // false once shutdown began
+  // Issue 15 (poison jobs): throws Error naming the bytes when the job cannot fit the
+  // daemon's host or device budgets (Note [Job admission], daemon.cpp); unset: no check.
+  std::function<void(const sched::JobSpec&)> admit;
 };
 
 proto::ErrorReply error_reply(const char* code, std::string message);

@@ -17,7 +17,17 @@ std::variant<sched::JobRecord, proto::ErrorReply> visible_job(HandlerContext& ct
 proto::Response handle_list(HandlerContext& ctx, const Peer& peer, const proto::ListJobs&) {
   proto::JobList out;
   for (const auto& r : ctx.queue.list()) {
-    if (Access::can_see(peer, r)) out.jobs.push_back(to_job_info(r));
+    if (!Access::can_see(peer, r)) continue;
+    proto::JobInfo info = to_job_info(r);
+    // Issue 15: a list reply carries every job; long prompts are cut (status has them whole).
+    constexpr std::size_t kListPrompt = 200;
+    if (info.prompt.size() > kListPrompt) {
+      std::size_t cut = kListPrompt;
+      while (cut > 0 && (static_cast<unsigned char>(info.prompt[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
+      info.prompt.resize(cut);
+      info.prompt += "...";
+    }
+    out.jobs.push_back(std::move(info));
   }
   return out;
 }

@@ -21,10 +21,11 @@ proto::Response handle_plan(HandlerContext& ctx, const Peer& peer, const proto::
   return ctx.resources.plan(spec);
 }
 
-proto::Response handle_models(HandlerContext& ctx, const Peer&, const proto::ListModels&) {
+proto::Response handle_models(HandlerContext& ctx, const Peer& peer, const proto::ListModels&) {
   proto::ModelList out;
   for (const auto& m : ctx.registry.models()) {
-    proto::ModelInfo info{m.name, m.dir.string(), m.factory};
+    // Issue 15: where the server keeps its models is the admins' business.
+    proto::ModelInfo info{m.name, peer.admin ? m.dir.string() : std::string(), m.factory};
     // Its tasks and sizes from the model's configs (small files, never weights).
     try {
       const sched::ModelTraits t = ctx.registry.traits(m.name);

@@ -50,6 +50,13 @@ proto::Response handle_submit(HandlerContext& ctx, const Peer& peer, const proto
     if (e.code() == ErrorCode::kBadRequest) return error_reply(proto::errc::kBadRequest, e.what());
     throw;
   }
+  if (ctx.admit) {  // issue 15: refuse what cannot fit (Note [Job admission], daemon.cpp)
+    try {
+      ctx.admit(spec);
+    } catch (const Error& e) {
+      return error_reply(proto::errc::kBadRequest, e.what());
+    }
+  }
   std::string id = ctx.queue.submit(std::move(spec));  // journaled before we answer
   return proto::Submitted{id};
 }

@@ -1,8 +1,8 @@
 // Golden cases: recompute, with the project's code, the outputs that a case of
-// ../shared/golden lists, from its case.json, checkpoint files and
+// tests/data/golden (a copy of the steering repo's shared/golden) lists, from its case.json, checkpoint files and
 // inputs.safetensors. Never reads outputs.safetensors.
 //
-//   Outputs out = wand::model::golden::run_case("/work/shared/golden/dit_t2v");
+//   Outputs out = wand::model::golden::run_case("tests/data/golden/dit_t2v");
 //   save_safetensors("out.safetensors", out);
 //
 // Dispatch is on case.json's "case" field; each family has one handler,

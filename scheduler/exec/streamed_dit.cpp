@@ -164,6 +164,21 @@ std::uint64_t StreamedDit::max_block_bytes() const {
   return m;
 }
 
+CardJobBudget StreamedDit::plan_job(std::int64_t seq_len) const {
+  const int dev = opt_.device_tier;
+  const model::WanConfig& cfg = dits_[0]->config();
+  DitGeometry g;
+  g.tokens = seq_len;
+  g.dim = cfg.dim;
+  g.ffn_dim = cfg.ffn_dim;
+  g.text_len = cfg.text_len;
+  g.run_bytes = static_cast<int>(c10::elementSize(model::gemm_dtype(opt_.run)));
+  g.spill_uncond = opt_.spill_uncond == 1;
+  return plan_card_job("streamed DiT '" + opt_.name + "' on device tier " + pool_.tier(dev).name(), opt_.budget,
+                       pool_.tier(dev).bytes_capacity(), max_block_bytes(), opt_.window_bytes, nonblock_bytes_, g,
+                       opt_.chunk_tokens, opt_.spill_uncond == -1, "", std::to_string(seq_len) + " tokens");
+}
+
 void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
   end_job();
   for (std::size_t j = 0; j < expert_of_step.size(); ++j) {
@@ -174,21 +189,9 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
     }
   }
   const int dev = opt_.device_tier;
-  const model::WanConfig& cfg = dits_[0]->config();
-  DitGeometry g;
-  g.tokens = job.seq_len;
-  g.dim = cfg.dim;
-  g.ffn_dim = cfg.ffn_dim;
-  g.text_len = cfg.text_len;
-  g.run_bytes = static_cast<int>(c10::elementSize(model::gemm_dtype(opt_.run)));
-  g.spill_uncond = opt_.spill_uncond == 1;
-  const CardJobBudget cb = plan_card_job("streamed DiT '" + opt_.name + "' on device tier " + pool_.tier(dev).name(),
-                                         opt_.budget, pool_.tier(dev).bytes_capacity(), max_block_bytes(),
-                                         opt_.window_bytes, nonblock_bytes_, g, opt_.chunk_tokens,
-                                         opt_.spill_uncond == -1, "", std::to_string(job.seq_len) + " tokens");
+  const CardJobBudget cb = plan_job(job.seq_len);
   const std::uint64_t window = cb.window, room = cb.room, need = cb.need;
   const std::int64_t chunk = cb.chunk;
-  g.spill_uncond = cb.spill_uncond;
   DeviceBudget b = opt_.budget;
   b.slot_bytes = cb.slots;
   // check_device_budget counts context + slots + activation cap; the non-block weights live
@@ -213,7 +216,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
   eo.window_bytes = window;
   eo.host_window_bytes = host_planning ? opt_.host_window_bytes : 0;
   eo.budget = b;
-  eo.spill_uncond = g.spill_uncond;
+  eo.spill_uncond = cb.spill_uncond;
   eo.activation_need_bytes = need > 0 ? need + (opt_.budget.activation_bytes > 0 ? 0 : nonblock_bytes_) : 0;
   exec_ = std::make_unique<DitExecutor>(pool_, std::move(ex), std::move(expert_of_step), eo);
   if (opt_.cuda_device >= 0 && room > 0) {
@@ -224,7 +227,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, StreamedJob job) {
   host_planning_ = host_planning;
   first_step_ = job.first_step;
   chunk_ = chunk;
-  spill_ = g.spill_uncond;
+  spill_ = cb.spill_uncond;
   activation_need_ = need;
   activation_room_ = room;
   ++jobs_;

@@ -156,6 +156,9 @@ class StreamedDit {
   // first_step + j (0 = high noise / single model, 1 = low noise). Throws Error(kConfig)
   // naming the sizes when the budget cannot run it (Note [Streamed budget]).
   void begin_job(std::vector<int> expert_of_step, StreamedJob job = {});
+  // The card budget begin_job() would take for a job of `seq_len` tokens; throws what it
+  // would throw (a job's preflight, before any phase runs).
+  CardJobBudget plan_job(std::int64_t seq_len) const;
   // Drops the job's executor (its device copies stay cached in the pool until evicted).
   void end_job();
   bool in_job() const { return exec_ != nullptr; }

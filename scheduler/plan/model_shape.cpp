@@ -49,6 +49,14 @@ std::int64_t get_int(const json& j, const char* key, const fs::path& file) {
   if (!j.contains(key) || !j[key].is_number_integer()) bad(file, std::string("missing integer field '") + key + "'");
   const auto v = j[key].get<std::int64_t>();
   if (v <= 0) bad(file, std::string("field '") + key + "' must be positive, got " + std::to_string(v));
+  // Note [Config maxima] (model/wan_config.cpp): the same bounds.
+  const std::string k = key;
+  const std::int64_t max = k == "num_layers" || k == "num_heads" ? 1024 : k == "text_len" ? 8192
+                           : k == "in_dim" || k == "out_dim"     ? 4096 : (1 << 17);
+  if (v > max) {
+    bad(file, std::string("field '") + key + "' is " + std::to_string(v) + ", more than the maximum " +
+                  std::to_string(max));
+  }
   return v;
 }
 

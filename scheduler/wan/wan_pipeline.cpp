@@ -9,9 +9,13 @@
 #include "common/log.h"
 #include "memory/memory_pool.h"
 #include "model/pipeline.h"
+#include "model/pipeline_text.h"
+#include "model/tokenizer.h"
 #include "model/video.h"
+#include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/store_cache.h"
 #include "scheduler/exec/streamed_dit.h"
+#include "scheduler/exec/t5_stream.h"
 #include "scheduler/wan/group_dit.h"
 
 namespace wand::sched {
@@ -91,7 +95,7 @@ namespace {
 // after the generator.
 model::GeneratorOptions streamed_options(const WanStreamContext& c, model::GeneratorOptions g,
                                          std::unique_ptr<exec::StreamedDit>* streamed,
-                                         std::unique_ptr<GroupDit>* group) {
+                                         std::unique_ptr<GroupDit>* group, const WanPipeline* self) {
   if (c.pool == nullptr) throw Error(ErrorCode::kConfig, "wan pipeline: streamed mode without a memory pool");
   const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
   g.device = cuda < 0 ? at::Device(at::kCPU) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda));
@@ -105,6 +109,22 @@ model::GeneratorOptions streamed_options(const WanStreamContext& c, model::Gener
     if (!*streamed) throw Error(ErrorCode::kInternal, "wan pipeline: the streamed DiT is not built");
     return (*streamed)->cfg_forward()(in, check);
   };
+  // Note [One job path]: umT5 streams through the pool (both prompts per layer) and the VAE
+  // phases run inside what the card budget leaves, for every streamed job the daemon runs
+  // and every benchmark that builds its job through WanPipeline.
+  if (!g.text_encoder && !g.text_encoder_many) {
+    g.text_encoder_many = [self](const std::vector<std::string>& texts) { return self->encode_texts(texts); };
+  }
+  if (!g.vae_budget) g.vae_budget = [self] { return self->vae_room(); };
+  if (!g.on_phase) {
+    const std::string name = c.name;
+    g.on_phase = [name](const char* phase) {
+      static thread_local std::string last;  // one job at a time per runner thread
+      if (last == phase) return;
+      last = phase;
+      log::get("sched")->info("job phase {} pipeline={}", phase, name);
+    };
+  }
   return g;
 }
 
@@ -116,7 +136,24 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
 WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContext& c,
                          const model::GeneratorOptions& options)
     : stores_(c.stores),
-      gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &streamed_, &group_))) {
+      context_(std::make_unique<WanStreamContext>(c)),
+      gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &streamed_, &group_, this))) {
+  context_->stores.reset();  // kept in stores_; the copy is for the budget numbers
+  // umT5 from its .pth through the pool, on the card the generator runs on (group: rank 0),
+  // unless the caller brings its own text encoder (tests). Built here, so that a model
+  // directory without its umT5 file fails at load, naming it.
+  if (!options.text_encoder && !options.text_encoder_many) {
+    const std::filesystem::path pth = dir / model::kT5CheckpointName;
+    const std::filesystem::path tok = dir / model::kTokenizerDirName;
+    if (!std::filesystem::exists(pth)) throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + pth.string());
+    exec::T5StreamOptions to;
+    to.name = c.name + ".t5";
+    to.device_tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
+    to.cuda_device = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
+    to.run = gen_->run_dtype();
+    t5_ = std::make_unique<exec::T5Stream>(pth.string(), *c.pool, to);
+    tokenizer_ = std::make_unique<model::Tokenizer>(model::Tokenizer::load(tok.string()));
+  }
   std::vector<std::filesystem::path> experts = {gen_->expert_dir(true)};
   if (gen_->two_experts()) experts.push_back(gen_->expert_dir(false));
   if (!c.ranks.empty()) {  // group mode
@@ -187,9 +224,81 @@ const model::GenState& WanPipeline::gen_state(const JobState& state) { return ca
 
 void WanPipeline::validate(const JobSpec& spec) const { gen_->validate(to_request(spec)); }
 
+nlohmann::json WanPipeline::t5_stats() const { return t5_ ? t5_->stats_json() : nlohmann::json(); }
+
+std::vector<at::Tensor> WanPipeline::encode_texts(const std::vector<std::string>& texts) const {
+  if (!t5_ || !tokenizer_) throw Error(ErrorCode::kInternal, "wan pipeline: the streamed umT5 is not built");
+  return t5_->encode_texts(*tokenizer_, texts);
+}
+
+// Note [VAE room]: the card's budget less what stays on it through a VAE phase: the CUDA
+// context, the device tier (one region reserved at start: its slots are idle during the VAE
+// phases, but LibTorch's allocator cannot borrow them, so the tiles are sized around them),
+// and what LibTorch holds then (the DiTs' non-block weights, the job's latents), less a
+// margin for the allocator's rounding and fragmentation. Measured on the card (after
+// returning LibTorch's cached blocks) when it is a GPU; on the CPU tiers of the tests, the
+// non-block weights stand for it. 0: no budget, the VAE runs untiled.
+std::int64_t WanPipeline::vae_room() const {
+  const WanStreamContext& c = *context_;
+  const exec::DeviceBudget& b = c.ranks.empty() ? c.budget : c.ranks[0].budget;
+  if (b.budget_bytes == 0) return 0;
+  const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
+  const int tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
+  std::uint64_t held = 0;
+  if (cuda >= 0) {
+    exec::empty_caching_allocator();
+    held = exec::caching_allocator_reserved(cuda);
+  } else if (streamed_) {
+    held = streamed_->nonblock_bytes();
+  }
+  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + kVaeMarginBytes;
+  if (fixed >= b.budget_bytes) {
+    throw Error(ErrorCode::kOutOfMemory,
+                "the VAE has no room on the card: budget " + format_bytes(b.budget_bytes) + " = context " +
+                    format_bytes(b.context_bytes) + " + device tier " +
+                    format_bytes(c.pool->tier(tier).bytes_capacity()) + " + held " + format_bytes(held) +
+                    " + margin " + format_bytes(kVaeMarginBytes) + " leaves nothing (make the device tier smaller)");
+  }
+  return static_cast<std::int64_t>(b.budget_bytes - fixed);
+}
+
+// Note [Job preflight]: before any phase runs, a streamed job is checked against the card's
+// budget phase by phase: the steps (the DiT's card plan: slots, activation room, chunk) and
+// the decode (its smallest tiles in the room Note [VAE room] predicts, with the non-block
+// weights standing for what LibTorch holds). A job that cannot fit fails here, naming the
+// phase and the bytes, instead of after minutes of text encoding and steps.
+void WanPipeline::preflight(const model::GenRequest& req) const {
+  const model::GenGeometry g = gen_->geometry(req);
+  const std::string job = std::to_string(g.width) + "x" + std::to_string(g.height) + "x" + std::to_string(g.frames);
+  if (streamed_) {
+    try {
+      streamed_->plan_job(g.seq_len);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kOutOfMemory, "job " + job + " does not fit the card (phase steps): " + e.what());
+    }
+  }
+  const WanStreamContext& c = *context_;
+  const exec::DeviceBudget& b = c.ranks.empty() ? c.budget : c.ranks[0].budget;
+  if (b.budget_bytes == 0) return;
+  const int tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
+  const std::uint64_t held = streamed_ ? streamed_->nonblock_bytes() : 0;
+  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + kVaeMarginBytes;
+  const std::int64_t room = fixed < b.budget_bytes ? static_cast<std::int64_t>(b.budget_bytes - fixed) : 1;
+  const model::VaeDecodePlan p = gen_->plan_decode(g, room);
+  if (!p.fits) {
+    throw Error(ErrorCode::kOutOfMemory, "job " + job + " does not fit the card (phase decode): its smallest VAE tiles need " +
+                                             format_bytes(static_cast<std::uint64_t>(p.est_total_bytes)) +
+                                             " and the budget " + format_bytes(b.budget_bytes) + " leaves " +
+                                             format_bytes(static_cast<std::uint64_t>(room)) +
+                                             " after the context, the device tier and the non-block weights");
+  }
+}
+
 std::unique_ptr<JobState> WanPipeline::prepare(const JobSpec& spec, CancelToken& token) {
   auto st = std::make_unique<WanJobState>();
-  st->gen = gen_->prepare(to_request(spec), checker(token));
+  const model::GenRequest req = to_request(spec);
+  if (streamed()) preflight(req);
+  st->gen = gen_->prepare(req, checker(token));
   begin_streamed_job(*st);  // the budget is checked before any step
   return st;
 }

@@ -56,14 +56,20 @@
 namespace wand::memory {
 class MemoryPool;
 }
+namespace at {
+class Tensor;
+}
 namespace wand::model {
 class WanGenerator;
+class Tokenizer;
 struct GeneratorOptions;
+struct GenRequest;
 struct GenState;
 }  // namespace wand::model
 namespace wand::sched::exec {
 class StreamedDit;
 class StoreCache;
+class T5Stream;
 }  // namespace wand::sched::exec
 namespace wand::sched {
 class GroupDit;
@@ -136,12 +142,26 @@ class WanPipeline : public Pipeline {
   // The generator's state of a job of this pipeline (tests: the latents).
   static const model::GenState& gen_state(const JobState& state);
 
+  // Streamed mode: the streamed umT5's counters (T5Stream::stats_json; null without it).
+  nlohmann::json t5_stats() const;
+  // Streamed mode: the umT5 encode of several texts in one pass over the streamed layers.
+  std::vector<at::Tensor> encode_texts(const std::vector<std::string>& texts) const;
+  // Streamed mode: the device bytes a VAE phase may take now (Note [VAE room]); 0 without a
+  // budget. Throws Error(kOutOfMemory) when the budget leaves nothing.
+  std::int64_t vae_room() const;
+  // Kept free below the budget in a VAE phase (allocator rounding, fragmentation).
+  static constexpr std::uint64_t kVaeMarginBytes = 512ull << 20;
+
  private:
   void begin_streamed_job(const JobState& state);
+  void preflight(const model::GenRequest& req) const;  // Note [Job preflight]
 
   std::shared_ptr<StreamedJobEnd> job_end_;  // Note [Streamed job end] (wan_pipeline.cpp)
   // Destroyed after gen_ (declared first); the context's cache lives while they do.
   std::shared_ptr<exec::StoreCache> stores_;
+  std::unique_ptr<WanStreamContext> context_;       // streamed mode: the budget numbers
+  std::unique_ptr<exec::T5Stream> t5_;              // streamed mode: umT5 through the pool
+  std::unique_ptr<model::Tokenizer> tokenizer_;
   std::unique_ptr<exec::StreamedDit> streamed_;
   std::unique_ptr<GroupDit> group_;
   std::unique_ptr<model::WanGenerator> gen_;

@@ -52,6 +52,7 @@ class DaemonFixture {
   void stop();   // SIGTERM and wait; the exit status must be 0
   void kill9();  // SIGKILL and wait
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   CmdResult wanctl(std::vector<std::string> args) const;
   const std::filesystem::path& dir() const { return dir_; }

@@ -13,6 +13,7 @@
 #include "model/dit.h"
 #include "model/safetensors.h"
 #include "tests/model/golden_compare.h"
+#include "tests/golden_dir.h"
 
 namespace {
 
@@ -25,7 +26,7 @@ struct CaseRun {
 };
 
 CaseRun run_case(const std::string& name, RunDtype run) {
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / name;
+  const fs::path dir = wand::test::golden_root() / name;
   auto spec = nlohmann::json::parse(std::ifstream(dir / "case.json"));
   CheckpointDir ck(dir / spec["config"].value("checkpoint_subdir", std::string(".")));
   WanDit dit = WanDit::load(ck, run, at::Device(at::kCUDA, 0));
@@ -45,7 +46,7 @@ class DitBf16Parity : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-    if (!fs::exists(fs::path(WAND_GOLDEN_DIR) / GetParam())) GTEST_SKIP() << "no golden case " << GetParam();
+    WAND_REQUIRE_DATA(wand::test::golden_root() / GetParam());
     at::globalContext().setAllowTF32CuBLAS(false);
     at::globalContext().setAllowTF32CuDNN(false);
   }

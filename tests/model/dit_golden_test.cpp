@@ -1,6 +1,6 @@
 // Golden cases of the DiT family (rope, dit_*, sched_*, moe_boundary): every
 // output case.json lists is recomputed by the project's code and checked with
-// the case's tolerances_fp32. Set A lives in WAND_GOLDEN_DIR.
+// the case's tolerances_fp32. Set A lives in tests/data/golden (tests/golden_dir.h).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,6 +11,7 @@
 #include "model/golden/golden.h"
 #include "model/safetensors.h"
 #include "tests/model/golden_compare.h"
+#include "tests/golden_dir.h"
 
 namespace {
 
@@ -36,7 +37,7 @@ std::string case_kind(const fs::path& dir) {
 
 std::vector<std::string> supported_case_dirs() {
   std::vector<std::string> v;
-  const fs::path root(WAND_GOLDEN_DIR);
+  const fs::path root = wand::test::golden_root();
   if (!fs::is_directory(root)) return v;
   for (const auto& e : fs::directory_iterator(root)) {
     if (e.is_directory() && supported().count(case_kind(e.path()))) v.push_back(e.path().string());
@@ -89,14 +90,15 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(DitGolden);
 
 TEST(DitGoldenSet, AllDitFamilyCasesPresent) {
   // The set must hold every case this family supports (otherwise the suite above silently shrinks).
+  WAND_REQUIRE_DATA(wand::test::golden_root());
   std::set<std::string> found;
   for (const auto& d : supported_case_dirs()) found.insert(case_kind(d));
-  for (const auto& k : supported()) EXPECT_TRUE(found.count(k)) << "golden case " << k << " not found under " << WAND_GOLDEN_DIR;
+  for (const auto& k : supported()) EXPECT_TRUE(found.count(k)) << "golden case " << k << " not found under " << wand::test::golden_root().string();
 }
 
 TEST(DitGoldenTool, WandGoldenWritesEveryOutput) {
   // End to end: the wand-golden binary on the rope case; its file must hold every listed output.
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / "rope";
+  const fs::path dir = wand::test::golden_root() / "rope";
   ASSERT_TRUE(fs::exists(dir / "case.json"));
   const fs::path out = fs::temp_directory_path() / ("wand_golden_rope_" + std::to_string(::getpid()) + ".safetensors");
   const std::string cmd = std::string("\"") + WAND_GOLDEN_BIN + "\" \"" + dir.string() + "\" --out \"" + out.string() + "\"";

@@ -11,6 +11,7 @@
 #include "model/make_model/make_model.h"
 #include "model/safetensors.h"
 #include "tests/model/golden_compare.h"
+#include "tests/golden_dir.h"
 
 namespace {
 
@@ -99,8 +100,8 @@ TEST(CheckpointDir, ReadsShardedExpertWithInfo) {
 }
 
 TEST(CheckpointDir, ReadsGoldenCheckpoint) {
-  const fs::path d = fs::path(WAND_GOLDEN_DIR) / "dit_t2v" / "high_noise_model";
-  if (!fs::exists(d)) GTEST_SKIP() << "no golden set at " << WAND_GOLDEN_DIR;
+  const fs::path d = wand::test::golden_root() / "dit_t2v" / "high_noise_model";
+  WAND_REQUIRE_DATA(d);
   CheckpointDir ck(d);
   EXPECT_EQ(ck.config().variant, "tiny-t2v");
   EXPECT_EQ(ck.config().text_dim, 4096);  // not stored: the default
@@ -286,8 +287,8 @@ TEST(WanDit, PerTokenTimestepsUseDistinctRows) {
 }
 
 TEST(WanDit, Bf16ModeCloseToFloat64Reference) {
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / "dit_t2v";
-  if (!fs::exists(dir)) GTEST_SKIP() << "no golden set";
+  const fs::path dir = wand::test::golden_root() / "dit_t2v";
+  WAND_REQUIRE_DATA(dir);
   CheckpointDir ck(dir / "high_noise_model");
   auto in = load_safetensors((dir / "inputs.safetensors").string());
   auto ref = load_safetensors((dir / "outputs.safetensors").string());

@@ -19,6 +19,7 @@
 #include "model/sampler_schedule.h"
 #include "model/video.h"
 #include "tests/model/pipeline_tiny_model.h"
+#include "tests/golden_dir.h"
 
 namespace wand::model {
 namespace {
@@ -29,7 +30,7 @@ using testing::kTinyTextDim;
 using testing::make_temp_dir;
 using testing::write_tiny_wan_dir;
 
-const fs::path kGolden = WAND_GOLDEN_DIR;
+const fs::path kGolden = wand::test::golden_root();
 
 // One directory per preset for the whole test binary (written once).
 class PipelineTest : public ::testing::Test {
@@ -273,6 +274,47 @@ TEST_F(PipelineTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
   EXPECT_EQ(back.height, 48);
   EXPECT_EQ(back.width, 64);
   if (!have_libav()) EXPECT_EQ(back.rgb, vf.rgb);
+}
+
+// guide_scale (a, b): a guides the low-noise expert's steps and b the high-noise expert's, the
+// official sample_guide_scale order (model/wan_config.cpp: t2v-A14B (3.0, 4.0)); proto, wanctl
+// and docs/protocol.md say the same. Step by step: another first value leaves every high-noise
+// step bitwise the same and changes the first low-noise step; another second value changes
+// step 0 (high noise).
+TEST_F(PipelineTest, TwoGuideScalesAreLowNoiseThenHighNoise) {
+  auto gen = make("tiny-t2v");
+  auto run = [&](const std::vector<double>& g, std::string* experts) {
+    GenRequest r = t2v_request(21);
+    r.guide_scale = g;
+    GenState st = gen->prepare(r);
+    EXPECT_EQ(st.guide_low, g.front());
+    EXPECT_EQ(st.guide_high, g.back());
+    std::vector<at::Tensor> latents;
+    while (st.completed_steps() < st.total_steps()) {
+      gen->step(st);
+      latents.push_back(st.latent.clone());
+    }
+    *experts = st.experts_run;
+    return latents;
+  };
+  std::string ea, eb, ec, ed;
+  const auto a = run({2.0, 6.0}, &ea);
+  const auto b = run({9.0, 6.0}, &eb);  // another low-noise scale
+  const auto c = run({2.0, 1.5}, &ec);  // another high-noise scale
+  ASSERT_EQ(ea, eb);
+  ASSERT_EQ(ea, ec);
+  const std::size_t first_low = ea.find('l');
+  ASSERT_NE(first_low, std::string::npos) << ea;
+  ASSERT_GT(first_low, 0u) << "the schedule starts on the high-noise expert: " << ea;
+  for (std::size_t k = 0; k < first_low; ++k) {
+    EXPECT_TRUE(at::equal(a[k], b[k])) << "high-noise step " << k << " used the first (low-noise) value";
+  }
+  EXPECT_FALSE(at::equal(a[first_low], b[first_low])) << "low-noise step " << first_low << " ignored the first value";
+  EXPECT_FALSE(at::equal(a[0], c[0])) << "high-noise step 0 ignored the second value";
+  // One value guides both experts.
+  const auto d = run({6.0}, &ed);
+  EXPECT_TRUE(at::equal(d[0], a[0]));
+  EXPECT_FALSE(at::equal(d[first_low], a[first_low]));
 }
 
 TEST_F(PipelineTest, RealUmt5TextEncoderAndDefaultNegativePrompt) {

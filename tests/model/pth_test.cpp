@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/torch_compat.h"
 #include "model/pth.h"
+#include "tests/golden_dir.h"
 
 namespace fs = std::filesystem;
 using wand::model::PthFile;
@@ -58,7 +59,8 @@ void expect_same_as_reference(const std::string& path) {
   }
 }
 
-std::string golden(const std::string& rel) { return std::string(WAND_GOLDEN_DIR) + "/" + rel; }
+std::string golden(const std::string& rel) { return wand::test::golden_root().string() + "/" + rel; }
+const char* const kT5 = "t5/models_t5_umt5-xxl-enc-bf16.pth";
 
 }  // namespace
 
@@ -189,7 +191,10 @@ wand::ErrorCode error_of(const std::string& path) {
 
 TEST(PthFile, RejectsTruncatedCorruptAndCompressedFiles) {
   const fs::path dir = tmp_dir();
-  const std::vector<char> good = slurp(golden("t5/models_t5_umt5-xxl-enc-bf16.pth"));
+  WAND_REQUIRE_DATA(golden(kT5));
+  const std::vector<char> good = slurp(golden(kT5));
+  // The corruptions below index into the file: it must be the golden T5 (a few hundred KiB).
+  ASSERT_GT(good.size(), 4096u) << golden(kT5) << " is too short to be the golden T5 .pth";
   const std::string p = (dir / "bad.pth").string();
   // Truncated: the directory at the end is gone.
   spit(p, std::vector<char>(good.begin(), good.begin() + good.size() / 2));

@@ -11,12 +11,13 @@
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/t5_encoder.h"
+#include "tests/golden_dir.h"
 
 using namespace wand::model;
 
 namespace {
 
-const std::string kCaseDir = std::string(WAND_GOLDEN_DIR) + "/t5";
+const std::string kCaseDir = wand::test::golden_root().string() + "/t5";
 
 std::map<std::string, at::Tensor> reference() {
   return load_safetensors(kCaseDir + "/outputs.safetensors");

@@ -7,6 +7,7 @@
 #include "model/golden/golden.h"
 #include "model/safetensors.h"
 #include "model/t5_encoder.h"
+#include "tests/golden_dir.h"
 
 using namespace wand::model;
 
@@ -19,7 +20,7 @@ double rel_l2(const at::Tensor& got, const at::Tensor& ref) {
 
 TEST(T5GoldenGpu, Bfloat16OnCudaWithinOnePercent) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  const std::string dir = std::string(WAND_GOLDEN_DIR) + "/t5";
+  const std::string dir = wand::test::golden_root().string() + "/t5";
   const at::Device device(at::kCUDA, 0);
   golden::Case c = golden::load_case(dir);
   auto ref = load_safetensors(dir + "/outputs.safetensors");

@@ -18,6 +18,7 @@
 #include "model/safetensors.h"
 #include "model/vae.h"
 #include "tests/model/cpu_peak_tracker.h"
+#include "tests/golden_dir.h"
 
 namespace {
 
@@ -30,8 +31,8 @@ double rel_l2(const at::Tensor& a, const at::Tensor& r) {
 }
 
 void check_bf16(const std::string& name) {
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / name;
-  if (!fs::exists(dir / "case.json")) GTEST_SKIP() << "no golden case at " << dir;
+  const fs::path dir = wand::test::golden_root() / name;
+  WAND_REQUIRE_DATA(dir / "case.json");
   const auto c = golden::load_case(dir);
   const auto ref = load_safetensors((dir / "outputs.safetensors").string());
   PthFile src((dir / c.spec.at("checkpoint").at("file").get<std::string>()).string());

@@ -7,14 +7,15 @@
 
 #include "model/golden/golden.h"
 #include "model/safetensors.h"
+#include "tests/golden_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 void check_case(const std::string& name) {
-  const fs::path dir = fs::path(WAND_GOLDEN_DIR) / name;
-  if (!fs::exists(dir / "case.json")) GTEST_SKIP() << "no golden case at " << dir;
+  const fs::path dir = wand::test::golden_root() / name;
+  WAND_REQUIRE_DATA(dir / "case.json");
   const auto c = wand::model::golden::load_case(dir);
   const auto ours = wand::model::golden::run_case(dir);
   const auto ref = wand::model::load_safetensors((dir / "outputs.safetensors").string());

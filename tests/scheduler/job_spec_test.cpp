@@ -79,6 +79,11 @@ TEST(JobSpec, ValidationNamesTheField) {
   s = sample();
   s.guide_scale = {1, 2, 3};
   expect_bad(s, "'guide_scale'");
+  // Note [Image bytes only]: bytes that are no image (here an ffmpeg playlist) are refused.
+  s = sample();
+  const std::string playlist = "ffconcat version 1.0\nfile /etc/passwd\n";
+  s.image.assign(playlist.begin(), playlist.end());
+  expect_bad(s, "not a PNG, JPEG");
 }
 
 TEST(JobSpec, AnInputImageMustBeAnImageFileByItsMagicBytes) {

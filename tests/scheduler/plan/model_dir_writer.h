@@ -24,6 +24,31 @@ struct Geometry {
   std::int64_t text_dim = 4096, freq_dim = 256, text_len = 512;
 
   static Geometry t2v_a14b() { return {"t2v", 5120, 13824, 40, 40, 16, 16}; }
+  static Geometry i2v_a14b() { return {"i2v", 5120, 13824, 40, 40, 36, 16}; }
+  // An expert's config.json as the release writes it (real_configs.json's "config_json").
+  static Geometry from_config_json(const nlohmann::json& c) {
+    Geometry g;
+    g.model_type = c.at("model_type").get<std::string>();
+    g.dim = c.at("dim").get<std::int64_t>();
+    g.ffn_dim = c.at("ffn_dim").get<std::int64_t>();
+    g.num_heads = c.at("num_heads").get<std::int64_t>();
+    g.num_layers = c.at("num_layers").get<std::int64_t>();
+    g.in_dim = c.at("in_dim").get<std::int64_t>();
+    g.out_dim = c.at("out_dim").get<std::int64_t>();
+    g.freq_dim = c.value("freq_dim", std::int64_t{256});
+    g.text_len = c.value("text_len", std::int64_t{512});
+    return g;
+  }
+  // Parameters of one expert (every tensor of tensors()).
+  std::uint64_t params() const {
+    std::uint64_t n = 0;
+    for (const auto& [name, shape] : tensors()) {
+      std::uint64_t k = 1;
+      for (auto d : shape) k *= static_cast<std::uint64_t>(d);
+      n += k;
+    }
+    return n;
+  }
   static Geometry ti2v_5b() { return {"ti2v", 3072, 14336, 24, 30, 48, 48}; }
   static Geometry tiny_t2v() { return {"t2v", 64, 160, 2, 2, 16, 16, 64}; }
 

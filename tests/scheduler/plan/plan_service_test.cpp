@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ctl/exit_codes.h"
 #include "ctl/output.h"
 #include "daemon/plan_service.h"
 #include "tests/scheduler/plan/model_dir_writer.h"
@@ -103,14 +104,41 @@ TEST(PlanService, TheExecutorsWholeCardBudgetAndContextAreUsed) {
   const auto& singles = r.plan["strategies"];
   ASSERT_GE(singles.size(), 2u);
   EXPECT_EQ(singles[0]["strategy"], "single");
-  // Device 0: the executor's 23 GiB; device 1: the same 7 GiB headroom over its 8 GiB tier.
+  // Note [Card budget]: executor.device_budget is every card's budget (no card has its own);
+  // the tiers are fixed parts of it (the whole tier is in the peak).
   for (const auto& c : r.plan["choice"]["cards"]) {
     const int d = c["device"];
-    EXPECT_EQ(c["budget_bytes"].get<std::uint64_t>(), d == 0 ? 23ull << 30 : 15ull << 30);
+    EXPECT_EQ(c["budget_bytes"].get<std::uint64_t>(), 23ull << 30);
     EXPECT_EQ(c["peak"]["context"].get<std::uint64_t>(), 600ull << 20);
+    EXPECT_EQ(c["peak"]["weight_slots"].get<std::uint64_t>() + c["peak"]["resident_blocks"].get<std::uint64_t>(),
+              d == 0 ? 16ull << 30 : 8ull << 30);
   }
   EXPECT_EQ(r.plan["calibration"]["context_bytes"]["source"], "config executor.context_bytes");
-  EXPECT_NE(fx.print(r).find("budgets: executor.device_budget"), std::string::npos);
+  EXPECT_NE(fx.print(r).find("(executor.device_budget)"), std::string::npos) << fx.print(r);
+
+  // A card's own budget wins over executor.device_budget.
+  fx.cfg.memory["devices"][1]["budget"] = "11GiB";
+  const proto::PlanReport r2 = plan_report(fx.cfg, fx.registry, fx.spec);
+  ASSERT_TRUE(r2.available) << r2.note;
+  bool seen = false;
+  for (const auto& row : r2.plan.at("strategies")) {
+    if (row.at("strategy") != "single" || row.at("devices") != json::array({1})) continue;
+    seen = true;
+    ASSERT_TRUE(row.at("feasible").get<bool>()) << row.dump();
+    EXPECT_LE(row.at("peak_bytes").at(0).get<std::uint64_t>(), 11ull << 30) << row.dump();
+  }
+  EXPECT_TRUE(seen);
+  EXPECT_NE(r2.plan["budget_source"].get<std::string>().find("memory.devices[].budget"), std::string::npos);
+}
+
+TEST(PlanService, WithoutACardBudgetTheTierIsTakenForTheCardAndThePlanSaysSo) {
+  Fixture fx;
+  fx.cfg.memory = json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "22GiB"}]})");
+  fx.cfg.memory_mode = "config";
+  const proto::PlanReport r = plan_report(fx.cfg, fx.registry, fx.spec);
+  ASSERT_TRUE(r.available) << r.note;
+  EXPECT_NE(r.plan["budget_source"].get<std::string>().find("no card budget"), std::string::npos);
+  EXPECT_NE(fx.print(r).find("memory.devices[].budget)"), std::string::npos) << fx.print(r);
 }
 
 TEST(PlanService, MissingPiecesAreSaid) {
@@ -118,10 +146,16 @@ TEST(PlanService, MissingPiecesAreSaid) {
   proto::PlanReport r = plan_report(fx.cfg, fx.registry, fx.spec);  // no memory section
   EXPECT_FALSE(r.available);
   EXPECT_NE(r.note.find("memory"), std::string::npos);
+  EXPECT_EQ(ctl::plan_exit_code(r), ctl::kExitNoPlan);
   fx.cfg.memory = json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "512MiB"}]})");
   r = plan_report(fx.cfg, fx.registry, fx.spec);
   EXPECT_FALSE(r.available);
-  EXPECT_NE(r.note.find("budget"), std::string::npos) << r.note;
+  EXPECT_NE(r.note.find("fits no card"), std::string::npos) << r.note;
+  // The card's reason names the budget; what to change: no tier fits a 512 MiB card.
+  EXPECT_NE(r.plan["cards"][0]["reason"].get<std::string>().find("budget"), std::string::npos) << r.plan.dump();
+  EXPECT_GT(r.plan["cards"][0]["min_budget_bytes"].get<std::uint64_t>(), 512ull << 20);
+  EXPECT_NE(fx.print(r).find("it needs at least"), std::string::npos) << fx.print(r);
+  EXPECT_EQ(ctl::plan_exit_code(r), ctl::kExitNoPlan);
   fx.spec.model = "nope";
   r = plan_report(fx.cfg, fx.registry, fx.spec);
   EXPECT_FALSE(r.available);
