@@ -1,5 +1,6 @@
 #include "ctl/cli.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -13,12 +14,15 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "ctl/client.h"
 #include "ctl/exit_codes.h"
 #include "ctl/output.h"
+#include "proto/error_codes.h"
+#include "proto/version.h"
 
 namespace wand::ctl {
 
@@ -26,34 +30,137 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: wanctl [--socket PATH] [--json] COMMAND [ARGS]
+constexpr const char* kUsage = R"(usage: wanctl [--socket PATH] [--json] [--wait SECONDS] COMMAND [ARGS]
+       wanctl COMMAND --help | wanctl --version
 
 Commands:
   generate  --model NAME --prompt TEXT --size WxH --frames N --steps N --seed N -o FILE
             [--negative TEXT] [--image FILE] [--task t2v|i2v|ti2v] [--sampler unipc|dpm++]
             [--guide-scale X[,Y]] [--shift X] [--priority N] [--no-progress]
-            submit, follow the job (progress bar on a terminal), write the video to FILE
+            submit, follow the job (progress line on a terminal), write the video to FILE
   submit    (same options as generate, without -o)   print the job id
   ls                       list your jobs (all jobs for admins)
   status ID                show one job
   watch ID                 follow a job's events until it ends
   cancel ID                cancel a queued or running job
-  fetch ID -o FILE         write a finished job's video to FILE
+  fetch ID -o FILE         write a finished job's video to FILE (- : standard output)
   tiers                    memory tiers (budgets / usage)
   plan (generate options)  the placement plan the daemon would use
-  models                   the models this daemon serves
+  models                   the models this daemon serves, with their tasks and sizes
   shutdown                 stop the daemon (admins)
 
 Options:
   --socket PATH   the daemon's socket (default: $WAND_SOCKET or /run/wand/wand.sock)
   --wait SECONDS  keep trying to connect while wand starts (scripts), default 0
-  --json          machine-readable output (one JSON object; watch prints one per line)
+  --json          machine-readable output (one JSON object; watch prints one per line);
+                  errors are {"type":"error","code":...,"message":...}, one code per cause
 
 Exit codes:
   0 ok    1 job failed (or daemon error)    2 usage / request rejected
   3 daemon not running or socket not accessible    4 no such job / permission denied
   5 job cancelled    6 no plan (wanctl plan: the job fits no card as configured)
+  130 interrupted (Ctrl-C; the job goes on)
 )";
+
+constexpr const char* kJobOptions = R"(
+Job options:
+  --model NAME         a model from `wanctl models` (which lists its tasks and sizes)
+  --prompt TEXT        what to generate;  --negative TEXT: what to avoid (default: the model's)
+  --size WxH           width x height (also W*H); multiples of the model's size step. For
+                       i2v-A14B and ti2v with an image, W x H is the area: the video follows
+                       the image's aspect (`wanctl status` shows the real size)
+  --frames N           4n + 1 frames (81 = 5 s at 16 fps)
+  --steps N            denoising steps
+  --seed N             the seed (same seed, same request: the same video)
+  --image FILE         the input image (PNG, JPEG, BMP, WebP or binary PPM) of an
+                       image-to-video model; read by wanctl with your rights
+  --task T             t2v | i2v | ti2v (default: i2v with --image, else t2v)
+  --sampler S          unipc (default) | dpm++
+  --guide-scale X[,Y]  classifier-free guidance (one value, or low-noise,high-noise)
+  --shift X            the sampler's shift (default: the model's)
+  --priority N         larger runs first (-1000..1000, default 0)
+)";
+
+struct CommandHelp {
+  const char* name;
+  const char* usage;
+  const char* text;
+  bool job_options;
+};
+
+const CommandHelp kCommands[] = {
+    {"generate", "generate JOB-OPTIONS -o FILE [--no-progress]",
+     "Submits a job, follows it and writes the video to FILE (-o - : standard output).\n"
+     "On a terminal a progress line shows what the job does: loading, encoding,\n"
+     "step k/n with s/step and ETA, switching expert, decoding, writing.\n"
+     "Ctrl-C stops wanctl, not the job: it prints how to watch, fetch or cancel it (exit 130).\n"
+     "If wand restarts meanwhile, the job is durable: wanctl reconnects and follows it again.\n",
+     true},
+    {"submit", "submit JOB-OPTIONS", "Submits a job and prints its id (--json: {\"id\": ...}).\n", true},
+    {"ls", "ls", "Lists your jobs (every user's for admins). Also: list.\n", false},
+    {"list", "list", "Lists your jobs (every user's for admins). Also: ls.\n", false},
+    {"status", "status ID",
+     "Shows one job: state and stage, steps, speed, the card or card group it ran on,\n"
+     "and once done the video's real size and the result file.\n",
+     false},
+    {"watch", "watch ID", "Prints the job's events until it ends (--json: one object per line).\n", false},
+    {"cancel", "cancel ID", "Cancels a queued job, or stops a running one at the next block boundary.\n", false},
+    {"fetch", "fetch ID -o FILE", "Writes a finished job's video to FILE (-o - : standard output).\n", false},
+    {"tiers", "tiers",
+     "The memory tiers: capacity (configured: reserved when wand started), used, pinned,\n"
+     "bytes moved and GB/s since the previous `tiers` (measured).\n",
+     false},
+    {"plan", "plan JOB-OPTIONS", "The placement plan the daemon would use for the job (no job is submitted).\n", true},
+    {"models", "models", "The models this daemon serves: variant, tasks, size step and defaults.\n", false},
+    {"shutdown", "shutdown", "Stops the daemon (admins). Queued and running jobs resume at the next start.\n", false},
+};
+
+const CommandHelp* find_command(const std::string& name) {
+  for (const auto& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+void print_command_help(std::FILE* out, const CommandHelp& c) {
+  std::fprintf(out, "usage: wanctl [--socket PATH] [--json] %s\n\n%s", c.usage, c.text);
+  if (c.job_options) std::fputs(kJobOptions, out);
+}
+
+// Levenshtein distance, for "did you mean".
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown command 'stauts' (did you mean 'status'?)": the closest command within two
+// edits, or the one the word starts (a prefix of three or more letters).
+std::string unknown_command(const std::string& word) {
+  std::string best;
+  std::size_t best_d = 3;
+  for (const auto& c : kCommands) {
+    const std::string name = c.name;
+    std::size_t d = edit_distance(word, name);
+    if (word.size() >= 3 && name.rfind(word, 0) == 0) d = 1;
+    if (d < best_d) {
+      best_d = d;
+      best = name;
+    }
+  }
+  std::string msg = "unknown command '" + word + "'";
+  if (!best.empty()) msg += " (did you mean '" + best + "'?)";
+  return msg;
+}
 
 struct Args {
   std::string command;
@@ -61,6 +168,8 @@ struct Args {
   std::map<std::string, std::vector<std::string>> opts;
   bool json = false;
   bool no_progress = false;
+  bool help = false;     // --help / -h (with a command: that command's help)
+  bool version = false;  // --version
   std::string socket;
 
   bool has(const std::string& k) const { return opts.count(k) != 0; }
@@ -79,6 +188,22 @@ const std::vector<std::string> kValueOptions = {
     "--socket", "--wait", "--model", "--prompt", "--negative", "--image", "--size", "--frames", "--steps",
     "--seed", "--guide-scale", "--shift", "--sampler", "--priority", "--task", "-o", "--output"};
 
+// "unknown option --promt (did you mean --prompt?)".
+std::string unknown_option(const std::string& opt) {
+  std::vector<std::string> all = kValueOptions;
+  all.insert(all.end(), {"--json", "--no-progress", "--help", "--version"});
+  std::string best;
+  std::size_t best_d = 3;
+  for (const auto& o : all) {
+    const std::size_t d = edit_distance(opt, o);
+    if (d < best_d) {
+      best_d = d;
+      best = o;
+    }
+  }
+  return "unknown option " + opt + (best.empty() ? "" : " (did you mean " + best + "?)");
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   const char* env = std::getenv("WAND_SOCKET");
@@ -90,7 +215,9 @@ Args parse(int argc, char** argv) {
     } else if (s == "--no-progress") {
       a.no_progress = true;
     } else if (s == "--help" || s == "-h") {
-      a.command = "help";
+      a.help = true;
+    } else if (s == "--version") {
+      a.version = true;
     } else if (std::find(kValueOptions.begin(), kValueOptions.end(), s) != kValueOptions.end()) {
       if (i + 1 >= argc) throw UsageError(s + " needs a value");
       std::string key = s == "--output" ? "-o" : s;
@@ -98,11 +225,11 @@ Args parse(int argc, char** argv) {
     } else if (s.size() > 2 && s.rfind("--", 0) == 0 && s.find('=') != std::string::npos) {
       std::string key = s.substr(0, s.find('='));
       if (std::find(kValueOptions.begin(), kValueOptions.end(), key) == kValueOptions.end()) {
-        throw UsageError("unknown option " + key);
+        throw UsageError(unknown_option(key));
       }
       a.opts[key == "--output" ? "-o" : key].push_back(s.substr(s.find('=') + 1));
     } else if (!s.empty() && s[0] == '-') {
-      throw UsageError("unknown option " + s);
+      throw UsageError(unknown_option(s));
     } else if (a.command.empty()) {
       a.command = s;
     } else {
@@ -197,13 +324,22 @@ std::string need_id(const Args& a) {
   return a.positional[0];
 }
 
+// Prints an error as Note [One code per cause] (ctl/client.h) says: --json: one JSON object
+// on stdout; else "wanctl: MESSAGE" on stderr (the daemon's code is shown in front of its
+// message, wanctl's own codes are not: the message says it).
+void print_error(const Args& a, const std::string& code, const std::string& message, bool daemon_code) {
+  if (a.json) {
+    std::printf("%s\n", json{{"type", "error"}, {"code", code}, {"message", message}}.dump().c_str());
+    std::fflush(stdout);
+  }
+  if (!a.json || !daemon_code) {
+    std::fprintf(stderr, "wanctl: %s%s\n", daemon_code ? (code + ": ").c_str() : "", message.c_str());
+  }
+}
+
 // An ErrorReply ends the command: message on stderr (or JSON), mapped exit code.
 int fail(const Args& a, const proto::ErrorReply& e) {
-  if (a.json) {
-    std::printf("%s\n", proto::response_to_json(e).dump().c_str());
-  } else {
-    std::fprintf(stderr, "wanctl: %s: %s\n", e.code.c_str(), e.message.c_str());
-  }
+  print_error(a, e.code, e.message, true);
   return exit_code_for_error(e.code);
 }
 
@@ -213,7 +349,7 @@ const T* as(const proto::Response& r) {
 }
 
 [[noreturn]] void unexpected(const proto::Response& r) {
-  throw ClientError(kExitNoDaemon, std::string("unexpected response '") + proto::response_type(r) + "'");
+  throw ClientError(kExitNoDaemon, kErrProtocol, std::string("unexpected response '") + proto::response_type(r) + "'");
 }
 
 int exit_for_state(const std::string& state) {
@@ -222,31 +358,73 @@ int exit_for_state(const std::string& state) {
   return kExitOk;
 }
 
-// Writes a finished job's video into fd (opened by wanctl with the user's rights).
-int fetch_into(Client& c, const Args& a, const std::string& id, int fd, const std::string& path,
-               proto::FetchEnd* end_out) {
+// Where a video goes: a file opened with the user's own rights, or standard output (-o -).
+struct Output {
+  std::string path;      // "-": standard output
+  int fd = -1;
+  bool created = false;  // we created the file: remove it on failure
+  bool to_stdout() const { return path == "-"; }
+  std::string name() const { return to_stdout() ? "standard output" : path; }
+  ~Output() {
+    if (fd >= 0 && !to_stdout()) ::close(fd);
+  }
+  // Failure: a file we created goes away (an existing file is left as it was).
+  void discard() {
+    if (created && !to_stdout()) ::unlink(path.c_str());
+  }
+};
+
+// Opens (or creates) the output with the user's own rights, without truncating:
+// an existing file is only replaced once the video has arrived (fetch_into
+// truncates to the final size). Output::created tells whether to remove it on failure.
+void open_output(const Args& a, const std::string& path, Output& out) {
+  out.path = path;
+  if (out.to_stdout()) {
+    if (a.json) throw UsageError("-o - writes the video to standard output: it cannot carry --json too");
+    out.fd = STDOUT_FILENO;
+    return;
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  out.created = fd >= 0;
+  if (fd < 0 && errno == EEXIST) fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw UsageError("cannot write " + path + ": " + std::strerror(errno));
+  out.fd = fd;
+}
+
+// Writes a finished job's video into out: positioned writes into a file (then truncated
+// to the final size and fsync'ed), plain sequential writes to standard output (a pipe).
+int fetch_into(Client& c, const Args& a, const std::string& id, Output& out, proto::FetchEnd* end_out) {
   c.send(proto::Fetch{id});
+  std::uint64_t written = 0;  // standard output: the bytes written so far
+  auto io_error = [&](const char* what) {
+    print_error(a, kErrIo, std::string(what) + " " + out.name() + ": " + std::strerror(errno), false);
+    return kExitJobFailed;
+  };
   for (;;) {
     proto::Response r = c.receive();
     if (auto* e = as<proto::ErrorReply>(r)) return fail(a, *e);
     if (auto* ch = as<proto::FetchChunk>(r)) {
+      if (out.to_stdout() && ch->offset != written) {
+        throw ClientError(kExitNoDaemon, kErrProtocol, "wand sent chunk offset " + std::to_string(ch->offset) +
+                                                           " after " + std::to_string(written) + " bytes");
+      }
       std::size_t off = 0;
       while (off < ch->data.size()) {
-        ssize_t n = ::pwrite(fd, ch->data.data() + off, ch->data.size() - off,
-                             static_cast<off_t>(ch->offset + off));
+        ssize_t n = out.to_stdout() ? ::write(out.fd, ch->data.data() + off, ch->data.size() - off)
+                                    : ::pwrite(out.fd, ch->data.data() + off, ch->data.size() - off,
+                                               static_cast<off_t>(ch->offset + off));
         if (n < 0) {
           if (errno == EINTR) continue;
-          std::fprintf(stderr, "wanctl: write %s: %s\n", path.c_str(), std::strerror(errno));
-          return kExitJobFailed;
+          return io_error("write");
         }
         off += static_cast<std::size_t>(n);
       }
+      written += ch->data.size();
       continue;
     }
     if (auto* end = as<proto::FetchEnd>(r)) {
-      if (::ftruncate(fd, static_cast<off_t>(end->bytes)) != 0 || ::fsync(fd) != 0) {
-        std::fprintf(stderr, "wanctl: finish %s: %s\n", path.c_str(), std::strerror(errno));
-        return kExitJobFailed;
+      if (!out.to_stdout() && (::ftruncate(out.fd, static_cast<off_t>(end->bytes)) != 0 || ::fsync(out.fd) != 0)) {
+        return io_error("finish");
       }
       if (end_out) *end_out = *end;
       return kExitOk;
@@ -255,15 +433,57 @@ int fetch_into(Client& c, const Args& a, const std::string& id, int fd, const st
   }
 }
 
-// Opens (or creates) the output with the user's own rights, without truncating:
-// an existing file is only replaced once the video has arrived (fetch_into
-// truncates to the final size). *created tells whether to remove it on failure.
-int open_output(const std::string& path, bool* created) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  *created = fd >= 0;
-  if (fd < 0 && errno == EEXIST) fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) throw UsageError("cannot write " + path + ": " + std::strerror(errno));
-  return fd;
+// Note [Interrupting generate]: Ctrl-C while `generate` follows a job stops wanctl, never the
+// job (it is journaled and keeps running in wand). The handler says so, with the commands
+// to use next, removes the output file wanctl created (nothing has been written to it yet, or
+// only part of the video), and exits 130 (128 + SIGINT; SIGTERM: 143). Everything it needs
+// is prepared before the handler is installed, so it only calls write/unlink/_exit
+// (async-signal-safe).
+struct InterruptNote {
+  char message[768] = {0};
+  std::size_t message_len = 0;
+  char json[256] = {0};
+  std::size_t json_len = 0;
+  char unlink_path[4096] = {0};
+};
+InterruptNote g_interrupt;
+
+extern "C" void on_interrupt(int sig) {
+  if (g_interrupt.unlink_path[0]) ::unlink(g_interrupt.unlink_path);
+  if (g_interrupt.json_len) (void)!::write(STDOUT_FILENO, g_interrupt.json, g_interrupt.json_len);
+  (void)!::write(STDERR_FILENO, g_interrupt.message, g_interrupt.message_len);
+  ::_exit(128 + sig);
+}
+
+void arm_interrupt(const Args& a, const std::string& id, const Output& out) {
+  const std::string msg = "\nwanctl: interrupted; " + id + " continues; `wanctl watch " + id + "` / `wanctl cancel " +
+                          id + "` (then `wanctl fetch " + id + " -o FILE`)\n";
+  std::snprintf(g_interrupt.message, sizeof g_interrupt.message, "%s", msg.c_str());
+  g_interrupt.message_len = std::strlen(g_interrupt.message);
+  if (a.json) {
+    const std::string j = json{{"type", "error"}, {"code", kErrInterrupted}, {"id", id},
+                               {"message", id + " continues in wand; wanctl stopped following it"}}
+                              .dump() +
+                          "\n";
+    std::snprintf(g_interrupt.json, sizeof g_interrupt.json, "%s", j.c_str());
+    g_interrupt.json_len = std::strlen(g_interrupt.json);
+  }
+  if (out.created && out.path.size() < sizeof g_interrupt.unlink_path) {
+    std::snprintf(g_interrupt.unlink_path, sizeof g_interrupt.unlink_path, "%s", out.path.c_str());
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+void disarm_interrupt() {
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
 }
 
 // Reconnects after the daemon went away (a restart: jobs are durable), for up
@@ -292,13 +512,21 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
       r = c.receive();
     } catch (const ClientError& e) {
       if (e.exit_code() != kExitNoDaemon) throw;
-      if (!a.json) std::fprintf(stderr, "\nwanctl: lost wand (%s); reconnecting\n", e.what());
-      if (!reconnect(c)) throw;
+      // The job is journaled: a restarted wand resumes it from its last checkpointed step.
+      if (!a.json) {
+        std::fprintf(stderr, "\nwanctl: lost the connection to wand (%s); %s is durable and goes on when wand "
+                             "is back; reconnecting (up to 60 s)\n", e.what(), id.c_str());
+      }
+      if (!reconnect(c)) {
+        throw ClientError(kExitNoDaemon, kErrConnectionLost,
+                          "wand did not come back within 60 s; " + id + " is kept and runs when wand starts again: `wanctl watch " +
+                              id + "`");
+      }
       c.send(proto::Watch{id});
       continue;
     }
     if (auto* e = as<proto::ErrorReply>(r)) {
-      throw ClientError(exit_code_for_error(e->code), e->code + ": " + e->message);
+      throw ClientError(exit_code_for_error(e->code), e->code, e->message);  // the daemon's code, unchanged
     }
     auto* ev = as<proto::JobEvent>(r);
     if (!ev) unexpected(r);
@@ -311,7 +539,7 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
       }
       std::fflush(stdout);
     }
-    if (progress) draw_progress(stderr, last);
+    if (progress) draw_progress(stderr, last, terminal_columns(STDERR_FILENO));
     if (last.state == "done" || last.state == "failed" || last.state == "cancelled") break;
   }
   if (progress) std::fputc('\n', stderr);
@@ -319,24 +547,13 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
 }
 
 int cmd_submit_like(Client& c, const Args& a, bool generate) {
-  int out_fd = -1;
-  std::string out_path;
-  if (generate) {
-    if (!a.has("-o")) throw UsageError("generate needs -o FILE");
-    out_path = a.get("-o");
-  }
+  if (generate && !a.has("-o")) throw UsageError("generate needs -o FILE (or -o - for standard output)");
   proto::JobParams p = job_params(a);
-  bool created = false;
-  if (generate) out_fd = open_output(out_path, &created);  // ours, with our rights, before submitting
-  struct Closer {
-    int fd;
-    ~Closer() {
-      if (fd >= 0) ::close(fd);
-    }
-  } closer{out_fd};
+  Output out;
+  if (generate) open_output(a, a.get("-o"), out);  // ours, with our rights, before submitting
   proto::Response r = c.call(proto::Submit{p});
   if (auto* e = as<proto::ErrorReply>(r)) {
-    if (generate && created) ::unlink(out_path.c_str());
+    out.discard();
     return fail(a, *e);
   }
   auto* s = as<proto::Submitted>(r);
@@ -349,12 +566,20 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
     }
     return kExitOk;
   }
+  arm_interrupt(a, s->id, out);  // Note [Interrupting generate]
   bool progress = !a.json && !a.no_progress && ::isatty(STDERR_FILENO);
   if (!a.json && !progress) std::fprintf(stderr, "submitted %s\n", s->id.c_str());
-  proto::JobInfo last = follow(c, a, s->id, progress, false);
+  proto::JobInfo last;
+  try {
+    last = follow(c, a, s->id, progress, false);
+  } catch (...) {
+    out.discard();
+    throw;
+  }
   int rc = exit_for_state(last.state);
   if (rc != kExitOk) {
-    if (created) ::unlink(out_path.c_str());
+    disarm_interrupt();
+    out.discard();
     if (a.json) {
       std::printf("%s\n", json(last).dump().c_str());
     } else {
@@ -364,34 +589,52 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
     return rc;
   }
   proto::FetchEnd end;
-  rc = fetch_into(c, a, s->id, out_fd, out_path, &end);
+  rc = fetch_into(c, a, s->id, out, &end);
+  disarm_interrupt();
   if (rc != kExitOk) {
-    if (created) ::unlink(out_path.c_str());
+    out.discard();
     return rc;
   }
   if (a.json) {
     json j = last;
-    j["output"] = out_path;
+    j["output"] = out.path;
     j["output_bytes"] = end.bytes;
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("%s: %s written (%s, %s)\n", last.id.c_str(), out_path.c_str(), end.format.c_str(),
-                format_bytes(end.bytes).c_str());
+    // With -o - the video is on stdout: the summary goes to stderr.
+    std::fprintf(out.to_stdout() ? stderr : stdout, "%s: %s written (%s, %s%s)\n", last.id.c_str(),
+                 out.name().c_str(), end.format.c_str(), format_bytes(end.bytes).c_str(),
+                 video_size(last).empty() ? "" : (", " + video_size(last)).c_str());
   }
   return kExitOk;
 }
 
 int run(const Args& a) {
-  if (a.command.empty() || a.command == "help") {
-    std::fputs(kUsage, a.command.empty() ? stderr : stdout);
-    return a.command.empty() ? kExitUsage : kExitOk;
+  if (a.version) {
+    std::printf("wanctl %s (protocol %d)\n", proto::wand_version(), proto::kProtocolVersion);
+    return kExitOk;
   }
-  static const char* kCommands[] = {"generate", "submit", "ls", "list", "status", "watch", "cancel",
-                                    "fetch", "tiers", "plan", "models", "shutdown"};
-  bool known = false;
-  for (const char* k : kCommands) known = known || a.command == k;
-  if (!known) throw UsageError("unknown command '" + a.command + "'");
-  if (a.command == "fetch" && !a.has("-o")) throw UsageError("fetch needs -o FILE");
+  if (a.command.empty()) {
+    std::fputs(kUsage, a.help ? stdout : stderr);
+    return a.help ? kExitOk : kExitUsage;
+  }
+  if (a.command == "help") {  // `wanctl help [COMMAND]`
+    if (a.positional.empty()) {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    const CommandHelp* c = find_command(a.positional[0]);
+    if (!c) throw UsageError(unknown_command(a.positional[0]));
+    print_command_help(stdout, *c);
+    return kExitOk;
+  }
+  const CommandHelp* known = find_command(a.command);
+  if (!known) throw UsageError(unknown_command(a.command));
+  if (a.help) {
+    print_command_help(stdout, *known);
+    return kExitOk;
+  }
+  if (a.command == "fetch" && !a.has("-o")) throw UsageError("fetch needs -o FILE (or -o - for standard output)");
 
   long long wait_s = a.has("--wait") ? parse_int(a, "--wait", 0, 3600) : 0;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
@@ -451,20 +694,18 @@ int run(const Args& a) {
   }
   if (cmd == "fetch") {
     std::string id = need_id(a);
-    std::string path = a.get("-o");
-    bool created = false;
-    int fd = open_output(path, &created);
+    Output out;
+    open_output(a, a.get("-o"), out);
     proto::FetchEnd end;
-    int rc = fetch_into(c, a, id, fd, path, &end);
-    ::close(fd);
+    int rc = fetch_into(c, a, id, out, &end);
     if (rc != kExitOk) {
-      if (created) ::unlink(path.c_str());
+      out.discard();
       return rc;
     }
     if (a.json) {
-      std::printf("%s\n", json{{"id", id}, {"output", path}, {"bytes", end.bytes}, {"format", end.format}}.dump().c_str());
-    } else {
-      std::printf("%s: %s written (%s, %s)\n", id.c_str(), path.c_str(), end.format.c_str(),
+      std::printf("%s\n", json{{"id", id}, {"output", out.path}, {"bytes", end.bytes}, {"format", end.format}}.dump().c_str());
+    } else if (!out.to_stdout()) {
+      std::printf("%s: %s written (%s, %s)\n", id.c_str(), out.path.c_str(), end.format.c_str(),
                   format_bytes(end.bytes).c_str());
     }
     return kExitOk;
@@ -493,7 +734,7 @@ int run(const Args& a) {
     if (auto* p = as<proto::PlanReport>(r)) return plan_exit_code(*p);  // kExitNoPlan when nothing fits
     return kExitOk;
   }
-  throw UsageError("unknown command '" + cmd + "'");
+  throw UsageError(unknown_command(cmd));
 }
 
 }  // namespace
@@ -501,20 +742,21 @@ int run(const Args& a) {
 int run_wanctl(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed socket is an error to report, not a silent death (exit 141)
   Args a;
+  // --json is known before parsing ends: a usage error is printed as JSON too.
+  for (int i = 1; i < argc; ++i) a.json = a.json || std::strcmp(argv[i], "--json") == 0;
   try {
     a = parse(argc, argv);
     return run(a);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "wanctl: %s (see wanctl --help)\n", e.what());
+    print_error(a, kErrUsage, std::string(e.what()) + (a.json ? "" : " (see wanctl --help)"), false);
     return kExitUsage;
   } catch (const ClientError& e) {
-    if (a.json) {
-      std::printf("%s\n", json{{"type", "error"}, {"code", "client"}, {"message", e.what()}}.dump().c_str());
-    }
-    std::fprintf(stderr, "wanctl: %s\n", e.what());
+    const char* own[] = {kErrUsage, kErrNotRunning, kErrNoAccess, kErrConnectionLost, kErrProtocol, kErrIo};
+    const bool daemon_code = std::none_of(std::begin(own), std::end(own), [&](const char* c) { return e.code() == c; });
+    print_error(a, e.code(), e.what(), daemon_code);
     return e.exit_code();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "wanctl: %s\n", e.what());
+    print_error(a, proto::errc::kInternal, e.what(), false);
     return kExitJobFailed;
   }
 }

@@ -19,14 +19,21 @@
 
 namespace wand::ctl {
 
+// Note [One code per cause]: every failure wanctl reports has one stable code, printed as
+// {"type":"error","code":...,"message":...} with --json: the daemon's ErrorReply code
+// unchanged (not_found, bad_request, ...; proto/error_codes.h), or one of wanctl's own
+// (ctl/exit_codes.h: usage, not_running, no_access, connection_lost, protocol, io,
+// interrupted). The message never repeats the code.
 class ClientError : public std::runtime_error {
  public:
-  ClientError(int exit_code, const std::string& message)
-      : std::runtime_error(message), exit_code_(exit_code) {}
+  ClientError(int exit_code, std::string code, const std::string& message)
+      : std::runtime_error(message), exit_code_(exit_code), code_(std::move(code)) {}
   int exit_code() const { return exit_code_; }
+  const std::string& code() const { return code_; }
 
  private:
   int exit_code_;
+  std::string code_;
 };
 
 class Client {

@@ -1,6 +1,10 @@
 #include "ctl/output.h"
 
+#include <algorithm>
 #include <ctime>
+
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "ctl/exit_codes.h"
@@ -46,13 +50,16 @@ void print_job_table(std::FILE* out, const proto::JobList& jobs) {
 
 void print_job(std::FILE* out, const proto::JobInfo& j) {
   std::fprintf(out, "id:        %s\n", j.id.c_str());
-  std::fprintf(out, "state:     %s%s\n", j.state.c_str(), j.cancel_requested && j.state == "running" ? " (cancelling)" : "");
+  std::fprintf(out, "state:     %s%s%s\n", j.state.c_str(), j.stage.empty() ? "" : (", " + j.stage).c_str(),
+               j.cancel_requested && j.state == "running" ? " (cancelling)" : "");
   std::fprintf(out, "step:      %d/%d\n", j.step, j.total_steps);
   if (j.sec_per_step > 0) std::fprintf(out, "speed:     %.3f s/step\n", j.sec_per_step);
   if (j.state == "running" && j.eta_s > 0) std::fprintf(out, "eta:       %s\n", format_seconds(j.eta_s).c_str());
   std::fprintf(out, "model:     %s (%s)\n", j.model.c_str(), j.task.c_str());
-  std::fprintf(out, "size:      %dx%d, %d frames, seed %llu, priority %d\n", j.width, j.height,
+  std::fprintf(out, "size:      %dx%d, %d frames, seed %llu, priority %d (requested)\n", j.width, j.height,
                j.frames, static_cast<unsigned long long>(j.seed), j.priority);
+  if (j.video_width > 0) std::fprintf(out, "video:     %s\n", video_size(j).c_str());
+  if (!j.ran_on.empty()) std::fprintf(out, "ran on:    %s\n", j.ran_on.c_str());
   std::fprintf(out, "prompt:    %s\n", j.prompt.c_str());
   std::fprintf(out, "owner uid: %u\n", j.owner_uid);
   std::fprintf(out, "created:   %s\n", when(j.created_at).c_str());
@@ -66,17 +73,49 @@ void print_job(std::FILE* out, const proto::JobInfo& j) {
   }
 }
 
+// Note [Tiers figures]: each column says where its figures come from: capacity is
+// configured (the memory section; host and disk are reserved in full when wand starts), used,
+// pinned, moved and GB/s are measured by the pool (GB/s: bytes moved in and out per second
+// since the previous `tiers` call). Without a pool only the configured capacities exist.
 void print_tiers(std::FILE* out, const proto::TiersReport& t) {
-  std::fprintf(out, "%-10s %-8s %12s %12s\n", "TIER", "KIND", "CAPACITY", "USED");
+  auto bytes = [](const nlohmann::json& x, const char* key) -> std::string {
+    return x.contains(key) && x[key].is_number() ? format_bytes(x[key].get<std::uint64_t>()) : "-";
+  };
+  std::fprintf(out, "%-10s %-7s %13s %12s %12s %12s %12s %8s\n", "TIER", "KIND", "CAPACITY(c)", "USED(m)",
+               "PINNED(m)", "MOVED IN(m)", "MOVED OUT(m)", "GB/s(m)");
+  std::vector<std::string> reserved;
   if (t.tiers.is_array()) {
     for (const auto& x : t.tiers) {
-      std::string used = x.contains("bytes_used") && x["bytes_used"].is_number()
-                             ? format_bytes(x["bytes_used"].get<std::uint64_t>())
-                             : "-";
-      std::uint64_t cap = x.value("bytes_capacity", std::uint64_t{0});
-      std::fprintf(out, "%-10s %-8s %12s %12s\n", x.value("name", std::string("?")).c_str(),
-                   x.value("kind", std::string("?")).c_str(), format_bytes(cap).c_str(), used.c_str());
+      const std::string kind = x.value("kind", std::string("?"));
+      std::string gbps = "-";
+      if (t.measured && x.contains("gbps") && x["gbps"].is_number()) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.2f", x["gbps"].get<double>());
+        gbps = buf;
+      }
+      std::fprintf(out, "%-10s %-7s %13s %12s %12s %12s %12s %8s\n", x.value("name", std::string("?")).c_str(),
+                   kind.c_str(), bytes(x, "bytes_capacity").c_str(), bytes(x, "bytes_used").c_str(),
+                   bytes(x, "pinned_bytes").c_str(), bytes(x, "bytes_moved_in").c_str(),
+                   bytes(x, "bytes_moved_out").c_str(), gbps.c_str());
+      if (x.contains("allocator_reserved_bytes")) {
+        std::fprintf(out, "%-10s LibTorch allocator: reserved %s, peak %s (m)\n", "",
+                     bytes(x, "allocator_reserved_bytes").c_str(), bytes(x, "allocator_peak_reserved_bytes").c_str());
+      }
+      const std::string cap = bytes(x, "bytes_capacity");
+      if (kind == "host") {
+        const bool locked = x.value("page_locked", x.value("pinned", false));
+        reserved.push_back("host tier " + cap + " of RAM" + (locked ? " (page-locked)" : " (pageable)"));
+      } else if (kind == "disk") {
+        const std::string where = x.value("path", x.value("dir", std::string()));
+        reserved.push_back("disk spool " + cap + (where.empty() ? "" : " at " + where));
+      }
     }
+  }
+  std::fprintf(out, "(c) configured, (m) measured%s\n", t.measured ? "; GB/s since the previous `tiers`" : ": not measured here");
+  if (!reserved.empty()) {
+    std::string line;
+    for (const auto& r : reserved) line += (line.empty() ? "" : ", ") + r;
+    std::fprintf(out, "%s at start: %s\n", t.measured ? "reserved" : "to be reserved", line.c_str());
   }
   std::fprintf(out, "source: %s%s\n", t.source.c_str(), t.measured ? " (measured)" : " (not measured)");
   if (!t.note.empty()) std::fprintf(out, "note: %s\n", t.note.c_str());
@@ -303,10 +342,37 @@ void print_plan(std::FILE* out, const proto::PlanReport& p) {
 }
 
 void print_models(std::FILE* out, const proto::ModelList& m) {
-  std::fprintf(out, "%-16s %-10s %s\n", "NAME", "PIPELINE", "DIR");
+  std::fprintf(out, "%-16s %-10s %-12s %-14s %-34s %s\n", "NAME", "PIPELINE", "VARIANT", "TASKS", "SIZES", "DIR");
   for (const auto& x : m.models) {
-    std::fprintf(out, "%-16s %-10s %s\n", x.name.c_str(), x.pipeline.c_str(), x.dir.c_str());
+    std::string tasks;
+    for (const auto& t : x.tasks) tasks += (tasks.empty() ? "" : ",") + t;
+    std::string sizes;
+    char buf[160];
+    if (x.size_multiple > 0) {
+      std::snprintf(buf, sizeof buf, "WxH multiples of %d", x.size_multiple);
+      sizes = buf;
+    }
+    if (x.default_width > 0) {
+      std::snprintf(buf, sizeof buf, ", default %dx%dx%d", x.default_width, x.default_height, x.default_frames);
+      sizes += buf;
+    }
+    if (!x.error.empty()) sizes = "? (" + x.error + ")";
+    std::fprintf(out, "%-16s %-10s %-12s %-14s %-34s %s\n", x.name.c_str(), x.pipeline.c_str(),
+                 x.variant.empty() ? "-" : x.variant.c_str(), tasks.empty() ? "-" : tasks.c_str(),
+                 sizes.empty() ? "-" : sizes.c_str(), x.dir.c_str());
   }
+  bool i2v = false;
+  for (const auto& x : m.models) {
+    for (const auto& t : x.tasks) i2v = i2v || t == "i2v";
+  }
+  std::fprintf(out, "frames are 4n + 1%s\n",
+               i2v ? "; with --image, WxH is the area and the video follows the image's aspect" : "");
+}
+
+std::string video_size(const proto::JobInfo& j) {
+  if (j.video_width <= 0) return "";
+  return std::to_string(j.video_width) + "x" + std::to_string(j.video_height) + ", " +
+         std::to_string(j.video_frames) + " frames";
 }
 
 std::string event_line(const proto::JobEvent& e) {
@@ -314,29 +380,48 @@ std::string event_line(const proto::JobEvent& e) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s %s step %d/%d", j.id.c_str(), j.state.c_str(), j.step, j.total_steps);
   std::string s = buf;
+  if (!j.stage.empty()) s += " " + j.stage;
   if (j.sec_per_step > 0) {
     std::snprintf(buf, sizeof buf, " %.3f s/step", j.sec_per_step);
     s += buf;
   }
   if (j.state == "running" && j.eta_s > 0) s += " eta " + format_seconds(j.eta_s);
+  if (!j.ran_on.empty()) s += " on " + j.ran_on;
   if (!j.error.empty()) s += " error: " + j.error;
   return s;
 }
 
-void draw_progress(std::FILE* tty, const proto::JobInfo& j) {
-  constexpr int kWidth = 30;
-  int filled = j.total_steps > 0 ? kWidth * j.step / j.total_steps : 0;
-  std::string bar(filled, '#');
-  bar += std::string(kWidth - filled, '.');
-  std::string tail = j.state;
+int terminal_columns(int fd) {
+  winsize ws{};
+  if (::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+std::string progress_line(const proto::JobInfo& j, int columns) {
+  const int width = std::max(columns - 1, 1);  // the last column would wrap on some terminals
+  std::string tail = j.state == "running" && !j.stage.empty() ? j.stage : j.state;
   if (j.sec_per_step > 0) {
     char buf[64];
     std::snprintf(buf, sizeof buf, " %.2f s/step", j.sec_per_step);
     tail += buf;
   }
   if (j.state == "running" && j.eta_s > 0) tail += " eta " + format_seconds(j.eta_s);
-  std::fprintf(tty, "\r%s [%s] %d/%d %s\033[K", j.id.c_str(), bar.c_str(), j.step, j.total_steps,
-               tail.c_str());
+  const std::string steps = std::to_string(j.step) + "/" + std::to_string(j.total_steps);
+  // The bar takes what is left, between 10 and 30 cells; below 10, no bar.
+  const int fixed = static_cast<int>(j.id.size() + 1 + 3 + steps.size() + 1 + tail.size());
+  const int bar_cells = std::min(30, width - fixed);
+  std::string line = j.id + " ";
+  if (bar_cells >= 10) {
+    const int filled = j.total_steps > 0 ? bar_cells * std::min(j.step, j.total_steps) / j.total_steps : 0;
+    line += "[" + std::string(filled, '#') + std::string(bar_cells - filled, '.') + "] ";
+  }
+  line += steps + " " + tail;
+  if (static_cast<int>(line.size()) > width) line.resize(static_cast<std::size_t>(width));
+  return line;
+}
+
+void draw_progress(std::FILE* tty, const proto::JobInfo& j, int columns) {
+  std::fprintf(tty, "\r%s\033[K", progress_line(j, columns).c_str());
   std::fflush(tty);
 }
 

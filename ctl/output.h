@@ -19,10 +19,18 @@ void print_plan(std::FILE* out, const proto::PlanReport& p);
 // Exit status of `wanctl plan` (text or --json): kExitOk with a plan, kExitNoPlan without.
 int plan_exit_code(const proto::PlanReport& p);
 void print_models(std::FILE* out, const proto::ModelList& m);
-// One line for a watch event ("j-3 running step 4/20 0.81 s/step eta 13s").
+// One line for a watch event ("j-3 running step 4/20 denoising 0.81 s/step eta 13s").
 std::string event_line(const proto::JobEvent& e);
-// Redraws a progress bar in place on a terminal ("\r[#####.....] 4/20 ...").
-void draw_progress(std::FILE* tty, const proto::JobInfo& job);
+// The progress line of a job ("j-3 [#####.....] 4/20 denoising 0.81 s/step eta 13s"),
+// never longer than columns - 1 characters (a shorter bar, then the tail cut), so that
+// "\r" redraws it in place at any terminal width.
+std::string progress_line(const proto::JobInfo& job, int columns);
+// Redraws progress_line in place on a terminal ("\r...\033[K").
+void draw_progress(std::FILE* tty, const proto::JobInfo& job, int columns);
+// The terminal's width on fd (TIOCGWINSZ; 80 when unknown), read at each redraw.
+int terminal_columns(int fd);
+// "832x480, 81 frames" once the job reported its video's real size, else "".
+std::string video_size(const proto::JobInfo& job);
 std::string format_seconds(double s);
 
 }  // namespace wand::ctl

@@ -54,6 +54,29 @@ DaemonConfig effective_config(const DaemonOptions& o) {
 
 namespace {
 
+std::map<std::string, std::filesystem::path> model_dirs_of(const DaemonConfig& c) {
+  std::map<std::string, std::filesystem::path> m;
+  for (const auto& [n, d] : c.models) m[n] = d;
+  return m;
+}
+
+}  // namespace
+
+DaemonConfig checked_config(const DaemonOptions& o) {
+  DaemonConfig c = effective_config(o);
+  // The factories' probes only: no pool (PipelineServices{}), nothing is loaded.
+  sched::PipelineRegistry probe;
+  if (o.register_pipelines) {
+    o.register_pipelines(probe, PipelineServices{});
+  } else {
+    register_pipelines(probe);
+  }
+  probe.set_models(model_dirs_of(c));
+  return c;
+}
+
+namespace {
+
 memory::PoolDeps default_pool_deps() {
 #ifdef WAND_DAEMON_CUDA
   return memory::cuda::pool_deps();  // "auto" devices fall back to the CPU tier without a GPU
@@ -264,7 +287,7 @@ nlohmann::json ConfigCheck::to_json() const {
 
 ConfigCheck check_config(const DaemonOptions& options) {
   ConfigCheck c;
-  c.config = effective_config(options);
+  c.config = checked_config(options);  // Note [Check config]: the daemon's own start checks
   ResolvedMemory rm = resolved_memory(options, c.config);
   c.config.memory = rm.memory;
   c.memory_lines = rm.lines;
@@ -300,11 +323,7 @@ struct Daemon::Impl {
   bool stopping = false;
   std::string last_status;
 
-  std::map<std::string, std::filesystem::path> model_dirs() const {
-    std::map<std::string, std::filesystem::path> m;
-    for (const auto& [n, d] : config.models) m[n] = d;
-    return m;
-  }
+  std::map<std::string, std::filesystem::path> model_dirs() const { return model_dirs_of(config); }
 
   std::string status_line() {
     auto c = queue->counts();
@@ -395,6 +414,20 @@ struct Daemon::Impl {
     // section's <state_dir>/spool), not a reason to stop.
     if (pc.disk) sched::ensure_dir(pc.disk->dir);
     pool = std::make_unique<memory::MemoryPool>(pc, options.pool_deps ? options.pool_deps() : default_pool_deps());
+    // Note [Reserved at start]: the pool takes its host tier (RAM, page-locked when it can:
+    // mlock or cudaHostAlloc) and its disk spool (posix_fallocate) in full now, whatever the
+    // jobs will use; say how much, where `journalctl -u wand` and `wanctl tiers` show it.
+    for (const auto& t : pool->status_json().value("tiers", nlohmann::json::array())) {
+      const std::string kind = t.value("kind", std::string());
+      const std::string bytes = format_bytes(t.value("capacity_bytes", std::uint64_t{0}));
+      if (kind == "host") {
+        log::get("mem")->info("host tier reserved bytes={} page_locked={} (RAM taken at start, memory.host)", bytes,
+                              t.value("page_locked", false));
+      } else if (kind == "disk") {
+        log::get("mem")->info("disk spool reserved bytes={} path={} (allocated at start, memory.disk)", bytes,
+                              t.value("path", std::string()));
+      }
+    }
     services.pool = pool.get();
     services.executor = config.executor;
     const std::vector<int> devs = pool->device_tiers();
@@ -445,7 +478,7 @@ Daemon::~Daemon() = default;
 
 int Daemon::run() {
   Impl& d = *impl_;
-  d.config = effective_config(d.options);
+  d.config = checked_config(d.options);  // Note [Check config]
   log::set_level(d.config.log_level);
   make_state_dir(d.config.state_dir);
   d.state_lock = std::make_unique<StateDirLock>(d.config.state_dir);  // before the journal is read

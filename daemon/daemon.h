@@ -123,8 +123,18 @@ struct DaemonOptions {
 // The file (or defaults) with the flags applied. Throws Error(kConfig).
 DaemonConfig effective_config(const DaemonOptions& options);
 
+// Note [Check config]: everything the daemon refuses at start that can be checked without
+// taking anything (no socket, state directory, pool memory or model load): the merged
+// configuration (effective_config, with the memory and executor sections), and every model
+// directory existing and recognised by one of options.register_pipelines' factories (the
+// registry's own check, so the error text is the daemon's, e.g. "model directory /srv/x
+// does not exist"). Daemon::run() starts with it and `wand --check-config` runs it alone,
+// so a file the check passes is one the daemon starts with (exit 2 for both otherwise).
+// Throws Error(kConfig).
+DaemonConfig checked_config(const DaemonOptions& options);
+
 // What `wand --check-config` reports: the effective configuration with its memory section
-// resolved the way the daemon would at start (Note [Auto memory]: probing this machine), the
+// resolved the way the daemon would at start (after checked_config's checks) (Note [Auto memory]: probing this machine), the
 // decisions taken, and config_warnings() of the result. Throws Error(kConfig) like
 // effective_config.
 struct ConfigCheck {

@@ -27,6 +27,11 @@ proto::JobInfo to_job_info(const sched::JobRecord& r) {
   j.error = r.error;
   j.result_bytes = r.result_bytes;
   j.result_format = r.result_format;
+  j.stage = r.phase == sched::JobPhase::kRunning ? r.stage : "";
+  j.ran_on = r.ran_on;
+  j.video_width = r.video_width;
+  j.video_height = r.video_height;
+  j.video_frames = r.video_frames;
   return j;
 }
 

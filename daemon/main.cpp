@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/pipelines.h"
+#include "proto/version.h"
 #ifdef WAND_HAVE_WAN_PIPELINE
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/store_cache.h"
@@ -26,7 +27,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: wand [--config FILE] [--socket PATH] [--state-dir DIR] [--model NAME=DIR]...\n"
     "            [--socket-group GROUP] [--socket-mode MODE] [--admin-group GROUP]\n"
-    "            [--log-level trace|debug|info|warn|error|off] [--check-config]\n"
+    "            [--log-level trace|debug|info|warn|error|off] [--check-config] [--version]\n"
     "Flags override the configuration file; with no file the built-in defaults apply.\n"
     "--check-config validates the configuration, prints the effective one (with the memory\n"
     "section sized from this machine when the file has none), warns about card budgets, and exits.\n";
@@ -124,6 +125,8 @@ int main(int argc, char** argv) {
       f.make_on = make_on;
       f.make_group = make_group;
       f.encoder = wand::sched::encode_wan_video;
+      f.validate = wand::sched::validate_wan_dir;  // Note [Checks from the config]
+      f.traits = wand::sched::wan_dir_traits;
       registry.add_factory(std::move(f));
     } else {
       wand::sched::register_wan_pipeline(registry);
@@ -160,6 +163,9 @@ int main(int argc, char** argv) {
     };
     if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      std::printf("wand %s (protocol %d)\n", wand::proto::wand_version(), wand::proto::kProtocolVersion);
       return 0;
     } else if (a == "--config") {
       o.config_file = value("--config");
@@ -199,8 +205,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (check_only) {
-      // The effective configuration with the memory section the daemon would run with (Note
-      // [Auto memory]), then what it decided and the warnings (Note [Card budget]) on stderr.
+      // Note [Check config] (daemon.h): the checks the daemon makes at start, same errors; then
+      // the memory section the daemon would run with (Note [Auto memory]), what it decided
+      // and the warnings (Note [Card budget]) on stderr.
       const wand::daemon::ConfigCheck check = wand::daemon::check_config(o);
       std::printf("%s\n", check.to_json().dump(2).c_str());
       for (const auto& line : check.memory_lines) {

@@ -88,6 +88,9 @@ proto::TiersReport PoolResourceProvider::tiers() {
     // The names wanctl prints (bytes_capacity / bytes_used) next to the pool's own.
     t["bytes_capacity"] = t.value("capacity_bytes", std::uint64_t{0});
     t["bytes_used"] = t.value("used_bytes", std::uint64_t{0});
+    // Note [Reserved at start] (daemon.cpp): host RAM and the disk spool are taken in full.
+    const std::string kind = t.value("kind", std::string());
+    if (kind == "host" || kind == "disk") t["reserved_bytes"] = t["bytes_capacity"];
     t["source"] = sizing;  // who sized the tier: "config" or "auto" (Note [Auto memory])
     if (t.value("kind", std::string()) == "device") {
       auto b = budgets.find(t.value("device", -1));

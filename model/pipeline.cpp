@@ -108,26 +108,7 @@ void check_same_shape(const at::Tensor& saved, const at::Tensor& fresh, const st
 WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir), opt_(std::move(opt)) {
   if (!fs::is_directory(dir_)) throw Error(ErrorCode::kNotFound, "model: no directory " + dir_.string());
   two_experts_ = fs::exists(dir_ / kHighDir / "config.json") || fs::exists(dir_ / kLowDir / "config.json");
-  if (two_experts_) {
-    for (const char* sub : {kHighDir, kLowDir}) {
-      if (!fs::exists(dir_ / sub / "config.json")) {
-        throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + sub + "/config.json");
-      }
-    }
-    cfg_ = read_config(dir_ / kHighDir);
-    const WanConfig low = read_config(dir_ / kLowDir);
-    if (low.model_type != cfg_.model_type || low.in_dim != cfg_.in_dim || low.out_dim != cfg_.out_dim ||
-        low.text_dim != cfg_.text_dim) {
-      throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": high_noise_model and low_noise_model configs differ");
-    }
-    if (is_ti2v(cfg_)) throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": ti2v model in A14B layout");
-  } else {
-    cfg_ = read_config(dir_);
-    if (!is_ti2v(cfg_)) {
-      throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": a single " + cfg_.model_type +
-                                               " model; A14B needs high_noise_model/ and low_noise_model/");
-    }
-  }
+  cfg_ = read_dir_config(dir_);
   const fs::path vae_path = dir_ / (is_ti2v(cfg_) ? kVae22Name : kVae21Name);
   if (!fs::exists(vae_path)) throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + vae_path.filename().string());
   {  // The VAE's architecture and size from its shapes (no weights read): the job's memory plan.
@@ -144,6 +125,45 @@ WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir
 
 WanGenerator::~WanGenerator() = default;
 
+WanConfig WanGenerator::read_dir_config(const fs::path& dir) {
+  const bool two_experts = fs::exists(dir / kHighDir / "config.json") || fs::exists(dir / kLowDir / "config.json");
+  if (!two_experts) {
+    WanConfig cfg = read_config(dir);
+    if (!is_ti2v(cfg)) {
+      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": a single " + cfg.model_type +
+                                               " model; A14B needs high_noise_model/ and low_noise_model/");
+    }
+    return cfg;
+  }
+  for (const char* sub : {kHighDir, kLowDir}) {
+    if (!fs::exists(dir / sub / "config.json")) {
+      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + sub + "/config.json");
+    }
+  }
+  WanConfig cfg = read_config(dir / kHighDir);
+  const WanConfig low = read_config(dir / kLowDir);
+  if (low.model_type != cfg.model_type || low.in_dim != cfg.in_dim || low.out_dim != cfg.out_dim ||
+      low.text_dim != cfg.text_dim) {
+    throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": high_noise_model and low_noise_model configs differ");
+  }
+  if (is_ti2v(cfg)) throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": ti2v model in A14B layout");
+  return cfg;
+}
+
+RequestRules WanGenerator::rules_of(const WanConfig& cfg) {
+  RequestRules r;
+  r.variant = cfg.variant;
+  const bool ti2v = is_ti2v(cfg);
+  r.tasks = ti2v ? std::vector<std::string>{"ti2v", "t2v", "i2v"} : std::vector<std::string>{cfg.model_type};
+  r.size_multiple = ti2v ? 32 : 16;
+  r.default_width = 1280;
+  r.default_height = ti2v ? 704 : 720;
+  r.default_frames = ti2v ? 121 : 81;
+  r.default_steps = cfg.sample_steps;
+  r.fps = ti2v ? 24 : 16;
+  return r;
+}
+
 bool WanGenerator::probe(const fs::path& dir) {
   std::error_code ec;
   const bool a14b = fs::exists(dir / kHighDir / "config.json", ec) && fs::exists(dir / kLowDir / "config.json", ec) &&
@@ -152,12 +172,9 @@ bool WanGenerator::probe(const fs::path& dir) {
   return a14b || ti2v;
 }
 
-int WanGenerator::fps() const { return is_ti2v(cfg_) ? 24 : 16; }
+int WanGenerator::fps() const { return rules_of(cfg_).fps; }
 
-std::vector<std::string> WanGenerator::tasks() const {
-  if (is_ti2v(cfg_)) return {"ti2v", "t2v", "i2v"};
-  return {cfg_.model_type};
-}
+std::vector<std::string> WanGenerator::tasks() const { return rules_of(cfg_).tasks; }
 
 bool WanGenerator::supports(const std::string& task) const {
   for (const auto& t : tasks()) {
@@ -166,27 +183,46 @@ bool WanGenerator::supports(const std::string& task) const {
   return false;
 }
 
-void WanGenerator::validate(const GenRequest& req) const {
-  if (!supports(req.task)) {
-    std::string list;
-    for (const auto& t : tasks()) list += (list.empty() ? "" : ", ") + t;
-    bad("task", "'" + req.task + "' is not supported by " + cfg_.variant + " (" + list + ")");
-  }
+void WanGenerator::validate(const GenRequest& req) const { validate_request(cfg_, req); }
+
+// Note [Checks from the config]: every model-specific check of a request needs only the
+// model's config.json (the variant: tasks, size multiple, defaults), so the daemon runs
+// validate_request at submit from read_dir_config, before the model's first load, and a
+// request is refused (bad_request, wanctl exit 2) the same way whether the model is loaded
+// or not (issue 15 item 9, issue 20 item 3). The task wanctl sends without --task is t2v
+// when no image is given: on an image-only model that is a missing image, and the message
+// says so in the user's terms instead of naming a task they never chose.
+void WanGenerator::validate_request(const WanConfig& cfg, const GenRequest& req) {
+  const RequestRules rules = rules_of(cfg);
   const bool has_image = req.image_rgb.defined() || !req.image_bytes.empty();
-  if (req.task == "i2v" && !has_image) bad("image", "task i2v needs an input image");
+  auto supports = [&](const std::string& t) {
+    return std::find(rules.tasks.begin(), rules.tasks.end(), t) != rules.tasks.end();
+  };
+  if (!supports(req.task)) {
+    if (req.task == "t2v" && !has_image && supports("i2v")) {
+      bad("image", cfg.variant + " is an image-to-video model: pass --image FILE");
+    }
+    if (req.task == "i2v" && has_image && supports("t2v")) {
+      bad("image", cfg.variant + " is a text-to-video model: it takes no --image");
+    }
+    std::string list;
+    for (const auto& t : rules.tasks) list += (list.empty() ? "" : ", ") + t;
+    bad("task", "'" + req.task + "' is not supported by " + cfg.variant + " (" + list + ")");
+  }
+  if (req.task == "i2v" && !has_image) bad("image", "task i2v needs an input image: pass --image FILE");
   if (req.task == "t2v" && has_image) bad("image", "task t2v takes no input image");
   if (req.image_rgb.defined() &&
       (req.image_rgb.dim() != 3 || req.image_rgb.size(2) != 3 || req.image_rgb.scalar_type() != at::kByte)) {
     bad("image", "expected an RGB uint8 tensor [H, W, 3]");
   }
-  const int mult = is_ti2v(cfg_) ? 32 : 16;
-  const int w = req.width ? req.width : 1280;
-  const int h = req.height ? req.height : (is_ti2v(cfg_) ? 704 : 720);
+  const int mult = rules.size_multiple;
+  const int w = req.width ? req.width : rules.default_width;
+  const int h = req.height ? req.height : rules.default_height;
   if (w < 0 || h < 0) bad("width", "sizes must be positive");
   if (w % mult != 0) bad("width", std::to_string(w) + " is not a multiple of " + std::to_string(mult));
   if (h % mult != 0) bad("height", std::to_string(h) + " is not a multiple of " + std::to_string(mult));
   if (static_cast<int64_t>(w) * h > 4096LL * 4096LL) bad("width", "area above 4096x4096");
-  const int frames = req.frames ? req.frames : (is_ti2v(cfg_) ? 121 : 81);
+  const int frames = req.frames ? req.frames : rules.default_frames;
   if (frames < 1 || (frames - 1) % 4 != 0) bad("frames", std::to_string(frames) + " is not 4n + 1");
   if (req.steps < 0 || req.steps > kMaxSteps) bad("steps", std::to_string(req.steps) + " out of range 1.." + std::to_string(kMaxSteps));
   if (req.guide_scale.size() > 2) bad("guide_scale", "at most two values (low-noise, high-noise)");
@@ -236,10 +272,11 @@ void WanGenerator::phase(const char* name) const {
 }
 
 void WanGenerator::resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const {
-  const int64_t w = req.width ? req.width : 1280;
-  const int64_t h = req.height ? req.height : (is_ti2v(cfg_) ? 704 : 720);
+  const RequestRules rules = rules_of(cfg_);
+  const int64_t w = req.width ? req.width : rules.default_width;
+  const int64_t h = req.height ? req.height : rules.default_height;
   const int64_t stride = cfg_.vae_stride_h;  // 8 (A14B) or 16 (ti2v)
-  st.frames = req.frames ? req.frames : (is_ti2v(cfg_) ? 121 : 81);
+  st.frames = req.frames ? req.frames : rules.default_frames;
   st.lat_f = (st.frames - 1) / cfg_.vae_stride_t + 1;
   if (!st.has_image) {
     st.width = w;

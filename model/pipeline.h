@@ -163,6 +163,19 @@ struct GenState {
   int total_steps() const { return sampler ? sampler->steps() : 0; }
 };
 
+// What a directory's model accepts, from its config.json alone (Note [Checks from the
+// config], pipeline.cpp): the daemon checks requests at submit with it before any weight is
+// loaded, and `wanctl models` shows it.
+struct RequestRules {
+  std::string variant;              // WanConfig::variant ("t2v-A14B", "tiny-i2v", ...)
+  std::vector<std::string> tasks;   // t2v-A14B: t2v; i2v-A14B: i2v; ti2v-5B: ti2v, t2v, i2v
+  int size_multiple = 16;           // width and height (16 A14B, 32 ti2v)
+  int default_width = 1280, default_height = 720;  // ti2v: 1280x704
+  int default_frames = 81;          // 4n + 1; ti2v: 121
+  int default_steps = 40;           // the variant's sample_steps
+  int fps = 16;                     // ti2v: 24
+};
+
 class WanGenerator {
  public:
   explicit WanGenerator(const std::filesystem::path& dir, GeneratorOptions opt = {});
@@ -184,6 +197,14 @@ class WanGenerator {
   // Model-specific checks of a request (task, sizes, frames, steps, guide
   // scales, sampler, image presence); throws Error(kBadRequest) naming the field.
   void validate(const GenRequest& req) const;
+
+  // The directory's DiT config (A14B: the high-noise expert's; both experts' are read and
+  // must agree), with the constructor's checks, reading config.json files only (no weights).
+  // Throws Error(kNotFound / kModelFormat) naming the file.
+  static WanConfig read_dir_config(const std::filesystem::path& dir);
+  static RequestRules rules_of(const WanConfig& cfg);
+  // validate() for a config: the same checks and messages, without a generator.
+  static void validate_request(const WanConfig& cfg, const GenRequest& req);
   // validate() and the output / latent sizes of the request (an i2v / ti2v image is decoded
   // for its aspect); runs nothing.
   GenGeometry geometry(const GenRequest& req) const;

@@ -32,6 +32,13 @@ void to_json(json& j, const JobInfo& m) {
        {"error", m.error},
        {"result_bytes", m.result_bytes},
        {"result_format", m.result_format}};
+  if (!m.stage.empty()) j["stage"] = m.stage;
+  if (!m.ran_on.empty()) j["ran_on"] = m.ran_on;
+  if (m.video_width > 0) {
+    j["video_width"] = m.video_width;
+    j["video_height"] = m.video_height;
+    j["video_frames"] = m.video_frames;
+  }
 }
 
 void from_json(const json& j, JobInfo& m) {
@@ -59,6 +66,11 @@ void from_json(const json& j, JobInfo& m) {
   m.error = field_or<std::string>(j, "error", "");
   m.result_bytes = field_or<std::uint64_t>(j, "result_bytes", 0);
   m.result_format = field_or<std::string>(j, "result_format", "");
+  m.stage = field_or<std::string>(j, "stage", "");
+  m.ran_on = field_or<std::string>(j, "ran_on", "");
+  m.video_width = field_or<int>(j, "video_width", 0);
+  m.video_height = field_or<int>(j, "video_height", 0);
+  m.video_frames = field_or<int>(j, "video_frames", 0);
 }
 
 namespace {
@@ -96,7 +108,19 @@ struct ToJson {
   json operator()(const ModelList& m) const {
     json arr = json::array();
     for (const auto& x : m.models) {
-      arr.push_back({{"name", x.name}, {"dir", x.dir}, {"pipeline", x.pipeline}});
+      json e = {{"name", x.name}, {"dir", x.dir}, {"pipeline", x.pipeline}};
+      if (!x.variant.empty()) e["variant"] = x.variant;
+      if (!x.tasks.empty()) e["tasks"] = x.tasks;
+      if (x.size_multiple > 0) e["size_multiple"] = x.size_multiple;
+      if (x.default_width > 0) {
+        e["default_width"] = x.default_width;
+        e["default_height"] = x.default_height;
+      }
+      if (x.default_frames > 0) e["default_frames"] = x.default_frames;
+      if (x.default_steps > 0) e["default_steps"] = x.default_steps;
+      if (x.fps > 0) e["fps"] = x.fps;
+      if (!x.error.empty()) e["error"] = x.error;
+      arr.push_back(std::move(e));
     }
     return {{"type", "models"}, {"models", arr}};
   }
@@ -154,8 +178,20 @@ Response decode(const std::string& type, const json& j) {
     ModelList out;
     for (const auto& e : arr) {
       require_object(e, "model");
-      out.models.push_back({field<std::string>(e, "name"), field_or<std::string>(e, "dir", ""),
-                            field_or<std::string>(e, "pipeline", "")});
+      ModelInfo m;
+      m.name = field<std::string>(e, "name");
+      m.dir = field_or<std::string>(e, "dir", "");
+      m.pipeline = field_or<std::string>(e, "pipeline", "");
+      m.variant = field_or<std::string>(e, "variant", "");
+      m.tasks = field_or<std::vector<std::string>>(e, "tasks", {});
+      m.size_multiple = field_or<int>(e, "size_multiple", 0);
+      m.default_width = field_or<int>(e, "default_width", 0);
+      m.default_height = field_or<int>(e, "default_height", 0);
+      m.default_frames = field_or<int>(e, "default_frames", 0);
+      m.default_steps = field_or<int>(e, "default_steps", 0);
+      m.fps = field_or<int>(e, "fps", 0);
+      m.error = field_or<std::string>(e, "error", "");
+      out.models.push_back(std::move(m));
     }
     return out;
   }

@@ -43,11 +43,19 @@ struct JobInfo {
   std::string error;                     // failed: why
   std::uint64_t result_bytes = 0;        // done: size of the encoded video
   std::string result_format;             // done: "mp4", "wandrgb", ...
+  // Added in protocol 1 without a version bump (optional on the wire, "" / 0 when absent):
+  // running: what it does now ("loading", "encoding", "denoising", "switching expert",
+  // "decoding", "writing"; Note [Job stages], scheduler/job_runner.cpp)
+  std::string stage;
+  std::string ran_on;                    // the card ("cuda:1") or card group ("cfg-parallel@0,1")
+  int video_width = 0, video_height = 0, video_frames = 0;  // done: the video's real size
 };
 
 struct Submitted { std::string id; };
 struct JobList { std::vector<JobInfo> jobs; };
-// Streamed by watch. kind: "state" (state changed), "step" (a step completed).
+// Streamed by watch. kind: "state" (state changed), "step" (a step completed), "stage"
+// (JobInfo::stage changed while running; a client that does not know a kind treats it as
+// a progress update).
 struct JobEvent {
   std::string kind;
   JobInfo job;
@@ -74,6 +82,13 @@ struct ModelInfo {
   std::string name;
   std::string dir;
   std::string pipeline;                  // which factory serves it ("fake", "wan", ...)
+  // From the model's configs (sched::ModelTraits; optional on the wire, empty / 0: unknown).
+  std::string variant;                   // "t2v-A14B", "i2v-A14B", "ti2v-5B", "tiny-t2v", ...
+  std::vector<std::string> tasks;        // "t2v", "i2v", "ti2v"
+  int size_multiple = 0;                 // width and height are multiples of it
+  int default_width = 0, default_height = 0, default_frames = 0, default_steps = 0;
+  int fps = 0;
+  std::string error;                     // the configs could not be read: why
 };
 struct ModelList { std::vector<ModelInfo> models; };
 struct ShutdownAck {};

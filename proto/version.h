@@ -14,6 +14,10 @@ namespace wand::proto {
 
 constexpr int kProtocolVersion = 1;
 
+// wand's release version ("0.1.0", the CMake project version): `wand --version`,
+// `wanctl --version` and the agents in Hello.
+const char* wand_version();
+
 // Default largest frame body accepted on receive (configurable in the daemon).
 constexpr std::uint32_t kDefaultMaxFrameBytes = 8u << 20;  // 8 MiB
 

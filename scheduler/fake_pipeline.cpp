@@ -317,6 +317,14 @@ void register_fake_pipeline(PipelineRegistry& registry, std::shared_ptr<FakeDevi
       [meter](const std::filesystem::path& dir, const DeviceGroup& group) -> std::unique_ptr<Pipeline> {
         if (meter) meter->made_group(group);
         return std::make_unique<FakePipeline>(FakePipeline::read_options(dir), group, meter);
+      },
+      [](const std::filesystem::path& dir) {
+        ModelTraits t;
+        t.variant = "fake";
+        t.tasks = {"t2v", "i2v", "ti2v"};
+        t.size_multiple = 8;
+        t.fps = static_cast<int>(FakePipeline::read_options(dir).fps);
+        return t;
       }});
 }
 

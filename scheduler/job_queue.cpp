@@ -341,9 +341,10 @@ std::optional<JobQueue::Started> JobQueue::try_next(const JobFilter& accept) {
   return s;
 }
 
-void JobQueue::record_start(const std::string& id, int resumed_from_step) {
+void JobQueue::record_start(const std::string& id, int resumed_from_step, const std::string& ran_on) {
   JobRecord copy = change(id, [&](JobRecord& r) {
     r.resumed_from_step = resumed_from_step;
+    if (!ran_on.empty()) r.ran_on = ran_on;
     if (resumed_from_step >= 0) r.step = resumed_from_step;
   });
   notify(copy, "state");
@@ -358,9 +359,27 @@ void JobQueue::record_step(const std::string& id, int step, double sec_per_step)
   notify(copy, "step");
 }
 
+void JobQueue::record_stage(const std::string& id, const std::string& stage) {
+  JobRecord copy;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.phase != JobPhase::kRunning || it->second.stage == stage) return;
+    it->second.stage = stage;
+    copy = it->second;
+  }
+  notify(copy, "stage");
+}
+
 void JobQueue::finish(const std::string& id, JobPhase phase, const std::string& error,
-                      std::uint64_t result_bytes, const std::string& result_format) {
+                      std::uint64_t result_bytes, const std::string& result_format, VideoShape video) {
   JobRecord copy = change(id, [&](JobRecord& r) {
+    r.stage.clear();
+    if (video.width > 0) {
+      r.video_width = video.width;
+      r.video_height = video.height;
+      r.video_frames = video.frames;
+    }
     r.phase = phase;
     r.error = error;
     r.finished_at = unix_now();
@@ -383,6 +402,7 @@ void JobQueue::finish(const std::string& id, JobPhase phase, const std::string& 
 void JobQueue::requeue(const std::string& id) {
   JobRecord copy = change(id, [&](JobRecord& r) {
     r.phase = JobPhase::kQueued;
+    r.stage.clear();
     r.crash_starts = 0;  // a clean stop, not a crash (Note [Crash starts])
   });
   {

@@ -47,7 +47,8 @@ namespace wand::sched {
 // Called under the queue's lock: must be cheap and must not call the queue.
 using JobFilter = std::function<bool(const JobRecord& record)>;
 
-// kind: "state" (phase changed or cancel requested) or "step" (a step completed).
+// kind: "state" (phase changed or cancel requested), "step" (a step completed) or "stage"
+// (a running job's stage changed).
 using JobListener = std::function<void(const JobRecord& record, const std::string& kind)>;
 
 class JobQueue {
@@ -80,10 +81,15 @@ class JobQueue {
   // its device; the others stay queued for another worker. An empty filter accepts all.
   std::optional<Started> wait_next(const JobFilter& accept);
   std::optional<Started> try_next(const JobFilter& accept);
-  void record_start(const std::string& id, int resumed_from_step);
+  // ran_on: the card or card group it runs on (journaled with the start).
+  void record_start(const std::string& id, int resumed_from_step, const std::string& ran_on = "");
   void record_step(const std::string& id, int step, double sec_per_step);
+  // What a running job does now (JobRecord::stage): not journaled, no fsync; listeners get
+  // kind "stage".
+  void record_stage(const std::string& id, const std::string& stage);
   void finish(const std::string& id, JobPhase phase, const std::string& error,
-              std::uint64_t result_bytes = 0, const std::string& result_format = "");
+              std::uint64_t result_bytes = 0, const std::string& result_format = "",
+              VideoShape video = {});
   // Interrupted by shutdown: back to queued, keeping its step (journaled).
   void requeue(const std::string& id);
   // Note [Disk full]: the job could not go on for a transient reason (the disk is

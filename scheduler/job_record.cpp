@@ -30,7 +30,7 @@ std::optional<JobPhase> phase_from_name(const std::string& n) {
 }
 
 json job_progress_to_json(const JobRecord& r) {
-  return {{"id", r.id},
+  json j = {{"id", r.id},
           {"phase", phase_name(r.phase)},
           {"step", r.step},
           {"total_steps", r.total_steps},
@@ -44,6 +44,13 @@ json job_progress_to_json(const JobRecord& r) {
           {"result_bytes", r.result_bytes},
           {"result_format", r.result_format},
           {"crash_starts", r.crash_starts}};
+  if (!r.ran_on.empty()) j["ran_on"] = r.ran_on;
+  if (r.video_width > 0) {
+    j["video_width"] = r.video_width;
+    j["video_height"] = r.video_height;
+    j["video_frames"] = r.video_frames;
+  }
+  return j;
 }
 
 void apply_job_progress(const json& j, JobRecord& r) {
@@ -64,6 +71,10 @@ void apply_job_progress(const json& j, JobRecord& r) {
     r.error = field_or<std::string>(j, "error", "");
     r.result_bytes = field_or<std::uint64_t>(j, "result_bytes", 0);
     r.result_format = field_or<std::string>(j, "result_format", "");
+    r.ran_on = field_or<std::string>(j, "ran_on", "");
+    r.video_width = field_or<int>(j, "video_width", 0);
+    r.video_height = field_or<int>(j, "video_height", 0);
+    r.video_frames = field_or<int>(j, "video_frames", 0);
     r.crash_starts = field_or<int>(j, "crash_starts", 0);
   } catch (const Error& e) {
     throw Error(ErrorCode::kIo, "job record " + r.id + ": " + e.what());

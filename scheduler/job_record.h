@@ -38,6 +38,14 @@ struct JobRecord {
   std::string error;
   std::uint64_t result_bytes = 0;
   std::string result_format;
+  // Where it ran: the card ("cuda:1") or card group ("cfg-parallel@0,1") of its last start
+  // (journaled), and the video's real size once done (an i2v video follows the image's
+  // aspect, so it may differ from spec.width x spec.height).
+  std::string ran_on;
+  int video_width = 0, video_height = 0, video_frames = 0;
+  // Running: what it does now (Note [Job stages], job_runner.cpp). Not journaled: "" after a
+  // restart until the job runs again.
+  std::string stage;
   // Note [Job identity]: a random nonce drawn at submit; with the id and created_at it
   // names this job and no other (a checkpoint carries it and resumes only its own job,
   // even when a state dir was reset and ids are handed out again).
@@ -45,8 +53,12 @@ struct JobRecord {
   // Note [Crash starts]: how many times in a row the job was started and the daemon
   // then died under it (incremented at each start, cleared by a clean requeue).
   int crash_starts = 0;
-
   std::string identity() const { return nonce.empty() ? std::string() : id + "@" + std::to_string(created_at) + "#" + nonce; }
+};
+
+// The decoded video's size, recorded when a job finishes.
+struct VideoShape {
+  int width = 0, height = 0, frames = 0;
 };
 
 // Lifecycle fields only (no spec): what an "update" journal record carries.

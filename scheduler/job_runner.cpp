@@ -329,8 +329,16 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
       log->info("job placed id={} slot={} peak={} budget={}", job.id, device.name, format_bytes(peak),
                 device.vram_budget_bytes ? format_bytes(device.vram_budget_bytes) : "unlimited");
     }
+    // Note [Job stages]: a running job's JobRecord::stage says what it does now, for `watch`
+    // and wanctl's progress line: "loading" (the pipeline, built on a model's first job:
+    // minutes for an A14B), "encoding" (text, image, noise), "denoising", "switching expert"
+    // (the first step on the other A14B expert, whose blocks are read then), "decoding" (the
+    // VAE), "writing" (encoding the file, saving the result). Changes are published without
+    // a journal write (record_stage), so they cost no fsync.
+    queue_.record_stage(job.id, "loading");
     std::shared_ptr<Pipeline> pipeline =
         group ? registry_.pipeline(job.spec.model, *group) : registry_.pipeline(job.spec.model, device);
+    queue_.record_stage(job.id, "encoding");
     std::unique_ptr<JobState> state = pipeline->prepare(job.spec, token);
     int resumed = -1;
     std::optional<Checkpoint> ckpt;
@@ -344,12 +352,16 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
       resumed = pipeline->completed_steps(*state);
       log->info("job resumed id={} step={}", job.id, resumed);
     }
-    queue_.record_start(job.id, resumed);
+    queue_.record_start(job.id, resumed, group ? group->key() : device.name == "default" ? "" : device.name);
     const int total = pipeline->total_steps(*state);
+    const std::vector<std::string> experts = pipeline->step_experts(*state);
     int run_steps = 0;
     double run_seconds = 0;
     while (pipeline->completed_steps(*state) < total) {
       token.throw_if_cancelled();
+      const std::size_t k = static_cast<std::size_t>(pipeline->completed_steps(*state));
+      const bool switching = k > 0 && k < experts.size() && experts[k] != experts[k - 1];
+      queue_.record_stage(job.id, switching ? "switching expert (" + experts[k] + ")" : "denoising");
       auto t0 = std::chrono::steady_clock::now();
       pipeline->step(*state, token);
       StateBlobs blobs;
@@ -360,11 +372,14 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
       ++run_steps;
       queue_.record_step(job.id, done, run_seconds / run_steps);
     }
+    queue_.record_stage(job.id, "decoding");
     Video video = pipeline->decode(*state, token);
     state.reset();
+    queue_.record_stage(job.id, "writing");
     EncodedVideo file = registry_.encoder(job.spec.model)(video);
     store_.save_result(job.id, file);
-    queue_.finish(job.id, JobPhase::kDone, "", file.bytes.size(), file.format);
+    queue_.finish(job.id, JobPhase::kDone, "", file.bytes.size(), file.format,
+                  VideoShape{video.width, video.height, video.frames});
     store_.remove(job.id);
     note_progress();
   } catch (const DiskFullError& e) {

@@ -1,5 +1,8 @@
 #include "scheduler/job_spec.h"
 
+#include <cctype>
+#include <initializer_list>
+
 #include "common/error.h"
 #include "common/image_magic.h"
 #include "proto/base64.h"
@@ -56,6 +59,28 @@ void check_range(const char* name, long long v, long long lo, long long hi) {
 }
 }  // namespace
 
+// Note [Image sniff]: an input image must be an image file, checked at submit by its magic
+// bytes (no decoding on the socket thread): anything else (a playlist, a video, a text file)
+// is refused there with bad_request (wanctl exit 2) instead of failing later in the job.
+// The formats are those the i2v decoder accepts (model/image_prep.h); decoding itself
+// checks the rest of the file.
+const char* image_format(const std::vector<std::uint8_t>& b) {
+  auto starts = [&](std::initializer_list<int> magic, std::size_t at = 0) {
+    if (b.size() < at + magic.size()) return false;
+    std::size_t i = at;
+    for (int m : magic) {
+      if (b[i++] != static_cast<std::uint8_t>(m)) return false;
+    }
+    return true;
+  };
+  if (starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return "png";
+  if (starts({0xff, 0xd8, 0xff})) return "jpeg";
+  if (starts({'B', 'M'}) && b.size() >= 26) return "bmp";
+  if (starts({'R', 'I', 'F', 'F'}) && starts({'W', 'E', 'B', 'P'}, 8)) return "webp";
+  if (starts({'P', '6'}) && b.size() > 2 && std::isspace(b[2])) return "ppm";
+  return nullptr;
+}
+
 void validate_job_spec(const JobSpec& s) {
   if (s.task != "t2v" && s.task != "i2v" && s.task != "ti2v") {
     throw Error(ErrorCode::kBadRequest,
@@ -94,6 +119,15 @@ void validate_job_spec(const JobSpec& s) {
   }
   if (s.task == "t2v" && !s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task t2v takes no input image");
+  }
+  if (!s.image.empty() && !image_format(s.image)) {  // Note [Image sniff]
+    std::string head;
+    for (std::size_t i = 0; i < s.image.size() && i < 8; ++i) {
+      static const char* kHex = "0123456789abcdef";
+      head += (i ? " " : "") + std::string{kHex[s.image[i] >> 4], kHex[s.image[i] & 15]};
+    }
+    throw Error(ErrorCode::kBadRequest, "field 'image': not a PNG, JPEG, BMP, WebP or PPM (P6) image (" +
+                                            std::to_string(s.image.size()) + " bytes starting " + head + ")");
   }
 }
 

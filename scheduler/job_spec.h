@@ -38,7 +38,12 @@ struct JobSpec {
 nlohmann::json job_spec_to_json(const JobSpec& spec);
 JobSpec job_spec_from_json(const nlohmann::json& j);
 
-// Generic limits every pipeline shares (task, sizes, steps, sampler, guide scales).
+// The image format of encoded image bytes by their first bytes ("png", "jpeg", "bmp",
+// "webp", "ppm"), or nullptr for anything else (Note [Image sniff], job_spec.cpp).
+const char* image_format(const std::vector<std::uint8_t>& bytes);
+
+// Generic limits every pipeline shares (task, sizes, steps, sampler, guide scales, an
+// input image that is an image file).
 // Throws Error(kBadRequest) naming the field. Model-specific checks live in
 // Pipeline::validate.
 void validate_job_spec(const JobSpec& spec);

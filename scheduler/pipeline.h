@@ -110,6 +110,10 @@ class Pipeline {
   virtual void step(JobState& state, CancelToken& token) = 0;
   virtual int total_steps(const JobState& state) const = 0;
   virtual int completed_steps(const JobState& state) const = 0;
+  // The expert each step runs on ("high-noise", "low-noise"), one label per step of the job,
+  // or empty when there is one model (the runner shows "switching expert" at a change;
+  // Note [Job stages], job_runner.cpp). Called after prepare() / load_state(). Default: empty.
+  virtual std::vector<std::string> step_experts(const JobState& state) const;
   // Latents -> frames, once every step is done.
   virtual Video decode(JobState& state, CancelToken& token) = 0;
   // Everything needed to continue after completed_steps(state), as named blobs.

@@ -205,4 +205,17 @@ VideoEncoder PipelineRegistry::encoder(const std::string& model) const {
   throw Error(ErrorCode::kInternal, "factory " + it->second.factory + " vanished");
 }
 
+ModelTraits PipelineRegistry::traits(const std::string& model) const {
+  std::function<ModelTraits(const fs::path&)> read;
+  fs::path dir;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model);
+    if (it == models_.end()) throw Error(ErrorCode::kNotFound, "unknown model '" + model + "'");
+    dir = it->second.dir;
+    if (const PipelineFactory* f = factory_of(model)) read = f->traits;
+  }
+  return read ? read(dir) : ModelTraits{};  // outside mu_: reads files
+}
+
 }  // namespace wand::sched

@@ -33,6 +33,18 @@
 
 namespace wand::sched {
 
+// What a model accepts, read from its directory's configs without loading it (`models`
+// shows it; Note [Checks from the config], model/pipeline.cpp). 0 / empty: not known.
+struct ModelTraits {
+  std::string variant;                 // "t2v-A14B", "tiny-i2v", "fake"
+  std::vector<std::string> tasks;      // "t2v", "i2v", "ti2v"
+  int size_multiple = 0;               // width and height must be multiples of it
+  int default_width = 0, default_height = 0;
+  int default_frames = 0;              // frames are 4n + 1
+  int default_steps = 0;
+  int fps = 0;
+};
+
 struct PipelineFactory {
   std::string name;                                                       // "fake", "wan"
   std::function<bool(const std::filesystem::path& dir)> probe;
@@ -46,6 +58,8 @@ struct PipelineFactory {
   // Optional: makes the pipeline that runs one job over a group of cards (DeviceGroup:
   // the members in rank order and the strategy). Unset: the model cannot run grouped.
   std::function<std::unique_ptr<Pipeline>(const std::filesystem::path& dir, const DeviceGroup& group)> make_group;
+  // Optional: the model's traits from its directory (configs only, never weights).
+  std::function<ModelTraits(const std::filesystem::path& dir)> traits;
 };
 
 struct ModelEntry {
@@ -79,10 +93,14 @@ class PipelineRegistry {
   // group ones), else nullptr. Never creates one.
   std::shared_ptr<Pipeline> loaded(const std::string& model) const;
   // Model-specific checks without loading anything: the loaded pipeline's
-  // validate(), else the factory's validate when it has one, else nothing (the
-  // runner's prepare() checks). Throws Error(kBadRequest) / Error(kNotFound).
+  // validate(), else the factory's validate when it has one (the Wan factory's reads the
+  // directory's config.json: the same checks before and after the first load), else
+  // nothing (the runner's prepare() checks). Throws Error(kBadRequest) / Error(kNotFound).
   void validate(const std::string& model, const JobSpec& spec) const;
   VideoEncoder encoder(const std::string& model) const;
+  // The factory's traits of the model's directory; empty traits when the factory has none.
+  // Throws Error(kNotFound) for an unknown model; reading errors propagate.
+  ModelTraits traits(const std::string& model) const;
 
  private:
   const PipelineFactory& factory_for(const std::filesystem::path& dir) const;  // needs mu_

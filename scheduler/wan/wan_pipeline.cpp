@@ -309,6 +309,13 @@ int WanPipeline::total_steps(const JobState& state) const { return cast(state).g
 
 int WanPipeline::completed_steps(const JobState& state) const { return cast(state).gen.completed_steps(); }
 
+std::vector<std::string> WanPipeline::step_experts(const JobState& state) const {
+  if (!gen_->two_experts()) return {};
+  std::vector<std::string> out;
+  for (int e : gen_->expert_of_step(cast(state).gen)) out.push_back(e == 0 ? "high-noise" : "low-noise");
+  return out;
+}
+
 Video WanPipeline::decode(JobState& state, CancelToken& token) {
   const model::GenState& st = cast(state).gen;
   if (streamed_) streamed_->end_job();
@@ -337,6 +344,24 @@ void WanPipeline::load_state(JobState& state, const StateBlobs& in) const {
 
 bool probe_wan_dir(const std::filesystem::path& dir) { return model::WanGenerator::probe(dir); }
 
+void validate_wan_dir(const std::filesystem::path& dir, const JobSpec& spec) {
+  model::WanGenerator::validate_request(model::WanGenerator::read_dir_config(dir), to_request(spec));
+}
+
+ModelTraits wan_dir_traits(const std::filesystem::path& dir) {
+  const model::RequestRules r = model::WanGenerator::rules_of(model::WanGenerator::read_dir_config(dir));
+  ModelTraits t;
+  t.variant = r.variant;
+  t.tasks = r.tasks;
+  t.size_multiple = r.size_multiple;
+  t.default_width = r.default_width;
+  t.default_height = r.default_height;
+  t.default_frames = r.default_frames;
+  t.default_steps = r.default_steps;
+  t.fps = r.fps;
+  return t;
+}
+
 std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir) {
   return std::make_unique<WanPipeline>(dir);
 }
@@ -355,7 +380,14 @@ EncodedVideo encode_wan_video(const Video& video) {
 }
 
 void register_wan_pipeline(PipelineRegistry& registry) {
-  registry.add_factory({"wan", probe_wan_dir, make_wan_pipeline, encode_wan_video});
+  PipelineFactory f;
+  f.name = "wan";
+  f.probe = probe_wan_dir;
+  f.make = make_wan_pipeline;
+  f.encoder = encode_wan_video;
+  f.validate = validate_wan_dir;
+  f.traits = wan_dir_traits;
+  registry.add_factory(std::move(f));
 }
 
 void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& c0) {
@@ -405,6 +437,8 @@ void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& c
     return std::unique_ptr<Pipeline>(std::make_unique<WanPipeline>(dir, c));
   };
   f.encoder = encode_wan_video;
+  f.validate = validate_wan_dir;
+  f.traits = wan_dir_traits;
   registry.add_factory(std::move(f));
 }
 

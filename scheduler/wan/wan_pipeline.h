@@ -126,6 +126,7 @@ class WanPipeline : public Pipeline {
   void step(JobState& state, CancelToken& token) override;
   int total_steps(const JobState& state) const override;
   int completed_steps(const JobState& state) const override;
+  std::vector<std::string> step_experts(const JobState& state) const override;  // A14B only
   Video decode(JobState& state, CancelToken& token) override;
   void save_state(const JobState& state, StateBlobs& out) const override;
   void load_state(JobState& state, const StateBlobs& in) const override;
@@ -169,10 +170,17 @@ class WanPipeline : public Pipeline {
 // True when `dir` has the file layout of a Wan2.2 release (A14B or ti2v-5B).
 bool probe_wan_dir(const std::filesystem::path& dir);
 std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir);
+// The model checks of a request from the directory's config.json alone, before the model is
+// ever loaded (Note [Checks from the config], model/pipeline.cpp): PipelineFactory::validate.
+// Throws Error(kBadRequest) naming the field.
+void validate_wan_dir(const std::filesystem::path& dir, const JobSpec& spec);
+// PipelineFactory::traits: variant, tasks, size multiple and defaults from config.json.
+ModelTraits wan_dir_traits(const std::filesystem::path& dir);
 // The output encoder: H.264 mp4 when built with libav, else the lossless AVI
 // of model/video.h (format "mp4" or "avi").
 EncodedVideo encode_wan_video(const Video& video);
-// Adds the "wan" factory (probe_wan_dir, make_wan_pipeline, encode_wan_video).
+// Adds the "wan" factory (probe_wan_dir, make_wan_pipeline, encode_wan_video, validate_wan_dir,
+// wan_dir_traits).
 void register_wan_pipeline(PipelineRegistry& registry);
 // Adds the "wan" factory in streamed mode: every model's pipeline streams its blocks
 // through `context` (name: "<context name>.<model dir name>.<n>", n counting the

@@ -47,6 +47,75 @@ TEST(WanEndToEnd, TinyT2vModelGeneratesADeterministicVideo) {
   d.stop();
 }
 
+// Note [Checks from the config] (model/pipeline.cpp): the model's checks answer at submit from
+// its config.json, before its first load, with exit 2, and the same way once it is loaded.
+TEST(WanEndToEnd, ModelChecksRefuseAtSubmitBeforeAndAfterTheFirstLoad) {
+  DaemonFixture d(1);
+  auto i2v = d.dir() / "models" / "tiny-i2v";
+  auto t2v = d.dir() / "models" / "tiny-t2v";
+  for (const auto& [preset, dir] : {std::pair{"tiny-i2v", i2v}, std::pair{"tiny-t2v", t2v}}) {
+    CmdResult mk = run_command({WAND_MAKE_MODEL_EXE, "--preset", preset, "--out", dir.string(), "--seed", "1"});
+    ASSERT_EQ(mk.exit_code, 0) << mk.err;
+  }
+  const char png[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+  std::ofstream(d.dir() / "a.png", std::ios::binary).write(png, sizeof png - 1);
+  d.start({"--model", "i2v=" + i2v.string(), "--model", "t2v=" + t2v.string()});
+  auto submit = [&](const std::string& model, const std::string& size, const std::string& frames, bool image) {
+    std::vector<std::string> a = {"submit", "--model", model, "--prompt", "a cat", "--size", size,
+                                  "--frames", frames, "--steps", "2", "--seed", "1"};
+    if (image) a.insert(a.end(), {"--image", (d.dir() / "a.png").string()});
+    return d.wanctl(a);
+  };
+  struct Case {
+    const char* model;
+    const char* size;
+    const char* frames;
+    bool image;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"i2v", "64x64", "5", false, "tiny-i2v is an image-to-video model: pass --image FILE"},
+      {"t2v", "64x64", "5", true, "tiny-t2v is a text-to-video model: it takes no --image"},
+      {"t2v", "17x64", "5", false, "17 is not a multiple of 16"},
+      {"t2v", "64x64", "10", false, "10 is not 4n + 1"},
+  };
+  std::vector<std::string> before;
+  for (const Case& c : cases) {
+    CmdResult r = submit(c.model, c.size, c.frames, c.image);
+    EXPECT_EQ(r.exit_code, 2) << c.says << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find("bad_request"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("'t2v' is not supported"), std::string::npos) << "talks about a task never chosen: " << r.err;
+    before.push_back(r.err);
+  }
+  EXPECT_EQ(d.log().find("model load"), std::string::npos) << "refused without loading anything:\n" << d.log();
+  EXPECT_EQ(d.wanctl({"ls", "--json"}).json()["jobs"].size(), 0u) << "nothing was queued";
+
+  // `models` shows each model's tasks and sizes (from config.json, nothing loaded).
+  nlohmann::json models = d.wanctl({"models", "--json"}).json();
+  for (const auto& m : models["models"]) {
+    if (m["name"] == "fake") continue;  // the fixture's fake model
+    EXPECT_EQ(m["tasks"], nlohmann::json::array({m["name"] == "i2v" ? "i2v" : "t2v"})) << m.dump();
+    EXPECT_EQ(m["size_multiple"], 16) << m.dump();
+    EXPECT_EQ(m["default_frames"], 81) << m.dump();
+    EXPECT_EQ(m["variant"], m["name"] == "i2v" ? "tiny-i2v" : "tiny-t2v") << m.dump();
+  }
+  CmdResult human = d.wanctl({"models"});
+  EXPECT_NE(human.out.find("WxH multiples of 16"), std::string::npos) << human.out;
+
+  // Load the t2v model with one job; its refusals are the same afterwards.
+  CmdResult g = d.wanctl({"generate", "--model", "t2v", "--prompt", "a cat", "--size", "64x64", "--frames", "5",
+                          "--steps", "2", "--seed", "1", "-o", (d.dir() / "v.video").string()});
+  ASSERT_EQ(g.exit_code, 0) << g.err << d.log();
+  ASSERT_NE(d.log().find("model load"), std::string::npos);
+  for (std::size_t i = 1; i < std::size(cases); ++i) {
+    CmdResult r = submit(cases[i].model, cases[i].size, cases[i].frames, cases[i].image);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(r.err, before[i]) << "the same answer once the model is loaded";
+  }
+  d.stop();
+}
+
 // Durability with the real pipeline: SIGKILL while a tiny t2v job is between
 // steps, restart, the job resumes from its last checkpoint (latents, sampler
 // history, RNG) and its video is bitwise identical to an uninterrupted run.

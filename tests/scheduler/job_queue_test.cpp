@@ -122,5 +122,43 @@ TEST(JobQueue, ListenersSeeStateAndStepEvents) {
                                              "state:done"}));
 }
 
+TEST(JobQueue, StagesAreNotJournaledButWhereAndWhatSizeAre) {
+  test::TempDir dir;
+  std::string a;
+  {
+    JobQueue q(dir.path());
+    std::vector<std::string> kinds;
+    q.subscribe([&](const JobRecord& r, const std::string& kind) { kinds.push_back(kind + ":" + r.stage); });
+    a = q.submit(spec(0));
+    q.record_stage(a, "loading");  // queued: ignored (a stage belongs to a running job)
+    ASSERT_TRUE(q.try_next().has_value());
+    q.record_start(a, -1, "cuda:1");
+    q.record_stage(a, "denoising");
+    q.record_stage(a, "denoising");  // unchanged: no event
+    EXPECT_EQ(q.get(a)->stage, "denoising");
+    q.requeue(a);  // e.g. a shutdown
+    EXPECT_EQ(q.get(a)->stage, "");
+    ASSERT_TRUE(q.try_next().has_value());
+    q.record_stage(a, "decoding");
+    EXPECT_EQ(kinds, (std::vector<std::string>{"state:", "state:", "state:", "stage:denoising", "state:", "state:",
+                                               "stage:decoding"}));
+  }
+  {
+    JobQueue q(dir.path());  // a crash while decoding: queued again, no stale stage
+    auto r = q.get(a);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->phase, JobPhase::kQueued);
+    EXPECT_EQ(r->stage, "");
+    EXPECT_EQ(r->ran_on, "cuda:1");
+    ASSERT_TRUE(q.try_next().has_value());
+    q.finish(a, JobPhase::kDone, "", 100, "mp4", VideoShape{624, 624, 81});
+  }
+  JobQueue q(dir.path());
+  auto r = q.get(a);
+  EXPECT_EQ(r->video_width, 624);
+  EXPECT_EQ(r->video_height, 624);
+  EXPECT_EQ(r->video_frames, 81);
+}
+
 }  // namespace
 }  // namespace wand::sched

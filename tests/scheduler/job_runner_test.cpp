@@ -68,6 +68,29 @@ TEST(JobRunner, RunsAJobToADeterministicVideo) {
   EXPECT_NE(a, c);
 }
 
+// Note [Job stages] (job_runner.cpp): a running job says what it does, without journal writes.
+TEST(JobRunner, PublishesTheStagesOfAJobAndItsVideoSize) {
+  Fixture f;
+  JobQueue q(f.state.path());
+  CheckpointStore store(f.state.path());
+  JobRunner runner(q, f.registry, store);
+  std::vector<std::string> stages;
+  q.subscribe([&](const JobRecord& r, const std::string& kind) {
+    if (kind == "stage") stages.push_back(r.stage);
+  });
+  std::string id = q.submit(spec(1));
+  runner.run_one(*q.try_next());
+  EXPECT_EQ(stages, (std::vector<std::string>{"loading", "encoding", "denoising", "decoding", "writing"}));
+  auto r = q.get(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->phase, JobPhase::kDone);
+  EXPECT_EQ(r->stage, "") << "no stage once finished";
+  EXPECT_EQ(r->video_width, 32);
+  EXPECT_EQ(r->video_height, 24);
+  EXPECT_EQ(r->video_frames, 9);
+  EXPECT_EQ(r->ran_on, "") << "the default slot is not reported";
+}
+
 TEST(JobRunner, ShutdownMidJobResumesFromCheckpointBitwiseIdentical) {
   Fixture f;
   ByteBuffer reference = run_uninterrupted(f, 7);

@@ -86,6 +86,25 @@ TEST(JobSpec, ValidationNamesTheField) {
   expect_bad(s, "not a PNG, JPEG");
 }
 
+TEST(JobSpec, AnInputImageMustBeAnImageFileByItsMagicBytes) {
+  auto bytes = [](const std::string& s) { return std::vector<std::uint8_t>(s.begin(), s.end()); };
+  EXPECT_STREQ(image_format(bytes("\x89PNG\r\n\x1a\n....")), "png");
+  EXPECT_STREQ(image_format(bytes("\xff\xd8\xff\xe0..JFIF")), "jpeg");
+  EXPECT_STREQ(image_format(bytes(std::string("RIFF\x10\0\0\0WEBPVP8 ", 16))), "webp");
+  EXPECT_STREQ(image_format(bytes("P6\n2 2\n255\n............")), "ppm");
+  EXPECT_STREQ(image_format(bytes("BM" + std::string(40, '\0'))), "bmp");
+  EXPECT_EQ(image_format(bytes("ffconcat version 1.0\nfile secret.mp4\n")), nullptr);
+  EXPECT_EQ(image_format(bytes("\x89PN")), nullptr);  // a truncated signature
+  EXPECT_EQ(image_format(bytes(std::string("RIFF\x10\0\0\0AVI LIST", 16))), nullptr);
+  EXPECT_EQ(image_format(bytes("P3\n2 2\n255\n")), nullptr);  // ASCII PPM: not decoded
+  EXPECT_EQ(image_format({}), nullptr);
+
+  JobSpec s = sample();
+  s.image = bytes("ffconcat version 1.0\nfile secret.mp4\n");
+  expect_bad(s, "not a PNG, JPEG");
+  expect_bad(s, "66 66 63 6f");  // the first bytes, so the user sees what was sent
+}
+
 TEST(JobSpec, WrongTypesAreRejectedWithTheFieldName) {
   nlohmann::json j = job_spec_to_json(sample());
   j["frames"] = "nine";
