@@ -147,7 +147,10 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
     const std::filesystem::path tok = dir / model::kTokenizerDirName;
     if (!std::filesystem::exists(pth)) throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + pth.string());
     exec::T5StreamOptions to;
-    to.name = c.name + ".t5";
+    // Numbered: two pipelines of one name may share the pool for a while (a resumed job's
+    // pipeline is built while the first one still exists), and blob names are unique.
+    static std::atomic<std::uint64_t> t5_instances{0};
+    to.name = c.name + ".t5#" + std::to_string(t5_instances.fetch_add(1));
     to.device_tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
     to.cuda_device = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
     to.run = gen_->run_dtype();
@@ -238,6 +241,10 @@ std::vector<at::Tensor> WanPipeline::encode_texts(const std::vector<std::string>
 // margin for the allocator's rounding and fragmentation. Measured on the card (after
 // returning LibTorch's cached blocks) when it is a GPU; on the CPU tiers of the tests, the
 // non-block weights stand for it. 0: no budget, the VAE runs untiled.
+// The margin of Note [VAE room]: LibTorch's CUDA allocator rounds and fragments; the CPU tiers
+// of the tests have no such allocator (and budgets of a few MiB).
+std::uint64_t WanPipeline::vae_margin(int cuda_device) { return cuda_device >= 0 ? kVaeMarginBytes : 0; }
+
 std::int64_t WanPipeline::vae_room() const {
   const WanStreamContext& c = *context_;
   const exec::DeviceBudget& b = c.ranks.empty() ? c.budget : c.ranks[0].budget;
@@ -251,13 +258,14 @@ std::int64_t WanPipeline::vae_room() const {
   } else if (streamed_) {
     held = streamed_->nonblock_bytes();
   }
-  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + kVaeMarginBytes;
+  const std::uint64_t margin = vae_margin(cuda);
+  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + margin;
   if (fixed >= b.budget_bytes) {
     throw Error(ErrorCode::kOutOfMemory,
                 "the VAE has no room on the card: budget " + format_bytes(b.budget_bytes) + " = context " +
                     format_bytes(b.context_bytes) + " + device tier " +
                     format_bytes(c.pool->tier(tier).bytes_capacity()) + " + held " + format_bytes(held) +
-                    " + margin " + format_bytes(kVaeMarginBytes) + " leaves nothing (make the device tier smaller)");
+                    " + margin " + format_bytes(margin) + " leaves nothing (make the device tier smaller)");
   }
   return static_cast<std::int64_t>(b.budget_bytes - fixed);
 }
@@ -282,15 +290,18 @@ void WanPipeline::preflight(const model::GenRequest& req) const {
   if (b.budget_bytes == 0) return;
   const int tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
   const std::uint64_t held = streamed_ ? streamed_->nonblock_bytes() : 0;
-  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + kVaeMarginBytes;
+  const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
+  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + vae_margin(cuda);
   const std::int64_t room = fixed < b.budget_bytes ? static_cast<std::int64_t>(b.budget_bytes - fixed) : 1;
   const model::VaeDecodePlan p = gen_->plan_decode(g, room);
   if (!p.fits) {
     throw Error(ErrorCode::kOutOfMemory, "job " + job + " does not fit the card (phase decode): its smallest VAE tiles need " +
                                              format_bytes(static_cast<std::uint64_t>(p.est_total_bytes)) +
-                                             " and the budget " + format_bytes(b.budget_bytes) + " leaves " +
-                                             format_bytes(static_cast<std::uint64_t>(room)) +
-                                             " after the context, the device tier and the non-block weights");
+                                             " and the budget " + format_bytes(b.budget_bytes) +
+                                             (fixed < b.budget_bytes ? " leaves " + format_bytes(b.budget_bytes - fixed)
+                                                                     : std::string(" leaves nothing")) +
+                                             " after the context, the device tier, the non-block weights and the "
+                                             "allocator margin " + format_bytes(vae_margin(cuda)));
   }
 }
 

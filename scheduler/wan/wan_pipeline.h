@@ -151,6 +151,7 @@ class WanPipeline : public Pipeline {
   std::int64_t vae_room() const;
   // Kept free below the budget in a VAE phase (allocator rounding, fragmentation).
   static constexpr std::uint64_t kVaeMarginBytes = 512ull << 20;
+  static std::uint64_t vae_margin(int cuda_device);  // kVaeMarginBytes on CUDA, 0 on CPU tiers
 
  private:
   void begin_streamed_job(const JobState& state);

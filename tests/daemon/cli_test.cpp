@@ -151,10 +151,15 @@ TEST(WanctlCli, TiersModelsPlanAndExitCodes) {
   d.start();
   CmdResult t = d.wanctl({"tiers", "--json"});
   ASSERT_EQ(t.exit_code, 0) << t.err;
-  EXPECT_EQ(t.json()["measured"], false);
-  EXPECT_EQ(t.json()["source"], "config");
+  // No memory section: the pool is sized from this machine (Note [Auto memory]; no GPU here,
+  // so host and spool only), and the tiers are the pool's, each marked "auto".
+  EXPECT_EQ(t.json()["measured"], true) << t.out;
+  EXPECT_EQ(t.json()["source"], "pool") << t.out;
+  ASSERT_FALSE(t.json()["tiers"].empty()) << t.out;
+  for (const auto& tier : t.json()["tiers"]) EXPECT_EQ(tier["source"], "auto") << tier.dump();
   CmdResult th = d.wanctl({"tiers"});
-  EXPECT_NE(th.out.find("not measured"), std::string::npos) << th.out;
+  EXPECT_NE(th.out.find("source: pool (measured)"), std::string::npos) << th.out;
+  EXPECT_NE(th.out.find("sized from this machine"), std::string::npos) << th.out;
 
   CmdResult m = d.wanctl({"models", "--json"});
   ASSERT_EQ(m.exit_code, 0);
@@ -166,8 +171,8 @@ TEST(WanctlCli, TiersModelsPlanAndExitCodes) {
   p.insert(p.begin(), "plan");
   p.push_back("--json");
   CmdResult plan = d.wanctl(p);
-  ASSERT_EQ(plan.exit_code, 0) << plan.err;
-  EXPECT_EQ(plan.json()["available"], false);
+  EXPECT_EQ(plan.exit_code, 6) << plan.err;  // kExitNoPlan: the fake model cannot be planned
+  EXPECT_EQ(plan.json()["available"], false) << plan.out;
 
   EXPECT_EQ(d.wanctl({"status", "j-4242"}).exit_code, 4);
   EXPECT_EQ(d.wanctl({"cancel", "j-4242"}).exit_code, 4);

@@ -147,6 +147,12 @@ TEST(Hardening, AStuckJobDoesNotHoldBackShutdown) {
   const std::string id = r["id"];
   json running = poll_job(d, id, [](const json& j) { return j.value("state", "") == "running"; });
   ASSERT_EQ(running.value("state", ""), "running") << running.dump();
+  // "running" comes before the model is loaded and the job enters its stall; a SIGTERM in
+  // between stops it cleanly. Wait for the load, then give the job a moment to block.
+  for (int i = 0; i < 200 && d.log().find("model load name=stall") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const auto t0 = clock_type::now();
   d.stop();  // expects exit status 0
   const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -239,7 +245,7 @@ TEST(Hardening, AFullDiskPausesJobsAndLosesNothing) {
 // user gets too_many_clients, not internal.
 TEST(Hardening, ClientsThatHoldConnectionsAreTimedOutAndCostNoMemory) {
   DaemonFixture d;
-  ::setenv("WAND_CLIENT_TIMEOUTS", "hello=1,frame=2,idle=5", 1);
+  ::setenv("WAND_CLIENT_TIMEOUTS", "hello=1,frame=2,idle=60", 1);
   const fs::path cfg = d.dir() / "limits.json";
   std::ofstream(cfg) << "{\"max_clients\": 260, \"admin_group\": \"\"}";
   d.start({"--config", cfg.string()});

@@ -98,10 +98,10 @@ std::vector<std::string> submit_all(DaemonFixture& d, const std::vector<nlohmann
 #ifndef WAND_JOB_PARALLEL_GPU
 
 // Two CPU cards (1 MiB and 2 MiB device tiers: both hold the tiny model's four blocks;
-// whole-card budgets 64 MiB and 65 MiB from executor.device_budget): four queued jobs all
+// whole-card budgets of 64 MiB each from executor.device_budget): four queued jobs all
 // complete, on both cards, two of them at the same time, each video byte-equal to the
 // resident single-card run of its seed; a job the planner predicts too big for every card
-// fails naming both cards' budgets while the others complete.
+// is refused at submit naming both cards' budgets, and the others complete.
 TEST(JobParallel, FourJobsOnTwoCpuCardsEqualTheResidentRun) {
   DaemonFixture d(1);
   const auto model = make_tiny_model(d);
@@ -125,20 +125,24 @@ TEST(JobParallel, FourJobsOnTwoCpuCardsEqualTheResidentRun) {
   }
   d.stop();
 
-  // Two CPU cards. The too-big job goes first: it must not hold up the others.
+  // Two CPU cards. A job the planner predicts too big for every card is refused at submit
+  // (Note [Job admission]), naming each card's budget; the others run.
   d.start({"--config", write_cards_config(d, "cpu", {1u << 20, 2u << 20}, "64MiB", "1MiB").string(), "--model",
            "tiny=" + model.string()});
-  std::vector<nlohmann::json> with_big = {wan_job(99, 1280, 720, 81)};
-  for (const auto& j : jobs) with_big.push_back(j);
-  const std::vector<std::string> ids = submit_all(d, with_big);
-  ASSERT_EQ(ids.size(), 5u);
-
-  const nlohmann::json big = watch_until(d, ids[0], [](const nlohmann::json&) { return false; });
-  EXPECT_EQ(big["state"], "failed") << big.dump();
-  const std::string err = big.value("error", std::string());
-  EXPECT_NE(err.find("too big for every card"), std::string::npos) << err;
-  EXPECT_NE(err.find("cpu:0 64.0 MiB"), std::string::npos) << err;
-  EXPECT_NE(err.find("cpu:1 65.0 MiB"), std::string::npos) << err;
+  {
+    RawClient c(d.socket());
+    c.hello();
+    const nlohmann::json r = c.call({{"type", "submit"}, {"job", wan_job(99, 1280, 720, 81)}});
+    EXPECT_EQ(r.value("type", std::string()), "error") << r.dump();
+    const std::string err = r.value("message", std::string());
+    EXPECT_NE(err.find("too big for every card"), std::string::npos) << r.dump();
+    EXPECT_NE(err.find("cpu:0 64.0 MiB"), std::string::npos) << err;
+    EXPECT_NE(err.find("cpu:1 64.0 MiB"), std::string::npos) << err;
+  }
+  const std::vector<std::string> all = submit_all(d, jobs);
+  ASSERT_EQ(all.size(), 4u);
+  std::vector<std::string> ids = {""};  // ids[i] is the job of seeds[i - 1]
+  ids.insert(ids.end(), all.begin(), all.end());
 
   std::vector<nlohmann::json> finished;
   for (std::size_t i = 1; i < ids.size(); ++i) {

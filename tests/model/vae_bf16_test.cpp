@@ -17,6 +17,7 @@
 #include "model/pth.h"
 #include "model/safetensors.h"
 #include "model/vae.h"
+#include "tests/model/cpu_bf16_conv.h"
 #include "tests/model/cpu_peak_tracker.h"
 #include "tests/golden_dir.h"
 
@@ -53,8 +54,14 @@ void check_bf16(const std::string& name) {
   EXPECT_LT(d, 1e-2);
 }
 
-TEST(VaeBf16Cpu, Vae21) { check_bf16("vae21"); }
-TEST(VaeBf16Cpu, Vae22) { check_bf16("vae22"); }
+TEST(VaeBf16Cpu, Vae21) {
+  WAND_SKIP_WITHOUT_CPU_BF16_CONV();
+  check_bf16("vae21");
+}
+TEST(VaeBf16Cpu, Vae22) {
+  WAND_SKIP_WITHOUT_CPU_BF16_CONV();
+  check_bf16("vae22");
+}
 
 using wand::test::measure_cpu_peak;
 
@@ -62,6 +69,7 @@ using wand::test::measure_cpu_peak;
 // does not undercount its peak (the planner sizes tiles from it; it models
 // the bf16 working set as fp32, see Vae::plan_decode).
 TEST(VaeBf16Cpu, DecodePeakBelowFp32AndModelled) {
+  WAND_SKIP_WITHOUT_CPU_BF16_CONV();
   const int threads = at::get_num_threads();
   at::set_num_threads(1);  // the tracker is thread-local
   const VaeConfig cfg = VaeConfig::wan21(8);
@@ -94,6 +102,7 @@ namespace {
 // seeds): the bf16 mode against the fp32 mode of the same random tiny model
 // (fp32 is ~1e-6 off float64) stays within 1e-2 relative L2.
 TEST(VaeBf16Cpu, RandomModelsStayWithin1e2OfFp32) {
+  WAND_SKIP_WITHOUT_CPU_BF16_CONV();
   for (int v = 0; v < 2; ++v) {
     const VaeConfig cfg = v == 0 ? VaeConfig::wan21(8) : VaeConfig::wan22(4, 6);
     for (uint64_t seed = 1; seed <= 4; ++seed) {
