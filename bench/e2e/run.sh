@@ -79,7 +79,8 @@ PY
 
 # ---- one configuration: write its config, start the daemon and the samplers, run the jobs
 run_config() {
-  local name=$1 src=$2 dir="$work/$name"
+  local name=$1 src=$2
+  local dir="$work/$name"
   rm -rf "$dir/state" "$dir/spool"
   mkdir -p "$dir/state" "$dir/out"
   "$py" - "$src" "$dir" "$work/models" $(for j in $jobs; do echo "${j%%:*}"; done | sort -u) <<'PY'

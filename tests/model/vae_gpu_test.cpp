@@ -128,8 +128,7 @@ TEST(VaeGpu, BudgetedEncodeAndDecodeAt720p) {
     at::Tensor ref, out;
     const int64_t chunked = cuda_peak([&] { ref = vae.encode(video); });
     const VaeEncodePlan cp = vae.plan_encode(vs);
-    std::printf("%s encode chunked: allocator peak=%.2f GiB est=%.2f GiB
-", c10::toString(dt),
+    std::printf("%s encode chunked: allocator peak=%.2f GiB est=%.2f GiB\n", c10::toString(dt),
                 chunked / 1073741824.0, (cp.est_total_bytes - w) / 1073741824.0);
     EXPECT_GE(cp.est_total_bytes - w, chunked) << "the CUDA encode model undercounts (chunked)";
     for (double frac : {1.0, 0.6}) {
@@ -140,8 +139,7 @@ TEST(VaeGpu, BudgetedEncodeAndDecodeAt720p) {
       EXPECT_TRUE(p.streamed) << p.describe();
       const int64_t peak = cuda_peak([&] { out = vae.encode(video, b); });
       const double rel = ((out - ref).norm() / ref.norm()).item<double>();
-      std::printf("%s encode budget=%.2f GiB: %s allocator peak=%.2f GiB rel_l2 vs chunked=%.3g
-",
+      std::printf("%s encode budget=%.2f GiB: %s allocator peak=%.2f GiB rel_l2 vs chunked=%.3g\n",
                   c10::toString(dt), b.budget_bytes / 1073741824.0, p.describe().c_str(), peak / 1073741824.0, rel);
       EXPECT_GE(p.est_total_bytes - w, peak) << "the CUDA encode model undercounts";
       EXPECT_LE(peak, b.budget_bytes - w);
@@ -156,8 +154,7 @@ TEST(VaeGpu, BudgetedEncodeAndDecodeAt720p) {
     const VaeDecodePlan dp = vae.plan_decode({21, 90, 160}, d);
     ASSERT_TRUE(dp.fits) << dp.describe();
     const int64_t dpeak = cuda_peak([&] { out = vae.decode(zd, d); });
-    std::printf("%s decode budget=12 GiB: %s allocator peak=%.2f GiB
-", c10::toString(dt), dp.describe().c_str(),
+    std::printf("%s decode budget=12 GiB: %s allocator peak=%.2f GiB\n", c10::toString(dt), dp.describe().c_str(),
                 dpeak / 1073741824.0);
     EXPECT_GE(dp.est_total_bytes - w, dpeak) << "the CUDA decode model undercounts";
     EXPECT_LE(dpeak, d.budget_bytes - w);
