@@ -23,7 +23,9 @@ per step depends on the shapes, not on the values.
 Offloading (--offload):
   group       (default) the diffusers docs' low-memory recipe for Wan 14B: umT5 block-level group
               offload (4 blocks per group), each transformer leaf-level group offload with CUDA
-              streams (prefetch of the next layer while this one runs), the VAE on the GPU. The
+              streams (prefetch of the next layer while this one runs), the VAE on the GPU; plus
+              record_stream=True, which enable_group_offload documents as faster (without it each
+              layer's offload waits for the GPU, so the host cannot run ahead). The
               mode meant for cards smaller than one expert (28.6 GB), so the one to set beside
               wand's 23 GiB budget.
   model       enable_model_cpu_offload(): whole components move to the GPU when called (one
@@ -135,7 +137,7 @@ def build(a, rec):
             # As the docs do it, one model at a time (each expert's pinned copy replaces its
             # pageable one as the groups are made, so host memory never holds both).
             m.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"),
-                                   offload_type="leaf_level", use_stream=True)
+                                   offload_type="leaf_level", use_stream=True, record_stream=True)
         experts.append(m)
     with torch.device("cuda"):
         vae = AutoencoderKLWan(**vcfg)  # default init; fp32

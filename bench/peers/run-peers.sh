@@ -109,6 +109,7 @@ missing_for() {
 card_used_mib() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 2>/dev/null | head -1; }
 
 wait_card_idle() {  # the previous peer's memory must be gone before the next one is sampled
+  pgrep -x wand > /dev/null && status "warning: a wand daemon is running beside the peers (pid $(pgrep -x wand | tr '\n' ' '))"
   [ "$have_smi" = 1 ] || return 0
   for _ in $(seq 120); do
     u=$(card_used_mib); [ -n "$u" ] && [ "$u" -lt 2048 ] && return 0
@@ -155,7 +156,7 @@ run_peer() {
   ( while [ ! -s "$dir/pid" ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
     ppid=$(cat "$dir/pid" 2>/dev/null)
     while [ -n "$ppid" ] && kill -0 "$ppid" 2>/dev/null; do
-      printf '%s %s\n' "$(date +%s.%N)" "$(grep -E 'VmRSS|VmHWM' /proc/$ppid/status 2>/dev/null | tr -s ' \n' ' ')"
+      printf '%s %s\n' "$(date +%s.%N)" "$(grep -E 'VmRSS|VmHWM|RssAnon|RssFile' /proc/$ppid/status 2>/dev/null | tr -s ' \n' ' ')"
       sleep 0.1
     done ) > "$dir/rss.txt" &
   local rss=$!

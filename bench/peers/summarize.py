@@ -55,7 +55,7 @@ def read_rss(path):
             vals = {f[i].rstrip(":"): int(f[i + 1]) * 1024 for i in range(1, len(f) - 2, 3)}
         except (ValueError, IndexError):
             continue
-        out.append((t, vals.get("VmRSS", 0), vals.get("VmHWM", 0)))
+        out.append((t, vals.get("VmRSS", 0), vals.get("VmHWM", 0), vals.get("RssAnon", 0), vals.get("RssFile", 0)))
     return out
 
 
@@ -147,7 +147,7 @@ def summarize_peer(d):
                        "card_peak_gib": peak(smi, sp), "host_rss_peak_gib": peak(rss, sp)})
     idle = [u for t, u in smi if t0 is not None and t < t0]
     hosts = [v for v in (tv.get("max_rss_gib"), res.get("ru_maxrss_gib"),
-                         round(max((h for _, _, h in rss), default=0) / GIB, 3) or None) if v]
+                         round(max((r[2] for r in rss), default=0) / GIB, 3) or None) if v]
     load_s = next((p["s"] for p in phases if p["phase"] == "load"), None)
     load_end = max((b for a, b in spans.get("load", [])), default=None)
     job_end = max([b for n in ("save", "decode") for a, b in spans.get(n, [])], default=None)
@@ -170,7 +170,11 @@ def summarize_peer(d):
         "card_samples": len(smi),
         "host_peak_gib": max(hosts) if hosts else None,
         "host_peak_sources": {"time_v_max_rss_gib": tv.get("max_rss_gib"), "ru_maxrss_gib": res.get("ru_maxrss_gib"),
-                              "vmhwm_sampled_gib": round(max((h for _, _, h in rss), default=0) / GIB, 3)},
+                              "vmhwm_sampled_gib": round(max((r[2] for r in rss), default=0) / GIB, 3)},
+        # RSS counts the pages of mmap'd checkpoint files too (RssFile: page cache, reclaimable);
+        # RssAnon is the process's own memory (pinned host memory included).
+        "host_anon_peak_gib": round(max((r[3] for r in rss), default=0) / GIB, 3) or None,
+        "host_file_peak_gib": round(max((r[4] for r in rss), default=0) / GIB, 3) or None,
         "torch_max_allocated_gib": res.get("torch_max_allocated_gib"),
         "torch_max_reserved_gib": res.get("torch_max_reserved_gib"),
         "time_v": tv,
@@ -224,13 +228,13 @@ def main():
 
     L = [f"Card: {out['machine'] or '?'}", ""]
     L.append("| peer | mode | status | steps (experts) | s / step (mean; same-expert) | whole process s | load s "
-             "| after load s | card peak GiB (idle) | host peak GiB |")
+             "| after load s | card peak GiB (idle) | host peak GiB (anon) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
     for p in peers:
         L.append(f"| {p['peer']} | {fmt(p['mode'])} | {p['status']} | {p['step_count']} ({p['experts'] or '-'}) | "
                  f"{fmt(p['s_per_step'])}; {fmt(p['s_per_step_steady'])} | {fmt(p['process_s'])} | {fmt(p['load_s'])} | "
                  f"{fmt(p['job_after_load_s'])} | {fmt(p['card_peak_gib'])} ({fmt(p['card_idle_gib'])}) | "
-                 f"{fmt(p['host_peak_gib'])} |")
+                 f"{fmt(p['host_peak_gib'])} ({fmt(p['host_anon_peak_gib'])}) |")
     if wand:
         per = round(wand["s_per_step_phase_s"] / a.steps, 3) if wand["s_per_step_phase_s"] and a.steps else None
         L.append(f"| {wand['peer']} | wanctl generate | {wand['status']} | {fmt(a.steps)} | {fmt(per)} (steps phase / "
