@@ -93,9 +93,11 @@ def init_(t, name, gen):
         t.normal_(0.0, 0.02, generator=gen)
 
 
-def materialize(model, dtype, seed):
+def materialize(model, dtype, seed, keep_fp32=()):
     """Gives every meta parameter of `model` random values drawn on the GPU, then moves the module
-    to host memory. Tied parameters stay tied."""
+    to host memory. Tied parameters stay tied. Parameters under a module named in keep_fp32 stay
+    float32, as ModelMixin.from_pretrained(torch_dtype=bf16) keeps a model's _keep_in_fp32_modules
+    (model_loading_utils.load_model_dict_into_meta: a component of the parameter's name)."""
     import torch
     gen = torch.Generator(device="cuda")
     gen.manual_seed(seed)
@@ -106,8 +108,10 @@ def materialize(model, dtype, seed):
             if p is None:
                 continue
             if id(p) not in done:
-                t = torch.empty(p.shape, dtype=dtype if p.is_floating_point() else p.dtype, device="cuda")
-                init_(t, f"{mname}.{pname}", gen)
+                full = f"{mname}.{pname}" if mname else pname
+                want = torch.float32 if any(k in full.split(".") for k in keep_fp32) else dtype
+                t = torch.empty(p.shape, dtype=want if p.is_floating_point() else p.dtype, device="cuda")
+                init_(t, full, gen)
                 done[id(p)] = torch.nn.Parameter(t, requires_grad=False)
                 n += t.numel()
             mod._parameters[pname] = done[id(p)]
@@ -132,7 +136,7 @@ def build(a, rec):
     for i, name in enumerate(("transformer", "transformer_2")):
         with init_empty_weights():
             m = WanTransformer3DModel(**tcfg)
-        counts[name] = materialize(m, torch.bfloat16, a.seed + 2 + i)
+        counts[name] = materialize(m, torch.bfloat16, a.seed + 2 + i, m._keep_in_fp32_modules or ())
         if a.offload == "group":
             # As the docs do it, one model at a time (each expert's pinned copy replaces its
             # pageable one as the groups are made, so host memory never holds both).

@@ -15,19 +15,21 @@ mkdir -p "$OUT"
 res=${PEERS_RESULTS:-/tmp/wand-peers}
 log=/tmp/wand-peers.log
 
-collect() {  # results dir -> $OUT: the summary, the status, one archive of the logs (no videos)
-  local r=$1
-  for f in summary.md summary.json status.txt; do cp "$r/$f" "$OUT/peers-$f" 2>/dev/null; done
-  tar czf "$OUT/peers-logs.tgz" -C "$r" --exclude='*.mp4' --exclude=tiny-model --exclude=official-ckpt \
+collect() {  # results dir [name] -> $OUT: the summary, and one archive of the rest (no videos, no model
+  # links): two files, so that a call that also collects bench/e2e stays within 8 files
+  local r=$1 n=${2:-peers}
+  cp "$r/summary.md" "$OUT/$n-summary.md" 2>/dev/null
+  cp "$log" "$r/run-peers.log" 2>/dev/null
+  tar czf "$OUT/$n.tgz" -C "$r" --exclude='*.mp4' --exclude=tiny-model --exclude=official-ckpt \
     --exclude=tokenizer . 2>/dev/null
 }
 
 case "${1:-}" in
   preflight)
     shift
-    bash bench/peers/run-peers.sh --tiny --results /tmp/wand-peers-tiny "$@"
-    rc=$?
-    collect /tmp/wand-peers-tiny
+    bash bench/peers/run-peers.sh --tiny --results /tmp/wand-peers-tiny "$@" 2>&1 | tee /tmp/wand-peers-tiny.log
+    rc=${PIPESTATUS[0]}
+    log=/tmp/wand-peers-tiny.log collect /tmp/wand-peers-tiny peers-preflight
     exit $rc ;;
   start)
     shift
@@ -41,7 +43,6 @@ case "${1:-}" in
     for _ in $(seq "${2:-540}"); do [ -f "$res/done" ] && break; sleep 1; done
     [ -f "$res/done" ] || echo "peers: still running after ${2:-540} s"
     collect "$res"
-    cp "$log" "$OUT/" 2>/dev/null
     tail -25 "$res/status.txt" 2>/dev/null
     [ -f "$res/done" ] && cat "$res/summary.md" 2>/dev/null ;;
   collect)
