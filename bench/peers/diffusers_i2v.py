@@ -218,6 +218,7 @@ def main():
         import diffusers
         rec.result["torch"] = torch.__version__
         rec.result["diffusers"] = diffusers.__version__
+        rec.result["attention"] = f"diffusers attention dispatch (default backend: torch SDPA); offload {a.offload}"
         negative = peerlib.official_negative_prompt()
         from PIL import Image
         image = Image.open(a.image).convert("RGB") if a.image else peerlib.gradient_image(w, h)
