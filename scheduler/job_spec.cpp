@@ -107,27 +107,26 @@ void validate_job_spec(const JobSpec& s) {
                 "field 'sampler': '" + s.sampler + "' is not one of unipc, dpm++");
   }
   if (s.guide_scale.size() > 2) {
-    throw Error(ErrorCode::kBadRequest, "field 'guide_scale': at most 2 values (high, low noise)");
+    throw Error(ErrorCode::kBadRequest, "field 'guide_scale': at most 2 values (low noise, high noise)");
   }
   if (s.task == "i2v" && s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task i2v needs an input image");
   }
-  // Note [Image bytes only] (model/video.cpp): only image formats are ever decoded;
-  // anything else is refused here, before the job is accepted.
-  if (!s.image.empty() && sniff_image_format(s.image.data(), s.image.size()) == ImageFormat::kUnknown) {
-    throw Error(ErrorCode::kBadRequest, std::string("field 'image': ") + kImageFormatsText);
-  }
-  if (s.task == "t2v" && !s.image.empty()) {
-    throw Error(ErrorCode::kBadRequest, "field 'image': task t2v takes no input image");
-  }
-  if (!s.image.empty() && !image_format(s.image)) {  // Note [Image sniff]
+  // Note [Image bytes only] (model/video.cpp) and Note [Image sniff]: only image formats are
+  // ever decoded; anything else is refused here, before the job is accepted, with its first
+  // bytes so the user sees what was sent.
+  if (!s.image.empty() && (sniff_image_format(s.image.data(), s.image.size()) == ImageFormat::kUnknown ||
+                           !image_format(s.image))) {
     std::string head;
     for (std::size_t i = 0; i < s.image.size() && i < 8; ++i) {
       static const char* kHex = "0123456789abcdef";
       head += (i ? " " : "") + std::string{kHex[s.image[i] >> 4], kHex[s.image[i] & 15]};
     }
-    throw Error(ErrorCode::kBadRequest, "field 'image': not a PNG, JPEG, BMP, WebP or PPM (P6) image (" +
+    throw Error(ErrorCode::kBadRequest, std::string("field 'image': ") + kImageFormatsText + " (" +
                                             std::to_string(s.image.size()) + " bytes starting " + head + ")");
+  }
+  if (s.task == "t2v" && !s.image.empty()) {
+    throw Error(ErrorCode::kBadRequest, "field 'image': task t2v takes no input image");
   }
 }
 

@@ -109,7 +109,9 @@ TEST(Hardening, ImagePlaylistsAreRefusedWithoutTouchingThePaths) {
     EXPECT_EQ(r.value("code", ""), "bad_request") << p << " -> " << r.dump();
     const std::string msg = r.value("message", "");
     EXPECT_EQ(msg.find(d.dir().string()), std::string::npos) << "the error names a path: " << msg;
-    messages.insert(msg);
+    // The text ends with the size and first 8 bytes of what the user sent (their own bytes,
+    // never a path: checked above); the rest is the same for every playlist.
+    messages.insert(msg.substr(0, msg.find(" (")));
   }
   // Existing, missing, FIFO, remote: one and the same answer (it tells nothing of the paths).
   EXPECT_EQ(messages.size(), 1u) << "the error text differs between playlists";
