@@ -234,6 +234,18 @@ std::vector<at::Tensor> WanPipeline::encode_texts(const std::vector<std::string>
   return t5_->encode_texts(*tokenizer_, texts);
 }
 
+std::uint64_t WanPipeline::vae_margin(int cuda_device) { return cuda_device >= 0 ? kVaeMarginBytes : 0; }
+
+WanPipeline::VaeCard WanPipeline::vae_card() const {
+  const WanStreamContext& c = *context_;
+  if (c.ranks.empty()) return {c.budget, c.cuda_device, c.device_tier};
+  return {c.ranks[0].budget, c.ranks[0].cuda_device, c.ranks[0].device_tier};
+}
+
+std::uint64_t WanPipeline::vae_fixed_bytes(const VaeCard& k, std::uint64_t held) const {
+  return k.budget.context_bytes + context_->pool->tier(k.tier).bytes_capacity() + held + vae_margin(k.cuda);
+}
+
 // Note [VAE room]: the card's budget less what stays on it through a VAE phase: the CUDA
 // context, the device tier (one region reserved at start: its slots are idle during the VAE
 // phases, but LibTorch's allocator cannot borrow them, so the tiles are sized around them),
@@ -241,31 +253,24 @@ std::vector<at::Tensor> WanPipeline::encode_texts(const std::vector<std::string>
 // margin for the allocator's rounding and fragmentation. Measured on the card (after
 // returning LibTorch's cached blocks) when it is a GPU; on the CPU tiers of the tests, the
 // non-block weights stand for it. 0: no budget, the VAE runs untiled.
-// The margin of Note [VAE room]: LibTorch's CUDA allocator rounds and fragments; the CPU tiers
-// of the tests have no such allocator (and budgets of a few MiB).
-std::uint64_t WanPipeline::vae_margin(int cuda_device) { return cuda_device >= 0 ? kVaeMarginBytes : 0; }
-
 std::int64_t WanPipeline::vae_room() const {
-  const WanStreamContext& c = *context_;
-  const exec::DeviceBudget& b = c.ranks.empty() ? c.budget : c.ranks[0].budget;
+  const VaeCard k = vae_card();
+  const exec::DeviceBudget& b = k.budget;
   if (b.budget_bytes == 0) return 0;
-  const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
-  const int tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
   std::uint64_t held = 0;
-  if (cuda >= 0) {
+  if (k.cuda >= 0) {
     exec::empty_caching_allocator();
-    held = exec::caching_allocator_reserved(cuda);
+    held = exec::caching_allocator_reserved(k.cuda);
   } else if (streamed_) {
     held = streamed_->nonblock_bytes();
   }
-  const std::uint64_t margin = vae_margin(cuda);
-  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + margin;
+  const std::uint64_t fixed = vae_fixed_bytes(k, held);
   if (fixed >= b.budget_bytes) {
     throw Error(ErrorCode::kOutOfMemory,
                 "the VAE has no room on the card: budget " + format_bytes(b.budget_bytes) + " = context " +
                     format_bytes(b.context_bytes) + " + device tier " +
-                    format_bytes(c.pool->tier(tier).bytes_capacity()) + " + held " + format_bytes(held) +
-                    " + margin " + format_bytes(margin) + " leaves nothing (make the device tier smaller)");
+                    format_bytes(context_->pool->tier(k.tier).bytes_capacity()) + " + held " + format_bytes(held) +
+                    " + margin " + format_bytes(vae_margin(k.cuda)) + " leaves nothing (make the device tier smaller)");
   }
   return static_cast<std::int64_t>(b.budget_bytes - fixed);
 }
@@ -285,13 +290,10 @@ void WanPipeline::preflight(const model::GenRequest& req) const {
       throw Error(ErrorCode::kOutOfMemory, "job " + job + " does not fit the card (phase steps): " + e.what());
     }
   }
-  const WanStreamContext& c = *context_;
-  const exec::DeviceBudget& b = c.ranks.empty() ? c.budget : c.ranks[0].budget;
+  const VaeCard k = vae_card();
+  const exec::DeviceBudget& b = k.budget;
   if (b.budget_bytes == 0) return;
-  const int tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
-  const std::uint64_t held = streamed_ ? streamed_->nonblock_bytes() : 0;
-  const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
-  const std::uint64_t fixed = b.context_bytes + c.pool->tier(tier).bytes_capacity() + held + vae_margin(cuda);
+  const std::uint64_t fixed = vae_fixed_bytes(k, streamed_ ? streamed_->nonblock_bytes() : 0);
   const std::int64_t room = fixed < b.budget_bytes ? static_cast<std::int64_t>(b.budget_bytes - fixed) : 1;
   const model::VaeDecodePlan p = gen_->plan_decode(g, room);
   if (!p.fits) {
@@ -301,7 +303,7 @@ void WanPipeline::preflight(const model::GenRequest& req) const {
                                              (fixed < b.budget_bytes ? " leaves " + format_bytes(b.budget_bytes - fixed)
                                                                      : std::string(" leaves nothing")) +
                                              " after the context, the device tier, the non-block weights and the "
-                                             "allocator margin " + format_bytes(vae_margin(cuda)));
+                                             "allocator margin " + format_bytes(vae_margin(k.cuda)));
   }
 }
 

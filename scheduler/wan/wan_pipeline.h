@@ -151,11 +151,22 @@ class WanPipeline : public Pipeline {
   std::int64_t vae_room() const;
   // Kept free below the budget in a VAE phase (allocator rounding, fragmentation).
   static constexpr std::uint64_t kVaeMarginBytes = 512ull << 20;
+  // The margin of Note [VAE room]: LibTorch's CUDA allocator rounds and fragments; the CPU
+  // tiers of the tests have no such allocator (and budgets of a few MiB).
   static std::uint64_t vae_margin(int cuda_device);  // kVaeMarginBytes on CUDA, 0 on CPU tiers
 
  private:
   void begin_streamed_job(const JobState& state);
   void preflight(const model::GenRequest& req) const;  // Note [Job preflight]
+  // The card a VAE phase runs on (the one-card pipeline's, or a group's rank 0), and what
+  // stays on it through that phase besides `held` (Note [VAE room]).
+  struct VaeCard {
+    exec::DeviceBudget budget;
+    int cuda;
+    int tier;
+  };
+  VaeCard vae_card() const;
+  std::uint64_t vae_fixed_bytes(const VaeCard& k, std::uint64_t held) const;
 
   std::shared_ptr<StreamedJobEnd> job_end_;  // Note [Streamed job end] (wan_pipeline.cpp)
   // Destroyed after gen_ (declared first); the context's cache lives while they do.
