@@ -364,7 +364,15 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     // WanI2V.generate: bicubic resize on the CPU (fp32), conditioning video with
     // F - 1 zero frames, VAE encode, y = cat(mask, latent).
     at::Tensor img = bicubic_resize(unit_image(rgb), st.height, st.width);  // [3, h, w]
-    at::Tensor video = at::cat({img.unsqueeze(1), at::zeros({3, st.frames - 1, st.height, st.width}, at::kFloat)}, 1);
+    // (Built in place, in the host tier when the pipeline lends it: no second video-sized copy.)
+    at::Tensor video;
+    if (opt_.vae_budget && opt_.host_video) video = opt_.host_video({3, st.frames, st.height, st.width});
+    if (video.defined()) {
+      video.zero_();
+    } else {
+      video = at::zeros({3, st.frames, st.height, st.width}, at::kFloat);
+    }
+    video.select(1, 0).copy_(img);
     checkpoint();
     phase("encode");
     at::Tensor lat;
@@ -540,6 +548,10 @@ at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
   at::Tensor video;
   {
     const Vae& v = vae();
+    if (opt_.host_video) {
+      const int64_t s = v.config().spatial_stride();
+      o.output = opt_.host_video({3, 1 + 4 * (st.lat_f - 1), st.lat_h * s, st.lat_w * s});
+    }
     video = v.decode(st.latent, o);
   }
   vae_.reset();
@@ -548,10 +560,21 @@ at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
 
 at::Tensor WanGenerator::to_uint8(const at::Tensor& video) {
   WAND_ASSERT(video.dim() == 4 && video.size(0) == 3, "to_uint8: expected [3, F, H, W]");
-  at::Tensor x = video.to(at::kCPU).to(at::kFloat).clamp(-1.0, 1.0);
-  x = (x - (-1.0)) / (1.0 - (-1.0));
-  x = (x * 255).to(at::kByte);  // truncation toward zero
-  return x.permute({1, 2, 3, 0}).contiguous();  // [F, H, W, 3]
+  at::Tensor out = at::empty({video.size(1), video.size(2), video.size(3), 3}, at::TensorOptions().dtype(at::kByte));
+  to_uint8(video, out.data_ptr<std::uint8_t>());
+  return out;
+}
+
+void WanGenerator::to_uint8(const at::Tensor& video, std::uint8_t* dst) {
+  WAND_ASSERT(video.dim() == 4 && video.size(0) == 3, "to_uint8: expected [3, F, H, W]");
+  const int64_t frames = video.size(1), h = video.size(2), w = video.size(3);
+  at::Tensor out = at::from_blob(dst, {frames, h, w, 3}, at::TensorOptions().dtype(at::kByte));
+  for (int64_t f = 0; f < frames; ++f) {
+    // Per element, as the official save: clamp to [-1, 1], (x + 1) / 2, x 255, truncation.
+    at::Tensor x = video.select(1, f).to(at::kCPU).to(at::kFloat).clamp(-1.0, 1.0);  // [3, H, W]
+    x = (x - (-1.0)) / (1.0 - (-1.0));
+    out.select(0, f).copy_((x * 255).to(at::kByte).permute({1, 2, 0}));
+  }
 }
 
 std::map<std::string, std::vector<std::uint8_t>> WanGenerator::save_state(const GenState& st) const {

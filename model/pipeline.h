@@ -110,6 +110,11 @@ struct GeneratorOptions {
   // Error(kOutOfMemory) naming the phase and the bytes. Unset: the official untiled VAE,
   // kept loaded.
   std::function<std::int64_t()> vae_budget;
+  // With vae_budget: the VAE phases ask it for their videos' host buffers (the i2v
+  // conditioning video before the encode, the decoded video), each a contiguous fp32 CPU
+  // tensor of the given sizes [3, F, H, W]; an undefined tensor: the phase allocates its own
+  // (Note [Videos in the host tier], scheduler/wan/wan_pipeline.cpp).
+  std::function<at::Tensor(const std::vector<int64_t>& sizes)> host_video;
   // Told each phase of a job as it starts: "text", "encode" (only with an image), "steps"
   // (every step() call), "decode". For logs and per-phase memory sampling.
   std::function<void(const char* phase)> on_phase;
@@ -221,6 +226,9 @@ class WanGenerator {
   // [3, F, H, W] in [-1, 1] -> [F, H, W, 3] uint8 as the official save_video
   // (clamp, (x + 1) / 2 * 255, truncation).
   static at::Tensor to_uint8(const at::Tensor& video);
+  // The same written to dst (F * H * W * 3 bytes), one frame at a time: no video-sized
+  // temporaries on the host.
+  static void to_uint8(const at::Tensor& video, std::uint8_t* dst);
 
   // Checkpoint blobs: "latent", "sampler", "rng", "cond" (each an in-memory
   // safetensors, model/pipeline_bytes.h). The conditioning (text embeddings,

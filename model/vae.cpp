@@ -544,9 +544,11 @@ bool ends_with(const std::string& s, const std::string& suf) {
 
 Vae::Vae(const TensorSource& src, VaeOptions opt) : opt_(opt) {
   cfg_ = VaeConfig::from_checkpoint(src);
-  WeightMap w;
-  for (const auto& s : vae_tensor_specs(cfg_)) w.emplace(s.name, src.load(s.name, at::kFloat));
-  init_weights(std::move(w));
+  // One tensor at a time: read, placed on the device, its host copy freed (the VAE is loaded
+  // for each phase of a job: no 0.5 GB of fp32 weights on the host each time).
+  check_dtype();
+  for (const auto& s : vae_tensor_specs(cfg_)) place(s.name, src.load(s.name, at::kFloat));
+  finish_init();
 }
 
 Vae::Vae(const VaeConfig& cfg, std::unordered_map<std::string, at::Tensor> weights, VaeOptions opt)
@@ -564,18 +566,28 @@ Vae::Vae(const VaeConfig& cfg, std::unordered_map<std::string, at::Tensor> weigh
   init_weights(std::move(weights));
 }
 
-void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
+void Vae::check_dtype() const {
   if (opt_.dtype != at::kFloat && opt_.dtype != at::kBFloat16) {
     throw Error(ErrorCode::kConfig, "vae: compute dtype must be float32 or bfloat16");
   }
-  weight_bytes_ = 0;
-  for (auto& [name, t] : weights) {
-    const at::ScalarType dt =
-        ends_with(name, "gamma") || keep_fp32_in_bf16(name, cfg_.version) ? at::kFloat : opt_.dtype;
-    at::Tensor v = t.to(opt_.device, dt).contiguous();
-    weight_bytes_ += static_cast<int64_t>(v.numel() * v.element_size());
-    w_[name] = std::move(v);
-  }
+}
+
+void Vae::place(const std::string& name, at::Tensor t) {
+  const at::ScalarType dt =
+      ends_with(name, "gamma") || keep_fp32_in_bf16(name, cfg_.version) ? at::kFloat : opt_.dtype;
+  at::Tensor v = t.to(opt_.device, dt).contiguous();
+  t = at::Tensor();  // the host copy goes before the next tensor is read
+  weight_bytes_ += static_cast<int64_t>(v.numel() * v.element_size());
+  w_[name] = std::move(v);
+}
+
+void Vae::init_weights(std::unordered_map<std::string, at::Tensor> weights) {
+  check_dtype();
+  for (auto& [name, t] : weights) place(name, std::move(t));
+  finish_init();
+}
+
+void Vae::finish_init() {
   const auto& mean = cfg_.latents_mean();
   const auto& stdv = cfg_.latents_std();
   std::vector<float> m(mean.begin(), mean.end()), inv(stdv.size());
@@ -722,15 +734,12 @@ VaeDecodePlan Vae::plan_decode(const VaeConfig& cfg, int64_t weight_bytes, at::D
   return plan_vae_decode(cfg, z, o.budget_bytes, po);
 }
 
-// Decodes latent columns/rows [y0, y1) x [x0, x1) of the conv2 output x
-// [1, z, t, h, w] with a fresh cache: -> [1, 3, F, (y1-y0)*s, (x1-x0)*s] unclamped.
-at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
-                              const at::TensorOptions& out_opts, const std::function<void()>& check) const {
+void Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
+                        const std::function<void(int64_t, at::Tensor&)>& sink,
+                        const std::function<void()>& check) const {
   const int64_t t = x.size(2);
-  const int64_t s = cfg_.spatial_stride();
   const int64_t frames = 1 + 4 * (t - 1);
   at::Tensor region = x.narrow(3, y0, y1 - y0).narrow(4, x0, x1 - x0);
-  at::Tensor out = at::empty({1, 3, frames, (y1 - y0) * s, (x1 - x0) * s}, out_opts);
   std::vector<Slot> cache;
   Net n(w_, cache, at::kFloat);
   int64_t f = 0;
@@ -738,11 +747,10 @@ at::Tensor Vae::decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64
     if (check) check();
     at::Tensor y = decoder_chunk(n, cfg_, region.narrow(2, i, 1).contiguous(), i == 0);
     if (cfg_.version == VaeVersion::kWan22) y = unpatchify(y);
-    out.narrow(2, f, y.size(2)).copy_(y);
+    sink(f, y);
     f += y.size(2);
   }
   WAND_ASSERT(f == frames, "vae decode produced an unexpected frame count");
-  return out;
 }
 
 at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
@@ -763,41 +771,56 @@ at::Tensor Vae::decode(const at::Tensor& z, const VaeDecodeOptions& o) const {
   x = x / inv_std_.view({1, -1, 1, 1, 1}) + mean_.view({1, -1, 1, 1, 1});
   const at::Tensor& w2 = w_.at("conv2.weight");
   x = conv3d_frames(x.to(w2.scalar_type()), w2, w_.at("conv2.bias"), 1, 0).to(at::kFloat);
-  const auto out_opts = at::TensorOptions()
-                            .dtype(at::kFloat)
-                            .device(o.output_on_cpu ? at::Device(at::kCPU) : opt_.device);
-  at::Tensor out;
+  const at::Device out_dev = o.output_on_cpu ? at::Device(at::kCPU) : opt_.device;
+  const int64_t s = cfg_.spatial_stride();
+  const int64_t frames = 1 + 4 * (shape.frames - 1);
+  const std::vector<int64_t> sizes{3, frames, shape.height * s, shape.width * s};
+  at::Tensor video;  // [3, F, H, W] fp32 on out_dev
+  if (o.output.defined()) {
+    if (o.output.sizes() != at::IntArrayRef(sizes) || o.output.scalar_type() != at::kFloat ||
+        o.output.device() != out_dev || !o.output.is_contiguous()) {
+      throw Error(ErrorCode::kInternal, "vae decode: the given output is not a contiguous fp32 [3, " +
+                                            std::to_string(frames) + ", " + std::to_string(sizes[2]) + ", " +
+                                            std::to_string(sizes[3]) + "] tensor on " + out_dev.str());
+    }
+    video = o.output;
+  } else {
+    video = at::empty(sizes, at::TensorOptions().dtype(at::kFloat).device(out_dev));
+  }
+  at::Tensor out = video.unsqueeze(0);  // [1, 3, F, H, W], the same storage
   if (!plan.tiled) {
-    out = decode_region(x, 0, shape.height, 0, shape.width, out_opts, o.check);
+    decode_region(
+        x, 0, shape.height, 0, shape.width,
+        [&](int64_t f, at::Tensor& y) { out.narrow(2, f, y.size(2)).copy_(y); }, o.check);
   } else {
     // Note [VAE tile blending]: each tile is decoded with its own feature cache
     // over all frames (the temporal chunking is unchanged); on interior edges
     // its weight ramps linearly across the overlap with the neighbour,
     // (i + 1) / (ov + 1), frame borders keep weight 1. The blend divides by the
-    // summed weights (where two ramps meet they already sum to 1).
-    const int64_t s = cfg_.spatial_stride();
-    const int64_t frames = 1 + 4 * (shape.frames - 1);
-    out = at::zeros({1, 3, frames, shape.height * s, shape.width * s}, out_opts);
-    at::Tensor wsum = at::zeros({shape.height * s, shape.width * s}, out_opts);
-    auto ramp = [&](const std::vector<std::pair<int64_t, int64_t>>& spans, size_t k) {
-      return tile_ramp(spans, k, s, out_opts.device());
-    };
+    // summed weights (where two ramps meet they already sum to 1). Each latent
+    // frame's pixels are weighted on the device and added into the video as
+    // they come (one product per element, so the same bits wherever it runs):
+    // no tile-sized buffer besides the video.
+    out.zero_();
+    at::Tensor wsum = at::zeros({shape.height * s, shape.width * s}, at::TensorOptions().device(out_dev));
     for (size_t r = 0; r < plan.rows.size(); ++r) {
-      at::Tensor wy = ramp(plan.rows, r).view({-1, 1});
+      at::Tensor wy = tile_ramp(plan.rows, r, s, opt_.device).view({-1, 1});
       for (size_t c = 0; c < plan.cols.size(); ++c) {
-        at::Tensor wxy = wy * ramp(plan.cols, c).view({1, -1});  // [th*s, tw*s]
+        at::Tensor wxy = wy * tile_ramp(plan.cols, c, s, opt_.device).view({1, -1});  // [th*s, tw*s]
         const auto [y0, y1] = plan.rows[r];
         const auto [x0, x1] = plan.cols[c];
-        at::Tensor tile = decode_region(x, y0, y1, x0, x1, out_opts, o.check);
-        tile.mul_(wxy);
-        out.narrow(3, y0 * s, (y1 - y0) * s).narrow(4, x0 * s, (x1 - x0) * s).add_(tile);
-        wsum.narrow(0, y0 * s, (y1 - y0) * s).narrow(1, x0 * s, (x1 - x0) * s).add_(wxy);
+        at::Tensor dst = out.narrow(3, y0 * s, (y1 - y0) * s).narrow(4, x0 * s, (x1 - x0) * s);
+        decode_region(
+            x, y0, y1, x0, x1,
+            [&](int64_t f, at::Tensor& y) { dst.narrow(2, f, y.size(2)).add_((y * wxy).to(out_dev)); },
+            o.check);
+        wsum.narrow(0, y0 * s, (y1 - y0) * s).narrow(1, x0 * s, (x1 - x0) * s).add_(wxy.to(out_dev));
       }
     }
     out.div_(wsum);
   }
-  if (o.clamp) out.clamp_(-1.0, 1.0);
-  return out.squeeze(0);
+  if (o.clamp) video.clamp_(-1.0, 1.0);
+  return video;
 }
 
 std::unordered_map<std::string, at::Tensor> random_vae_weights(const VaeConfig& cfg, uint64_t seed,

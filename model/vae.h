@@ -49,6 +49,11 @@ struct VaeDecodeOptions {
   int64_t overlap = -1;      // latent units; -1: 64 pixels (8 latents for 2.1, 4 for 2.2)
   bool clamp = true;         // clamp to [-1, 1] as the official wrapper
   bool output_on_cpu = false;  // accumulate the video in host memory (not counted in the budget)
+  // Where the video goes, when defined: a contiguous fp32 tensor [3, F, H, W] of the decoded
+  // shape, on the host when output_on_cpu (e.g. a view of the memory pool's host tier: Note
+  // [Videos in the host tier], scheduler/wan/wan_pipeline.cpp), else on the device.
+  // decode() then returns it. Undefined: decode() allocates the video.
+  at::Tensor output;
   // Called between latent frames (and tiles); may throw to abandon the decode
   // (a cancelled job, issue 15). Unset: never called.
   std::function<void()> check;
@@ -115,10 +120,16 @@ class Vae {
 
  private:
   void init_weights(std::unordered_map<std::string, at::Tensor> weights);
+  void check_dtype() const;
+  void place(const std::string& name, at::Tensor t);  // on the device in its dtype; counts the bytes
+  void finish_init();                                  // latent mean / 1/std, the log line
   at::Tensor encode_region(const at::Tensor& video, int64_t frames, bool streamed, int64_t y0, int64_t y1,
                            int64_t x0, int64_t x1) const;
-  at::Tensor decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
-                           const at::TensorOptions& out_opts, const std::function<void()>& check) const;
+  // Decodes latent rows/columns [y0, y1) x [x0, x1) of the conv2 output x [1, z, t, h, w]
+  // with a fresh cache, handing each latent frame's pixels [1, 3, k, (y1-y0)*s, (x1-x0)*s]
+  // (unclamped, on the device) to `sink` with the index of its first frame.
+  void decode_region(const at::Tensor& x, int64_t y0, int64_t y1, int64_t x0, int64_t x1,
+                     const std::function<void(int64_t, at::Tensor&)>& sink, const std::function<void()>& check) const;
 
   VaeConfig cfg_;
   VaeOptions opt_;

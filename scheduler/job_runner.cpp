@@ -2,6 +2,10 @@
 
 #include <chrono>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "scheduler/durable_file.h"
 
 #include "common/error.h"
@@ -304,6 +308,18 @@ void JobRunner::run_one(const JobQueue::Started& started, std::size_t slot) {
   }
   release(job.id, slot);
   --busy_;
+  release_free_heap();
+}
+
+// Note [Heap after a job]: a job's host buffers (checkpoint blobs, the video's frames, the
+// encoded file, LibTorch's CPU tensors) are freed when it ends, but glibc keeps freed heap
+// pages (and raises its mmap threshold after large frees, so later buffers come from the
+// heap too): the daemon's resident memory would creep up job after job beyond its tiers.
+// After each job the free pages go back to the system.
+void JobRunner::release_free_heap() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
 }
 
 void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
@@ -376,10 +392,10 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
     Video video = pipeline->decode(*state, token);
     state.reset();
     queue_.record_stage(job.id, "writing");
-    EncodedVideo file = registry_.encoder(job.spec.model)(video);
+    const VideoShape shape{video.width, video.height, video.frames};
+    EncodedVideo file = registry_.encoder(job.spec.model)(std::move(video));
     store_.save_result(job.id, file);
-    queue_.finish(job.id, JobPhase::kDone, "", file.bytes.size(), file.format,
-                  VideoShape{video.width, video.height, video.frames});
+    queue_.finish(job.id, JobPhase::kDone, "", file.bytes.size(), file.format, shape);
     store_.remove(job.id);
     note_progress();
   } catch (const DiskFullError& e) {

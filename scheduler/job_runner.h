@@ -130,6 +130,7 @@ class JobRunner {
  private:
   void loop(std::size_t slot);
   // run_one's body once the slot is marked working: the job to its end.
+  static void release_free_heap();  // Note [Heap after a job]
   void run_job(const JobQueue::Started& started, std::size_t slot);
   // The filter of slot's worker (Note [Job placement]).
   bool accepts(std::size_t slot, const JobRecord& record);

@@ -88,7 +88,8 @@ struct EncodedVideo {
 
 // Turns frames into file bytes. model/ provides the mp4 one; tests use
 // encode_wandrgb (scheduler/fake_pipeline.h).
-using VideoEncoder = std::function<EncodedVideo(const Video&)>;
+// Takes the frames (they may be moved into the encoder: no second copy on the host).
+using VideoEncoder = std::function<EncodedVideo(Video&&)>;
 
 // Per-job pipeline state; subclassed by each pipeline.
 class JobState {

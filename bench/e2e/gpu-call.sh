@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
 # The device calls of issue 13's acceptance run (one machine, consecutive calls):
-#   bench/e2e/gpu-call.sh start   build, then in the background (setsid): models, e2e jobs;
-#                                 meanwhile the GPU tests (ctest -L gpu)
+#   bench/e2e/gpu-call.sh start   build, then in the background (setsid), model by model
+#                                 (E2E_MODELS, default "i2v-A14B t2v-A14B"): write the model,
+#                                 run its jobs (E2E_SIZES) in each config (E2E_CONFIGS), delete
+#                                 it (the 64 GB disk holds one full-size model); meanwhile the
+#                                 GPU tests (ctest -L gpu, E2E_TEST_REGEX to pick some, GPU_TEST_S)
 #   bench/e2e/gpu-call.sh wait N  waits up to N seconds for the background run, copies results to $OUT
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 st=/tmp/wand-e2e-state
 mkdir -p "$st" "${OUT:-/tmp/out}"
 OUT=${OUT:-/tmp/out}
+models=${E2E_MODELS:-i2v-A14B t2v-A14B}
 case "$1" in
   start)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/machine.txt"
+    t0=$(date +%s)
     scripts/gpu-build.sh > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-    setsid bash -c "bench/e2e/run.sh --build build-gpu --work /tmp/wand-e2e --steps ${E2E_STEPS:-4} \
-      --jobs '${E2E_JOBS:-i2v-A14B:1280*720 i2v-A14B:832*480}' --configs '${E2E_CONFIGS:-streamed resident}' \
-      > $st/e2e.log 2>&1; echo \$? > $st/e2e.rc" < /dev/null > /dev/null 2>&1 &
-    timeout "${GPU_TEST_S:-300}" ctest --test-dir build-gpu -L gpu --output-on-failure -j1 > "$OUT/gpu-tests.log" 2>&1
+    echo "build $(( $(date +%s) - t0 )) s"
+    chain=""
+    for m in $models; do
+      jobs=""
+      for s in ${E2E_SIZES:-1280*720 832*480}; do jobs="$jobs $m:$s"; done
+      chain="$chain bench/e2e/run.sh --build build-gpu --work /tmp/wand-e2e/$m --models /tmp/wand-models \
+        --steps ${E2E_STEPS:-4} --jobs '${jobs# }' --configs '${E2E_CONFIGS:-streamed resident}' > $st/e2e-$m.log 2>&1; \
+        echo $m \$? >> $st/e2e.rcs; rm -rf /tmp/wand-models/$m;"
+    done
+    setsid bash -c "$chain touch $st/e2e.rc" < /dev/null > /dev/null 2>&1 &
+    ctest_args=(-L gpu)
+    [ -n "${E2E_TEST_REGEX:-}" ] && ctest_args+=(-R "$E2E_TEST_REGEX")
+    timeout "${GPU_TEST_S:-300}" ctest --test-dir build-gpu "${ctest_args[@]}" --output-on-failure -j1 > "$OUT/gpu-tests.log" 2>&1
     echo "gpu tests rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed|Timeout" "$OUT/gpu-tests.log" | tail -15
-    tail -5 "$st/e2e.log" ;;
+    tail -3 $st/e2e-*.log ;;
   wait)
     for _ in $(seq "${2:-500}"); do [ -f "$st/e2e.rc" ] && break; sleep 1; done
-    cp "$st/e2e.log" "$OUT/" 2>/dev/null
-    for f in summary.json summary.md; do cp "/tmp/wand-e2e/$f" "$OUT/" 2>/dev/null; done
-    tar czf "$OUT/e2e-logs.tgz" -C /tmp/wand-e2e --exclude=models --exclude='*.out' --exclude=spool --exclude=state . 2>/dev/null
-    tail -30 "$st/e2e.log"; cat /tmp/wand-e2e/summary.md 2>/dev/null ;;
+    cp $st/e2e-*.log "$OUT/" 2>/dev/null; cat $st/e2e.rcs 2>/dev/null
+    for m in $models; do
+      for f in summary.json summary.md; do cp "/tmp/wand-e2e/$m/$f" "$OUT/$m-$f" 2>/dev/null; done
+    done
+    tar czf "$OUT/e2e-logs.tgz" -C /tmp/wand-e2e --exclude='*.out' --exclude=spool --exclude=state . 2>/dev/null
+    tail -4 $st/e2e-*.log; cat /tmp/wand-e2e/*/summary.md 2>/dev/null ;;
 esac

@@ -5,9 +5,10 @@
 
 Inputs per configuration (WORK/CONFIG/): jobs.txt ("tag t0 t1 rc", epoch seconds), daemon.log
 (the daemon's own "job phase NAME" lines, local time), smi.csv (nvidia-smi timestamp, MiB used,
-10 Hz), rss.txt (epoch, VmRSS / VmHWM of the daemon), vmhwm.txt, wand.json.
-Writes WORK/summary.json and WORK/summary.md: per job the wall time, each phase's duration and
-the card's true peak in it, the daemon's host peak, and the streamed / resident time ratio.
+10 Hz), rss.txt (epoch, VmRSS / VmHWM / RssAnon / RssFile / RssShmem of the daemon), vmhwm.txt,
+wand.json. Writes WORK/summary.json and WORK/summary.md: per job the wall time, each phase's
+duration, the card's true peak and the daemon's host peak in it, the split of the host peak
+(anonymous / file pages / shared) and the streamed / resident time ratio.
 """
 import datetime as dt
 import json
@@ -45,7 +46,7 @@ def read_smi(path):
 
 
 def read_rss(path):
-    out = []  # (epoch, rss bytes, hwm bytes)
+    out = []  # (epoch, rss bytes, hwm bytes, {field: bytes})
     for line in open(path, errors="replace"):
         f = line.split()
         try:
@@ -53,7 +54,8 @@ def read_rss(path):
             vals = {f[i].rstrip(":"): int(f[i + 1]) * 1024 for i in range(1, len(f) - 2, 3)}
         except (ValueError, IndexError):
             continue
-        out.append((t, vals.get("VmRSS", 0), vals.get("VmHWM", 0)))
+        if "VmRSS" in vals:
+            out.append((t, vals.get("VmRSS", 0), vals.get("VmHWM", 0), vals))
     return out
 
 
@@ -77,17 +79,26 @@ def summarize(work, name):
         per_phase = []
         for s in spans:
             used = [u for t, u in smi if s["start"] <= t <= s["end"]]
+            host_in = [r for t, r, _, _ in rss if s["start"] <= t <= s["end"]]
             per_phase.append({"phase": s["phase"], "s": round(s["end"] - s["start"], 2),
                               "card_peak_gib": round(max(used) / GIB, 3) if used else None,
+                              "host_rss_peak_gib": round(max(host_in) / GIB, 3) if host_in else None,
                               "samples": len(used)})
-        host = [r for t, r, _ in rss if t0 <= t <= t1]
+        host = [(r, v) for t, r, _, v in rss if t0 <= t <= t1]
+        split = None
+        if host:
+            r, v = max(host, key=lambda x: x[0])
+            split = {k: round(v.get(k, 0) / GIB, 3) for k in ("RssAnon", "RssFile", "RssShmem")}
         jobs.append({"job": tag, "rc": int(rc), "job_s": round(t1 - t0, 2), "phases": per_phase,
                      "card_peak_gib": max((p["card_peak_gib"] or 0) for p in per_phase),
-                     "host_rss_peak_gib": round(max(host) / GIB, 3) if host else None})
-    hwm = max((h for _, _, h in rss), default=0)
+                     "host_rss_peak_gib": round(max(r for r, _ in host) / GIB, 3) if host else None,
+                     "host_rss_peak_split_gib": split})
+    hwm = max((h for _, _, h, _ in rss), default=0)
+    idle = [r for t, r, _, _ in rss][:5]
     mem = cfg.get("memory", {})
     return {"config": name, "memory": mem, "executor": cfg.get("executor", {}),
-            "daemon_vmhwm_gib": round(hwm / GIB, 3), "jobs": jobs}
+            "daemon_vmhwm_gib": round(hwm / GIB, 3),
+            "daemon_rss_ready_gib": round(min(idle) / GIB, 3) if idle else None, "jobs": jobs}
 
 
 def main():
@@ -104,14 +115,20 @@ def main():
     json.dump(out, open(os.path.join(work, "summary.json"), "w"), indent=1)
     lines = []
     for n, r in res.items():
-        lines.append(f"### {n}: daemon VmHWM {r['daemon_vmhwm_gib']} GiB; memory {json.dumps(r['memory'])}; "
+        lines.append(f"### {n}: daemon VmHWM {r['daemon_vmhwm_gib']} GiB (VmRSS when ready "
+                     f"{r['daemon_rss_ready_gib']} GiB); memory {json.dumps(r['memory'])}; "
                      f"executor {json.dumps(r['executor'])}")
         lines.append("")
-        lines.append("| job | rc | job s | card peak GiB | host RSS peak GiB | phases (s / card peak GiB) |")
+        lines.append("| job | rc | job s | card peak GiB | host RSS peak GiB (anon / file / shmem) | "
+                     "phases (s / card peak GiB / host RSS peak GiB) |")
         lines.append("|---|---|---|---|---|---|")
         for j in r["jobs"]:
-            ph = ", ".join(f"{p['phase']} {p['s']} s / {p['card_peak_gib']}" for p in j["phases"])
-            lines.append(f"| {j['job']} | {j['rc']} | {j['job_s']} | {j['card_peak_gib']} | {j['host_rss_peak_gib']} | {ph} |")
+            ph = ", ".join(f"{p['phase']} {p['s']} s / {p['card_peak_gib']} / {p['host_rss_peak_gib']}"
+                           for p in j["phases"])
+            sp = j.get("host_rss_peak_split_gib") or {}
+            split = " / ".join(str(sp.get(k)) for k in ("RssAnon", "RssFile", "RssShmem"))
+            lines.append(f"| {j['job']} | {j['rc']} | {j['job_s']} | {j['card_peak_gib']} | "
+                         f"{j['host_rss_peak_gib']} ({split}) | {ph} |")
         lines.append("")
     if ratios:
         lines.append("Whole-job time, streamed / resident: " + ", ".join(f"{k} x{v}" for k, v in ratios.items()))

@@ -4,7 +4,8 @@
 # wand-make-model); jobs are submitted with `wanctl generate`, and the card and the daemon are
 # sampled from outside while they run:
 #   - the card's true use: nvidia-smi memory.used at 10 Hz (not the allocator's view);
-#   - the daemon's host memory: VmRSS / VmHWM from /proc at 10 Hz;
+#   - the daemon's host memory: VmRSS / VmHWM / RssAnon / RssFile / RssShmem from /proc at
+#     10 Hz, and the largest mappings (smaps) at the highest VmRSS seen (peak-smaps.txt);
 #   - the phase of the job: the daemon's own log ("job phase text|encode|steps|decode"),
 #     joined to the samples by time (bench/e2e/phases.py).
 # Two daemon configurations run the same jobs one after the other on the same card:
@@ -16,7 +17,7 @@
 #
 #   bench/e2e/run.sh [--build build-gpu] [--work /tmp/wand-e2e] [--steps 4] [--frames 81]
 #                    [--jobs "i2v-A14B:1280*720 i2v-A14B:832*480"] [--configs "streamed resident"]
-#                    [--prepare-only]
+#                    [--models DIR] [--prepare-only]
 # A config is "streamed", "resident" or NAME=FILE (any daemon config: e.g. a CPU dry run of the
 # script itself with tiny models: --jobs tiny-i2v:64*48 --frames 5 --configs cpu=my.json).
 # Results: $work/summary.json and $work/summary.md (phases.py), the logs, the videos.
@@ -30,6 +31,7 @@ frames=81
 jobs="i2v-A14B:1280*720 i2v-A14B:832*480"
 configs="streamed resident"
 prepare_only=0
+models=
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=$2; shift 2 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --frames) frames=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
+    --models) models=$2; shift 2 ;;
     --prepare-only) prepare_only=1; shift ;;
     *) echo "e2e: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -47,12 +50,13 @@ py=$(command -v python3)
 wand="$root/$build/daemon/wand"
 wanctl="$root/$build/ctl/wanctl"
 maker="$root/$build/model/wand-make-model"
-mkdir -p "$work/models"
+models=${models:-$work/models}
+mkdir -p "$work" "$models"
 log() { echo "[e2e $(date -u +%H:%M:%S)] $*"; }
 
 # ---- models: one per preset named in --jobs, written once (bf16, experts sharing shards)
 for preset in $(for j in $jobs; do echo "${j%%:*}"; done | sort -u); do
-  m="$work/models/$preset"
+  m="$models/$preset"
   if [ ! -f "$m/.complete" ]; then
     log "writing $preset to $m"
     rm -rf "$m"
@@ -83,7 +87,7 @@ run_config() {
   local dir="$work/$name"
   rm -rf "$dir/state" "$dir/spool"
   mkdir -p "$dir/state" "$dir/out"
-  "$py" - "$src" "$dir" "$work/models" $(for j in $jobs; do echo "${j%%:*}"; done | sort -u) <<'PY'
+  "$py" - "$src" "$dir" "$models" $(for j in $jobs; do echo "${j%%:*}"; done | sort -u) <<'PY'
 import json, sys
 src, d, models = sys.argv[1:4]
 c = json.load(open(src))
@@ -112,8 +116,19 @@ PY
   else
     : > "$dir/smi.csv"  # no GPU: host figures only
   fi
-  ( while kill -0 $pid 2>/dev/null; do
-      printf '%s %s\n' "$(date +%s.%N)" "$(grep -E 'VmRSS|VmHWM' /proc/$pid/status 2>/dev/null | tr -s ' \n' ' ')"
+  ( top=0
+    while kill -0 $pid 2>/dev/null; do
+      line=$(grep -E 'VmRSS|VmHWM|RssAnon|RssFile|RssShmem' /proc/$pid/status 2>/dev/null | tr -s ' \n' ' ')
+      printf '%s %s\n' "$(date +%s.%N)" "$line"
+      rss_kb=$(echo "$line" | sed -n 's/.*VmRSS: \([0-9]*\) kB.*/\1/p')
+      # The largest mappings at each new VmRSS high (256 MiB steps): what the host peak is made of.
+      if [ -n "$rss_kb" ] && [ "$rss_kb" -gt $((top + 262144)) ]; then
+        top=$rss_kb
+        { echo "VmRSS $rss_kb kB at $(date +%s.%N)"
+          awk '/^[0-9a-f]+-[0-9a-f]+ /{name=$6; if (name=="") name="[anon]"} /^Rss:/{rss[name]+=$2}
+               END{for (n in rss) printf "%12d kB %s\n", rss[n], n}' /proc/$pid/smaps 2>/dev/null | sort -rn | head -25
+        } > "$dir/peak-smaps.txt.tmp" && mv "$dir/peak-smaps.txt.tmp" "$dir/peak-smaps.txt"
+      fi
       sleep 0.1
     done ) > "$dir/rss.txt" &
   local rss=$!
@@ -140,6 +155,7 @@ PY
   kill $pid 2>/dev/null
   kill $smi $rss 2>/dev/null
   wait 2>/dev/null
+  rm -rf "$dir/spool"  # the disk is small: the next configuration reserves its own
 }
 
 names=()

@@ -29,9 +29,12 @@ StoreCache::StoreCache(memory::MemoryPool& pool, std::string prefix)
 
 std::shared_ptr<WeightStore> StoreCache::get(const model::CheckpointDir& ck, const WeightStoreOptions& o) {
   const std::string run = model::run_dtype_name(o.run);
-  // The checkpoint's identity: its shards' paths, sizes, mtimes and headers (fingerprint.h).
-  const std::string key = checkpoint_fingerprint(ck.shard_paths(), run) + "|" + run + "|" + o.pack_dir + "|" +
-                          (o.force_pack ? "pack" : "auto");
+  // The checkpoint's identity: its directory and its shards' paths, sizes, mtimes and headers
+  // (fingerprint.h). Two expert directories whose indexes name the same shards (the model
+  // maker's --share-experts fixture) are two stores, as two real experts are: each holds its
+  // own copies in the tiers, so the fixture streams and spills as much as a real model.
+  const std::string key = ck.dir().lexically_normal().string() + "|" + checkpoint_fingerprint(ck.shard_paths(), run) +
+                          "|" + run + "|" + o.pack_dir + "|" + (o.force_pack ? "pack" : "auto");
   std::lock_guard<std::mutex> lock(state_->mu);
   auto it = state_->entries.find(key);
   if (it != state_->entries.end()) {

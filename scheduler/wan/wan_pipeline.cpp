@@ -82,6 +82,47 @@ model::CancelCheck checker(CancelToken& token) {
 
 }  // namespace
 
+// Note [Videos in the host tier]: the VAE phases hold videos on the host: the i2v
+// conditioning video before the encode and the decoded video ([3, F, H, W] fp32: 0.9 GB at
+// 1280x720x81, 1.3 GB at 1280x704x121). In those phases the host tier holds cached copies of
+// weights no job step pins (the text phase is over; end_job ran before the decode), so the
+// videos borrow their bytes from the tier (a fresh blob, pinned while the tensor lives and
+// dropped with it) instead of growing the daemon past memory.host; the cached blocks they
+// displace are read again by the next job that needs them. When the tier cannot make room
+// (jobs of other cards pin their blocks), the phase allocates from the heap as before, and
+// says so in the log. The uint8 frames (a quarter of the decoded video) are then written one
+// frame at a time (WanGenerator::to_uint8 into the Video's buffer).
+at::Tensor host_tier_video(memory::MemoryPool& pool, const std::string& who, const std::vector<int64_t>& sizes) {
+  std::uint64_t bytes = sizeof(float);
+  for (int64_t d : sizes) bytes *= static_cast<std::uint64_t>(d);
+  static std::atomic<unsigned> seq{0};
+  const memory::BlobId id = pool.create_blob(who + ".video." + std::to_string(seq++), bytes);
+  std::shared_ptr<memory::PinnedCopy> pin;
+  try {
+    pin = std::make_shared<memory::PinnedCopy>(pool.acquire(id, pool.host_tier()));
+  } catch (const std::exception& e) {
+    pool.drop_blob(id);
+    log::get("sched")->info("video in heap memory pipeline={} bytes={} (host tier: {})", who,
+                            format_bytes(bytes), e.what());
+    return {};
+  }
+  memory::MemoryPool* p = &pool;
+  return at::from_blob(
+      pin->data(), sizes,
+      [p, id, pin](void*) {
+        try {
+          pin->reset();
+          p->drop_blob(id);
+        } catch (const std::exception&) {  // a deleter never throws; the blob is freed with the pool
+        }
+      },
+      at::TensorOptions().dtype(at::kFloat));
+}
+
+namespace {
+
+}  // namespace
+
 WanPipeline::WanPipeline(const std::filesystem::path& dir)
     : gen_(std::make_unique<model::WanGenerator>(dir)) {}
 
@@ -116,6 +157,11 @@ model::GeneratorOptions streamed_options(const WanStreamContext& c, model::Gener
     g.text_encoder_many = [self](const std::vector<std::string>& texts) { return self->encode_texts(texts); };
   }
   if (!g.vae_budget) g.vae_budget = [self] { return self->vae_room(); };
+  if (!g.host_video) {
+    memory::MemoryPool* pool = c.pool;
+    const std::string who = c.name;
+    g.host_video = [pool, who](const std::vector<int64_t>& sizes) { return host_tier_video(*pool, who, sizes); };
+  }
   if (!g.on_phase) {
     const std::string name = c.name;
     g.on_phase = [name](const char* phase) {
@@ -333,14 +379,14 @@ Video WanPipeline::decode(JobState& state, CancelToken& token) {
   const model::GenState& st = cast(state).gen;
   if (streamed_) streamed_->end_job();
   if (group_) group_->end_job();
-  at::Tensor rgb = model::WanGenerator::to_uint8(gen_->decode(st, checker(token)));  // [F, H, W, 3]
+  const at::Tensor video = gen_->decode(st, checker(token));  // [3, F, H, W] fp32 on the host
   Video v;
-  v.frames = static_cast<int>(rgb.size(0));
-  v.height = static_cast<int>(rgb.size(1));
-  v.width = static_cast<int>(rgb.size(2));
+  v.frames = static_cast<int>(video.size(1));
+  v.height = static_cast<int>(video.size(2));
+  v.width = static_cast<int>(video.size(3));
   v.fps = gen_->fps();
-  v.rgb.resize(static_cast<std::size_t>(rgb.numel()));
-  std::memcpy(v.rgb.data(), rgb.data_ptr<std::uint8_t>(), v.rgb.size());
+  v.rgb.resize(static_cast<std::size_t>(video.numel()));  // [F, H, W, 3] uint8
+  model::WanGenerator::to_uint8(video, v.rgb.data());
   return v;
 }
 
@@ -379,12 +425,12 @@ std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir) {
   return std::make_unique<WanPipeline>(dir);
 }
 
-EncodedVideo encode_wan_video(const Video& video) {
+EncodedVideo encode_wan_video(Video&& video) {
   model::VideoFrames f;
   f.frames = video.frames;
   f.height = video.height;
   f.width = video.width;
-  f.rgb = video.rgb;
+  f.rgb = std::move(video.rgb);
   model::EncodedVideo e = model::encode_video(f, static_cast<int>(std::lround(video.fps)));
   EncodedVideo out;
   out.format = e.extension;

@@ -180,6 +180,11 @@ class WanPipeline : public Pipeline {
 };
 
 // True when `dir` has the file layout of a Wan2.2 release (A14B or ti2v-5B).
+// A contiguous fp32 CPU tensor of `sizes` whose bytes are a fresh blob of the pool's host tier
+// (named `who`.video.N), pinned while the tensor lives and dropped with it; undefined when the
+// tier cannot make room (Note [Videos in the host tier], wan_pipeline.cpp).
+at::Tensor host_tier_video(memory::MemoryPool& pool, const std::string& who, const std::vector<int64_t>& sizes);
+
 bool probe_wan_dir(const std::filesystem::path& dir);
 std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir);
 // The model checks of a request from the directory's config.json alone, before the model is
@@ -190,7 +195,7 @@ void validate_wan_dir(const std::filesystem::path& dir, const JobSpec& spec);
 ModelTraits wan_dir_traits(const std::filesystem::path& dir);
 // The output encoder: H.264 mp4 when built with libav, else the lossless AVI
 // of model/video.h (format "mp4" or "avi").
-EncodedVideo encode_wan_video(const Video& video);
+EncodedVideo encode_wan_video(Video&& video);
 // Adds the "wan" factory (probe_wan_dir, make_wan_pipeline, encode_wan_video, validate_wan_dir,
 // wan_dir_traits).
 void register_wan_pipeline(PipelineRegistry& registry);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -95,6 +96,23 @@ void expect_close(const at::Tensor& got, const at::Tensor& ref, double atol, dou
 }
 
 // ---------------------------------------------------------------- image prep
+
+// WanGenerator::to_uint8, whole or frame by frame into a buffer: bit for bit the official
+// save on the whole video (clamp to [-1, 1], (x + 1) / 2, x 255, truncation), values outside
+// [-1, 1] included.
+TEST(Pipeline, ToUint8FrameByFrameIsTheOfficialSave) {
+  at::manual_seed(3);
+  const at::Tensor video = at::randn({3, 5, 7, 9}) * 1.5;
+  at::Tensor x = video.clamp(-1.0, 1.0);
+  x = (x - (-1.0)) / (1.0 - (-1.0));
+  const at::Tensor want = (x * 255).to(at::kByte).permute({1, 2, 3, 0}).contiguous();
+  EXPECT_TRUE(at::equal(WanGenerator::to_uint8(video), want));
+  std::vector<std::uint8_t> buf(static_cast<std::size_t>(video.numel()), 0xAB);
+  WanGenerator::to_uint8(video, buf.data());
+  EXPECT_EQ(std::memcmp(buf.data(), want.data_ptr<std::uint8_t>(), buf.size()), 0);
+  EXPECT_GT(want.max().item<int>(), 250);  // the data reaches both ends
+  EXPECT_EQ(want.min().item<int>(), 0);
+}
 
 TEST(ImagePrep, BestOutputSizeDocExamples) {
   EXPECT_EQ(best_output_size(1920, 1080, 32, 32, 1280 * 704), (std::pair<int64_t, int64_t>{1248, 704}));

@@ -211,6 +211,37 @@ TEST(VaeTiling, TiledDecodeStaysCloseToUntiled) {
   EXPECT_LT(errs.front(), errs.back()) << "the largest tiles should move the output least";
 }
 
+// VaeDecodeOptions::output: the decode writes the video into the given tensor (the pipeline's
+// host-tier buffer) and returns it, the same bits as a decode that allocates; a tensor of the
+// wrong shape is refused.
+TEST(VaeTiling, DecodeIntoAGivenOutputIsTheSameDecode) {
+  at::manual_seed(12);
+  Vae vae = tiny_vae21();
+  at::Tensor z = at::randn({16, 3, 16, 24});
+  for (int64_t tile : {0, 10}) {
+    VaeDecodeOptions o;
+    if (tile > 0) {
+      o.tile_h = tile;
+      o.tile_w = tile;
+      o.overlap = 2;
+    }
+    const at::Tensor ref = vae.decode(z, o);
+    at::Tensor buf = at::full(ref.sizes(), 7.0f);  // stale bytes: the decode must overwrite all
+    o.output = buf;
+    const at::Tensor out = vae.decode(z, o);
+    EXPECT_EQ(out.data_ptr(), buf.data_ptr()) << "tile=" << tile;
+    EXPECT_TRUE(at::equal(out, ref)) << "tile=" << tile;
+  }
+  VaeDecodeOptions bad;
+  bad.output = at::zeros({3, 9, 128, 190});
+  try {
+    vae.decode(z, bad);
+    FAIL() << "a wrongly shaped output was accepted";
+  } catch (const wand::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[3, 9, 128, 192]"), std::string::npos) << e.what();
+  }
+}
+
 // The measured peak of a budgeted decode stays under its budget (CPU allocator).
 TEST(VaeTiling, MeasuredPeakStaysUnderTheBudget) {
   at::manual_seed(5);

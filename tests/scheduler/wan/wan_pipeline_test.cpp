@@ -235,6 +235,33 @@ TEST(WanPipeline, StreamedModeGivesTheResidentVideoAndResumesBitwise) {
   EXPECT_EQ(p->stream_stats()["job"]["steps"].get<int>(), 2);  // steps 2 and 3 only
 }
 
+// Note [Videos in the host tier]: the video's buffer is a blob of the host tier while
+// the tensor lives (its bytes inside the tier's used bytes), gone with it; a video larger than
+// the tier gets no buffer (the decode then allocates its own) and leaves no blob behind.
+TEST(WanPipeline, VideosBorrowTheHostTier) {
+  nlohmann::json j = {{"host", {{"bytes", 8ull << 20}, {"pinned", false}}}, {"io", {{"engine", "psync"}}}};
+  memory::MemoryPool pool(memory::PoolConfig::from_json(j));
+  const std::uint64_t before = pool.status_json()["tiers"][0]["used_bytes"].get<std::uint64_t>();
+  {
+    at::Tensor v = host_tier_video(pool, "t", {3, 5, 64, 64});  // 240 KiB
+    ASSERT_TRUE(v.defined());
+    EXPECT_TRUE(v.is_contiguous());
+    EXPECT_EQ(v.scalar_type(), at::kFloat);
+    EXPECT_EQ(v.numel(), 3 * 5 * 64 * 64);
+    const std::optional<memory::BlobId> id = pool.find_blob("t.video.0");
+    ASSERT_TRUE(id.has_value());
+    EXPECT_EQ(pool.state(*id, pool.host_tier()), memory::CopyState::kReady);
+    EXPECT_GE(pool.status_json()["tiers"][0]["used_bytes"].get<std::uint64_t>(), before + v.numel() * 4);
+    v.fill_(1.5f);  // the bytes are writable
+    EXPECT_EQ(v.sum().item<double>(), 1.5 * v.numel());
+  }
+  EXPECT_FALSE(pool.find_blob("t.video.0").has_value()) << "the blob outlived its tensor";
+  EXPECT_EQ(pool.status_json()["tiers"][0]["used_bytes"].get<std::uint64_t>(), before);
+  const at::Tensor big = host_tier_video(pool, "t", {3, 9, 512, 512});  // 27 MiB > 8 MiB
+  EXPECT_FALSE(big.defined());
+  EXPECT_FALSE(pool.find_blob("t.video.1").has_value());
+}
+
 TEST(WanPipeline, StreamedModeRefusesADeviceTierBelowTwoBlocks) {
   Fixture f;
   const std::uint64_t block = tiny_block_bytes(f.model.path());
