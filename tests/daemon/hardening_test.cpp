@@ -168,6 +168,52 @@ TEST(Hardening, AStuckJobDoesNotHoldBackShutdown) {
   d.stop();
 }
 
+// Item 2: a job that does not progress stays cancellable: the cancel is answered at once
+// (the io thread is not the worker), acknowledged as pending and journaled, other clients
+// are served meanwhile, SIGTERM is not held back, and the next start ends the job as
+// cancelled instead of resuming it (it never runs, or stalls, again). Not covered, and
+// not implemented: while the daemon runs, the stuck worker stays taken (the job behind
+// it waits until the restart).
+TEST(Hardening, ACancelledStuckJobIsNotResumed) {
+  DaemonFixture d;
+  const fs::path m = make_stall_model(d, 120000);
+  const std::vector<std::string> args = {"--model", "stall=" + m.string()};
+  d.start(args);
+  json r = submit(d, stall_job());
+  ASSERT_EQ(r.value("type", ""), "submitted") << r.dump();
+  const std::string id = r["id"];
+  json behind = submit(d, fake_job(8, 3));
+  ASSERT_EQ(behind.value("type", ""), "submitted") << behind.dump();
+  json running = poll_job(d, id, [](const json& j) { return j.value("state", "") == "running"; });
+  ASSERT_EQ(running.value("state", ""), "running") << running.dump();
+  for (int i = 0; i < 200 && d.log().find("model load name=stall") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // inside its stall now
+  const auto t0 = clock_type::now();
+  json c;
+  {
+    RawClient cl(d.socket());
+    cl.hello();
+    c = cl.call({{"type", "cancel"}, {"job", id}});
+  }
+  EXPECT_LT(clock_type::now() - t0, std::chrono::seconds(2)) << "the cancel waited for the worker";
+  EXPECT_EQ(c.value("type", ""), "cancelled") << c.dump();
+  EXPECT_EQ(c.value("pending", false), true) << c.dump();
+  json still = status_of(d, id);  // reads go on while the worker is stuck
+  EXPECT_EQ(still.value("type", ""), "job") << still.dump();
+  const auto t1 = clock_type::now();
+  d.stop();  // exit status 0, within the grace
+  EXPECT_LT(std::chrono::duration<double>(clock_type::now() - t1).count(), 20.0);
+  // The same (stalling) model at the next start: the cancelled job must not enter it again.
+  d.start(args);
+  json after = poll_job(d, id, [](const json& j) { return j.value("state", "") == "cancelled"; });
+  EXPECT_EQ(after.value("state", ""), "cancelled") << after.dump() << d.log();
+  json done = poll_job(d, behind["id"], [](const json& j) { return j.value("state", "") == "done"; });
+  EXPECT_EQ(done.value("state", ""), "done") << "the job behind the stuck one: " << done.dump();
+  d.stop();
+}
+
 // Item 3: a job the daemon dies under twice in a row, without completing a step in
 // between, is failed ("crashed the daemon") at the next start instead of resumed.
 TEST(Hardening, AJobThatCrashesTheDaemonTwiceIsFailed) {
