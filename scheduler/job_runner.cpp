@@ -424,10 +424,13 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
       const bool oom = what.find("out of memory") != std::string::npos ||
                        what.find("OutOfMemory") != std::string::npos;
       if (oom) {
+        // The phase is the job's stage (Note [Job stages]): an OOM while "decoding" at the
+        // last step is the VAE's, not the last step's.
+        const auto rec = queue_.get(job.id);
+        const std::string stage = rec && !rec->stage.empty() ? rec->stage : "running";
         what = what.substr(0, what.find('\n'));
-        what = std::string(error_code_name(ErrorCode::kOutOfMemory)) + ": at step " +
-               std::to_string(queue_.get(job.id) ? queue_.get(job.id)->step : 0) + " of " +
-               std::to_string(job.spec.steps) + ": " + what;
+        what = std::string(error_code_name(ErrorCode::kOutOfMemory)) + ": while " + stage + ", at step " +
+               std::to_string(rec ? rec->step : 0) + " of " + std::to_string(job.spec.steps) + ": " + what;
       } else if (what.find("Exception raised from") != std::string::npos) {
         what = what.substr(0, what.find("Exception raised from"));  // c10 appends the C++ backtrace
       }

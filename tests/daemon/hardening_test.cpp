@@ -168,6 +168,52 @@ TEST(Hardening, AStuckJobDoesNotHoldBackShutdown) {
   d.stop();
 }
 
+// Item 2: a job that does not progress stays cancellable: the cancel is answered at once
+// (the io thread is not the worker), acknowledged as pending and journaled, other clients
+// are served meanwhile, SIGTERM is not held back, and the next start ends the job as
+// cancelled instead of resuming it (it never runs, or stalls, again). Not covered, and
+// not implemented: while the daemon runs, the stuck worker stays taken (the job behind
+// it waits until the restart).
+TEST(Hardening, ACancelledStuckJobIsNotResumed) {
+  DaemonFixture d;
+  const fs::path m = make_stall_model(d, 120000);
+  const std::vector<std::string> args = {"--model", "stall=" + m.string()};
+  d.start(args);
+  json r = submit(d, stall_job());
+  ASSERT_EQ(r.value("type", ""), "submitted") << r.dump();
+  const std::string id = r["id"];
+  json behind = submit(d, fake_job(8, 3));
+  ASSERT_EQ(behind.value("type", ""), "submitted") << behind.dump();
+  json running = poll_job(d, id, [](const json& j) { return j.value("state", "") == "running"; });
+  ASSERT_EQ(running.value("state", ""), "running") << running.dump();
+  for (int i = 0; i < 200 && d.log().find("model load name=stall") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // inside its stall now
+  const auto t0 = clock_type::now();
+  json c;
+  {
+    RawClient cl(d.socket());
+    cl.hello();
+    c = cl.call({{"type", "cancel"}, {"job", id}});
+  }
+  EXPECT_LT(clock_type::now() - t0, std::chrono::seconds(2)) << "the cancel waited for the worker";
+  EXPECT_EQ(c.value("type", ""), "cancelled") << c.dump();
+  EXPECT_EQ(c.value("pending", false), true) << c.dump();
+  json still = status_of(d, id);  // reads go on while the worker is stuck
+  EXPECT_EQ(still.value("type", ""), "job") << still.dump();
+  const auto t1 = clock_type::now();
+  d.stop();  // exit status 0, within the grace
+  EXPECT_LT(std::chrono::duration<double>(clock_type::now() - t1).count(), 20.0);
+  // The same (stalling) model at the next start: the cancelled job must not enter it again.
+  d.start(args);
+  json after = poll_job(d, id, [](const json& j) { return j.value("state", "") == "cancelled"; });
+  EXPECT_EQ(after.value("state", ""), "cancelled") << after.dump() << d.log();
+  json done = poll_job(d, behind["id"], [](const json& j) { return j.value("state", "") == "done"; });
+  EXPECT_EQ(done.value("state", ""), "done") << "the job behind the stuck one: " << done.dump();
+  d.stop();
+}
+
 // Item 3: a job the daemon dies under twice in a row, without completing a step in
 // between, is failed ("crashed the daemon") at the next start instead of resumed.
 TEST(Hardening, AJobThatCrashesTheDaemonTwiceIsFailed) {
@@ -306,6 +352,108 @@ TEST(Hardening, ClientsThatHoldConnectionsAreTimedOutAndCostNoMemory) {
   for (int fd : fds) ::close(fd);
   more.clear();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  RawClient after(d.socket());
+  EXPECT_EQ(after.hello().value("type", ""), "hello");
+  d.stop();
+}
+
+// Reads fd to EOF (or until `limit`); returns what came and the seconds it took.
+std::pair<std::string, double> read_to_eof(int fd, double limit_s) {
+  timeval tv{0, 200000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const auto t0 = clock_type::now();
+  std::string got;
+  char buf[65536];
+  while (std::chrono::duration<double>(clock_type::now() - t0).count() < limit_s) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    // EOF, or a reset: the daemon closed with requests of ours still unread.
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+      return {got, std::chrono::duration<double>(clock_type::now() - t0).count()};
+    }
+    if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+  }
+  return {got, -1};
+}
+
+// Item 5, the rest of Note [Client limits]: a hello trickled in a byte at a time is cut
+// at the hello timeout (counted from the connection, not the last byte); a client that
+// says hello and then sits idle is closed at the idle timeout; a client that sends
+// requests and reads none of the replies costs the daemon a bounded amount of memory and
+// is closed at the write timeout; other clients are served meanwhile.
+TEST(Hardening, SlowIdleAndNonReadingClientsAreClosed) {
+  DaemonFixture d;
+  ::setenv("WAND_CLIENT_TIMEOUTS", "hello=1,frame=2,idle=1,write=2", 1);
+  d.start();
+  ::unsetenv("WAND_CLIENT_TIMEOUTS");
+  {
+    const int fd = connect_raw(d.socket());
+    ASSERT_GE(fd, 0);
+    const std::string hello = proto::encode_frame(json{{"type", "hello"}, {"version", 1}}.dump());
+    const auto t0 = clock_type::now();
+    std::size_t sent = 0;
+    for (; sent < hello.size(); ++sent) {  // one byte every 250 ms: ~8 s for the whole hello
+      if (::send(fd, hello.data() + sent, 1, MSG_NOSIGNAL) != 1) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      char c;
+      if (::recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) >= 0) break;  // the daemon answered (or closed)
+    }
+    EXPECT_LT(sent, hello.size()) << "a hello at 4 bytes/s was let through";
+    auto [got, secs] = read_to_eof(fd, 5);
+    EXPECT_GE(secs, 0) << "not closed";
+    EXPECT_LT(std::chrono::duration<double>(clock_type::now() - t0).count(), 4.0);
+    EXPECT_NE(got.find("\"timeout\""), std::string::npos) << got;
+    ::close(fd);
+  }
+  {
+    RawClient idle(d.socket());
+    idle.hello();
+    EXPECT_EQ(idle.call({{"type", "list"}}).value("type", ""), "jobs");
+    const auto t0 = clock_type::now();
+    auto r = idle.receive();  // nothing asked: the next frame is the idle timeout
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->value("code", ""), "timeout") << r->dump();
+    EXPECT_FALSE(idle.receive().has_value());
+    EXPECT_LT(clock_type::now() - t0, std::chrono::seconds(4));
+  }
+  {
+    const long before = rss_kib(d.pid());
+    const int fd = connect_raw(d.socket());
+    ASSERT_GE(fd, 0);
+    const std::string hello = proto::encode_frame(json{{"type", "hello"}, {"version", 1}}.dump());
+    ASSERT_EQ(::write(fd, hello.data(), hello.size()), static_cast<ssize_t>(hello.size()));
+    const std::string list = proto::encode_frame(json{{"type", "list"}}.dump());
+    std::string out;
+    for (int i = 0; i < 4096; ++i) out += list;
+    long sent = 0;
+    std::size_t pos = 0;  // out is whole frames: the stream stays framed across partial sends
+    const auto t0 = clock_type::now();
+    while (clock_type::now() - t0 < std::chrono::milliseconds(1500)) {  // under the write timeout
+      const ssize_t n = ::send(fd, out.data() + pos, out.size() - pos, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += n;
+        pos = (pos + static_cast<std::size_t>(n)) % out.size();
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    const long during = rss_kib(d.pid());
+    std::printf("[ figures ] unread replies: %ld list requests sent, RSS %ld -> %ld KiB\n",
+                sent / static_cast<long>(list.size()), before, during);
+    EXPECT_GT(sent / static_cast<long>(list.size()), 1000) << "too few requests to fill anything";
+    EXPECT_LT(during - before, 64 * 1024) << "RSS grew " << (during - before) << " KiB";
+    RawClient other(d.socket());  // the daemon serves others meanwhile
+    other.hello();
+    EXPECT_EQ(other.call({{"type", "list"}}).value("type", ""), "jobs");
+    // It reads nothing for the write timeout (2 s): closed. (Reading now drains what the
+    // kernel holds, then EOF or a reset; the timeout frame itself may not fit the full
+    // buffer, so the log says why.)
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+    auto [got, secs] = read_to_eof(fd, 10);
+    EXPECT_GE(secs, 0) << "a client that read none of its replies was not closed";
+    EXPECT_NE(d.log().find("reason=write"), std::string::npos) << d.log();
+    ::close(fd);
+  }
   RawClient after(d.socket());
   EXPECT_EQ(after.hello().value("type", ""), "hello");
   d.stop();

@@ -1,9 +1,15 @@
 // Issue 15, in-process pieces: a checkpoint resumes only its own job (item 7), a
 // journal append that fails for lack of space leaves no torn record and the change
 // undone (item 4), temporary files are cleaned.
+#include <sys/resource.h>
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 
 #include <gtest/gtest.h>
 
@@ -78,6 +84,122 @@ TEST(HardeningUnit, DiskFullOnAppendLeavesTheJournalWholeAndTheJobUnchanged) {
   JobQueue q(t.p / "state");
   EXPECT_EQ(q.get(id)->phase, JobPhase::kQueued);
   ::unsetenv("WAND_FAULT_DISK_FULL_FILE");
+}
+
+std::string file_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+JobSpec small_spec() {
+  JobSpec s;
+  s.model = "fake";
+  s.width = s.height = 32;
+  s.frames = 5;
+  s.steps = 4;
+  return s;
+}
+
+// Item 4 (Note [Journal compaction]): a start replays the journal and writes nothing:
+// not on a full disk, and not with space either (what replay derives, running -> queued,
+// is derived again at the next start). Only a journal grown well past the job count is
+// rewritten (a new file: new inode).
+TEST(HardeningUnit, AStartDoesNotRewriteTheJournal) {
+  TempDir t;
+  const fs::path state = t.p / "state", journal = state / "journal.jsonl";
+  const fs::path marker = t.p / "full";
+  std::string running, queued;
+  {
+    JobQueue q(state);
+    running = q.submit(small_spec());
+    queued = q.submit(small_spec());
+    ASSERT_TRUE(q.try_next().has_value());  // running when the daemon "dies"
+    q.record_step(running, 1, 0.5);
+  }
+  const std::string bytes = file_text(journal);
+  const ino_t ino = inode_of(journal);
+  ASSERT_FALSE(bytes.empty());
+  ::setenv("WAND_FAULT_DISK_FULL_FILE", marker.c_str(), 1);
+  std::ofstream(marker) << "";
+  {
+    JobQueue q(state);  // on the full disk
+    EXPECT_EQ(q.get(running)->phase, JobPhase::kQueued);
+    EXPECT_EQ(q.get(running)->step, 1);
+    EXPECT_EQ(q.get(queued)->phase, JobPhase::kQueued);
+  }
+  fs::remove(marker);
+  ::unsetenv("WAND_FAULT_DISK_FULL_FILE");
+  EXPECT_EQ(file_text(journal), bytes) << "a start on the full disk wrote to the journal";
+  EXPECT_EQ(inode_of(journal), ino) << "a start on the full disk rewrote the journal";
+  {
+    JobQueue q(state);  // with space: still nothing to write
+    EXPECT_EQ(q.get(running)->phase, JobPhase::kQueued);
+  }
+  EXPECT_EQ(file_text(journal), bytes) << "a start with space wrote to the journal";
+  EXPECT_EQ(inode_of(journal), ino) << "a start with space rewrote the journal";
+  {
+    JobQueue q(state);  // grow the journal well past its two jobs
+    ASSERT_TRUE(q.try_next().has_value());
+    for (int i = 0; i < 300; ++i) q.record_step(running, 1 + i % 3, 0.5);
+  }
+  const std::size_t grown = file_text(journal).size();
+  {
+    JobQueue q(state);
+    EXPECT_EQ(q.get(running)->phase, JobPhase::kQueued);
+    EXPECT_EQ(q.list().size(), 2u);
+  }
+  EXPECT_NE(inode_of(journal), ino) << "a journal of 300+ records for 2 jobs was not compacted";
+  EXPECT_LT(file_text(journal).size(), grown / 10);
+}
+
+// Item 4 (Note [Disk full]): ENOSPC and EDQUOT are DiskFullError (a transient full disk),
+// other errors a plain Error(kIo); a write that fails part-way removes its temporary file.
+TEST(HardeningUnit, AFailedWriteIsTypedAndLeavesNoTemporaryFile) {
+  for (int err : {ENOSPC, EDQUOT}) {
+    try {
+      throw_io_error("append", "/x/journal.jsonl", err);
+    } catch (const DiskFullError& e) {
+      EXPECT_NE(std::string(e.what()).find("/x/journal.jsonl"), std::string::npos) << e.what();
+    } catch (...) {
+      ADD_FAILURE() << "errno " << err << " is not a DiskFullError";
+    }
+  }
+  bool typed_full = false;
+  try {
+    throw_io_error("append", "/x/journal.jsonl", EIO);
+  } catch (const DiskFullError&) {
+    typed_full = true;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kIo);
+  }
+  EXPECT_FALSE(typed_full) << "EIO reported as a full disk";
+  // A real failing write() part-way through the file: the file-size limit (EFBIG).
+  TempDir t;
+  const fs::path target = t.p / "j-1.ckpt";
+  std::vector<std::uint8_t> big(1 << 20, 0x5a);
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 64 << 10;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  bool threw = false;
+  try {
+    write_file_atomic(target, big);
+  } catch (const Error& e) {
+    threw = true;
+    EXPECT_NE(std::string(e.what()).find("j-1.ckpt.tmp"), std::string::npos) << e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_TRUE(threw) << "a write past the file-size limit did not fail";
+  EXPECT_FALSE(fs::exists(t.p / "j-1.ckpt.tmp")) << "the failed write left its temporary file";
+  EXPECT_FALSE(fs::exists(target));
 }
 
 // Item 6: the input image is stored once beside the journal, not in it.

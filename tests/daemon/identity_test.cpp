@@ -6,6 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "tests/daemon/harness.h"
@@ -114,6 +119,63 @@ TEST(Identity, SecondUidCannotSeeOrCancelAnotherUsersJob) {
   EXPECT_NE(r["state"], "cancelled");
   EXPECT_EQ(c.call({{"type", "list"}})["jobs"].size(), 2u);
   EXPECT_EQ(c.call({{"type", "cancel"}, {"job", root_job}})["type"], "cancelled");
+  d.stop();
+}
+
+// Issue 15 items 5 and 9: users hold at most max_clients - admin_reserve connections and
+// the next one gets too_many_clients (not internal), while an admin still gets in; `models`
+// shows a user no server paths (an admin sees them).
+TEST(Identity, UsersLeaveRoomForAdminsAndSeeNoServerPaths) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to fork a client as another uid";
+  if (!::getgrgid(kNogroup)) GTEST_SKIP() << "no group 65534";
+  DaemonFixture d(30);
+  ::chmod(d.dir().c_str(), 0711);
+  ::chmod((d.dir() / "run").c_str(), 0711);
+  const auto cfg = d.dir() / "limits.json";
+  std::ofstream(cfg) << "{\"max_clients\": 20}";  // admin_reserve 8: users get 12
+  struct group* g = ::getgrgid(kNogroup);
+  d.start({"--config", cfg.string(), "--socket-group", g->gr_name, "--admin-group", ""});
+  const std::string model_dir = (d.dir() / "models").string();
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  std::string admin_hello, admin_models;
+  std::thread admin([&] {
+    char c;
+    if (::read(ready[0], &c, 1) == 1) {  // the user holds every slot it may
+      RawClient a(d.socket());
+      admin_hello = a.hello().value("type", "");
+      admin_models = a.call({{"type", "models"}}).dump();
+    }
+    (void)::write(go[1], "g", 1);
+  });
+  const int rc = as_user(kNobody, kNogroup, [&]() -> int {
+    std::vector<std::unique_ptr<RawClient>> held;
+    for (int i = 0; i < 12; ++i) {
+      held.push_back(std::make_unique<RawClient>(d.socket()));
+      if (held.back()->hello().value("type", "") != "hello") return 10;
+    }
+    {
+      RawClient extra(d.socket());
+      auto r = extra.receive();
+      if (!r || r->value("code", "") != "too_many_clients") return 11;
+    }
+    json m = held[0]->call({{"type", "models"}});
+    if (m.value("type", "") != "models" || m["models"].empty()) return 12;
+    if (m.dump().find(model_dir) != std::string::npos) return 13;  // a server path shown to a user
+    for (const auto& e : m["models"]) {
+      if (!e.value("dir", "").empty()) return 14;
+    }
+    (void)::write(ready[1], "r", 1);
+    char c;
+    return ::read(go[0], &c, 1) == 1 ? 0 : 15;
+  });
+  (void)::write(ready[1], "x", 1);  // the child failed early: let the admin thread go on
+  admin.join();
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+  EXPECT_EQ(rc, 0) << "child check " << rc << " failed (see the codes in the test)";
+  EXPECT_EQ(admin_hello, "hello") << "the admin was locked out by the user's connections";
+  EXPECT_NE(admin_models.find(model_dir), std::string::npos) << "an admin sees where the models are: " << admin_models;
   d.stop();
 }
 

@@ -1,10 +1,20 @@
 // End to end with the real Wan2.2 pipeline: wand-make-model writes a tiny model
 // in the release layout, wand serves it, `wanctl generate` leaves a video file.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <regex>
+#include <thread>
 
 #include <gtest/gtest.h>
 
+#include "proto/base64.h"
 #include "tests/daemon/harness.h"
 
 namespace wand::test {
@@ -261,6 +271,90 @@ TEST(WanEndToEnd, StreamedThroughTheDevicePoolGivesTheResidentVideo) {
   ASSERT_EQ(t2.exit_code, 0) << t2.err;
   EXPECT_EQ(device_tier(t2.json())["bytes_capacity"].get<std::uint64_t>(), two);
   EXPECT_NE(t2.json()["note"].get<std::string>().find("restart"), std::string::npos) << t2.out;
+  d.stop();
+}
+
+// Issue 15 items 1 and 2, past the submit check (Note [Image bytes only], model/video.cpp):
+// bytes that start with the PNG signature pass the sniff at submit, but what follows is an
+// ffmpeg concat playlist naming a FIFO and another user's file. The job's decode (the
+// real i2v pipeline) hands the bytes to the PNG decoder alone: the job fails as an
+// undecodable PNG at once, nothing opens the FIFO (an open() of it would block the worker
+// for good: no writer ever comes), the error names no path, and the worker goes on.
+// Then the submit check is bypassed altogether: a job whose stored input image
+// (<state>/inputs/<id>.img, read back at replay without a check) is a bare playlist naming
+// the FIFO; the decoder refuses it the same way, and nothing opens the FIFO.
+TEST(WanEndToEnd, APlaylistBehindPngMagicIsDecodedAsPngOnly) {
+  DaemonFixture d(1);
+  auto model = d.dir() / "models" / "tiny-i2v";
+  CmdResult mk = run_command({WAND_MAKE_MODEL_EXE, "--preset", "tiny-i2v", "--out", model.string(), "--seed", "1"});
+  ASSERT_EQ(mk.exit_code, 0) << mk.err;
+  const auto fifo = d.dir() / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const auto secret = d.dir() / "secret.bin";
+  std::ofstream(secret) << "another user's result";
+  d.start({"--model", "i2v=" + model.string()});
+  const std::string png_sig("\x89PNG\r\n\x1a\n", 8);
+  const std::vector<std::string> payloads = {
+      png_sig + "ffconcat version 1.0\nfile " + fifo.string() + "\n",
+      png_sig + "ffconcat version 1.0\nfile " + secret.string() + "\n",
+  };
+  auto wait_end = [&](const std::string& id) {
+    nlohmann::json last;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (std::chrono::steady_clock::now() < end) {
+      // Nobody may have the FIFO open for reading: a non-blocking open for writing fails
+      // with ENXIO while no reader has it (or waits in open() for a writer).
+      const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      const int werr = errno;
+      if (w >= 0) ::close(w);
+      EXPECT_TRUE(w < 0 && werr == ENXIO) << "something opened the FIFO for reading";
+      RawClient s(d.socket());
+      s.hello();
+      last = s.call({{"type", "status"}, {"job", id}});
+      const std::string st = last.value("state", "");
+      if (st == "done" || st == "failed" || st == "cancelled") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(last.value("state", ""), "failed") << last.dump() << d.log();
+    const std::string err = last.value("error", "");
+    std::printf("[ figures ] job %s: %s\n", id.c_str(), err.c_str());
+    EXPECT_NE(err.find("bad_request: image:"), std::string::npos) << err;
+    EXPECT_EQ(err.find(d.dir().string()), std::string::npos) << "the error names a path: " << err;
+    return err;
+  };
+  for (const std::string& bytes : payloads) {
+    nlohmann::json job = {{"model", "i2v"}, {"task", "i2v"}, {"prompt", "a cat"}, {"width", 64}, {"height", 64},
+                          {"frames", 5}, {"steps", 2}, {"seed", 1},
+                          {"image_b64", proto::base64_encode(std::vector<std::uint8_t>(bytes.begin(), bytes.end()))}};
+    RawClient c(d.socket());
+    c.hello();
+    nlohmann::json r = c.call({{"type", "submit"}, {"job", job}});
+    ASSERT_EQ(r.value("type", ""), "submitted") << "passes the magic check at submit: " << r.dump();
+    const std::string err = wait_end(r["id"]);
+    EXPECT_NE(err.find("undecodable png"), std::string::npos) << "decoded as a PNG only: " << err;
+  }
+  d.stop();
+  // A job whose stored image is a bare playlist (as a journal from before the submit check
+  // could hold): a copy of j-1's accept record, as j-9, with its own input file.
+  const auto journal = d.state_dir() / "journal.jsonl";
+  std::string first;
+  {
+    std::ifstream in(journal);
+    std::getline(in, first);
+  }
+  nlohmann::json rec = nlohmann::json::parse(first);
+  ASSERT_EQ(rec.value("op", ""), "accept") << first;
+  rec["job"]["id"] = "j-9";
+  rec["job"]["seq"] = 9;
+  rec["job"]["nonce"] = "00000000feedf00d";
+  rec["job"]["spec"]["image_file"] = "j-9.img";
+  const std::string bare = "ffconcat version 1.0\nfile " + fifo.string() + "\n";
+  rec["job"]["spec"]["image_bytes"] = bare.size();
+  std::ofstream(d.state_dir() / "inputs" / "j-9.img", std::ios::binary) << bare;
+  std::ofstream(journal, std::ios::app) << rec.dump() << "\n";
+  d.start({"--model", "i2v=" + model.string()});
+  const std::string err = wait_end("j-9");
+  EXPECT_NE(err.find("not a PNG, JPEG"), std::string::npos) << "refused before any decoder: " << err;
   d.stop();
 }
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdio>
 #include <condition_variable>
 #include <fstream>
 #include <map>
@@ -163,6 +164,73 @@ TEST(JobRunner, ThreadedRunnerDrainsTheQueueAndStops) {
   }
   runner.stop();
   EXPECT_EQ(q.counts().done, 3);
+}
+
+// Issue 15 item 9: LibTorch's out-of-memory (c10::OutOfMemoryError, a std::exception whose
+// text is the sizes, then a C++ backtrace with addresses) reaches the user as the typed
+// out_of_memory error with the phase (the job's stage), the step and the first line (the bytes); another c10
+// error loses its backtrace too.
+class ThrowingPipeline : public FakePipeline {
+ public:
+  ThrowingPipeline(std::string what, bool in_decode)
+      : FakePipeline(FakePipelineOptions{0, 3}), what_(std::move(what)), in_decode_(in_decode) {}
+  void step(JobState& state, CancelToken& token) override {
+    if (!in_decode_ && completed_steps(state) == 2) throw std::runtime_error(what_);
+    FakePipeline::step(state, token);
+  }
+  Video decode(JobState& state, CancelToken& token) override {
+    if (in_decode_) throw std::runtime_error(what_);
+    return FakePipeline::decode(state, token);
+  }
+
+ private:
+  std::string what_;
+  bool in_decode_;
+};
+
+TEST(JobRunner, ALibTorchOutOfMemoryIsTheTypedErrorWithoutABacktrace) {
+  const std::string backtrace =
+      "\nException raised from malloc at ../c10/cuda/CUDACachingAllocator.cpp:913 (most recent call first):\n"
+      "frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x6b (0x7f3a2c1e5d8b in libc10.so)\n";
+  const std::string oom = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity)";
+  struct Case {
+    const char* name;
+    std::string what;
+    bool in_decode;
+    std::vector<std::string> says;
+  };
+  const std::vector<Case> cases = {
+      {"oom-step", oom + backtrace, false, {"out_of_memory: while denoising, at step 2 of 8: ", "Tried to allocate 2.00 GiB"}},
+      {"oom-decode", oom + backtrace, true, {"out_of_memory: while decoding, at step 8 of 8: ", "Tried to allocate 2.00 GiB"}},
+      {"c10-other", "Expected all tensors to be on the same device" + backtrace, false,
+       {"Expected all tensors to be on the same device"}},
+  };
+  for (const Case& c : cases) {
+    test::TempDir model, state;
+    std::ofstream(model.path() / "throwing.json") << "{}";
+    PipelineRegistry registry;
+    const std::string what = c.what;
+    const bool in_decode = c.in_decode;
+    registry.add_factory(PipelineFactory{
+        "throwing",
+        [](const fs::path& dir) { return fs::exists(dir / "throwing.json"); },
+        [what, in_decode](const fs::path&) -> std::unique_ptr<Pipeline> {
+          return std::make_unique<ThrowingPipeline>(what, in_decode);
+        },
+        encode_wandrgb});
+    registry.add_model("fake", model.path());
+    JobQueue q(state.path());
+    CheckpointStore store(state.path());
+    JobRunner runner(q, registry, store);
+    const std::string id = q.submit(spec(1));
+    runner.run_one(*q.try_next());
+    auto r = q.get(id);
+    ASSERT_EQ(r->phase, JobPhase::kFailed) << c.name;
+    for (const std::string& part : c.says) EXPECT_NE(r->error.find(part), std::string::npos) << c.name << ": " << r->error;
+    EXPECT_EQ(r->error.find("Exception raised from"), std::string::npos) << c.name << ": " << r->error;
+    EXPECT_EQ(r->error.find("0x7f3a"), std::string::npos) << c.name << ": addresses in " << r->error;
+    std::printf("[ figures ] %s: %s\n", c.name, r->error.c_str());
+  }
 }
 
 TEST(JobRunner, UnknownModelFailsTheJobWithAReason) {
