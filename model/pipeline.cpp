@@ -150,8 +150,8 @@ WanConfig WanGenerator::read_dir_config(const fs::path& dir) {
   return cfg;
 }
 
-RequestRules WanGenerator::rules_of(const WanConfig& cfg) {
-  RequestRules r;
+ModelTraits WanGenerator::traits_of(const WanConfig& cfg) {
+  ModelTraits r;
   r.variant = cfg.variant;
   const bool ti2v = is_ti2v(cfg);
   r.tasks = ti2v ? std::vector<std::string>{"ti2v", "t2v", "i2v"} : std::vector<std::string>{cfg.model_type};
@@ -172,9 +172,9 @@ bool WanGenerator::probe(const fs::path& dir) {
   return a14b || ti2v;
 }
 
-int WanGenerator::fps() const { return rules_of(cfg_).fps; }
+int WanGenerator::fps() const { return traits_of(cfg_).fps; }
 
-std::vector<std::string> WanGenerator::tasks() const { return rules_of(cfg_).tasks; }
+std::vector<std::string> WanGenerator::tasks() const { return traits_of(cfg_).tasks; }
 
 bool WanGenerator::supports(const std::string& task) const {
   for (const auto& t : tasks()) {
@@ -193,8 +193,8 @@ void WanGenerator::validate(const GenRequest& req) const { validate_request(cfg_
 // when no image is given: on an image-only model that is a missing image, and the message
 // says so in the user's terms instead of naming a task they never chose.
 void WanGenerator::validate_request(const WanConfig& cfg, const GenRequest& req) {
-  const RequestRules rules = rules_of(cfg);
-  const bool has_image = req.image_rgb.defined() || !req.image_bytes.empty();
+  const ModelTraits rules = traits_of(cfg);
+  const bool has_image = req.image_rgb.defined() || !req.image.empty();
   auto supports = [&](const std::string& t) {
     return std::find(rules.tasks.begin(), rules.tasks.end(), t) != rules.tasks.end();
   };
@@ -225,7 +225,7 @@ void WanGenerator::validate_request(const WanConfig& cfg, const GenRequest& req)
   const int frames = req.frames ? req.frames : rules.default_frames;
   if (frames < 1 || (frames - 1) % 4 != 0) bad("frames", std::to_string(frames) + " is not 4n + 1");
   if (req.steps < 0 || req.steps > kMaxSteps) bad("steps", std::to_string(req.steps) + " out of range 1.." + std::to_string(kMaxSteps));
-  if (req.guide_scale.size() > 2) bad("guide_scale", "at most two values (low-noise, high-noise)");
+  if (req.guide_scale.size() > 2) bad("guide_scale", std::string("at most two values ") + kGuideScaleOrder);
   for (double g : req.guide_scale) {
     if (!std::isfinite(g)) bad("guide_scale", "not finite");
   }
@@ -242,8 +242,8 @@ GenGeometry WanGenerator::geometry(const GenRequest& req) const {
   at::Tensor rgb;
   if (req.image_rgb.defined()) {
     rgb = req.image_rgb;
-  } else if (!req.image_bytes.empty()) {
-    rgb = image_from_bytes(req.image_bytes);
+  } else if (!req.image.empty()) {
+    rgb = image_from_bytes(req.image);
   }
   GenState st;
   st.has_image = rgb.defined();
@@ -272,7 +272,7 @@ void WanGenerator::phase(const char* name) const {
 }
 
 void WanGenerator::resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const {
-  const RequestRules rules = rules_of(cfg_);
+  const ModelTraits rules = traits_of(cfg_);
   const int64_t w = req.width ? req.width : rules.default_width;
   const int64_t h = req.height ? req.height : rules.default_height;
   const int64_t stride = cfg_.vae_stride_h;  // 8 (A14B) or 16 (ti2v)
@@ -319,8 +319,8 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   at::Tensor rgb;
   if (req.image_rgb.defined()) {
     rgb = req.image_rgb.to(at::kCPU).contiguous();
-  } else if (!req.image_bytes.empty()) {
-    rgb = image_from_bytes(req.image_bytes);
+  } else if (!req.image.empty()) {
+    rgb = image_from_bytes(req.image);
   }
   st.has_image = rgb.defined();
   resolve_size(req, st.has_image ? rgb.size(0) : 0, st.has_image ? rgb.size(1) : 0, st);

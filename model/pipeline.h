@@ -50,6 +50,8 @@
 
 #include <ATen/ATen.h>
 
+#include "common/job_request.h"
+#include "common/model_traits.h"
 #include "model/dit_block_weights.h"  // RunDtype
 #include "model/sampler.h"
 #include "model/vae_config.h"
@@ -129,20 +131,11 @@ struct GenGeometry {
   int64_t seq_len = 0;                        // DiT tokens
 };
 
-struct GenRequest {
-  std::string task = "t2v";  // t2v | i2v | ti2v
-  std::string prompt;
-  std::string negative;      // empty: the official default negative prompt
-  std::vector<std::uint8_t> image_bytes;  // encoded image (PNG, JPEG, PPM, ...)
-  at::Tensor image_rgb;      // or decoded: [H, W, 3] uint8 (wins over image_bytes)
-  int width = 0;             // 0: the model's default size (1280x720 A14B, 1280x704 ti2v)
-  int height = 0;
-  int frames = 0;            // 0: the model's default (81 A14B, 121 ti2v); must be 4n + 1
-  int steps = 0;             // 0: the model's default (40 A14B, 50 ti2v)
-  std::uint64_t seed = 0;
-  std::vector<double> guide_scale;  // empty: default; one value: both experts; two: (low, high)
-  std::optional<double> shift;      // empty: the model's sample_shift
-  std::string sampler = "unipc";    // unipc | dpm++
+// A job request (common/job_request.h: task, prompt, negative, image bytes, sizes, steps,
+// seed, guide_scale, shift, sampler; model and priority are not read here) and, instead of
+// the encoded image, a decoded one.
+struct GenRequest : JobRequest {
+  at::Tensor image_rgb;      // [H, W, 3] uint8; wins over image
 };
 
 // Everything a job needs between steps. Tensors live on the generator's device.
@@ -166,19 +159,6 @@ struct GenState {
 
   int completed_steps() const { return sampler ? static_cast<int>(sampler->step_index()) : 0; }
   int total_steps() const { return sampler ? sampler->steps() : 0; }
-};
-
-// What a directory's model accepts, from its config.json alone (Note [Checks from the
-// config], pipeline.cpp): the daemon checks requests at submit with it before any weight is
-// loaded, and `wanctl models` shows it.
-struct RequestRules {
-  std::string variant;              // WanConfig::variant ("t2v-A14B", "tiny-i2v", ...)
-  std::vector<std::string> tasks;   // t2v-A14B: t2v; i2v-A14B: i2v; ti2v-5B: ti2v, t2v, i2v
-  int size_multiple = 16;           // width and height (16 A14B, 32 ti2v)
-  int default_width = 1280, default_height = 720;  // ti2v: 1280x704
-  int default_frames = 81;          // 4n + 1; ti2v: 121
-  int default_steps = 40;           // the variant's sample_steps
-  int fps = 16;                     // ti2v: 24
 };
 
 class WanGenerator {
@@ -207,7 +187,8 @@ class WanGenerator {
   // must agree), with the constructor's checks, reading config.json files only (no weights).
   // Throws Error(kNotFound / kModelFormat) naming the file.
   static WanConfig read_dir_config(const std::filesystem::path& dir);
-  static RequestRules rules_of(const WanConfig& cfg);
+  // What a model of this config accepts (Note [Checks from the config], pipeline.cpp).
+  static ModelTraits traits_of(const WanConfig& cfg);
   // validate() for a config: the same checks and messages, without a generator.
   static void validate_request(const WanConfig& cfg, const GenRequest& req);
   // validate() and the output / latent sizes of the request (an i2v / ti2v image is decoded

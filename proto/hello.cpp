@@ -1,6 +1,6 @@
 #include "proto/hello.h"
 
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 namespace wand::proto {
 

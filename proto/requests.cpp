@@ -1,52 +1,22 @@
 #include "proto/requests.h"
 
 #include "common/error.h"
-#include "proto/base64.h"
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 namespace wand::proto {
 
 using nlohmann::json;
 
-void to_json(json& j, const JobParams& m) {
-  j = {{"task", m.task},     {"model", m.model},   {"prompt", m.prompt},
-       {"negative", m.negative}, {"width", m.width}, {"height", m.height},
-       {"frames", m.frames}, {"steps", m.steps},   {"seed", m.seed},
-       {"sampler", m.sampler}, {"priority", m.priority}};
-  if (!m.image.empty()) j["image_b64"] = base64_encode(m.image);
-  if (!m.guide_scale.empty()) j["guide_scale"] = m.guide_scale;
-  if (m.shift) j["shift"] = *m.shift;
-}
-
-void from_json(const json& j, JobParams& m) {
-  require_object(j, "job");
-  m.task = field_or<std::string>(j, "task", "t2v");
-  m.model = field<std::string>(j, "model");
-  m.prompt = field_or<std::string>(j, "prompt", "");
-  m.negative = field_or<std::string>(j, "negative", "");
-  m.image.clear();
-  if (auto b64 = optional_field<std::string>(j, "image_b64")) m.image = base64_decode(*b64);
-  m.width = field<int>(j, "width");
-  m.height = field<int>(j, "height");
-  m.frames = field<int>(j, "frames");
-  m.steps = field<int>(j, "steps");
-  m.seed = field_or<std::uint64_t>(j, "seed", 0);
-  m.guide_scale = field_or<std::vector<double>>(j, "guide_scale", {});
-  m.shift = optional_field<double>(j, "shift");
-  m.sampler = field_or<std::string>(j, "sampler", "unipc");
-  m.priority = field_or<int>(j, "priority", 0);
-}
-
 namespace {
 
 struct ToJson {
-  json operator()(const Submit& m) const { return {{"type", "submit"}, {"job", m.job}}; }
+  json operator()(const Submit& m) const { return {{"type", "submit"}, {"job", job_request_to_json(m.job)}}; }
   json operator()(const ListJobs&) const { return {{"type", "list"}}; }
   json operator()(const GetStatus& m) const { return {{"type", "status"}, {"job", m.job}}; }
   json operator()(const Watch& m) const { return {{"type", "watch"}, {"job", m.job}}; }
   json operator()(const Cancel& m) const { return {{"type", "cancel"}, {"job", m.job}}; }
   json operator()(const GetTiers&) const { return {{"type", "tiers"}}; }
-  json operator()(const GetPlan& m) const { return {{"type", "plan"}, {"job", m.job}}; }
+  json operator()(const GetPlan& m) const { return {{"type", "plan"}, {"job", job_request_to_json(m.job)}}; }
   json operator()(const ListModels&) const { return {{"type", "models"}}; }
   json operator()(const Shutdown&) const { return {{"type", "shutdown"}}; }
   json operator()(const Fetch& m) const { return {{"type", "fetch"}, {"job", m.job}}; }
@@ -68,7 +38,7 @@ struct TypeName {
 JobParams job_params(const json& j) {
   auto it = j.find("job");
   if (it == j.end()) throw Error(ErrorCode::kBadRequest, "field 'job' is missing");
-  return it->get<JobParams>();
+  return job_request_from_json(*it, "job");
 }
 
 Request decode(const std::string& type, const json& j) {

@@ -17,29 +17,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/job_request.h"
+
 namespace wand::proto {
 
-// What a job asks for (the wire form of sched::JobSpec, without the owner, which
-// the daemon takes from SO_PEERCRED). `image` travels base64 in "image_b64".
-struct JobParams {
-  std::string task = "t2v";              // "t2v" | "i2v" | "ti2v"
-  std::string model;                     // a name from `models`
-  std::string prompt;
-  std::string negative;
-  std::vector<std::uint8_t> image;       // encoded image file bytes (i2v / ti2v), may be empty
-  int width = 0;
-  int height = 0;
-  int frames = 0;
-  int steps = 0;
-  std::uint64_t seed = 0;
-  std::vector<double> guide_scale;       // empty: model default; 1 value: both experts; 2: (low-noise,
-                                         // high-noise), the official sample_guide_scale order
-  std::optional<double> shift;           // empty: model default
-  std::string sampler = "unipc";         // "unipc" | "dpm++"
-  int priority = 0;                      // larger runs first; FIFO within a priority
-};
-void to_json(nlohmann::json& j, const JobParams& m);
-void from_json(const nlohmann::json& j, JobParams& m);
+// What a job asks for: the request defined once (common/job_request.h; the daemon adds the
+// owner it takes from SO_PEERCRED to make a sched::JobSpec). `image` travels base64 in
+// "image_b64".
+using JobParams = JobRequest;
 
 struct Submit { JobParams job; };            // -> Submitted
 struct ListJobs {};                          // -> JobList (the caller's jobs; all for admins)

@@ -1,8 +1,8 @@
 #include "proto/responses.h"
 
+#include "common/base64.h"
 #include "common/error.h"
-#include "proto/base64.h"
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 namespace wand::proto {
 

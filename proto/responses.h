@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/model_traits.h"
+
 namespace wand::proto {
 
 // A job as the daemon reports it. state: queued | running | done | failed | cancelled.
@@ -78,16 +80,12 @@ struct PlanReport {
   std::string note;
   nlohmann::json plan;                   // planner output (null when unavailable)
 };
-struct ModelInfo {
+// A model's facts (common/model_traits.h; optional on the wire, empty / 0: unknown) and its
+// registry entry.
+struct ModelInfo : ModelTraits {
   std::string name;
   std::string dir;
   std::string pipeline;                  // which factory serves it ("fake", "wan", ...)
-  // From the model's configs (sched::ModelTraits; optional on the wire, empty / 0: unknown).
-  std::string variant;                   // "t2v-A14B", "i2v-A14B", "ti2v-5B", "tiny-t2v", ...
-  std::vector<std::string> tasks;        // "t2v", "i2v", "ti2v"
-  int size_multiple = 0;                 // width and height are multiples of it
-  int default_width = 0, default_height = 0, default_frames = 0, default_steps = 0;
-  int fps = 0;
   std::string error;                     // the configs could not be read: why
 };
 struct ModelList { std::vector<ModelInfo> models; };

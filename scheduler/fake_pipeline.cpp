@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 namespace wand::sched {
 
@@ -84,13 +84,13 @@ FakePipelineOptions FakePipeline::read_options(const std::filesystem::path& dir)
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-    proto::require_object(j, file.string());
+    require_object(j, file.string());
     FakePipelineOptions o;
-    o.step_ms = proto::field_or<int>(j, "step_ms", o.step_ms);
-    o.blocks = proto::field_or<int>(j, "blocks", o.blocks);
-    o.stall_ms = proto::field_or<int>(j, "stall_ms", o.stall_ms);
-    o.fps = proto::field_or<double>(j, "fps", o.fps);
-    o.bytes_per_voxel = proto::field_or<std::uint64_t>(j, "bytes_per_voxel", o.bytes_per_voxel);
+    o.step_ms = field_or<int>(j, "step_ms", o.step_ms);
+    o.blocks = field_or<int>(j, "blocks", o.blocks);
+    o.stall_ms = field_or<int>(j, "stall_ms", o.stall_ms);
+    o.fps = field_or<double>(j, "fps", o.fps);
+    o.bytes_per_voxel = field_or<std::uint64_t>(j, "bytes_per_voxel", o.bytes_per_voxel);
     if (o.step_ms < 0 || o.blocks < 1 || o.fps <= 0) {
       throw Error(ErrorCode::kConfig, "step_ms >= 0, blocks >= 1 and fps > 0 are required");
     }

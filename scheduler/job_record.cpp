@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "common/error.h"
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 namespace wand::sched {
 
@@ -54,8 +54,6 @@ json job_progress_to_json(const JobRecord& r) {
 }
 
 void apply_job_progress(const json& j, JobRecord& r) {
-  using proto::field;
-  using proto::field_or;
   try {
     auto phase = phase_from_name(field<std::string>(j, "phase"));
     if (!phase) throw Error(ErrorCode::kBadRequest, "field 'phase': unknown phase");
@@ -92,10 +90,10 @@ json job_record_to_json(const JobRecord& r) {
 JobRecord job_record_from_json(const json& j) {
   JobRecord r;
   try {
-    proto::require_object(j, "job record");
-    r.id = proto::field<std::string>(j, "id");
-    r.seq = proto::field<std::uint64_t>(j, "seq");
-    r.nonce = proto::field_or<std::string>(j, "nonce", "");
+    require_object(j, "job record");
+    r.id = field<std::string>(j, "id");
+    r.seq = field<std::uint64_t>(j, "seq");
+    r.nonce = field_or<std::string>(j, "nonce", "");
     auto it = j.find("spec");
     if (it == j.end()) throw Error(ErrorCode::kBadRequest, "field 'spec' is missing");
     r.spec = job_spec_from_json(*it);

@@ -5,45 +5,21 @@
 
 #include "common/error.h"
 #include "common/image_magic.h"
-#include "proto/base64.h"
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 namespace wand::sched {
 
 using nlohmann::json;
 
 json job_spec_to_json(const JobSpec& s) {
-  json j = {{"task", s.task},         {"model", s.model},       {"prompt", s.prompt},
-            {"negative", s.negative}, {"width", s.width},       {"height", s.height},
-            {"frames", s.frames},     {"steps", s.steps},       {"seed", s.seed},
-            {"guide_scale", s.guide_scale}, {"sampler", s.sampler}, {"priority", s.priority},
-            {"owner_uid", s.owner_uid}, {"owner_gid", s.owner_gid}};
-  if (!s.image.empty()) j["image_b64"] = proto::base64_encode(s.image);
-  if (s.shift) j["shift"] = *s.shift;
+  json j = job_request_to_json(s);
+  j["owner_uid"] = s.owner_uid;
+  j["owner_gid"] = s.owner_gid;
   return j;
 }
 
 JobSpec job_spec_from_json(const json& j) {
-  using proto::field;
-  using proto::field_or;
-  proto::require_object(j, "job spec");
-  JobSpec s;
-  s.task = field_or<std::string>(j, "task", "t2v");
-  s.model = field<std::string>(j, "model");
-  s.prompt = field_or<std::string>(j, "prompt", "");
-  s.negative = field_or<std::string>(j, "negative", "");
-  if (auto b64 = proto::optional_field<std::string>(j, "image_b64")) {
-    s.image = proto::base64_decode(*b64);
-  }
-  s.width = field<int>(j, "width");
-  s.height = field<int>(j, "height");
-  s.frames = field<int>(j, "frames");
-  s.steps = field<int>(j, "steps");
-  s.seed = field_or<std::uint64_t>(j, "seed", 0);
-  s.guide_scale = field_or<std::vector<double>>(j, "guide_scale", {});
-  s.shift = proto::optional_field<double>(j, "shift");
-  s.sampler = field_or<std::string>(j, "sampler", "unipc");
-  s.priority = field_or<int>(j, "priority", 0);
+  JobSpec s{job_request_from_json(j, "job spec")};
   s.owner_uid = static_cast<unsigned>(field_or<std::int64_t>(j, "owner_uid", 0));
   s.owner_gid = static_cast<unsigned>(field_or<std::int64_t>(j, "owner_gid", 0));
   return s;
@@ -107,7 +83,7 @@ void validate_job_spec(const JobSpec& s) {
                 "field 'sampler': '" + s.sampler + "' is not one of unipc, dpm++");
   }
   if (s.guide_scale.size() > 2) {
-    throw Error(ErrorCode::kBadRequest, "field 'guide_scale': at most 2 values (low noise, high noise)");
+    throw Error(ErrorCode::kBadRequest, std::string("field 'guide_scale': at most two values ") + kGuideScaleOrder);
   }
   if (s.task == "i2v" && s.image.empty()) {
     throw Error(ErrorCode::kBadRequest, "field 'image': task i2v needs an input image");

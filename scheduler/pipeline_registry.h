@@ -29,21 +29,10 @@
 #include <string>
 #include <vector>
 
+#include "common/model_traits.h"
 #include "scheduler/pipeline.h"
 
 namespace wand::sched {
-
-// What a model accepts, read from its directory's configs without loading it (`models`
-// shows it; Note [Checks from the config], model/pipeline.cpp). 0 / empty: not known.
-struct ModelTraits {
-  std::string variant;                 // "t2v-A14B", "tiny-i2v", "fake"
-  std::vector<std::string> tasks;      // "t2v", "i2v", "ti2v"
-  int size_multiple = 0;               // width and height must be multiples of it
-  int default_width = 0, default_height = 0;
-  int default_frames = 0;              // frames are 4n + 1
-  int default_steps = 0;
-  int fps = 0;
-};
 
 struct PipelineFactory {
   std::string name;                                                       // "fake", "wan"

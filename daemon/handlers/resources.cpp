@@ -25,18 +25,13 @@ proto::Response handle_models(HandlerContext& ctx, const Peer& peer, const proto
   proto::ModelList out;
   for (const auto& m : ctx.registry.models()) {
     // Issue 15: where the server keeps its models is the admins' business.
-    proto::ModelInfo info{m.name, peer.admin ? m.dir.string() : std::string(), m.factory};
+    proto::ModelInfo info;
+    info.name = m.name;
+    info.dir = peer.admin ? m.dir.string() : std::string();
+    info.pipeline = m.factory;
     // Its tasks and sizes from the model's configs (small files, never weights).
     try {
-      const sched::ModelTraits t = ctx.registry.traits(m.name);
-      info.variant = t.variant;
-      info.tasks = t.tasks;
-      info.size_multiple = t.size_multiple;
-      info.default_width = t.default_width;
-      info.default_height = t.default_height;
-      info.default_frames = t.default_frames;
-      info.default_steps = t.default_steps;
-      info.fps = t.fps;
+      static_cast<ModelTraits&>(info) = ctx.registry.traits(m.name);
     } catch (const std::exception& e) {
       info.error = e.what();
     }

@@ -10,24 +10,7 @@ proto::ErrorReply error_reply(const char* code, std::string message) {
 }
 
 sched::JobSpec spec_from_params(const proto::JobParams& p, const Peer& peer) {
-  sched::JobSpec s;
-  s.task = p.task;
-  s.model = p.model;
-  s.prompt = p.prompt;
-  s.negative = p.negative;
-  s.image = p.image;
-  s.width = p.width;
-  s.height = p.height;
-  s.frames = p.frames;
-  s.steps = p.steps;
-  s.seed = p.seed;
-  s.guide_scale = p.guide_scale;
-  s.shift = p.shift;
-  s.sampler = p.sampler;
-  s.priority = p.priority;
-  s.owner_uid = peer.uid;
-  s.owner_gid = peer.gid;
-  return s;
+  return sched::JobSpec{p, peer.uid, peer.gid};
 }
 
 proto::Response handle_submit(HandlerContext& ctx, const Peer& peer, const proto::Submit& m) {

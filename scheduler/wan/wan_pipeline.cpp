@@ -61,18 +61,7 @@ const WanJobState& cast(const JobState& s) {
 
 model::GenRequest to_request(const JobSpec& spec) {
   model::GenRequest r;
-  r.task = spec.task;
-  r.prompt = spec.prompt;
-  r.negative = spec.negative;
-  r.image_bytes = spec.image;
-  r.width = spec.width;
-  r.height = spec.height;
-  r.frames = spec.frames;
-  r.steps = spec.steps;
-  r.seed = spec.seed;
-  r.guide_scale = spec.guide_scale;
-  r.shift = spec.shift;
-  r.sampler = spec.sampler;
+  static_cast<JobRequest&>(r) = spec;  // one definition of the request (common/job_request.h)
   return r;
 }
 
@@ -408,17 +397,7 @@ void validate_wan_dir(const std::filesystem::path& dir, const JobSpec& spec) {
 }
 
 ModelTraits wan_dir_traits(const std::filesystem::path& dir) {
-  const model::RequestRules r = model::WanGenerator::rules_of(model::WanGenerator::read_dir_config(dir));
-  ModelTraits t;
-  t.variant = r.variant;
-  t.tasks = r.tasks;
-  t.size_multiple = r.size_multiple;
-  t.default_width = r.default_width;
-  t.default_height = r.default_height;
-  t.default_frames = r.default_frames;
-  t.default_steps = r.default_steps;
-  t.fps = r.fps;
-  return t;
+  return model::WanGenerator::traits_of(model::WanGenerator::read_dir_config(dir));
 }
 
 std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir) {

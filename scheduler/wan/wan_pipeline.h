@@ -7,10 +7,8 @@
 //   reg.add_model("t2v", "/var/lib/wand/models/Wan2.2-T2V-A14B");
 //   std::shared_ptr<sched::Pipeline> p = reg.pipeline("t2v");
 //
-// JobSpec -> GenRequest: task, prompt, negative (empty: the official default
-// negative prompt), image bytes, width/height/frames/steps (0: the model's
-// defaults), seed, guide_scale (empty: default; one value: both experts; two:
-// low-noise, high-noise), shift, sampler. validate() adds the model checks:
+// JobSpec -> GenRequest: the request as it is (common/job_request.h, one comment
+// per field; the owner stays behind). validate() adds the model checks:
 // sizes multiples of 16 (A14B) / 32 (ti2v), frames 4n + 1, task supported by
 // the directory, image present for i2v and absent for t2v.
 // Checkpoint blobs: "latent", "sampler", "rng", "cond" (see WanGenerator::save_state).

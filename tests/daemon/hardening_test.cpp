@@ -17,7 +17,7 @@
 
 #include <gtest/gtest.h>
 
-#include "proto/base64.h"
+#include "common/base64.h"
 #include "proto/framing.h"
 #include "tests/daemon/harness.h"
 
@@ -31,7 +31,7 @@ using clock_type = std::chrono::steady_clock;
 json i2v_job(const std::string& image_bytes) {
   json j = fake_job(1);
   j["task"] = "i2v";
-  j["image_b64"] = proto::base64_encode(std::vector<std::uint8_t>(image_bytes.begin(), image_bytes.end()));
+  j["image_b64"] = base64_encode(std::vector<std::uint8_t>(image_bytes.begin(), image_bytes.end()));
   return j;
 }
 

@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/base64.h"
 #include "common/error.h"
-#include "proto/base64.h"
 #include "proto/framing.h"
 #include "proto/hello.h"
 #include "proto/requests.h"
@@ -46,6 +46,46 @@ TEST(ProtoV1, CheckedInExamplesDecodeAndRoundTrip) {
   EXPECT_EQ(requests, 11);  // every request type, i2v submit included
   EXPECT_EQ(responses, 12);
   EXPECT_EQ(hellos, 2);
+}
+
+// The wire stays as docs/protocol.md writes it: every checked-in request encodes back to what
+// the file says (the job's fields from common/job_request.h), and a model's traits travel as
+// the optional fields of a `models` entry.
+TEST(ProtoV1, CheckedInRequestsEncodeAsWritten) {
+  int requests = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(WAND_SOURCE_DIR) / "tests/data/proto_v1")) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("request_", 0) != 0) continue;
+    SCOPED_TRACE(name);
+    std::ifstream in(e.path());
+    const json j = json::parse(in);
+    // Every member of the file comes back with its value (a member the file leaves out comes
+    // back as its default).
+    const json out = request_to_json(request_from_json(j));
+    json with_file = out;
+    with_file.merge_patch(j);
+    EXPECT_EQ(with_file, out);
+    ++requests;
+  }
+  EXPECT_EQ(requests, 11);
+}
+
+TEST(ProtoV1, ModelEntriesCarryTheTraits) {
+  ModelInfo m;
+  m.name = "t2v";
+  m.pipeline = "wan";
+  const ModelTraits t{"ti2v-5B", {"ti2v", "t2v", "i2v"}, 32, 1280, 704, 121, 50, 24};
+  static_cast<ModelTraits&>(m) = t;
+  const json j = response_to_json(ModelList{{m}});
+  EXPECT_EQ(j, json::parse(R"({"type": "models", "models": [{"name": "t2v", "dir": "", "pipeline": "wan",
+      "variant": "ti2v-5B", "tasks": ["ti2v", "t2v", "i2v"], "size_multiple": 32, "default_width": 1280,
+      "default_height": 704, "default_frames": 121, "default_steps": 50, "fps": 24}]})"));
+  const auto back = std::get<ModelList>(response_from_json(j)).models.at(0);
+  EXPECT_EQ(back.variant, t.variant);
+  EXPECT_EQ(back.tasks, t.tasks);
+  EXPECT_EQ(back.default_height, 704);
+  EXPECT_EQ(back.fps, 24);
+  EXPECT_EQ(back.name, "t2v");
 }
 
 TEST(ProtoV1, SubmitCarriesTheImageBytes) {

@@ -373,7 +373,7 @@ TEST_F(PipelineTest, I2vEndToEnd) {
   r.task = "i2v";
   r.width = 64;
   r.height = 64;  // area 4096; a 72x40 image -> latent 4x10 -> video 80x32
-  r.image_bytes = ppm_image(72, 40);
+  r.image = ppm_image(72, 40);
   r.steps = 3;
   GenState st = gen->prepare(r);
   EXPECT_EQ(st.width, 80);
@@ -384,7 +384,7 @@ TEST_F(PipelineTest, I2vEndToEnd) {
   ASSERT_EQ(video.sizes(), (std::vector<int64_t>{3, 5, 32, 80}));
   EXPECT_TRUE(at::isfinite(video).all().item<bool>());
   GenRequest no_image = r;
-  no_image.image_bytes.clear();
+  no_image.image.clear();
   EXPECT_THROW(gen->prepare(no_image), Error);
 }
 
@@ -396,7 +396,7 @@ TEST_F(PipelineTest, Ti2vEndToEndKeepsImageLatentOnFrame0) {
   r.height = 64;
   r.frames = 5;
   r.steps = 3;
-  r.image_bytes = ppm_image(70, 50);  // best_output_size -> 64x64; Lanczos to 90x64, centre crop
+  r.image = ppm_image(70, 50);  // best_output_size -> 64x64; Lanczos to 90x64, centre crop
   GenState st = gen->prepare(r);
   EXPECT_EQ(st.width, 64);
   EXPECT_EQ(st.height, 64);
@@ -507,7 +507,7 @@ TEST_F(PipelineTest, ResumeIsBitwiseIdenticalTi2vWithImage) {
   r.width = 64;
   r.height = 64;
   r.steps = 3;
-  r.image_bytes = ppm_image(64, 64);
+  r.image = ppm_image(64, 64);
   check_resume(dir("tiny-ti2v"), r, 2);
 }
 
@@ -584,7 +584,7 @@ TEST_F(PipelineTest, BadRequestsAndCheckpoints) {
   r.sampler = "euler";
   EXPECT_THROW(gen->validate(r), Error);
   r = t2v_request(1);
-  r.image_bytes = ppm_image(8, 8);
+  r.image = ppm_image(8, 8);
   EXPECT_THROW(gen->validate(r), Error);
 
   GenState st = gen->prepare(t2v_request(1));

@@ -79,6 +79,7 @@ TEST(JobSpec, ValidationNamesTheField) {
   s = sample();
   s.guide_scale = {1, 2, 3};
   expect_bad(s, "'guide_scale'");
+  expect_bad(s, "(low noise, high noise)");
   // Note [Image bytes only]: bytes that are no image (here an ffmpeg playlist) are refused.
   s = sample();
   const std::string playlist = "ffconcat version 1.0\nfile /etc/passwd\n";
@@ -103,6 +104,24 @@ TEST(JobSpec, AnInputImageMustBeAnImageFileByItsMagicBytes) {
   s.image = bytes("ffconcat version 1.0\nfile secret.mp4\n");
   expect_bad(s, "not a PNG, JPEG");
   expect_bad(s, "66 66 63 6f");  // the first bytes, so the user sees what was sent
+}
+
+// The journal's spec is the wire's "job" object (common/job_request.h) and the owner: one
+// mapping of the request's fields, not two.
+TEST(JobSpec, JournalFormIsTheWireJobAndTheOwner) {
+  const JobSpec s = sample();
+  nlohmann::json j = job_spec_to_json(s);
+  EXPECT_EQ(j.at("owner_uid"), 1000);
+  EXPECT_EQ(j.at("owner_gid"), 100);
+  j.erase("owner_uid");
+  j.erase("owner_gid");
+  EXPECT_EQ(j, job_request_to_json(s));
+
+  // The owner is not part of the request: a wire job reads as a spec of owner 0.
+  const JobSpec w = job_spec_from_json(job_request_to_json(s));
+  EXPECT_EQ(w.owner_uid, 0u);
+  EXPECT_EQ(w.owner_gid, 0u);
+  EXPECT_EQ(job_request_to_json(w), job_request_to_json(s));
 }
 
 TEST(JobSpec, WrongTypesAreRejectedWithTheFieldName) {

@@ -1,8 +1,8 @@
 // Base64 (RFC 4648, with padding) for bytes inside JSON messages: input images
 // and fetched results.
 //
-//   std::string s = proto::base64_encode(bytes.data(), bytes.size());
-//   std::vector<std::uint8_t> b = proto::base64_decode(s);  // throws Error(kBadRequest)
+//   std::string s = base64_encode(bytes.data(), bytes.size());
+//   std::vector<std::uint8_t> b = base64_decode(s);  // throws Error(kBadRequest)
 #pragma once
 
 #include <cstddef>
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace wand::proto {
+namespace wand {
 
 std::string base64_encode(const std::uint8_t* data, std::size_t size);
 inline std::string base64_encode(const std::vector<std::uint8_t>& v) {
@@ -20,4 +20,4 @@ inline std::string base64_encode(const std::vector<std::uint8_t>& v) {
 // Throws wand::Error(kBadRequest) on a character outside the alphabet or a bad length.
 std::vector<std::uint8_t> base64_decode(std::string_view text);
 
-}  // namespace wand::proto
+}  // namespace wand

@@ -1,8 +1,8 @@
-#include "proto/base64.h"
+#include "common/base64.h"
 
 #include "common/error.h"
 
-namespace wand::proto {
+namespace wand {
 
 namespace {
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -72,4 +72,4 @@ std::vector<std::uint8_t> base64_decode(std::string_view text) {
   return out;
 }
 
-}  // namespace wand::proto
+}  // namespace wand

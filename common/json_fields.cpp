@@ -1,4 +1,4 @@
-#include "proto/json_fields.h"
+#include "common/json_fields.h"
 
 #include <cstdint>
 #include <limits>
@@ -6,7 +6,7 @@
 
 #include "common/error.h"
 
-namespace wand::proto {
+namespace wand {
 
 using nlohmann::json;
 
@@ -123,4 +123,4 @@ WAND_PROTO_FIELD(std::vector<std::string>)
 WAND_PROTO_FIELD(std::vector<double>)
 #undef WAND_PROTO_FIELD
 
-}  // namespace wand::proto
+}  // namespace wand

@@ -1,8 +1,8 @@
 // Typed field access for message decoding: every failure is an Error(kBadRequest)
 // that names the field and the expected type.
 //
-//   int steps = proto::field<int>(j, "steps");                     // required
-//   auto neg = proto::optional_field<std::string>(j, "negative");  // nullopt if absent/null
+//   int steps = field<int>(j, "steps");                     // required
+//   auto neg = optional_field<std::string>(j, "negative");  // nullopt if absent/null
 //
 // Supported T: std::string, bool, int, std::int64_t, std::uint64_t, double,
 // std::vector<std::string>, std::vector<double>.
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace wand::proto {
+namespace wand {
 
 template <class T>
 T field(const nlohmann::json& j, const char* name);
@@ -36,12 +36,12 @@ void require_object(const nlohmann::json& j, const std::string& what);
 template <class T, class Decode>
 T decode_tagged(const nlohmann::json& j, const std::string& what, Decode&& decode);
 
-}  // namespace wand::proto
+}  // namespace wand
 
 #include "common/error.h"
 
 template <class T, class Decode>
-T wand::proto::decode_tagged(const nlohmann::json& j, const std::string& what, Decode&& decode) {
+T wand::decode_tagged(const nlohmann::json& j, const std::string& what, Decode&& decode) {
   require_object(j, what);
   const std::string type = field<std::string>(j, "type");
   try {
