@@ -26,18 +26,24 @@ case "$1" in
         --steps ${E2E_STEPS:-4} --jobs '${jobs# }' --configs '${E2E_CONFIGS:-streamed resident}' > $st/e2e-$m.log 2>&1; \
         echo $m \$? >> $st/e2e.rcs; rm -rf /tmp/wand-models/$m;"
     done
+    rm -f "$st/e2e.rc" "$st/e2e.rcs"; touch "$st/started"
     setsid bash -c "$chain touch $st/e2e.rc" < /dev/null > /dev/null 2>&1 &
     ctest_args=(-L gpu)
     [ -n "${E2E_TEST_REGEX:-}" ] && ctest_args+=(-R "$E2E_TEST_REGEX")
     timeout "${GPU_TEST_S:-300}" ctest --test-dir build-gpu "${ctest_args[@]}" --output-on-failure -j1 > "$OUT/gpu-tests.log" 2>&1
     echo "gpu tests rc=$?"; grep -E "tests passed|tests failed|\*\*\*Failed|Timeout" "$OUT/gpu-tests.log" | tail -15
-    tail -3 $st/e2e-*.log ;;
+    tail -n 3 $st/e2e-*.log ;;
   wait)
+    # A machine left idle for ~30 s is given back and the next call gets a fresh one: then there
+    # is nothing to wait for (no build, no models) and this says so at once.
+    if [ ! -f "$st/started" ]; then
+      echo "gpu-call: no background run on this machine (a fresh machine? run 'start' again)"; exit 3
+    fi
     for _ in $(seq "${2:-500}"); do [ -f "$st/e2e.rc" ] && break; sleep 1; done
     cp $st/e2e-*.log "$OUT/" 2>/dev/null; cat $st/e2e.rcs 2>/dev/null
     for m in $models; do
       for f in summary.json summary.md; do cp "/tmp/wand-e2e/$m/$f" "$OUT/$m-$f" 2>/dev/null; done
     done
     tar czf "$OUT/e2e-logs.tgz" -C /tmp/wand-e2e --exclude='*.out' --exclude=spool --exclude=state . 2>/dev/null
-    tail -4 $st/e2e-*.log; cat /tmp/wand-e2e/*/summary.md 2>/dev/null ;;
+    tail -n 4 $st/e2e-*.log; cat /tmp/wand-e2e/*/summary.md 2>/dev/null ;;
 esac

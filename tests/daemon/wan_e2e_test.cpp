@@ -14,7 +14,7 @@
 
 #include <gtest/gtest.h>
 
-#include "proto/base64.h"
+#include "common/base64.h"
 #include "tests/daemon/harness.h"
 
 namespace wand::test {
@@ -325,7 +325,7 @@ TEST(WanEndToEnd, APlaylistBehindPngMagicIsDecodedAsPngOnly) {
   for (const std::string& bytes : payloads) {
     nlohmann::json job = {{"model", "i2v"}, {"task", "i2v"}, {"prompt", "a cat"}, {"width", 64}, {"height", 64},
                           {"frames", 5}, {"steps", 2}, {"seed", 1},
-                          {"image_b64", proto::base64_encode(std::vector<std::uint8_t>(bytes.begin(), bytes.end()))}};
+                          {"image_b64", wand::base64_encode(std::vector<std::uint8_t>(bytes.begin(), bytes.end()))}};
     RawClient c(d.socket());
     c.hello();
     nlohmann::json r = c.call({{"type", "submit"}, {"job", job}});
