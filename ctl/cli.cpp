@@ -455,8 +455,9 @@ extern "C" void on_interrupt(int sig) {
   ::_exit(128 + sig);
 }
 
-void arm_interrupt(const Args& a, const std::string& id, const Output& out) {
-  const std::string msg = "\nwanctl: interrupted; " + id + " continues; `wanctl watch " + id + "` / `wanctl cancel " +
+void arm_interrupt(const Args& a, const std::string& id, const Output& out, bool progress) {
+  // On a terminal the progress line is ended first; piped, the message is a line of its own.
+  const std::string msg = std::string(progress ? "\n" : "") + "wanctl: interrupted; " + id + " continues; `wanctl watch " + id + "` / `wanctl cancel " +
                           id + "` (then `wanctl fetch " + id + " -o FILE`)\n";
   std::snprintf(g_interrupt.message, sizeof g_interrupt.message, "%s", msg.c_str());
   g_interrupt.message_len = std::strlen(g_interrupt.message);
@@ -506,6 +507,7 @@ bool reconnect(Client& c) {
 proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool progress, bool print_events) {
   c.send(proto::Watch{id});
   proto::JobInfo last;
+  ProgressDrawer drawer;  // Note [Progress redraw]
   for (;;) {
     proto::Response r;
     try {
@@ -514,8 +516,9 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
       if (e.exit_code() != kExitNoDaemon) throw;
       // The job is journaled: a restarted wand resumes it from its last checkpointed step.
       if (!a.json) {
-        std::fprintf(stderr, "\nwanctl: lost the connection to wand (%s); %s is durable and goes on when wand "
-                             "is back; reconnecting (up to 60 s)\n", e.what(), id.c_str());
+        std::fprintf(stderr, "%swanctl: lost the connection to wand (%s); %s is durable and goes on when wand "
+                             "is back; reconnecting (up to 60 s)\n", drawer.drawn() ? "\n" : "", e.what(), id.c_str());
+        drawer.reset();  // the next progress line starts on a fresh row
       }
       if (!reconnect(c)) {
         throw ClientError(kExitNoDaemon, kErrConnectionLost,
@@ -539,10 +542,13 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
       }
       std::fflush(stdout);
     }
-    if (progress) draw_progress(stderr, last, terminal_columns(STDERR_FILENO));
+    if (progress) {
+      std::fputs(drawer.redraw(last, terminal_columns(STDERR_FILENO)).c_str(), stderr);
+      std::fflush(stderr);
+    }
     if (last.state == "done" || last.state == "failed" || last.state == "cancelled") break;
   }
-  if (progress) std::fputc('\n', stderr);
+  if (drawer.drawn()) std::fputc('\n', stderr);
   return last;
 }
 
@@ -566,8 +572,8 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
     }
     return kExitOk;
   }
-  arm_interrupt(a, s->id, out);  // Note [Interrupting generate]
-  bool progress = !a.json && !a.no_progress && ::isatty(STDERR_FILENO);
+  const bool progress = !a.json && !a.no_progress && ::isatty(STDERR_FILENO);
+  arm_interrupt(a, s->id, out, progress);  // Note [Interrupting generate]
   if (!a.json && !progress) std::fprintf(stderr, "submitted %s\n", s->id.c_str());
   proto::JobInfo last;
   try {

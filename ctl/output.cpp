@@ -397,32 +397,65 @@ int terminal_columns(int fd) {
   return 80;
 }
 
+// Note [Progress line]: "ID [BAR] K/N STAGE S s/step eta T". The bar's cells depend on the
+// terminal's width only: the room left after the id, the steps and kTailRoom columns for
+// the tail ("denoising 99.99 s/step eta 59m59s"), at most 30 cells, none below 10. So the
+// bar keeps its size through the job (a long stage such as "switching expert (low-noise)"
+// does not shrink it, which would make the bar look as if it went back), and K is padded to
+// N's digits so the tail does not move. A tail longer than its room loses " s/step" first,
+// then " eta T", then the end of the stage; the line is never longer than columns - 1 (the
+// last column would wrap on some terminals).
+namespace {
+constexpr int kTailRoom = 33;
+}  // namespace
+
 std::string progress_line(const proto::JobInfo& j, int columns) {
-  const int width = std::max(columns - 1, 1);  // the last column would wrap on some terminals
-  std::string tail = j.state == "running" && !j.stage.empty() ? j.stage : j.state;
+  const int width = std::max(columns - 1, 1);
+  const std::string total = std::to_string(j.total_steps);
+  std::string steps = std::to_string(j.step);
+  if (steps.size() < total.size()) steps.insert(0, total.size() - steps.size(), ' ');
+  steps += "/" + total;
+  std::string line = j.id + " ";
+  const int bar_cells = std::min(30, width - static_cast<int>(line.size() + 3 + steps.size() + 1) - kTailRoom);
+  if (bar_cells >= 10) {
+    const int filled = j.total_steps > 0 ? bar_cells * std::clamp(j.step, 0, j.total_steps) / j.total_steps : 0;
+    line += "[" + std::string(filled, '#') + std::string(bar_cells - filled, '.') + "] ";
+  }
+  line += steps;
+  const std::string stage = j.state == "running" && !j.stage.empty() ? j.stage : j.state;
+  std::string speed, eta;
   if (j.sec_per_step > 0) {
     char buf[64];
     std::snprintf(buf, sizeof buf, " %.2f s/step", j.sec_per_step);
-    tail += buf;
+    speed = buf;
   }
-  if (j.state == "running" && j.eta_s > 0) tail += " eta " + format_seconds(j.eta_s);
-  const std::string steps = std::to_string(j.step) + "/" + std::to_string(j.total_steps);
-  // The bar takes what is left, between 10 and 30 cells; below 10, no bar.
-  const int fixed = static_cast<int>(j.id.size() + 1 + 3 + steps.size() + 1 + tail.size());
-  const int bar_cells = std::min(30, width - fixed);
-  std::string line = j.id + " ";
-  if (bar_cells >= 10) {
-    const int filled = j.total_steps > 0 ? bar_cells * std::min(j.step, j.total_steps) / j.total_steps : 0;
-    line += "[" + std::string(filled, '#') + std::string(bar_cells - filled, '.') + "] ";
-  }
-  line += steps + " " + tail;
+  if (j.state == "running" && j.eta_s > 0) eta = " eta " + format_seconds(j.eta_s);
+  const std::size_t room = static_cast<std::size_t>(width) > line.size() + 1 ? width - line.size() - 1 : 0;
+  std::string tail = stage + speed + eta;
+  if (tail.size() > room) tail = stage + eta;
+  if (tail.size() > room) tail = stage;
+  if (tail.size() > room) tail.resize(room);
+  if (!tail.empty()) line += " " + tail;
   if (static_cast<int>(line.size()) > width) line.resize(static_cast<std::size_t>(width));
+  while (line.size() > 1 && line.back() == ' ') line.pop_back();
   return line;
 }
 
-void draw_progress(std::FILE* tty, const proto::JobInfo& j, int columns) {
-  std::fprintf(tty, "\r%s\033[K", progress_line(j, columns).c_str());
-  std::fflush(tty);
+// Note [Progress redraw]: "\r" + line + "\033[K" (erase to the end of the row) replaces the
+// line drawn before, of any length, as long as it still sits on one row. When the terminal
+// is made narrower than that line, the terminal either reflows it onto two rows (tmux,
+// VTE, kitty: "\r" would then return to the second row and leave the first part of the
+// old line above) or cuts it (xterm). Which one is not known, so the drawer does not move
+// the cursor up (that could erase the user's own output on a terminal that cut the line):
+// it ends the old line with "\n" and draws below. The old line stays whole, as a line of
+// history, and nothing of it is left on the row being redrawn.
+std::string ProgressDrawer::redraw(const proto::JobInfo& j, int columns) {
+  const std::string line = progress_line(j, columns);
+  std::string out;
+  if (last_len_ > 0 && columns > 0 && last_len_ >= static_cast<std::size_t>(columns)) out += "\n";
+  out += "\r" + line + "\033[K";
+  last_len_ = std::max<std::size_t>(line.size(), 1);
+  return out;
 }
 
 }  // namespace wand::ctl

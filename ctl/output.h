@@ -21,12 +21,24 @@ int plan_exit_code(const proto::PlanReport& p);
 void print_models(std::FILE* out, const proto::ModelList& m);
 // One line for a watch event ("j-3 running step 4/20 denoising 0.81 s/step eta 13s").
 std::string event_line(const proto::JobEvent& e);
-// The progress line of a job ("j-3 [#####.....] 4/20 denoising 0.81 s/step eta 13s"),
-// never longer than columns - 1 characters (a shorter bar, then the tail cut), so that
-// "\r" redraws it in place at any terminal width.
+// The progress line of a job ("j-3 [#####.....]  4/20 denoising 0.81 s/step eta 13s"),
+// never longer than columns - 1 characters, so that "\r" redraws it in place at any
+// terminal width. Note [Progress line]: the bar's width depends on the width only (not
+// on the stage), a narrow line drops s/step, then the ETA, then cuts the stage.
 std::string progress_line(const proto::JobInfo& job, int columns);
-// Redraws progress_line in place on a terminal ("\r...\033[K").
-void draw_progress(std::FILE* tty, const proto::JobInfo& job, int columns);
+// Draws progress lines in place on one terminal (Note [Progress redraw]).
+class ProgressDrawer {
+ public:
+  // The bytes that replace the line drawn last with job's line: "\r" LINE "\033[K",
+  // preceded by "\n" when the terminal became narrower than the line drawn last.
+  std::string redraw(const proto::JobInfo& job, int columns);
+  // The cursor is on a fresh line again (after a newline or a message): nothing to replace.
+  void reset() { last_len_ = 0; }
+  bool drawn() const { return last_len_ > 0; }
+
+ private:
+  std::size_t last_len_ = 0;
+};
 // The terminal's width on fd (TIOCGWINSZ; 80 when unknown), read at each redraw.
 int terminal_columns(int fd);
 // "832x480, 81 frames" once the job reported its video's real size, else "".

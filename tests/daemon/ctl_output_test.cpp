@@ -4,6 +4,9 @@
 
 #include "ctl/output.h"
 
+#include <string>
+#include <vector>
+
 namespace wand::ctl {
 namespace {
 
@@ -44,6 +47,150 @@ TEST(WanctlProgress, QueuedAndLoadingJobsSayWhatTheyWaitFor) {
   j.state = "queued";
   j.stage.clear();
   EXPECT_NE(progress_line(j, 80).find("0/40 queued"), std::string::npos) << progress_line(j, 80);
+}
+
+// The bar of a line: where '[' is and how many cells it has ("" when there is none).
+std::string bar_of(const std::string& line) {
+  const auto open = line.find('[');
+  const auto close = line.find(']');
+  if (open == std::string::npos || close == std::string::npos) return "";
+  return std::to_string(open) + ":" + std::to_string(close - open - 1);
+}
+
+const char* const kStages[] = {"loading", "encoding", "denoising", "switching expert (low-noise)", "decoding",
+                               "writing"};
+
+// Walk-through 2026-12-07 (80 columns): the bar shrank from 30 to 19 cells for the
+// "switching expert (low-noise)" step (its fill went from 19 to 12 cells: it looked as if the
+// job went back), and at 40 columns it came and went between the stages.
+TEST(WanctlProgress, TheBarKeepsItsSizeThroughEveryStage) {
+  for (int cols = 1; cols <= 240; ++cols) {
+    proto::JobInfo j = running_job();
+    std::string first;
+    for (const char* stage : kStages) {
+      j.stage = stage;
+      const std::string bar = bar_of(progress_line(j, cols));
+      if (stage == kStages[0]) first = bar;
+      EXPECT_EQ(bar, first) << "columns " << cols << ", stage " << stage << ": " << progress_line(j, cols);
+    }
+    j.state = "done";
+    j.stage.clear();
+    j.step = 40;
+    EXPECT_EQ(bar_of(progress_line(j, cols)), first) << "columns " << cols << ": " << progress_line(j, cols);
+    if (cols >= 80) EXPECT_EQ(first, "5:30") << "columns " << cols;
+    if (cols <= 40) EXPECT_EQ(first, "") << "columns " << cols;
+  }
+}
+
+TEST(WanctlProgress, ANarrowLineDropsTheSpeedThenTheEtaThenCutsTheStage) {
+  proto::JobInfo j = running_job();
+  EXPECT_EQ(progress_line(j, 40), "j-10 20/40 switching expert (low-noise)");
+  EXPECT_EQ(progress_line(j, 50), "j-10 20/40 switching expert (low-noise) eta 4m05s");
+  j.stage = "denoising";
+  j.sec_per_step = 0.55;
+  j.eta_s = 20;
+  EXPECT_EQ(progress_line(j, 41), "j-10 20/40 denoising 0.55 s/step eta 20s");
+  EXPECT_EQ(progress_line(j, 40), "j-10 20/40 denoising eta 20s");
+  EXPECT_EQ(progress_line(j, 25), "j-10 20/40 denoising");
+  EXPECT_EQ(progress_line(j, 18), "j-10 20/40 denois");
+  j.step = 5;  // padded to the digits of the total: the tail stays where it was
+  EXPECT_EQ(progress_line(j, 41), "j-10  5/40 denoising 0.55 s/step eta 20s");
+  for (int cols = 1; cols <= 40; ++cols) {
+    const std::string line = progress_line(j, cols);
+    EXPECT_TRUE(line.empty() || line.back() != ' ') << "columns " << cols << ": '" << line << "'";  // no dangling space
+  }
+}
+
+// A terminal of `cols` columns that applies what wanctl writes: printable characters (with
+// autowrap onto a new row), "\r", "\n" and "\033[K". Enough to see what a user sees.
+struct Screen {
+  explicit Screen(int c) : cols(c), rows(1) {}
+  void feed(const std::string& bytes) {
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      const char ch = bytes[i];
+      if (ch == '\r') {
+        col = 0;
+      } else if (ch == '\n') {
+        new_row();
+      } else if (ch == '\033') {
+        ASSERT_EQ(bytes.compare(i, 3, "\033[K"), 0) << "an unexpected escape sequence";
+        rows.back().resize(static_cast<std::size_t>(std::min<int>(col, rows.back().size())));
+        i += 2;
+      } else {
+        if (col == cols) {  // autowrap: a line wider than the terminal
+          new_row();
+          ++wraps;
+        }
+        std::string& r = rows.back();
+        if (r.size() <= static_cast<std::size_t>(col)) r.resize(static_cast<std::size_t>(col) + 1, ' ');
+        r[static_cast<std::size_t>(col++)] = ch;
+      }
+    }
+  }
+  void new_row() {
+    rows.emplace_back();
+    col = 0;
+  }
+  int cols;
+  int col = 0;
+  int wraps = 0;
+  std::vector<std::string> rows;
+};
+
+TEST(WanctlProgress, RedrawsInPlaceAtEveryWidthWithNothingLeftOver) {
+  for (int cols : {20, 40, 57, 80, 120, 200}) {
+    Screen screen(cols);
+    ProgressDrawer drawer;
+    proto::JobInfo j = running_job();
+    j.step = 0;
+    j.sec_per_step = 0;
+    j.eta_s = 0;
+    std::string last;
+    auto draw = [&] {
+      screen.feed(drawer.redraw(j, cols));
+      last = progress_line(j, cols);
+      ASSERT_EQ(screen.rows.size(), 1u) << "columns " << cols;
+      EXPECT_EQ(screen.rows.back(), last) << "columns " << cols;  // no leftover of a longer line
+    };
+    for (const char* stage : {"loading", "encoding"}) {
+      j.stage = stage;
+      draw();
+    }
+    for (int k = 1; k <= 40; ++k) {
+      j.stage = k == 21 ? "switching expert (low-noise)" : "denoising";
+      j.step = k;
+      j.sec_per_step = k == 40 ? 10.5 : 0.55;
+      j.eta_s = (40 - k) * 0.55;
+      draw();
+    }
+    for (const char* stage : {"decoding", "writing"}) {
+      j.stage = stage;
+      draw();
+    }
+    j.state = "done";
+    j.stage.clear();
+    draw();
+    EXPECT_EQ(screen.wraps, 0) << "columns " << cols;
+  }
+}
+
+// Walk-through 2026-12-07: a tmux window shrunk from 100 to 40 columns mid-job reflowed the
+// old line onto two rows, "\r" went back to the second one, and the first part of the old
+// line ("j-6 [##############................] 19/") stayed above the new line.
+TEST(WanctlProgress, ANarrowedTerminalGetsTheNewLineOnAFreshRow) {
+  ProgressDrawer drawer;
+  proto::JobInfo j = running_job();
+  j.stage = "denoising";
+  const std::string wide = drawer.redraw(j, 100);
+  EXPECT_EQ(wide, "\r" + progress_line(j, 100) + "\033[K");
+  EXPECT_GT(progress_line(j, 100).size(), 40u);
+  EXPECT_EQ(drawer.redraw(j, 100).rfind("\r", 0), 0u) << "same width: in place";
+  EXPECT_EQ(drawer.redraw(j, 40), "\n\r" + progress_line(j, 40) + "\033[K") << "narrower than the old line";
+  EXPECT_EQ(drawer.redraw(j, 40).rfind("\r", 0), 0u) << "then in place again";
+  EXPECT_EQ(drawer.redraw(j, 100).rfind("\r", 0), 0u) << "wider: the old line fits, in place";
+  drawer.reset();
+  EXPECT_EQ(drawer.redraw(j, 20).rfind("\r", 0), 0u) << "after a reset nothing is replaced";
+  EXPECT_TRUE(drawer.drawn());
 }
 
 TEST(WanctlStatus, ShowsTheCardsAndTheRealVideoSize) {
