@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device calls of issue 13's acceptance run (one machine, consecutive calls):
 #   bench/e2e/gpu-call.sh start   build, then in the background (setsid), model by model
-#                                 (E2E_MODELS, default "i2v-A14B t2v-A14B"): write the model,
+#                                 (E2E_MODELS, default "i2v-A14B t2v-A14B"; an entry MODEL=CFG,CFG
+#                                 runs only those configs for that model): write the model,
 #                                 run its jobs (E2E_SIZES) in each config (E2E_CONFIGS), delete
 #                                 it (the 64 GB disk holds one full-size model); meanwhile the
 #                                 GPU tests (ctest -L gpu, E2E_TEST_REGEX to pick some, GPU_TEST_S)
@@ -19,11 +20,13 @@ case "$1" in
     scripts/gpu-build.sh > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
     echo "build $(( $(date +%s) - t0 )) s"
     chain=""
-    for m in $models; do
+    for entry in $models; do
+      m=${entry%%=*}; cfgs=${E2E_CONFIGS:-streamed resident}
+      case "$entry" in *=*) cfgs=${entry#*=}; cfgs=${cfgs//,/ } ;; esac
       jobs=""
       for s in ${E2E_SIZES:-1280*720 832*480}; do jobs="$jobs $m:$s"; done
       chain="$chain bench/e2e/run.sh --build build-gpu --work /tmp/wand-e2e/$m --models /tmp/wand-models \
-        --steps ${E2E_STEPS:-4} --jobs '${jobs# }' --configs '${E2E_CONFIGS:-streamed resident}' > $st/e2e-$m.log 2>&1; \
+        --steps ${E2E_STEPS:-4} --jobs '${jobs# }' --configs '$cfgs' > $st/e2e-$m.log 2>&1; \
         echo $m \$? >> $st/e2e.rcs; rm -rf /tmp/wand-models/$m;"
     done
     rm -f "$st/e2e.rc" "$st/e2e.rcs"; touch "$st/started"
@@ -41,7 +44,8 @@ case "$1" in
     fi
     for _ in $(seq "${2:-500}"); do [ -f "$st/e2e.rc" ] && break; sleep 1; done
     cp $st/e2e-*.log "$OUT/" 2>/dev/null; cat $st/e2e.rcs 2>/dev/null
-    for m in $models; do
+    for entry in $models; do
+      m=${entry%%=*}
       for f in summary.json summary.md; do cp "/tmp/wand-e2e/$m/$f" "$OUT/$m-$f" 2>/dev/null; done
     done
     tar czf "$OUT/e2e-logs.tgz" -C /tmp/wand-e2e --exclude='*.out' --exclude=spool --exclude=state . 2>/dev/null
