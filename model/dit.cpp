@@ -413,27 +413,53 @@ at::Tensor WanDit::unpatchify(const at::Tensor& head_out, const DitInputs& in) c
   return u.reshape({c, in.grid_f * cfg_.patch_t, in.grid_h * cfg_.patch_h, in.grid_w * cfg_.patch_w});
 }
 
+BlockLoop WanDit::owned_blocks() const {
+  return [this](const BlockBody& body) {
+    for (int64_t i = 0; i < cfg_.num_layers; ++i) body(i, block_weights(i));
+  };
+}
+
 at::Tensor WanDit::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
                            const c10::optional<at::Tensor>& y) const {
+  return forward(x, t, context, seq_len, y, owned_blocks());
+}
+
+at::Tensor WanDit::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
+                           const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const {
   DitInputs in = embed(x, t, context, seq_len, y);
   at::Tensor h = in.tokens;
-  for (int64_t i = 0; i < cfg_.num_layers; ++i) h = block(i, h, in);
+  blocks([&](int64_t i, const DitBlockWeights& w) { h = block(i, h, in, w); });
   return head(h, in);
 }
 
 std::pair<at::Tensor, at::Tensor> WanDit::forward_cfg(const at::Tensor& x, const at::Tensor& t,
                                                       const at::Tensor& context, const at::Tensor& context_null,
                                                       int64_t seq_len, const c10::optional<at::Tensor>& y) const {
+  return forward_cfg(x, t, context, context_null, seq_len, y, owned_blocks());
+}
+
+std::pair<at::Tensor, at::Tensor> WanDit::forward_cfg(const at::Tensor& x, const at::Tensor& t,
+                                                      const at::Tensor& context, const at::Tensor& context_null,
+                                                      int64_t seq_len, const c10::optional<at::Tensor>& y,
+                                                      const BlockLoop& blocks, BranchStash* stash) const {
   DitInputs in_c = embed(x, t, context, seq_len, y);
   DitInputs in_u = in_c;
   in_u.context = embed_text(context_null);
   at::Tensor hc = in_c.tokens, hu = in_u.tokens;
-  for (int64_t i = 0; i < cfg_.num_layers; ++i) {
-    const DitBlockWeights& w = block_weights(i);
+  bool stashed = false;  // hu is in the stash
+  blocks([&](int64_t i, const DitBlockWeights& w) {
     hc = block(i, hc, in_c, w);
-    hu = block(i, hu, in_u, w);
-  }
-  return {head(hc, in_c), head(hu, in_u)};
+    if (stash == nullptr) {
+      hu = block(i, hu, in_u, w);
+      return;
+    }
+    stash->put(block(i, stashed ? stash->take() : hu, in_u, w));
+    hu = at::Tensor();  // the device holds one stream between blocks
+    stashed = true;
+  });
+  at::Tensor c = head(hc, in_c);
+  if (stashed) hu = stash->take();
+  return {c, head(hu, in_u)};
 }
 
 }  // namespace wand::model

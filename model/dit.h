@@ -9,9 +9,9 @@
 //     h = dit.block(i, h, in, weights_from_slot(i));       // weights handed in, not owned
 //   at::Tensor v = dit.head(h, in);                        // [out_dim, F, H, W] fp32
 //
-// CFG interleaved per block (both branches share each block's weights):
-//   DitInputs u = in; u.context = dit.embed_text(neg_context);
-//   hc = dit.block(i, hc, in, w); hu = dit.block(i, hu, u, w);
+// CFG interleaved per block (both branches share each block's weights), with the blocks
+// from wherever they live (Note [Block loops]):
+//   auto [cond, uncond] = dit.forward_cfg(x, t, ctx, ctx_null, seq_len, y, streamer.loop(k));
 //
 // Numerics (Note [DiT precision islands]): RunDtype::kFloat32 computes
 // everything in fp32 (the golden cases). kBFloat16 / kFloat16 follow the
@@ -43,6 +43,29 @@
 namespace wand::model {
 
 class CheckpointDir;
+
+// Note [Block loops]: a forward takes its block weights from a loop that knows where they
+// live: the DiT's own (WanDit::owned_blocks), a streamer over the memory pool
+// (sched::exec::BlockStreamer: plan, prefetch, pin, fence, release), or a test's.
+// loop(body) runs body(i, w_i) for i = 0..L-1 in order; w_i is valid during the call only.
+// The forwards below are the ONE place the order of a DiT's work is written (embed, blocks
+// with both CFG branches interleaved, head); the drivers differ only in their loop (and the
+// Ulysses driver in its block, scheduler/multigpu/ulysses_dit.h).
+struct DitBlockWeights;
+using BlockBody = std::function<void(int64_t i, const DitBlockWeights& w)>;
+using BlockLoop = std::function<void(const BlockBody& body)>;
+
+// Where WanDit::forward_cfg keeps the uncond branch's residual stream between blocks when
+// the card should hold one fp32 stream, not two (Note [Branch spill], the streaming
+// executor's host blob). put(h) after each uncond block (h [1, S, D] fp32 may then leave
+// the device); take() before the next uncond block and before the head returns it on the
+// DiT's device. Copies must be exact: results do not change.
+class BranchStash {
+ public:
+  virtual ~BranchStash() = default;
+  virtual void put(const at::Tensor& h) = 0;
+  virtual at::Tensor take() = 0;
+};
 
 // Everything the blocks and the head need besides the residual stream.
 struct DitInputs {
@@ -100,15 +123,25 @@ class WanDit {
   at::Tensor unpatchify(const at::Tensor& head_out, const DitInputs& in) const;
   at::Tensor head(const at::Tensor& x, const DitInputs& in) const { return unpatchify(head_tokens(x, in), in); }
 
-  // embed -> all blocks (owned) -> head: [out_dim, F, H, W] fp32.
+  // The loop over the DiT's own block weights (load_blocks) (Note [Block loops]).
+  BlockLoop owned_blocks() const;
+
+  // embed -> all blocks -> head: [out_dim, F, H, W] fp32. Without `blocks`: the owned ones.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
                      const c10::optional<at::Tensor>& y = c10::nullopt) const;
-  // Both CFG branches, interleaved per block (each block's weights used twice
-  // in a row). Returns (cond, uncond) predictions.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
+                     const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const;
+  // Both CFG branches, interleaved per block (each block's weights used twice in a row:
+  // they cross PCIe once per step when streamed). Returns (cond, uncond) predictions. With
+  // a stash the uncond stream waits in it between blocks (BranchStash).
   std::pair<at::Tensor, at::Tensor> forward_cfg(const at::Tensor& x, const at::Tensor& t,
                                                 const at::Tensor& context, const at::Tensor& context_null,
                                                 int64_t seq_len,
                                                 const c10::optional<at::Tensor>& y = c10::nullopt) const;
+  std::pair<at::Tensor, at::Tensor> forward_cfg(const at::Tensor& x, const at::Tensor& t,
+                                                const at::Tensor& context, const at::Tensor& context_null,
+                                                int64_t seq_len, const c10::optional<at::Tensor>& y,
+                                                const BlockLoop& blocks, BranchStash* stash = nullptr) const;
 
   // The float64 RoPE table [1024, head_dim/2, 2].
   const at::Tensor& freqs() const { return freqs_; }

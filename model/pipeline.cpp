@@ -488,22 +488,17 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
     in.y = y;
     std::tie(v_c, v_u) = opt_.cfg_forward(in, check);
   } else {
-    // Both CFG branches interleaved per block (each block's weights used twice in a row).
+    // The owned blocks, with the job's check between them (Note [Block loops], dit.h).
     const WanDit& dit = expert(high);
-    DitInputs in_c = dit.embed(x, t_in, st.context, st.seq_len, y);
-    DitInputs in_u = in_c;
-    in_u.context = dit.embed_text(st.context_null);
-    at::Tensor hc = in_c.tokens, hu = in_u.tokens;
-    for (int64_t i = 0; i < dit.num_layers(); ++i) {
+    const BlockLoop blocks = [&](const BlockBody& body) {
+      for (int64_t i = 0; i < dit.num_layers(); ++i) {
+        if (check) check();
+        body(i, dit.block_weights(i));
+        block_calls_ += 2;  // both branches
+      }
       if (check) check();
-      hc = dit.block(i, hc, in_c);
-      ++block_calls_;
-      hu = dit.block(i, hu, in_u);
-      ++block_calls_;
-    }
-    if (check) check();
-    v_c = dit.head(hc, in_c);
-    v_u = dit.head(hu, in_u);
+    };
+    std::tie(v_c, v_u) = dit.forward_cfg(x, t_in, st.context, st.context_null, st.seq_len, y, blocks);
   }
   at::Tensor v = cfg_combine(v_u, v_c, g);
 

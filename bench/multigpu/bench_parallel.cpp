@@ -1,6 +1,6 @@
 // bench_parallel: one job's denoising step on 1..N cards of one process (issue 8), with
 // the DiT blocks streamed to every card from ONE shared pinned host copy (one MemoryPool:
-// a host tier + a device tier per card; ParallelDitRunner + StreamedBlocks).
+// a host tier + a device tier per card; ParallelDitRunner + one exec::BlockStreamer per card).
 // For every N (1, each power of two between, all cards) and size, every strategy that
 // applies (single, cfg-parallel, ulysses-N, cfg2xulysses-N/2; the planner's choice marked):
 // seconds per denoising step (both CFG branches; 1 warm-up + --timed steps), one step's
@@ -430,7 +430,7 @@ int main(int argc, char** argv) {
           nlohmann::json per = nlohmann::json::array();
           double wait_max = 0;
           for (int g = 0; g < n; ++g) {
-            const StreamedBlocksStats& ss = runner.streamer(g).stats();
+            const exec::BlockStreamerStats& ss = runner.streamer(g).stats();
             const double pcie = static_cast<double>(ss.device_bytes_in - in0[static_cast<std::size_t>(g)]) / (step_s * a.timed);
             wait_max = std::max(wait_max, ss.wait_s);
             per.push_back({{"card", g},

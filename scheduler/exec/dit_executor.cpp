@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <deque>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -23,18 +22,53 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// A pinned device copy of one block and the fence after the kernels that read it.
-struct HeldBlock {
-  memory::PinnedCopy pin;
-  ComputeFence fence;
-};
-
 }  // namespace
+
+// Note [Branch spill]: with spill_uncond, the uncond stream lives in a host blob of the
+// pool between blocks: before its block it is copied to the device, after it back to host
+// (the device then holds one fp32 stream between blocks instead of two). Cost: S x D x 4
+// bytes each way per block per step (480p A14B: 640 MiB each way, ~52 ms at 25 GB/s,
+// synchronous here). The copies are exact, so results are unchanged. The blob is the
+// executor's, kept across steps (dropped with the executor).
+class DitExecutor::Spill final : public model::BranchStash {
+ public:
+  Spill(DitExecutor& ex, at::Device device) : ex_(ex), device_(device) {}
+  void put(const at::Tensor& h) override {
+    const std::uint64_t bytes = static_cast<std::uint64_t>(h.numel()) * 4;
+    memory::MemoryPool& pool = ex_.pool_;
+    if (!host_.defined()) {
+      if (ex_.spill_blob_ != 0 && ex_.spill_blob_bytes_ != bytes) {
+        pool.drop_blob(ex_.spill_blob_);
+        ex_.spill_blob_ = 0;
+      }
+      if (ex_.spill_blob_ == 0) {
+        static std::atomic<unsigned> seq{0};
+        ex_.spill_blob_ = pool.create_blob("executor.spill.uncond." + std::to_string(seq++), bytes);
+        ex_.spill_blob_bytes_ = bytes;
+      }
+      pin_ = pool.acquire(ex_.spill_blob_, pool.host_tier());
+      host_ = at::from_blob(pin_.data(), h.sizes(), at::TensorOptions().dtype(at::kFloat));
+    }
+    host_.copy_(h.to(at::kFloat));
+    ex_.stats_.spill_bytes += bytes;
+  }
+  at::Tensor take() override {
+    ex_.stats_.spill_bytes += static_cast<std::uint64_t>(host_.numel()) * 4;
+    return device_.is_cpu() ? host_.clone() : host_.to(device_);
+  }
+
+ private:
+  DitExecutor& ex_;
+  at::Device device_;
+  memory::PinnedCopy pin_;
+  at::Tensor host_;  // view of the spill blob, [1, S, D] fp32
+};
 
 DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> experts,
                          std::vector<int> expert_of_step, ExecutorOptions options)
-    : pool_(pool), experts_(std::move(experts)), expert_of_step_(std::move(expert_of_step)), opt_(options) {
+    : pool_(pool), experts_(std::move(experts)), opt_(options) {
   if (experts_.empty()) throw Error(ErrorCode::kBadRequest, "executor: no experts");
+  std::int64_t layers = 0;
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     const ExecutorExpert& x = experts_[e];
     if (x.dit == nullptr || x.store == nullptr) {
@@ -45,15 +79,14 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
                                               std::to_string(x.store->num_blocks()) + " blocks, its DiT " +
                                               std::to_string(x.dit->num_layers()));
     }
-    if (e == 0) layers_ = x.dit->num_layers();
-    if (x.dit->num_layers() != layers_) throw Error(ErrorCode::kBadRequest, "executor: experts differ in depth");
+    if (e == 0) layers = x.dit->num_layers();
+    if (x.dit->num_layers() != layers) throw Error(ErrorCode::kBadRequest, "executor: experts differ in depth");
   }
-  check_expert_schedule(expert_of_step_, experts_.size(), "executor");
+  check_expert_schedule(expert_of_step, experts_.size(), "executor");
   const int dev = opt_.device_tier;
   if (dev < 0 || static_cast<std::size_t>(dev) >= pool_.tier_count()) {
     throw Error(ErrorCode::kBadRequest, "executor: device tier " + std::to_string(dev) + " does not exist");
   }
-
   const bool host_addressable = pool_.tier(dev).host_addressable();
   for (std::size_t e = 0; e < experts_.size(); ++e) {
     const at::Device d = experts_[e].dit->device();
@@ -66,42 +99,20 @@ DitExecutor::DitExecutor(memory::MemoryPool& pool, std::vector<ExecutorExpert> e
                       ") with cuda_device=" + std::to_string(opt_.cuda_device));
     }
   }
-
-  {  // blocks take whole slots on the tiers this executor plans
-    std::vector<const WeightStore*> stores;
-    for (const ExecutorExpert& ex : experts_) stores.push_back(ex.store);
-    reserve_block_slots(pool_, dev, stores);
-    if (opt_.host_window_bytes > 0) reserve_block_slots(pool_, pool_.host_tier(), stores);
-  }
-  // The job's static schedule of block uses, on the device tier and on the host tier.
-  std::vector<memory::ScheduleEntry> dev_sched, host_sched;
-  std::uint64_t max_block = 0;
-  for (int e : expert_of_step_) {
-    for (std::int64_t i = 0; i < layers_; ++i) {
-      const memory::BlobId id = experts_[static_cast<std::size_t>(e)].store->block(i).id;
-      const std::uint64_t db = pool_.copy_bytes(id, dev);
-      max_block = std::max(max_block, db);
-      dev_sched.push_back({id, db});
-      host_sched.push_back({id, pool_.copy_bytes(id, pool_.host_tier())});
-    }
-  }
-  window_ = opt_.window_bytes > 0 ? opt_.window_bytes : 2 * max_block;
-  window_ = std::max(window_, max_block);
-  DeviceBudget b = opt_.budget;
-  if (b.slot_bytes == 0) b.slot_bytes = pool_.tier(dev).bytes_capacity();
-  check_device_budget(b, window_, max_block, opt_.activation_need_bytes);
-
-  device_rm_ = std::make_unique<memory::ResidencyManager>(dev_sched, pool_.tier(dev).bytes_capacity(), window_);
-  if (opt_.host_window_bytes > 0) {
-    host_rm_ = std::make_unique<memory::ResidencyManager>(host_sched, pool_.tier(pool_.host_tier()).bytes_capacity(),
-                                                          std::max(opt_.host_window_bytes, max_block));
-  }
-  log::get("sched")->info("executor steps={} layers={} window={} host_window={} slots={} block={}",
-                          expert_of_step_.size(), layers_, format_bytes(window_),
-                          format_bytes(opt_.host_window_bytes), format_bytes(b.slot_bytes), format_bytes(max_block));
+  std::vector<const WeightStore*> stores;
+  for (const ExecutorExpert& ex : experts_) stores.push_back(ex.store);
+  BlockStreamerOptions so;
+  so.device_tier = dev;
+  so.cuda_device = opt_.cuda_device;
+  so.window_bytes = opt_.window_bytes;
+  so.host_window_bytes = opt_.host_window_bytes;
+  so.budget = opt_.budget;
+  so.activation_need_bytes = opt_.activation_need_bytes;
+  streamer_ = std::make_unique<BlockStreamer>(pool_, std::move(stores), std::move(expert_of_step), so);
 }
 
 DitExecutor::~DitExecutor() {
+  streamer_.reset();
   if (spill_blob_ != 0) {
     try {
       pool_.drop_blob(spill_blob_);
@@ -111,21 +122,6 @@ DitExecutor::~DitExecutor() {
   }
 }
 
-void DitExecutor::plan_and_apply(std::size_t position) {
-  const int dev = opt_.device_tier, host = pool_.host_tier();
-  if (host_rm_) {
-    memory::ResidencyPlan hp = host_rm_->plan(position, pool_.resident(host));
-    for (memory::BlobId id : hp.prefetch) stats_.host_bytes_in += pool_.copy_bytes(id, host);
-    host_rm_->apply(hp, pool_, host);
-  }
-  memory::ResidencyPlan p = device_rm_->plan(position, pool_.resident(dev));
-  for (memory::BlobId id : p.prefetch) {
-    if (pool_.state(id, host) == memory::CopyState::kAbsent) stats_.host_bytes_in += pool_.copy_bytes(id, host);
-    stats_.device_bytes_in += pool_.copy_bytes(id, dev);
-  }
-  device_rm_->apply(p, pool_, dev);  // failures surface again through the demand's acquire
-}
-
 std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, bool cfg,
                                          const std::function<void()>& check) {
   if (k < 0 || k >= num_steps()) {
@@ -133,106 +129,25 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
                                             std::to_string(num_steps()) + " steps)");
   }
   const auto t_step = Clock::now();
-  const ExecutorExpert& ex = experts_[static_cast<std::size_t>(expert_of_step_[static_cast<std::size_t>(k)])];
-  const model::WanDit& dit = *ex.dit;
-  const at::Device device = dit.device();
-  const int dev = opt_.device_tier;
-
-  model::DitInputs in_c = dit.embed(in.x, in.t, in.context, in.seq_len, in.y);
-  model::DitInputs in_u;
-  at::Tensor hc = in_c.tokens, hu;
-  if (cfg) {
-    in_u = in_c;
-    in_u.context = dit.embed_text(in.context_null);
-    hu = in_u.tokens;
-  }
-
-  // Note [Branch spill]: with spill_uncond, the uncond stream lives in a host blob of the
-  // pool between blocks: before its block it is copied to the device, after it back to
-  // host (the device then holds one fp32 stream between blocks instead of two). Cost:
-  // S x D x 4 bytes each way per block per step (480p A14B: 640 MiB each way, ~52 ms
-  // at 25 GB/s, synchronous here). The copies are exact, so results are unchanged.
-  const bool spill = cfg && opt_.spill_uncond;
-  memory::PinnedCopy spill_pin;
-  at::Tensor hu_host;  // view of the spill blob, [1, S, D] fp32
-  auto spill_out = [&](const at::Tensor& h) {
-    const std::uint64_t bytes = static_cast<std::uint64_t>(h.numel()) * 4;
-    if (!hu_host.defined()) {
-      if (spill_blob_ != 0 && spill_blob_bytes_ != bytes) {
-        pool_.drop_blob(spill_blob_);
-        spill_blob_ = 0;
-      }
-      if (spill_blob_ == 0) {
-        static std::atomic<unsigned> seq{0};
-        spill_blob_ = pool_.create_blob("executor.spill.uncond." + std::to_string(seq++), bytes);
-        spill_blob_bytes_ = bytes;
-      }
-      spill_pin = pool_.acquire(spill_blob_, pool_.host_tier());
-      hu_host = at::from_blob(spill_pin.data(), h.sizes(), at::TensorOptions().dtype(at::kFloat));
-    }
-    hu_host.copy_(h.to(at::kFloat));
-    stats_.spill_bytes += bytes;
-  };
-  auto spill_in = [&]() {
-    stats_.spill_bytes += static_cast<std::uint64_t>(hu_host.numel()) * 4;
-    return device.is_cpu() ? hu_host.clone() : hu_host.to(device);
-  };
-
-  std::deque<HeldBlock> held;  // pinned blocks whose kernels may still run (oldest first)
+  const model::WanDit& dit = *experts_[static_cast<std::size_t>(streamer_->expert_of_step(k))].dit;
+  const model::BlockLoop blocks = streamer_->loop(k, check);
+  std::vector<at::Tensor> out;
   try {
-    for (std::int64_t i = 0; i < layers_; ++i) {
-      if (check) check();
-      const std::size_t pos = static_cast<std::size_t>(k * layers_ + i);
-      plan_and_apply(pos);
-      const BlockBlob& b = ex.store->block(i);
-      const bool had = pool_.state(b.id, dev) == memory::CopyState::kReady ||
-                       pool_.state(b.id, dev) == memory::CopyState::kLoading;
-      if (!had) {  // the plan could not bring it (no room): a demand load
-        if (pool_.state(b.id, pool_.host_tier()) == memory::CopyState::kAbsent) {
-          stats_.host_bytes_in += pool_.copy_bytes(b.id, pool_.host_tier());
-        }
-        stats_.device_bytes_in += pool_.copy_bytes(b.id, dev);
-      }
-      const auto t_wait = Clock::now();
-      memory::RequestOptions ro;
-      ro.urgent = true;
-      memory::PinnedCopy pin = pool_.acquire(b.id, dev, ro);
-      const double w = seconds_since(t_wait);
-      stats_.wait_s += w;
-      stats_.max_block_wait_s = std::max(stats_.max_block_wait_s, w);
-      stats_.block_wait_s.push_back(w);
-
-      const model::DitBlockWeights weights = view_block_weights(b, pin.data(), device);
-      hc = dit.block(i, hc, in_c, weights);
-      if (spill) {
-        at::Tensor h = dit.block(i, i == 0 ? hu : spill_in(), in_u, weights);
-        spill_out(h);
-        hu = at::Tensor();
-      } else if (cfg) {
-        hu = dit.block(i, hu, in_u, weights);
-      }
-      held.push_back(HeldBlock{std::move(pin), ComputeFence::record(opt_.cuda_device)});
-      // Unpin what the device has finished. Block i-1 is waited for here at the latest:
-      // the device still has block i queued, so it does not idle, and while block i+1 is
-      // planned only block i is pinned (the budget's "window + one block").
-      while (!held.empty() && (held.size() > 1 || held.front().fence.done())) {
-        held.front().fence.wait();
-        held.pop_front();
-      }
-      ++stats_.blocks_run;
+    if (cfg) {
+      Spill spill(*this, dit.device());
+      auto [c, u] = dit.forward_cfg(in.x, in.t, in.context, in.context_null, in.seq_len, in.y, blocks,
+                                    opt_.spill_uncond ? &spill : nullptr);
+      out.push_back(c);
+      out.push_back(u);
+    } else {
+      out.push_back(dit.forward(in.x, in.t, in.context, in.seq_len, in.y, blocks));
     }
   } catch (...) {
-    synchronize_device(opt_.cuda_device);  // no kernel may still read a slot we unpin
+    static_cast<BlockStreamerStats&>(stats_) = streamer_->stats();
     throw;
   }
-  std::vector<at::Tensor> out;
-  out.push_back(dit.head(hc, in_c));
-  if (spill && layers_ > 0) hu = spill_in();
-  if (cfg) out.push_back(dit.head(hu, in_u));
-  for (HeldBlock& h : held) h.fence.wait();
-  held.clear();
   synchronize_device(opt_.cuda_device);
-  ++stats_.steps;
+  static_cast<BlockStreamerStats&>(stats_) = streamer_->stats();
   stats_.step_s += seconds_since(t_step);
   return out;
 }
@@ -268,7 +183,7 @@ nlohmann::json DitExecutor::stats_json() const {
           {"max_block_wait_s", stats_.max_block_wait_s},
           {"step_s", stats_.step_s},
           {"compute_s", stats_.step_s - stats_.wait_s},
-          {"window_bytes", window_},
+          {"window_bytes", window_bytes()},
           {"spill_uncond", opt_.spill_uncond},
           {"spill_bytes", stats_.spill_bytes},
           {"allocator_reserved_bytes", opt_.cuda_device >= 0 ? caching_allocator_reserved(opt_.cuda_device) : 0},

@@ -11,21 +11,16 @@
 //   }
 //   nlohmann::json s = exec.stats_json();
 //
-// The schedule of block uses is static (step k uses blocks 0..L-1 of expert_of_step[k]),
-// so a ResidencyManager over the whole job plans the device tier (Belady eviction, a
-// prefetch window of window_bytes) and, when host_window_bytes > 0, the host tier as well
-// (the idle expert is read from disk ahead of the switch while the finished expert's
-// blocks are evicted one by one). Per block i: plan + apply (keep the window full), pin
-// block i's device copy (the time spent waiting is the block's wait), view it as
-// DitBlockWeights (at::from_blob, no copy), run block(i) on the cond stream then on the
-// uncond stream (each block's weights cross PCIe once per step), record a compute fence,
-// unpin the blocks whose fences are done (on CUDA block i-1 is waited for after block i
-// is launched, so only block i stays pinned while block i+1 is planned),
-// and check the cancel token.
+// The blocks come from one BlockStreamer (block_streamer.h, Note [Per-card streaming]:
+// device planning, host planning when host_window_bytes > 0, pin / fence / release) and
+// run in WanDit::forward_cfg (model/dit.h, Note [Block loops]): both CFG branches per
+// block, each block's weights crossing PCIe once per step; with spill_uncond the uncond
+// stream waits in a host blob of the pool between blocks (Note [Branch spill]). The cancel
+// check runs between blocks.
 //
-// Owns its residency managers and counters; borrows the pool, the DiTs and the stores
-// (they must outlive it). One thread (the job's) calls step() / forward(); stats_json()
-// from the same thread.
+// Owns its streamer and counters; borrows the pool, the DiTs and the stores (they must
+// outlive it). One thread (the job's) calls step() / forward(); stats_json() from the same
+// thread.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +32,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include "memory/residency_manager.h"
+#include "memory/blob.h"  // BlobId
+#include "scheduler/exec/block_streamer.h"
 #include "scheduler/exec/exec_budget.h"
 
 namespace wand::memory {
@@ -80,15 +76,9 @@ struct StepInputs {
   c10::optional<at::Tensor> y;  // i2v conditioning
 };
 
-struct ExecutorStats {
-  std::uint64_t steps = 0;
-  std::uint64_t blocks_run = 0;           // block uses (one per block per step)
-  std::uint64_t device_bytes_in = 0;      // host -> device bytes this executor requested
-  std::uint64_t host_bytes_in = 0;        // disk -> host bytes this executor requested
-  double wait_s = 0;                      // compute waited for weights
+// The streamer's counters (block_streamer.h) and the executor's own.
+struct ExecutorStats : BlockStreamerStats {
   double step_s = 0;                      // wall time inside step() / forward()
-  double max_block_wait_s = 0;
-  std::vector<double> block_wait_s;       // per block use, in schedule order
   std::uint64_t spill_bytes = 0;          // uncond stream bytes copied to + from host (Note [Branch spill])
 };
 
@@ -110,24 +100,20 @@ class DitExecutor {
   std::pair<at::Tensor, at::Tensor> step_checked(std::int64_t k, const StepInputs& in,
                                                  const std::function<void()>& check);
 
-  std::int64_t num_steps() const { return static_cast<std::int64_t>(expert_of_step_.size()); }
-  int expert_of_step(std::int64_t k) const { return expert_of_step_.at(static_cast<std::size_t>(k)); }
-  std::uint64_t window_bytes() const { return window_; }
+  std::int64_t num_steps() const { return streamer_->num_steps(); }
+  int expert_of_step(std::int64_t k) const { return streamer_->expert_of_step(k); }
+  std::uint64_t window_bytes() const { return streamer_->window_bytes(); }
   const ExecutorStats& stats() const { return stats_; }
   nlohmann::json stats_json() const;
 
  private:
+  class Spill;
   std::vector<at::Tensor> run(std::int64_t k, const StepInputs& in, bool cfg, const std::function<void()>& check);
-  void plan_and_apply(std::size_t position);
 
   memory::MemoryPool& pool_;
   std::vector<ExecutorExpert> experts_;
-  std::vector<int> expert_of_step_;
   ExecutorOptions opt_;
-  std::int64_t layers_ = 0;
-  std::uint64_t window_ = 0;
-  std::unique_ptr<memory::ResidencyManager> device_rm_;
-  std::unique_ptr<memory::ResidencyManager> host_rm_;
+  std::unique_ptr<BlockStreamer> streamer_;
   ExecutorStats stats_;
   memory::BlobId spill_blob_ = 0;          // host blob of the spilled uncond stream (0: none yet)
   std::uint64_t spill_blob_bytes_ = 0;

@@ -3,23 +3,22 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "model/dit_memory.h"
 
 namespace wand::sched::exec {
 
 std::uint64_t dit_activation_bytes(const DitGeometry& g) {
-  const auto S = static_cast<std::uint64_t>(g.tokens), D = static_cast<std::uint64_t>(g.dim),
-             F = static_cast<std::uint64_t>(g.ffn_dim), L = static_cast<std::uint64_t>(g.text_len),
-             e = static_cast<std::uint64_t>(g.run_bytes);
-  const std::uint64_t chunk = g.chunk_tokens > 0 ? std::min<std::uint64_t>(S, g.chunk_tokens) : S;
-  // hc, hu fp32 [1, S, D]; with the uncond stream spilled to host only one is on the
-  // device between blocks (the other comes back for its block and leaves after it).
-  const std::uint64_t streams = (g.spill_uncond ? 1 : 2) * S * D * 4;
-  const std::uint64_t inputs = S * D * e + 2 * L * D * e + S * 64 * 4;  // tokens, contexts, rope
-  // Attention: fp32 copy of x, norm output, q, k, v, attention output, o projection.
-  const std::uint64_t attn = S * D * 4 + 5 * S * D * e;
-  // FFN: fp32 x, norm output, hidden + GELU output of one chunk, output.
-  const std::uint64_t ffn = S * D * 4 + 2 * S * D * e + 2 * chunk * F * e;
-  return streams + inputs + std::max(attn, ffn);
+  model::DitActivationShape s;
+  s.tokens = g.tokens;
+  s.dim = g.dim;
+  s.ffn_dim = g.ffn_dim;
+  s.text_len = g.text_len;
+  s.chunk_tokens = g.chunk_tokens;
+  s.run_bytes = g.run_bytes;
+  // With the uncond stream spilled to host only one stream is on the device between blocks
+  // (the other comes back for its block and leaves after it).
+  s.streams = g.spill_uncond ? 1 : 2;
+  return model::dit_activation_bytes(s);
 }
 
 std::int64_t choose_chunk_tokens(const DitGeometry& geom, std::uint64_t activation_room, std::int64_t min_chunk) {

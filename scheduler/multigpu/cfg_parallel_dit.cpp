@@ -34,20 +34,17 @@ at::Tensor CfgParallelDit::forward_guided(const at::Tensor& x, const at::Tensor&
 
 at::Tensor CfgParallelDit::forward_branch(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                                           const at::Tensor& context_null, int64_t seq_len,
-                                          const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const {
+                                          const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const {
   const at::Tensor& ctx = is_conditional() ? context : context_null;
   if (ulysses_) return ulysses_->forward(x, t, ctx, seq_len, y, blocks);
-  model::DitInputs in = dit_.embed(x, t, ctx, seq_len, y);
-  at::Tensor h = in.tokens;
-  blocks([&](int64_t i, const model::DitBlockWeights& w) { h = dit_.block(i, h, in, w); });
-  return dit_.head(h, in);
+  return dit_.forward(x, t, ctx, seq_len, y, blocks);
 }
 
 std::pair<at::Tensor, at::Tensor> CfgParallelDit::forward_both(const at::Tensor& x, const at::Tensor& t,
                                                                const at::Tensor& context,
                                                                const at::Tensor& context_null, int64_t seq_len,
                                                                const c10::optional<at::Tensor>& y,
-                                                               const BlockLoop& blocks) const {
+                                                               const model::BlockLoop& blocks) const {
   at::Tensor mine = forward_branch(x, t, context, context_null, seq_len, y, blocks);
   at::Tensor both = cfg_group_.all_gather(mine.unsqueeze(0), 0);  // [2, out_dim, F, H, W]: cond, uncond
   return {both.select(0, 0), both.select(0, 1)};
@@ -55,7 +52,7 @@ std::pair<at::Tensor, at::Tensor> CfgParallelDit::forward_both(const at::Tensor&
 
 at::Tensor CfgParallelDit::forward_guided(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                                           const at::Tensor& context_null, double guide_scale, int64_t seq_len,
-                                          const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const {
+                                          const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const {
   auto [c, u] = forward_both(x, t, context, context_null, seq_len, y, blocks);
   return model::cfg_combine(u, c, guide_scale);
 }

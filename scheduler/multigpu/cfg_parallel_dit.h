@@ -9,7 +9,7 @@
 //   FlowSampler s(SolverKind::kUniPC, steps, shift);       // one per rank, same on both
 //   while (!s.done()) x = s.step(p.forward_guided(x, t_of(s), ctx, ctx_null, g, seq_len), x);
 //   // 2 x 2 ranks: p(dit, *cfg[s], seq[b].get())
-//   // streamed weights (scheduler/multigpu/streamed_blocks.h): each rank streams the
+//   // streamed weights (scheduler/exec/block_streamer.h): each rank streams the
 //   // blocks of its own branch to its own card from the shared host copy
 //   auto [c, uc] = p.forward_both(x, t, ctx, ctx_null, seq_len, c10::nullopt, streamed.loop(k));
 //
@@ -51,15 +51,15 @@ class CfgParallelDit {
   // With the block weights handed in by `blocks` (one pass per call, e.g. streamed).
   at::Tensor forward_branch(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                             const at::Tensor& context_null, int64_t seq_len, const c10::optional<at::Tensor>& y,
-                            const BlockLoop& blocks) const;
+                            const model::BlockLoop& blocks) const;
   // Both branch predictions (cond, uncond), gathered over the guidance group, the same on
   // every rank.
   std::pair<at::Tensor, at::Tensor> forward_both(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                                                  const at::Tensor& context_null, int64_t seq_len,
-                                                 const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const;
+                                                 const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const;
   at::Tensor forward_guided(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                             const at::Tensor& context_null, double guide_scale, int64_t seq_len,
-                            const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const;
+                            const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const;
 
  private:
   const model::WanDit& dit_;

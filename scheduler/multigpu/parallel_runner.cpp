@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "model/dit.h"
+#include "scheduler/cancel_token.h"
 #include "scheduler/multigpu/cfg_parallel_dit.h"
 #include "scheduler/multigpu/fake_collective.h"
 #include "scheduler/multigpu/ulysses_dit.h"
@@ -30,7 +31,7 @@ GroupFactory nccl_group_factory() {
 ParallelDitRunner::ParallelDitRunner(memory::MemoryPool& pool, std::vector<const exec::WeightStore*> stores,
                                      std::vector<int> expert_of_step, std::vector<ParallelRank> ranks,
                                      ParallelStrategy strategy, const GroupFactory& make_group,
-                                     std::uint64_t window_bytes)
+                                     std::uint64_t window_bytes, std::uint64_t host_window_bytes)
     : ranks_(std::move(ranks)), expert_of_step_(std::move(expert_of_step)), strategy_(strategy) {
   const int n = static_cast<int>(ranks_.size());
   if (strategy_.seq_degree < 1 || n != strategy_.ranks()) {
@@ -57,11 +58,12 @@ ParallelDitRunner::ParallelDitRunner(memory::MemoryPool& pool, std::vector<const
                                             " does not divide by the Ulysses degree of " + strategy_.name());
       }
     }
-    StreamedBlocksOptions so;
+    exec::BlockStreamerOptions so;
     so.device_tier = r.device_tier;
     so.cuda_device = r.cuda_device;
     so.window_bytes = window_bytes;
-    streams_.push_back(std::make_unique<StreamedBlocks>(pool, stores, expert_of_step_, so));
+    so.host_window_bytes = q == 0 ? host_window_bytes : 0;  // one rank plans the shared host tier
+    streams_.push_back(std::make_unique<exec::BlockStreamer>(pool, stores, expert_of_step_, so));
   }
   seq_.resize(static_cast<std::size_t>(n));
   cfg_.resize(static_cast<std::size_t>(n));
@@ -101,21 +103,12 @@ std::pair<at::Tensor, at::Tensor> ParallelDitRunner::run_rank(int q, std::int64_
   const at::Tensor x = in.x.to(dev), t = in.t.to(dev), ctx = in.context.to(dev), ctx_null = in.context_null.to(dev);
   c10::optional<at::Tensor> y;
   if (in.y) y = in.y->to(dev);
-  const BlockLoop blocks = streams_[static_cast<std::size_t>(q)]->loop(k, cancel);
+  std::function<void()> check;
+  if (cancel != nullptr) check = [cancel] { cancel->throw_if_cancelled(); };
+  const model::BlockLoop blocks = streams_[static_cast<std::size_t>(q)]->loop(k, std::move(check));
   switch (strategy_.kind) {
-    case ParallelKind::kSingle: {
-      // As DitExecutor::step: both branches interleaved per block.
-      model::DitInputs in_c = dit.embed(x, t, ctx, in.seq_len, y);
-      model::DitInputs in_u = in_c;
-      in_u.context = dit.embed_text(ctx_null);
-      at::Tensor hc = in_c.tokens, hu = in_u.tokens;
-      blocks([&](std::int64_t i, const model::DitBlockWeights& w) {
-        hc = dit.block(i, hc, in_c, w);
-        hu = dit.block(i, hu, in_u, w);
-      });
-      at::Tensor c = dit.head(hc, in_c);
-      return {c, dit.head(hu, in_u)};
-    }
+    case ParallelKind::kSingle:
+      return dit.forward_cfg(x, t, ctx, ctx_null, in.seq_len, y, blocks);
     case ParallelKind::kUlysses: {
       UlyssesDit u(dit, *seq_[static_cast<std::size_t>(q)]);
       return u.forward_cfg(x, t, ctx, ctx_null, in.seq_len, y, blocks);

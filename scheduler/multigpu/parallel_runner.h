@@ -1,7 +1,8 @@
 // ParallelDitRunner: one job's denoising steps on several cards of one process, one
 // thread per card, with a ParallelStrategy (single, cfg-parallel, ulysses-N,
 // cfg2xulysses-S) and the block weights streamed to every card from the ONE shared
-// host copy (a StreamedBlocks per rank over its own device tier of the shared pool).
+// host copy (an exec::BlockStreamer per rank over its own device tier of the shared pool;
+// rank 0's also plans the host tier when host_window_bytes > 0, Note [Per-card streaming]).
 //
 //   // the shared pool: host tier + one device tier per card (memory/cuda pool_deps() on GPUs)
 //   WeightStore hi = WeightStore::open(ck_hi, pool, {...});          // per-block blobs, shared
@@ -21,7 +22,7 @@
 // (ncclCommInitAll must be). A rank that throws makes the others wait in a collective:
 // FakeCollective times out (120 s); NCCL would hang, so inputs are checked up front.
 //
-// Owns the collectives and the per-rank StreamedBlocks; borrows the pool, stores and
+// Owns the collectives and the per-rank streamers; borrows the pool, stores and
 // DiTs. One controlling thread calls step() / stats_json().
 #pragma once
 
@@ -37,7 +38,7 @@
 #include "scheduler/exec/dit_executor.h"
 #include "scheduler/multigpu/collective.h"
 #include "scheduler/multigpu/parallel_strategy.h"
-#include "scheduler/multigpu/streamed_blocks.h"
+#include "scheduler/exec/block_streamer.h"
 
 namespace wand::sched {
 
@@ -61,7 +62,8 @@ class ParallelDitRunner {
   // wand::Error(kConfig / kBadRequest) naming the numbers.
   ParallelDitRunner(memory::MemoryPool& pool, std::vector<const exec::WeightStore*> stores,
                     std::vector<int> expert_of_step, std::vector<ParallelRank> ranks, ParallelStrategy strategy,
-                    const GroupFactory& make_group, std::uint64_t window_bytes = 0);
+                    const GroupFactory& make_group, std::uint64_t window_bytes = 0,
+                    std::uint64_t host_window_bytes = 0);
   ~ParallelDitRunner();
 
   // Step k, both CFG branches: (cond, uncond) of rank 0, on rank 0's device.
@@ -70,7 +72,7 @@ class ParallelDitRunner {
 
   const ParallelStrategy& strategy() const { return strategy_; }
   int num_ranks() const { return static_cast<int>(ranks_.size()); }
-  const StreamedBlocks& streamer(int rank) const { return *streams_.at(static_cast<std::size_t>(rank)); }
+  const exec::BlockStreamer& streamer(int rank) const { return *streams_.at(static_cast<std::size_t>(rank)); }
   nlohmann::json stats_json() const;
 
  private:
@@ -82,7 +84,7 @@ class ParallelDitRunner {
   ParallelStrategy strategy_;
   std::vector<std::unique_ptr<Collective>> seq_;   // per rank: its sequence group (Ulysses kinds)
   std::vector<std::unique_ptr<Collective>> cfg_;   // per rank: its guidance group (cfg kinds)
-  std::vector<std::unique_ptr<StreamedBlocks>> streams_;  // per rank
+  std::vector<std::unique_ptr<exec::BlockStreamer>> streams_;  // per rank
 };
 
 }  // namespace wand::sched

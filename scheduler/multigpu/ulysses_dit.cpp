@@ -80,7 +80,7 @@ at::Tensor UlyssesDit::forward(const at::Tensor& x, const at::Tensor& t, const a
 }
 
 at::Tensor UlyssesDit::forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
-                               const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const {
+                               const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const {
   UlyssesInputs in = embed(x, t, context, seq_len, y);
   at::Tensor h = in.local.tokens;
   blocks([&](int64_t i, const model::DitBlockWeights& w) { h = block(i, h, in, w); });
@@ -90,7 +90,7 @@ at::Tensor UlyssesDit::forward(const at::Tensor& x, const at::Tensor& t, const a
 std::pair<at::Tensor, at::Tensor> UlyssesDit::forward_cfg(const at::Tensor& x, const at::Tensor& t,
                                                           const at::Tensor& context, const at::Tensor& context_null,
                                                           int64_t seq_len, const c10::optional<at::Tensor>& y,
-                                                          const BlockLoop& blocks) const {
+                                                          const model::BlockLoop& blocks) const {
   UlyssesInputs in_c = embed(x, t, context, seq_len, y);
   UlyssesInputs in_u = in_c;
   set_context(in_u, context_null);

@@ -10,7 +10,7 @@
 //   at::Tensor h = in.local.tokens;                     // [1, S_pad / W, D]
 //   for (int i = 0; i < dit.num_layers(); ++i) h = u.block(i, h, in, w_i);
 //   at::Tensor v = u.head(h, in);
-//   // streamed weights (scheduler/multigpu/streamed_blocks.h), both CFG branches per block:
+//   // streamed weights (scheduler/exec/block_streamer.h), both CFG branches per block:
 //   auto [c, uc] = u.forward_cfg(x, t, ctx, ctx_null, seq_len, c10::nullopt, streamed.loop(k));
 //
 // Note [Ulysses layout]: every rank embeds the full input (patch, time, text
@@ -39,7 +39,6 @@
 
 #include "model/dit.h"
 #include "scheduler/multigpu/collective.h"
-#include "scheduler/multigpu/streamed_blocks.h"
 
 namespace wand::sched {
 
@@ -70,13 +69,13 @@ class UlyssesDit {
                      const c10::optional<at::Tensor>& y = c10::nullopt) const;
   // The same with the block weights handed in by `blocks` (one pass, e.g. streamed).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context, int64_t seq_len,
-                     const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const;
+                     const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const;
   // Both CFG branches interleaved per block (each block's weights fetched once per step,
   // as the single-GPU executor does): (cond, uncond), each [out_dim, F, H, W] fp32, the
   // same on every rank. Every rank runs the collectives cond first, then uncond.
   std::pair<at::Tensor, at::Tensor> forward_cfg(const at::Tensor& x, const at::Tensor& t, const at::Tensor& context,
                                                 const at::Tensor& context_null, int64_t seq_len,
-                                                const c10::optional<at::Tensor>& y, const BlockLoop& blocks) const;
+                                                const c10::optional<at::Tensor>& y, const model::BlockLoop& blocks) const;
 
   // Padded length for seq_len tokens on `world` ranks.
   static int64_t padded_len(int64_t seq_len, int world) { return (seq_len + world - 1) / world * world; }

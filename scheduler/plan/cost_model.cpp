@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "model/dit_memory.h"
 
 namespace wand::sched::plan {
 
@@ -84,17 +85,17 @@ BlockTime block_time(const ModelShape& m, const BlockWork& w, const DeviceRates&
 
 std::uint64_t activation_bytes(std::int64_t tokens, std::int64_t dim, std::int64_t ffn_dim, std::int64_t text_len,
                                std::int64_t chunk_tokens, int run_bytes, int branches) {
-  // Same terms as sched::exec::dit_activation_bytes (scheduler/exec/exec_budget.cpp), with the
-  // residual streams counted per branch held on the card.
-  const auto S = static_cast<std::uint64_t>(tokens), D = static_cast<std::uint64_t>(dim),
-             F = static_cast<std::uint64_t>(ffn_dim), L = static_cast<std::uint64_t>(text_len),
-             e = static_cast<std::uint64_t>(run_bytes);
-  const std::uint64_t chunk = chunk_tokens > 0 ? std::min<std::uint64_t>(S, static_cast<std::uint64_t>(chunk_tokens)) : S;
-  const std::uint64_t streams = static_cast<std::uint64_t>(branches) * S * D * 4;
-  const std::uint64_t inputs = S * D * e + 2 * L * D * e + S * 64 * 4;
-  const std::uint64_t attn = S * D * 4 + 5 * S * D * e;
-  const std::uint64_t ffn = S * D * 4 + 2 * S * D * e + 2 * chunk * F * e;
-  return streams + inputs + std::max(attn, ffn);
+  // The executor's estimate (model/dit_memory.h), the residual streams counted per branch
+  // held on the card.
+  model::DitActivationShape s;
+  s.tokens = tokens;
+  s.dim = dim;
+  s.ffn_dim = ffn_dim;
+  s.text_len = text_len;
+  s.chunk_tokens = chunk_tokens;
+  s.run_bytes = run_bytes;
+  s.streams = branches;
+  return model::dit_activation_bytes(s);
 }
 
 }  // namespace wand::sched::plan

@@ -139,12 +139,14 @@ void GroupDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob job)
     for (auto& d : dits_[static_cast<std::size_t>(q)]) d->set_chunk_tokens(chunks[static_cast<std::size_t>(q)]);
   }
 
-  // Shared stores: a job that does not plan the host tier (Note [Shared stores and host planning]).
+  // Shared stores: register the job (Note [Shared stores and host planning], store_cache.h).
   exec::StoreCache::JobLease lease;
+  bool host_planning = opt_.host_window_bytes > 0;
   if (opt_.stores != nullptr) {
     std::vector<const exec::WeightStore*> used;
     for (const auto& s : stores_) used.push_back(s.get());
-    lease = opt_.stores->begin_job(used, /*want_host_planning=*/false, opt_.name);
+    lease = opt_.stores->begin_job(used, host_planning, opt_.name);
+    host_planning = lease.host_planning();
   }
   std::vector<const exec::WeightStore*> stores;
   for (const auto& s : stores_) stores.push_back(s.get());
@@ -170,7 +172,7 @@ void GroupDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob job)
   (void)all_cuda;  // CPU ranks, or a build without NCCL: FakeCollective
   const std::size_t steps = expert_of_step.size();
   runner_ = std::make_unique<ParallelDitRunner>(pool_, stores, expert_of_step, std::move(ranks), strategy_,
-                                                make_group, window);
+                                                make_group, window, host_planning ? opt_.host_window_bytes : 0);
   for (int q = 0; q < n; ++q) {
     const GroupDitRank& r = opt_.ranks[static_cast<std::size_t>(q)];
     if (r.cuda_device >= 0 && rooms[static_cast<std::size_t>(q)] > 0) {
@@ -179,22 +181,24 @@ void GroupDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob job)
     }
   }
   lease_ = std::move(lease);
+  host_planning_ = host_planning;
   expert_of_step_ = std::move(expert_of_step);
   first_step_ = job.first_step;
   chunks_ = chunks;
   ++jobs_;
   log::get("sched")->info("group dit job name={} strategy={} first_step={} steps={} tokens={} chunk0={} window={} "
-                          "collectives={}",
+                          "collectives={} host_planning={}",
                           opt_.name, strategy_.name(), first_step_, steps, job.seq_len, chunks_[0],
-                          format_bytes(window), collectives);
+                          format_bytes(window), collectives, host_planning_);
 }
 
 void GroupDit::end_job() {
   if (!runner_) return;
   last_job_ = runner_->stats_json();
   for (int q = 0; q < runner_->num_ranks(); ++q) {
-    const StreamedBlocksStats& s = runner_->streamer(q).stats();
+    const exec::BlockStreamerStats& s = runner_->streamer(q).stats();
     total_device_bytes_in_ += s.device_bytes_in;
+    total_host_bytes_in_ += s.host_bytes_in;
     if (q == 0) total_steps_ += s.steps;
   }
   runner_.reset();
@@ -238,20 +242,22 @@ nlohmann::json GroupDit::stats_json() const {
                       {"shared_stores", opt_.stores != nullptr},
                       {"nonblock_bytes", nonblock_bytes_},
                       {"chunk_tokens", chunks_},
+                      {"host_planning", host_planning_},
                       {"jobs", jobs_},
                       {"in_job", runner_ != nullptr}};
-  std::uint64_t steps = total_steps_, dev_in = total_device_bytes_in_;
+  std::uint64_t steps = total_steps_, dev_in = total_device_bytes_in_, host_in = total_host_bytes_in_;
   if (runner_) {
     j["job"] = runner_->stats_json();
     for (int q = 0; q < runner_->num_ranks(); ++q) {
-      const StreamedBlocksStats& s = runner_->streamer(q).stats();
+      const exec::BlockStreamerStats& s = runner_->streamer(q).stats();
       dev_in += s.device_bytes_in;
+      host_in += s.host_bytes_in;
       if (q == 0) steps += s.steps;
     }
   } else {
     j["job"] = last_job_;
   }
-  j["total"] = {{"steps", steps}, {"device_bytes_in", dev_in}};
+  j["total"] = {{"steps", steps}, {"device_bytes_in", dev_in}, {"host_bytes_in", host_in}};
   return j;
 }
 

@@ -42,9 +42,11 @@
 // before and after each step, not between blocks: a cancel takes effect at the next step
 // boundary.
 //
-// Host tier: the runner's per-card streaming (StreamedBlocks) reads a block into host
-// memory once and keeps it there (no host planning); a job registers on shared stores as
-// a job that does not plan the host tier (Note [Shared stores and host planning]).
+// Host tier: with host_window_bytes > 0 rank 0's streamer plans the host tier over the job
+// (the idle expert read from disk ahead of the switch, the finished one evicted; the other
+// ranks chain behind its reads, Note [Per-card streaming] in scheduler/exec/block_streamer.h)
+// when the job may (a job on shared stores plans only when it runs alone on them, Note
+// [Shared stores and host planning]); else a block read into host memory stays there.
 //
 // Threads: construction, begin_job / end_job, the hook and stats_json on the job's thread,
 // one job at a time (the runner starts one thread per rank inside each step). Borrows the
@@ -90,6 +92,7 @@ struct GroupDitOptions {
   std::string pack_dir;                   // where repacked blocks live (needed when a repack is)
   std::string name = "group";             // logs; the blob prefix of own stores ("<name>.hi")
   std::uint64_t window_bytes = 0;         // per-card prefetch window; 0: from the slots
+  std::uint64_t host_window_bytes = 0;    // > 0: rank 0 plans the host tier with this window
   std::int64_t chunk_tokens = -1;         // -1: per rank from its budget; 0: never; > 0: this chunk
   exec::StoreCache* stores = nullptr;     // shared stores (null: opened here)
 };
@@ -143,6 +146,8 @@ class GroupDit {
   std::uint64_t jobs_ = 0;
   std::uint64_t total_steps_ = 0;           // finished jobs
   std::uint64_t total_device_bytes_in_ = 0;
+  std::uint64_t total_host_bytes_in_ = 0;
+  bool host_planning_ = false;              // of the current / last job
 };
 
 }  // namespace wand::sched

@@ -202,14 +202,10 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
     o.pack_dir = c.pack_dir;
     o.name = c.name;
     o.window_bytes = c.window_bytes;
+    o.host_window_bytes = c.host_window_bytes;
     o.chunk_tokens = c.chunk_tokens;
     o.stores = c.stores.get();
     group_ = std::make_unique<GroupDit>(*c.pool, experts, o);
-    if (c.host_window_bytes > 0) {  // StreamedBlocks plans the device tiers only (group_dit.h)
-      log::get("sched")->warn("wan pipeline '{}': host_window_bytes {} is ignored in group mode ({}): blocks stay in "
-                              "host memory once read",
-                              c.name, c.host_window_bytes, c.strategy);
-    }
     return;
   }
   exec::StreamedDitOptions o;

@@ -1,6 +1,6 @@
 // Issue 7, part 2: weights streamed to every (fake) card from ONE shared host copy.
 // Ulysses 2/3/4, CFG-parallel and CFG x Ulysses through ParallelDitRunner with
-// StreamedBlocks over 1-4 CpuDeviceTiers of one MemoryPool and FakeCollective groups:
+// exec::BlockStreamer over 1-4 CpuDeviceTiers of one MemoryPool and FakeCollective groups:
 // latents after 2 UniPC steps equal the single-device WanDit::forward_cfg path (fp32,
 // 1e-5 relative); the host tier holds exactly one copy of each block (each read from its
 // file once, whatever the number of cards); every card's tier stays within its capacity
@@ -42,10 +42,10 @@ void expect_close(const at::Tensor& a, const at::Tensor& ref, const std::string&
   EXPECT_LE(err, kRelTol * scale) << what << ": max abs error " << err << " vs max |ref| " << scale;
 }
 
-memory::PoolConfig pool_config(int cards, std::uint64_t tier_bytes) {
+memory::PoolConfig pool_config(int cards, std::uint64_t tier_bytes, std::uint64_t host_bytes = 64ull << 20) {
   nlohmann::json devices = nlohmann::json::array();
   for (int g = 0; g < cards; ++g) devices.push_back({{"index", g}, {"bytes", tier_bytes}, {"backend", "cpu"}});
-  nlohmann::json j = {{"host", {{"bytes", 64ull << 20}, {"pinned", false}}},
+  nlohmann::json j = {{"host", {{"bytes", host_bytes}, {"pinned", false}}},
                       {"devices", devices},
                       {"io", {{"engine", "psync"}}}};
   return memory::PoolConfig::from_json(j);
@@ -139,7 +139,7 @@ TEST_F(StreamedParallel, EveryStrategyMatchesTheSingleDevicePathWithOneHostCopy)
     EXPECT_GE(host.bytes_moved_in, blob_bytes);
     EXPECT_LE(host.bytes_moved_in, host_bytes) << "a block was read from disk more than once";
     for (int g = 0; g < cards; ++g) {
-      const sched::StreamedBlocksStats& s = run.streamer(g).stats();
+      const sched::exec::BlockStreamerStats& s = run.streamer(g).stats();
       const memory::TierStats t = pool.tier(pool.device_tier(g)).stats();
       EXPECT_LE(s.peak_tier_used_bytes, tier_bytes) << "card " << g;
       EXPECT_LE(t.bytes_used, tier_bytes) << "card " << g;
@@ -150,6 +150,58 @@ TEST_F(StreamedParallel, EveryStrategyMatchesTheSingleDevicePathWithOneHostCopy)
       device_in += t.bytes_moved_in;
     }
     EXPECT_GE(host.bytes_moved_out, device_in) << "every card's copy came from the host copy";
+  }
+}
+
+// Issue 16: the one streamer plans the host tier for groups too. Two experts (two stores
+// over the tiny model's files) whose 10 blocks do not fit a host tier of 6: rank 0's
+// streamer reads the idle expert ahead of the switch and evicts the finished one; every
+// step still equals the owned forward, and the host tier never holds more than its size.
+TEST_F(StreamedParallel, GroupsPlanTheHostTierAcrossTheExpertSwitch) {
+  for (const ParallelStrategy& st : {ParallelStrategy{ParallelKind::kCfgParallel, 1},
+                                     ParallelStrategy{ParallelKind::kUlysses, 2}}) {
+    SCOPED_TRACE(st.name());
+    std::uint64_t host_slot = 0;
+    {
+      memory::MemoryPool scratch(pool_config(1, 32ull << 20));
+      sched::exec::WeightStoreOptions o;
+      o.run = model::RunDtype::kFloat32;
+      o.name = "probe";
+      auto s = sched::exec::WeightStore::open(*ck_, scratch, o);
+      for (const auto& b : s.blocks()) host_slot = std::max(host_slot, scratch.copy_bytes(b.id, scratch.host_tier()));
+    }
+    const std::uint64_t tier_bytes = 2 * slot_bytes_ + slot_bytes_ / 2;
+    memory::MemoryPool pool(pool_config(st.ranks(), tier_bytes, 6 * host_slot));
+    sched::exec::WeightStoreOptions o;
+    o.run = model::RunDtype::kFloat32;
+    o.name = "hi";
+    sched::exec::WeightStore hi = sched::exec::WeightStore::open(*ck_, pool, o);
+    o.name = "lo";
+    sched::exec::WeightStore lo = sched::exec::WeightStore::open(*ck_, pool, o);
+    std::vector<sched::ParallelRank> ranks;
+    for (int g = 0; g < st.ranks(); ++g) {
+      ranks.push_back({pool.device_tier(g), -1, {nonblock_.get(), nonblock_.get()}});
+    }
+    const std::vector<int> expert_of_step = {0, 0, 1, 1};
+    ParallelDitRunner run(pool, {&hi, &lo}, expert_of_step, ranks, st, sched::fake_group_factory(),
+                          /*window_bytes=*/slot_bytes_, /*host_window_bytes=*/4 * host_slot);
+    ASSERT_TRUE(run.streamer(0).host_planning());
+    for (int g = 1; g < st.ranks(); ++g) EXPECT_FALSE(run.streamer(g).host_planning()) << "rank " << g;
+    sched::exec::StepInputs in = make_inputs();
+    for (int64_t k = 0; k < 4; ++k) {
+      in.t = at::full({1}, 900.0 - 100.0 * static_cast<double>(k));
+      auto [c, u] = run.step(k, in);
+      auto [rc, ru] = full_->forward_cfg(in.x, in.t, in.context, in.context_null, in.seq_len);
+      expect_close(c, rc, st.name() + " cond");
+      expect_close(u, ru, st.name() + " uncond");
+      EXPECT_LE(pool.tier(pool.host_tier()).stats().bytes_used, 6 * host_slot);
+      if (k == 1) {  // the host window reached across the switch: lo's block 1 is coming
+        EXPECT_NE(pool.state(lo.block(1).id, pool.host_tier()), memory::CopyState::kAbsent);
+      }
+    }
+    // Both experts were read; the host tier held at most 6 of the 10 blocks at any time.
+    EXPECT_GE(run.streamer(0).stats().host_bytes_in, 10 * host_slot - host_slot);
+    EXPECT_EQ(run.stats_json()["ranks"][0]["host_planning"].get<bool>(), true);
   }
 }
 
@@ -183,7 +235,9 @@ TEST_F(StreamedParallel, StrategyChoiceNamesAndErrors) {
     EXPECT_NE(std::string(e.what()).find("needs 4 cards, got 2"), std::string::npos) << e.what();
   }
   try {  // the default window (2 blocks) + the block being released does not fit 2.5 blocks
-    sched::StreamedBlocks sb(pool, {&store}, {0}, {pool.device_tier(0), -1, 0});
+    sched::exec::BlockStreamerOptions so;
+    so.device_tier = pool.device_tier(0);
+    sched::exec::BlockStreamer sb(pool, {&store}, {0}, so);
     FAIL() << "accepted a tier smaller than window + one block";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kConfig);
