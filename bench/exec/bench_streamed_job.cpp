@@ -1,7 +1,7 @@
 // bench_streamed_job: case (c) of issue 6 item 6: one whole t2v job (default 832x480, 81
 // frames, 40 steps) through the daemon's job path (sched::WanPipeline in streamed mode:
 // prepare -> steps -> decode, Note [One job path]) with
-//   - the DiT experts served by scheduler/exec's StreamedDit (GeneratorOptions::cfg_forward)
+//   - the DiT experts served by scheduler/wan's StreamedDit (GeneratorOptions::cfg_forward)
 //     under a device budget (default 23 GiB: CUDA context + weight slots + LibTorch's capped
 //     allocator) and a host budget (default 32 GiB: less than one expert plus the text
 //     encoder), the host tier planned over the job (host_window_bytes, default one expert:
@@ -55,7 +55,7 @@
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/dit_executor.h"
 #include "scheduler/exec/exec_budget.h"
-#include "scheduler/exec/streamed_dit.h"
+#include "scheduler/wan/streamed_dit.h"
 #include "scheduler/exec/t5_stream.h"
 #include "scheduler/exec/weight_store.h"
 #include "scheduler/cancel_token.h"

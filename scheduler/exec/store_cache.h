@@ -5,7 +5,7 @@
 // name>.<run dtype>.<n>", n counting the stores this cache opened).
 //
 //   auto cache = std::make_shared<StoreCache>(pool, "wan");     // one per pool (the registry's)
-//   StreamedDitOptions o;  o.stores = cache.get();  ...
+//   sched::StreamedDitOptions o;  o.stores = cache.get();  ...     // scheduler/wan/streamed_dit.h
 //   StreamedDit a(pool, experts, o_card0), b(pool, experts, o_card1);  // same WeightStores
 //   std::shared_ptr<WeightStore> s = cache->get(ck, wo);        // or directly; wo.name is ignored
 //

@@ -14,9 +14,8 @@
 #include "model/video.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/store_cache.h"
-#include "scheduler/exec/streamed_dit.h"
 #include "scheduler/exec/t5_stream.h"
-#include "scheduler/wan/group_dit.h"
+#include "scheduler/wan/streamed_dit.h"
 
 namespace wand::sched {
 
@@ -121,11 +120,9 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const model::Generato
 namespace {
 
 // GeneratorOptions for a streamed pipeline: the device of the tier (group mode: rank 0's),
-// the run dtype, and a cfg_forward that calls the StreamedDit or GroupDit built right
-// after the generator.
+// the run dtype, and a cfg_forward that calls the StreamedDit built right after the generator.
 model::GeneratorOptions streamed_options(const WanStreamContext& c, model::GeneratorOptions g,
-                                         std::unique_ptr<exec::StreamedDit>* streamed,
-                                         std::unique_ptr<GroupDit>* group, const WanPipeline* self) {
+                                         std::unique_ptr<StreamedDit>* dit, const WanPipeline* self) {
   if (c.pool == nullptr) throw Error(ErrorCode::kConfig, "wan pipeline: streamed mode without a memory pool");
   const int cuda = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
   g.device = cuda < 0 ? at::Device(at::kCPU) : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda));
@@ -134,10 +131,9 @@ model::GeneratorOptions streamed_options(const WanStreamContext& c, model::Gener
   } else if (!g.run_dtype) {
     g.run_dtype = cuda < 0 ? model::RunDtype::kFloat32 : model::RunDtype::kBFloat16;
   }
-  g.cfg_forward = [streamed, group](const model::StepForwardInputs& in, const model::CancelCheck& check) {
-    if (*group) return (*group)->cfg_forward()(in, check);
-    if (!*streamed) throw Error(ErrorCode::kInternal, "wan pipeline: the streamed DiT is not built");
-    return (*streamed)->cfg_forward()(in, check);
+  g.cfg_forward = [dit](const model::StepForwardInputs& in, const model::CancelCheck& check) {
+    if (!*dit) throw Error(ErrorCode::kInternal, "wan pipeline: the streamed DiT is not built");
+    return (*dit)->cfg_forward()(in, check);
   };
   // Note [One job path]: umT5 streams through the pool (both prompts per layer) and the VAE
   // phases run inside what the card budget leaves, for every streamed job the daemon runs
@@ -172,7 +168,7 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
                          const model::GeneratorOptions& options)
     : stores_(c.stores),
       context_(std::make_unique<WanStreamContext>(c)),
-      gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &streamed_, &group_, this))) {
+      gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &dit_, this))) {
   context_->stores.reset();  // kept in stores_; the copy is for the budget numbers
   // umT5 from its .pth through the pool, on the card the generator runs on (group: rank 0),
   // unless the caller brings its own text encoder (tests). Built here, so that a model
@@ -194,45 +190,35 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
   }
   std::vector<std::filesystem::path> experts = {gen_->expert_dir(true)};
   if (gen_->two_experts()) experts.push_back(gen_->expert_dir(false));
-  if (!c.ranks.empty()) {  // group mode
-    GroupDitOptions o;
+  StreamedDitOptions o;
+  if (c.ranks.empty()) {  // one card
+    o.ranks.push_back({c.device_tier, c.cuda_device, c.budget});
+  } else {  // a group (issue 7)
     for (const WanStreamRank& r : c.ranks) o.ranks.push_back({r.device_tier, r.cuda_device, r.budget});
     o.strategy = c.strategy;
-    o.run = gen_->run_dtype();
-    o.pack_dir = c.pack_dir;
-    o.name = c.name;
-    o.window_bytes = c.window_bytes;
-    o.host_window_bytes = c.host_window_bytes;
-    o.chunk_tokens = c.chunk_tokens;
-    o.stores = c.stores.get();
-    group_ = std::make_unique<GroupDit>(*c.pool, experts, o);
-    return;
   }
-  exec::StreamedDitOptions o;
-  o.device_tier = c.device_tier;
-  o.cuda_device = c.cuda_device;
   o.run = gen_->run_dtype();
   o.pack_dir = c.pack_dir;
   o.name = c.name;
-  o.budget = c.budget;
   o.window_bytes = c.window_bytes;
   o.host_window_bytes = c.host_window_bytes;
   o.chunk_tokens = c.chunk_tokens;
   o.stores = c.stores.get();
-  streamed_ = std::make_unique<exec::StreamedDit>(*c.pool, experts, o);
+  dit_ = std::make_unique<StreamedDit>(*c.pool, experts, o);
 }
 
 WanPipeline::~WanPipeline() {
   if (job_end_) job_end_->end = nullptr;  // job states that outlive the pipeline do nothing
 }
 
+bool WanPipeline::grouped() const { return dit_ != nullptr && dit_->num_ranks() > 1; }
+
 void WanPipeline::begin_streamed_job(const JobState& state) {
-  if (!streamed_ && !group_) return;
+  if (!dit_) return;
   if (!job_end_) {
     job_end_ = std::make_shared<StreamedJobEnd>();
     job_end_->end = [this] {
-      if (streamed_) streamed_->end_job();
-      if (group_) group_->end_job();
+      if (dit_) dit_->end_job();
     };
   }
   auto& ws = const_cast<WanJobState&>(cast(state));  // Note [Streamed job end]
@@ -242,16 +228,11 @@ void WanPipeline::begin_streamed_job(const JobState& state) {
   const int done = st.completed_steps();
   std::vector<int> schedule = gen_->expert_of_step(st);
   schedule.erase(schedule.begin(), schedule.begin() + std::min<std::size_t>(schedule.size(), done));
-  if (group_) {
-    group_->begin_job(std::move(schedule), {done, st.seq_len});
-  } else {
-    streamed_->begin_job(std::move(schedule), {done, st.seq_len});
-  }
+  dit_->begin_job(std::move(schedule), {done, st.seq_len});
 }
 
 nlohmann::json WanPipeline::stream_stats() const {
-  if (group_) return group_->stats_json();
-  return streamed_ ? streamed_->stats_json() : nlohmann::json();
+  return dit_ ? dit_->stats_json() : nlohmann::json();
 }
 
 const model::GenState& WanPipeline::gen_state(const JobState& state) { return cast(state).gen; }
@@ -292,8 +273,8 @@ std::int64_t WanPipeline::vae_room() const {
   if (k.cuda >= 0) {
     exec::empty_caching_allocator();
     held = exec::caching_allocator_reserved(k.cuda);
-  } else if (streamed_) {
-    held = streamed_->nonblock_bytes();
+  } else if (dit_) {
+    held = dit_->nonblock_bytes();
   }
   const std::uint64_t fixed = vae_fixed_bytes(k, held);
   if (fixed >= b.budget_bytes) {
@@ -314,9 +295,9 @@ std::int64_t WanPipeline::vae_room() const {
 void WanPipeline::preflight(const model::GenRequest& req) const {
   const model::GenGeometry g = gen_->geometry(req);
   const std::string job = std::to_string(g.width) + "x" + std::to_string(g.height) + "x" + std::to_string(g.frames);
-  if (streamed_) {
+  if (dit_) {
     try {
-      streamed_->plan_job(g.seq_len);
+      dit_->plan_job(g.seq_len);
     } catch (const Error& e) {
       throw Error(ErrorCode::kOutOfMemory, "job " + job + " does not fit the card (phase steps): " + e.what());
     }
@@ -324,7 +305,7 @@ void WanPipeline::preflight(const model::GenRequest& req) const {
   const VaeCard k = vae_card();
   const exec::DeviceBudget& b = k.budget;
   if (b.budget_bytes == 0) return;
-  const std::uint64_t fixed = vae_fixed_bytes(k, streamed_ ? streamed_->nonblock_bytes() : 0);
+  const std::uint64_t fixed = vae_fixed_bytes(k, dit_ ? dit_->nonblock_bytes() : 0);
   const std::int64_t room = fixed < b.budget_bytes ? static_cast<std::int64_t>(b.budget_bytes - fixed) : 1;
   const model::VaeDecodePlan p = gen_->plan_decode(g, room);
   if (!p.fits) {
@@ -362,8 +343,7 @@ std::vector<std::string> WanPipeline::step_experts(const JobState& state) const 
 
 Video WanPipeline::decode(JobState& state, CancelToken& token) {
   const model::GenState& st = cast(state).gen;
-  if (streamed_) streamed_->end_job();
-  if (group_) group_->end_job();
+  if (dit_) dit_->end_job();
   const at::Tensor video = gen_->decode(st, checker(token));  // [3, F, H, W] fp32 on the host
   Video v;
   v.frames = static_cast<int>(video.size(1));

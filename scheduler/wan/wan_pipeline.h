@@ -14,7 +14,7 @@
 // Checkpoint blobs: "latent", "sampler", "rng", "cond" (see WanGenerator::save_state).
 //
 // Streamed mode (WanStreamContext): the DiT blocks are not loaded by the generator; a
-// StreamedDit (scheduler/exec/streamed_dit.h) built once per pipeline streams them from
+// StreamedDit (scheduler/wan/streamed_dit.h) built once per pipeline streams them from
 // the memory pool through a device tier, as GeneratorOptions::cfg_forward. The job's
 // executor is built in prepare() (schedule from step 0, budget checked before any step)
 // and again in load_state() (schedule from the resumed step); decode() ends it.
@@ -24,11 +24,10 @@
 //   c.budget.budget_bytes = 24ull << 30;
 //   WanPipeline p(dir, c);                              // streamed; WanPipeline(dir): resident
 //
-// Group mode (WanStreamContext::ranks non-empty, issue 7): one job over several cards. A
-// GroupDit (scheduler/wan/group_dit.h) holds every rank's non-block weights and the
-// shared stores, and builds per job (prepare(), load_state(): schedule from the first
-// step still to run) a ParallelDitRunner with the strategy; the generator (sampler, VAE)
-// runs on rank 0's device. The group is checked in the constructor (Error(kConfig):
+// Group mode (WanStreamContext::ranks non-empty, issue 7): one job over several cards. The
+// same StreamedDit, with those ranks and the strategy, holds every rank's non-block weights
+// and the shared stores, and builds per job a ParallelDitRunner with the strategy (one card:
+// a DitExecutor); the generator (sampler, VAE) runs on rank 0's device. The group is checked in the constructor (Error(kConfig):
 // rank count vs strategy, heads % Ulysses degree, device tiers).
 //
 //   c.ranks = {{pool.device_tier(0), 0, b0}, {pool.device_tier(1), 1, b1}};  c.strategy = "cfg-parallel";
@@ -65,12 +64,11 @@ struct GenRequest;
 struct GenState;
 }  // namespace wand::model
 namespace wand::sched::exec {
-class StreamedDit;
 class StoreCache;
 class T5Stream;
 }  // namespace wand::sched::exec
 namespace wand::sched {
-class GroupDit;
+class StreamedDit;
 struct StreamedJobEnd;
 }  // namespace wand::sched
 
@@ -83,7 +81,7 @@ struct WanStreamRank {
   exec::DeviceBudget budget;
 };
 
-// What a streamed WanPipeline runs on (see exec::StreamedDitOptions for the fields).
+// What a streamed WanPipeline runs on (see StreamedDitOptions, streamed_dit.h, for the fields).
 struct WanStreamContext {
   memory::MemoryPool* pool = nullptr;  // borrowed; must outlive the pipeline
   int device_tier = -1;                // the pool tier the blocks run from
@@ -130,11 +128,11 @@ class WanPipeline : public Pipeline {
   void load_state(JobState& state, const StateBlobs& in) const override;
 
   model::WanGenerator& generator() { return *gen_; }
-  bool streamed() const { return streamed_ != nullptr || group_ != nullptr; }
-  exec::StreamedDit* streamed_dit() { return streamed_.get(); }
-  bool grouped() const { return group_ != nullptr; }
-  GroupDit* group_dit() { return group_.get(); }
-  // StreamedDit::stats_json() or GroupDit::stats_json() (its "job": the runner's
+  bool streamed() const { return dit_ != nullptr; }
+  // The streamed DiT (one card or a group); null in resident mode.
+  StreamedDit* streamed_dit() { return dit_.get(); }
+  bool grouped() const;  // streamed over several cards
+  // StreamedDit::stats_json() (its "job": the executor's or the group runner's
   // stats_json()); null in resident mode. The runner's thread.
   nlohmann::json stream_stats() const;
   // The generator's state of a job of this pipeline (tests: the latents).
@@ -172,8 +170,7 @@ class WanPipeline : public Pipeline {
   std::unique_ptr<WanStreamContext> context_;       // streamed mode: the budget numbers
   std::unique_ptr<exec::T5Stream> t5_;              // streamed mode: umT5 through the pool
   std::unique_ptr<model::Tokenizer> tokenizer_;
-  std::unique_ptr<exec::StreamedDit> streamed_;
-  std::unique_ptr<GroupDit> group_;
+  std::unique_ptr<StreamedDit> dit_;
   std::unique_ptr<model::WanGenerator> gen_;
 };
 

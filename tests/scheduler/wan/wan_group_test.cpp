@@ -17,9 +17,8 @@
 #include "scheduler/cancel_token.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/store_cache.h"
-#include "scheduler/exec/streamed_dit.h"
+#include "scheduler/wan/streamed_dit.h"
 #include "scheduler/exec/weight_store.h"
-#include "scheduler/wan/group_dit.h"
 #include "scheduler/wan/wan_pipeline.h"
 #include "tests/model/pipeline_tiny_model.h"
 #include "tests/scheduler/test_dir.h"
@@ -122,7 +121,7 @@ struct GroupFixture {
     return c;
   }
   // One host copy of the model's blocks (bytes), from a pipeline's stores.
-  std::uint64_t one_host_copy(GroupDit& gd) const {
+  std::uint64_t one_host_copy(StreamedDit& gd) const {
     std::uint64_t b = 0;
     for (std::size_t e = 0; e < gd.num_experts(); ++e) {
       for (const exec::BlockBlob& x : gd.store(e).blocks()) b += pool->copy_bytes(x.id, pool->host_tier());
@@ -150,7 +149,7 @@ TEST(WanGroup, EveryStrategyGivesTheSingleCardLatentsFromOneHostCopy) {
     WanPipeline p(f.model.path(), f.group(c.strategy, c.cards));
     ASSERT_TRUE(p.grouped());
     ASSERT_TRUE(p.streamed());
-    EXPECT_EQ(p.group_dit()->num_ranks(), static_cast<int>(c.cards.size()));
+    EXPECT_EQ(p.streamed_dit()->num_ranks(), static_cast<int>(c.cards.size()));
     expect_close(run_job(p, spec(7)), ref, c.strategy);
     EXPECT_EQ(p.generator().block_calls(), 0);
 
@@ -166,9 +165,9 @@ TEST(WanGroup, EveryStrategyGivesTheSingleCardLatentsFromOneHostCopy) {
     }
     // The single-card pipeline and every group stream from the same two stores.
     EXPECT_EQ(f.cache->size(), 2u);
-    EXPECT_EQ(&p.group_dit()->store(0), &one.streamed_dit()->store(0));
+    EXPECT_EQ(&p.streamed_dit()->store(0), &one.streamed_dit()->store(0));
     const memory::TierStats host = f.pool->tier(f.pool->host_tier()).stats();
-    EXPECT_EQ(host.bytes_used, f.one_host_copy(*p.group_dit())) << "more than one host copy of the blocks";
+    EXPECT_EQ(host.bytes_used, f.one_host_copy(*p.streamed_dit())) << "more than one host copy of the blocks";
   }
 }
 
@@ -211,7 +210,8 @@ TEST(WanGroup, BadGroupsAreRefusedNamingTheNumbers) {
   WanStreamContext host = f.group("cfg-parallel", {0, 1});
   host.ranks[1].device_tier = f.pool->host_tier();
   refused(host, "rank 1 names tier " + std::to_string(f.pool->host_tier()) + ", not a device tier");
-  // A budget that leaves a rank no activation room fails the job before any step.
+  // A budget that leaves a rank no activation room fails the job before any phase (Note [Job
+  // preflight]: the group's card plans are checked like a single card's).
   WanStreamContext tight = f.group("cfg-parallel", {0, 1});
   tight.ranks[1].budget.budget_bytes = 3 * f.block;
   WanPipeline p(f.model.path(), tight);
@@ -220,7 +220,8 @@ TEST(WanGroup, BadGroupsAreRefusedNamingTheNumbers) {
     p.prepare(spec(1), token);
     FAIL() << "accepted a budget without activation room";
   } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kConfig);
+    EXPECT_EQ(e.code(), ErrorCode::kOutOfMemory) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not fit the card (phase steps)"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("leaves no room for activations"), std::string::npos) << e.what();
   }
@@ -235,11 +236,11 @@ TEST(WanGroup, RegistryMakesGroupPipelinesWithOneStoreCache) {
   DeviceGroup g{{{0, 0, "fake0"}, {1, 0, "fake1"}}, "cfg-parallel"};
   auto p = std::dynamic_pointer_cast<WanPipeline>(reg.pipeline("tiny", g));
   ASSERT_TRUE(p && p->grouped());
-  EXPECT_EQ(p->group_dit()->strategy().name(), "cfg-parallel");
+  EXPECT_EQ(p->streamed_dit()->strategy().name(), "cfg-parallel");
   auto s = std::dynamic_pointer_cast<WanPipeline>(reg.pipeline("tiny", DeviceSlot{2, 0, "fake2"}));
   ASSERT_TRUE(s && s->streamed() && !s->grouped());
   // The slot's pipeline and the group's share the stores (one cache per registration).
-  EXPECT_EQ(&p->group_dit()->store(1), &s->streamed_dit()->store(1));
+  EXPECT_EQ(&p->streamed_dit()->store(1), &s->streamed_dit()->store(1));
   const at::Tensor a = run_job(*p, spec(5));
   const at::Tensor b = run_job(*s, spec(5));
   expect_close(a, b, "registry group");

@@ -4,7 +4,7 @@
 // CPU); a resumed schedule; budget refusals and the chunk chosen from the budget; two
 // StreamedDits on two device tiers sharing one StoreCache (one host copy, issue 7) and
 // the host-planning rule of shared stores.
-#include "scheduler/exec/streamed_dit.h"
+#include "scheduler/wan/streamed_dit.h"
 
 #include <gtest/gtest.h>
 
@@ -21,10 +21,11 @@
 #include "tests/scheduler/exec/tiny_expert.h"
 #include "tests/scheduler/test_dir.h"
 
-namespace wand::sched::exec {
+namespace wand::sched {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace exec;  // the streamer, stores and budgets under the streamed DiT
 using model::GeneratorOptions;
 using model::GenRequest;
 using model::GenState;
@@ -61,7 +62,7 @@ GenRequest request() {
 
 StreamedDitOptions streamed_options(const memory::MemoryPool& pool, const std::string& spool) {
   StreamedDitOptions o;
-  o.device_tier = pool.device_tier(0);
+  o.ranks = {{pool.device_tier(0), -1, {}}};
   o.run = RunDtype::kFloat32;
   o.pack_dir = spool;
   o.name = "tiny";
@@ -225,14 +226,14 @@ TEST(StreamedDit, ChunkIsChosenFromTheBudget) {
   ASSERT_LT(at300, whole);
 
   // Whole sequence fits: no chunking.
-  o.budget.budget_bytes = slots + probe.nonblock_bytes() + whole;
+  o.ranks[0].budget.budget_bytes = slots + probe.nonblock_bytes() + whole;
   {
     StreamedDit sd(pool, m.experts(), [&] { auto x = o; x.name = "a"; return x; }());
     sd.begin_job({0, 1}, {0, tokens});
     EXPECT_EQ(sd.chunk_tokens(), 0);
   }
   // Room for a 300-token chunk only: the largest chunk that fits.
-  o.budget.budget_bytes = slots + probe.nonblock_bytes() + at300;
+  o.ranks[0].budget.budget_bytes = slots + probe.nonblock_bytes() + at300;
   {
     StreamedDit sd(pool, m.experts(), [&] { auto x = o; x.name = "b"; return x; }());
     sd.begin_job({0, 1}, {0, tokens});
@@ -245,7 +246,7 @@ TEST(StreamedDit, ChunkIsChosenFromTheBudget) {
     EXPECT_GT(dit_activation_bytes(n), at300);
   }
   // Not even the smallest chunk: refused, naming the room.
-  o.budget.budget_bytes = slots + probe.nonblock_bytes() + 1024;
+  o.ranks[0].budget.budget_bytes = slots + probe.nonblock_bytes() + 1024;
   {
     StreamedDit sd(pool, m.experts(), [&] { auto x = o; x.name = "c"; return x; }());
     try {
@@ -257,7 +258,7 @@ TEST(StreamedDit, ChunkIsChosenFromTheBudget) {
     }
   }
   // Budget below context + slots + non-block weights.
-  o.budget.budget_bytes = slots;
+  o.ranks[0].budget.budget_bytes = slots;
   {
     StreamedDit sd(pool, m.experts(), [&] { auto x = o; x.name = "d"; return x; }());
     try {
@@ -314,7 +315,7 @@ TEST(StreamedDit, SpilledUncondStreamEqualsResidentBitwise) {
   ao.name = "auto";
   StreamedDit probe(pool, m.experts(), ao);
   ao.name = "auto2";
-  ao.budget.budget_bytes = pool.tier(pool.device_tier(0)).bytes_capacity() + probe.nonblock_bytes() + spilled_min;
+  ao.ranks[0].budget.budget_bytes = pool.tier(pool.device_tier(0)).bytes_capacity() + probe.nonblock_bytes() + spilled_min;
   StreamedDit sa(pool, m.experts(), ao);
   sa.begin_job({0, 1}, {0, 1200});
   EXPECT_TRUE(sa.spills_uncond());
@@ -380,7 +381,7 @@ TwoCards run_two_cards(const TinyModel& m, std::uint64_t block, bool shared, con
   std::vector<std::unique_ptr<StreamedDit>> sds;
   for (int g = 0; g < 2; ++g) {
     StreamedDitOptions o = streamed_options(pool, m.spool());
-    o.device_tier = pool.device_tier(g);
+    o.ranks[0].device_tier = pool.device_tier(g);
     o.name = "card" + std::to_string(g);
     o.stores = shared ? &cache : nullptr;
     sds.push_back(std::make_unique<StreamedDit>(pool, m.experts(), o));
@@ -470,7 +471,7 @@ TEST(StreamedDit, SharedStoresPlanTheHostTierOnlyForAJobAlone) {
   StoreCache cache(pool, "shared");
   auto make = [&](int g, std::uint64_t host_window) {
     StreamedDitOptions o = streamed_options(pool, m.spool());
-    o.device_tier = pool.device_tier(g);
+    o.ranks[0].device_tier = pool.device_tier(g);
     o.name = "card" + std::to_string(g);
     o.host_window_bytes = host_window;
     o.stores = &cache;
@@ -507,4 +508,4 @@ TEST(StreamedDit, SharedStoresPlanTheHostTierOnlyForAJobAlone) {
 }
 
 }  // namespace
-}  // namespace wand::sched::exec
+}  // namespace wand::sched

@@ -11,7 +11,7 @@
 #include "memory/memory_pool.h"
 #include "model/pipeline.h"
 #include "scheduler/exec/device_runtime.h"
-#include "scheduler/exec/streamed_dit.h"
+#include "scheduler/wan/streamed_dit.h"
 #include "scheduler/exec/weight_store.h"
 #include "tests/model/pipeline_tiny_model.h"
 #include "tests/scheduler/test_dir.h"
@@ -19,10 +19,11 @@
 #include "memory/cuda/pinned_host.h"
 #endif
 
-namespace wand::sched::exec {
+namespace wand::sched {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace exec;  // the streamer, stores and budgets under the streamed DiT
 
 TEST(StreamedDitGpu, GeneratorLatentsEqualResidentOnTheCard) {
 #ifndef WAND_EXEC_TORCH_CUDA
@@ -62,17 +63,16 @@ TEST(StreamedDitGpu, GeneratorLatentsEqualResidentOnTheCard) {
                          {"io", {{"engine", "psync"}}}};
     memory::MemoryPool pool(memory::PoolConfig::from_json(pj), memory::cuda::pool_deps());
     StreamedDitOptions o;
-    o.device_tier = pool.device_tier(0);
-    o.cuda_device = 0;
+    o.ranks = {{pool.device_tier(0), 0, {}}};
     o.run = model::RunDtype::kBFloat16;
     o.pack_dir = (tmp.path() / "spool").string();
     o.name = "gpu" + std::to_string(variant);
     if (variant == 1) o.spill_uncond = 1;
     if (variant == 2) {
-      o.budget.budget_bytes = 1ull << 30;  // context 0 here: slots + non-block + a large room
+      o.ranks[0].budget.budget_bytes = 1ull << 30;  // context 0 here: slots + non-block + a large room
     }
     StreamedDit sd(pool, {dir / "high_noise_model", dir / "low_noise_model"}, o);
-    ASSERT_LT(pool.tier(o.device_tier).bytes_capacity(), 4 * sd.max_block_bytes());
+    ASSERT_LT(pool.tier(o.ranks[0].device_tier).bytes_capacity(), 4 * sd.max_block_bytes());
     model::GeneratorOptions so = go;
     so.cfg_forward = sd.cfg_forward();
     model::WanGenerator streamed(dir, so);
@@ -94,4 +94,4 @@ TEST(StreamedDitGpu, GeneratorLatentsEqualResidentOnTheCard) {
 }
 
 }  // namespace
-}  // namespace wand::sched::exec
+}  // namespace wand::sched
