@@ -202,7 +202,13 @@ void Server::on_job_event(const sched::JobRecord& r, const std::string& kind) {
   std::vector<std::weak_ptr<Session>> alive;
   for (auto& w : it->second) {
     if (auto s = w.lock()) {
-      s->send(ev);
+      if (s->peer().admin || ev.job.error.empty()) {
+        s->send(ev);
+      } else {  // Note [Server paths]: the owner's view of the error
+        proto::JobEvent own = ev;
+        own.job.error = user_message(s->peer(), ctx_.server_paths, ev.job.error);
+        s->send(own);
+      }
       alive.push_back(w);
     }
   }

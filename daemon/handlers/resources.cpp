@@ -33,7 +33,7 @@ proto::Response handle_models(HandlerContext& ctx, const Peer& peer, const proto
     try {
       static_cast<ModelTraits&>(info) = ctx.registry.traits(m.name);
     } catch (const std::exception& e) {
-      info.error = e.what();
+      info.error = user_message(peer, ctx.server_paths, e.what());  // Note [Server paths]
     }
     out.models.push_back(std::move(info));
   }
