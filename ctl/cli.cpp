@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -361,14 +360,13 @@ proto::JobParams job_params(const Args& a) {
 // travel: say so, with the sizes, instead of sending 8 MiB that the daemon drops.
 constexpr std::size_t kMaxRequestBytes = 8u << 20;  // the daemon's default max_message_bytes
 
-void check_request_size(const Args& a, const proto::Request& r) {
+void check_request_size(const Args& a, const proto::Request& r, const proto::JobParams& job) {
   const std::size_t bytes = proto::request_to_json(r).dump().size();
   if (bytes <= kMaxRequestBytes) return;
   const std::string total = "the request would be " + std::to_string(bytes) + " bytes, more than the " +
                             std::to_string(kMaxRequestBytes) + " (8 MiB) a request to wand may have";
-  if (!a.has("--image")) throw UsageError(total);
-  const std::size_t image = std::filesystem::file_size(a.get("--image"));
-  throw UsageError("--image " + a.get("--image") + " is " + std::to_string(image) + " bytes: " + total +
+  if (job.image.empty()) throw UsageError(total);
+  throw UsageError("--image " + a.get("--image") + " is " + std::to_string(job.image.size()) + " bytes: " + total +
                    "; the image travels base64 (4/3 of its size), so at most about 6 MiB: send a smaller "
                    "file (a JPEG, or fewer pixels)");
 }
@@ -614,8 +612,9 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, Progress 
 
 int cmd_submit_like(Client& c, const Args& a, bool generate) {
   if (generate && !a.has("-o")) throw UsageError("generate needs -o FILE (or -o - for standard output)");
-  const proto::Request submit = proto::Submit{job_params(a)};
-  check_request_size(a, submit);
+  const proto::JobParams params = job_params(a);
+  const proto::Request submit = proto::Submit{params};
+  check_request_size(a, submit, params);
   Output out;
   if (generate) open_output(a, a.get("-o"), out);  // ours, with our rights, before submitting
   proto::Response r = c.call(submit);
@@ -793,8 +792,9 @@ int run(const Args& a) {
     if (cmd == "tiers") req = proto::GetTiers{};
     if (cmd == "models") req = proto::ListModels{};
     if (cmd == "plan") {
-      req = proto::GetPlan{job_params(a)};
-      check_request_size(a, req);
+      const proto::JobParams params = job_params(a);
+      req = proto::GetPlan{params};
+      check_request_size(a, req, params);
     }
     if (cmd == "shutdown") req = proto::Shutdown{};
     proto::Response r = c.call(req);

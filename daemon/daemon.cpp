@@ -386,11 +386,11 @@ struct Daemon::Impl {
     ServerPaths p;
     p.add(config.state_dir, "<state_dir>");
     for (const auto& [name, dir] : config.models) p.add(dir, "<model " + name + ">");
-    if (!services.pack_dir.empty()) p.add(services.pack_dir, "<pack_dir>");
     if (!config.memory.is_null()) {
       const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
       if (pc.disk) p.add(pc.disk->dir, "<spool>");
     }
+    if (!services.pack_dir.empty()) p.add(services.pack_dir, "<pack_dir>");  // often the spool's
     return p;
   }
 

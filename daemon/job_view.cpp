@@ -13,6 +13,9 @@ void ServerPaths::add(const std::string& dir, const std::string& label) {
   std::string d = dir;
   while (d.size() > 1 && d.back() == '/') d.pop_back();
   if (d.empty() || d == "/") return;  // "/" would hide every path of every message
+  for (const auto& known : dirs) {
+    if (known.first == d) return;  // the first label of a directory stays (the spool is also the pack dir)
+  }
   dirs.emplace_back(d, label);
   // Longest first: a directory inside another one keeps its own label.
   std::stable_sort(dirs.begin(), dirs.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
@@ -34,6 +37,21 @@ std::string ServerPaths::hide(const std::string& message) const {
     }
   }
   return s;
+}
+
+nlohmann::json ServerPaths::hide_json(const nlohmann::json& j) const {
+  if (j.is_string()) return hide(j.get<std::string>());
+  if (!j.is_structured()) return j;
+  nlohmann::json out = j;
+  for (auto& v : out) v = hide_json(v);
+  return out;
+}
+
+proto::JobEvent event_for(const Peer& peer, const ServerPaths& paths, proto::JobEvent ev) {
+  if (peer.admin) return ev;
+  if (!ev.job.error.empty()) ev.job.error = user_message(peer, paths, ev.job.error);
+  ev.tiers = paths.hide_json(ev.tiers);
+  return ev;
 }
 
 std::string disk_full_text(const std::string& error, const std::string& what) {

@@ -26,11 +26,15 @@ namespace wand::daemon {
 // get the message unchanged, and the daemon's log keeps it whole for them.
 struct ServerPaths {
   // (directory, label), e.g. ("/var/lib/wand", "<state_dir>"). The longest directory that
-  // starts a path wins (a spool inside the state dir is "<spool>").
+  // starts a path wins (a spool inside the state dir is "<spool>"); a directory added twice
+  // keeps its first label.
   std::vector<std::pair<std::string, std::string>> dirs;
   void add(const std::string& dir, const std::string& label);
   // message with every known directory replaced by its label.
   std::string hide(const std::string& message) const;
+  // Every string inside j through hide() (the tier report's spool path, in `tiers` and in
+  // each watch event).
+  nlohmann::json hide_json(const nlohmann::json& j) const;
 };
 
 // What a user is told of a full disk (DiskFullError's "<what> <path>: <cause>"): the cause,
@@ -39,6 +43,9 @@ std::string disk_full_text(const std::string& error, const std::string& what);
 
 // message as `peer` may read it (Note [Server paths]): unchanged for admins.
 std::string user_message(const Peer& peer, const ServerPaths& paths, const std::string& message);
+
+// A JobEvent as `peer` may read it: the job's error and the tiers' paths (Note [Server paths]).
+proto::JobEvent event_for(const Peer& peer, const ServerPaths& paths, proto::JobEvent ev);
 
 proto::JobInfo to_job_info(const sched::JobRecord& r);
 // The record as `peer` sees it: its error through user_message.

@@ -202,12 +202,10 @@ void Server::on_job_event(const sched::JobRecord& r, const std::string& kind) {
   std::vector<std::weak_ptr<Session>> alive;
   for (auto& w : it->second) {
     if (auto s = w.lock()) {
-      if (s->peer().admin || ev.job.error.empty()) {
+      if (s->peer().admin) {
         s->send(ev);
-      } else {  // Note [Server paths]: the owner's view of the error
-        proto::JobEvent own = ev;
-        own.job.error = user_message(s->peer(), ctx_.server_paths, ev.job.error);
-        s->send(own);
+      } else {
+        s->send(event_for(s->peer(), ctx_.server_paths, ev));  // Note [Server paths]
       }
       alive.push_back(w);
     }

@@ -294,7 +294,7 @@ void Session::handle_request(const json& j) {
             return;
           }
           const auto& rec = std::get<sched::JobRecord>(v);
-          send(proto::JobEvent{"state", to_job_info(rec, peer_, ctx.server_paths), server_.tiers_snapshot()});
+          send(event_for(peer_, ctx.server_paths, proto::JobEvent{"state", to_job_info(rec), server_.tiers_snapshot()}));
           if (!sched::is_terminal(rec.phase)) {
             server_.add_watcher(rec.id, shared_from_this());
             watching_ = true;

@@ -261,6 +261,7 @@ TEST(HardeningUnit, UsersReadServerErrorsWithoutServerPaths) {
   paths.add("/var/lib/wand/spool", "<spool>");  // inside the state dir: its own label
   paths.add("/srv/models/i2v", "<model i2v>");
   paths.add("/", "<root>");                      // ignored: it would hide every path
+  paths.add("/var/lib/wand/spool", "<pack_dir>");  // the same directory again: the first label stays
   const daemon::Peer user{1000, 1000, 1, false};
   const daemon::Peer admin{0, 0, 1, true};
   const std::string disk = "waiting for disk space: write /var/lib/wand/checkpoints/j-3.ckpt.tmp: No space left on device";
@@ -277,6 +278,9 @@ TEST(HardeningUnit, UsersReadServerErrorsWithoutServerPaths) {
   // Whole path components only: another directory that starts with the same letters stays.
   EXPECT_EQ(paths.hide("open /srv/models/i2v-old/x and /var/lib/wandb/y"), "open /srv/models/i2v-old/x and /var/lib/wandb/y");
   EXPECT_EQ(daemon::user_message(user, paths, "17 is not a multiple of 16"), "17 is not a multiple of 16");
+  const nlohmann::json tiers = {{{"kind", "disk"}, {"path", "/var/lib/wand/spool/wand-spool-7-0.bin"}, {"bytes", 5}}};
+  EXPECT_EQ(paths.hide_json(tiers),
+            nlohmann::json({{{"kind", "disk"}, {"path", "<spool>/wand-spool-7-0.bin"}, {"bytes", 5}}}));
 }
 
 }  // namespace

@@ -258,8 +258,11 @@ TEST(Identity, DiskFullMessagesShowUsersTheCauseWithoutServerPaths) {
     put_line(fd, c.call({{"type", "cancel"}, {"job", "j-99"}}));  // not found: no write needed
     c.send_json({{"type", "watch"}, {"job", id}});
     put_line(fd, c.receive().value_or(json()));  // the first event: the job as it is now
+    RawClient t(d.socket());
+    t.hello();
+    put_line(fd, t.call({{"type", "tiers"}}));  // the spool (under the state dir) without its path
   }));
-  ASSERT_EQ(seen.size(), 5u);
+  ASSERT_EQ(seen.size(), 6u);
   const json& status = seen[0];
   EXPECT_EQ(status.value("state", ""), "queued") << status.dump();
   const std::string error = status.value("error", "");
@@ -273,6 +276,7 @@ TEST(Identity, DiskFullMessagesShowUsersTheCauseWithoutServerPaths) {
   EXPECT_NE(refused.value("message", "").find("No space left on device"), std::string::npos) << refused.dump();
   EXPECT_NE(refused.value("message", "").find("nothing was changed"), std::string::npos) << refused.dump();
   EXPECT_EQ(seen[4].value("job", json()).value("error", ""), error) << "watch says the same: " << seen[4].dump();
+  EXPECT_NE(seen[5].dump().find("<spool>/wand-spool-"), std::string::npos) << "the spool, by its label: " << seen[5].dump();
   for (const json& j : seen) {
     const std::string text = j.dump();
     EXPECT_EQ(text.find(d.dir().string()), std::string::npos) << "a server path shown to a user: " << text;
