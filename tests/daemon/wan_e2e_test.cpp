@@ -169,7 +169,17 @@ TEST(WanEndToEnd, ACancelDuringTheVaeDecodeEndsTheJobCancelled) {
   }
   ASSERT_TRUE(cancelled) << "no decoding stage was seen: " << last.dump();
   const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - cancel_at).count();
-  std::printf("[ figures ] cancel during the decode: the job ended %.2f s after the cancel\n", stop_s);
+  std::printf("[ figures ] cancel during the decode: the job ended %.3f s after the cancel\n", stop_s);
+  {
+    const std::string log = d.log();  // the daemon's view: the cancel, then the end
+    const auto c_at = log.find("job cancel id=" + id);
+    const auto f_at = log.find("job finished id=" + id);
+    ASSERT_NE(c_at, std::string::npos) << log;
+    ASSERT_NE(f_at, std::string::npos) << log;
+    EXPECT_LT(c_at, f_at) << log;
+    std::printf("[ figures ] %s\n[ figures ] %s\n", log.substr(c_at - 24, log.find('\n', c_at) - c_at + 24).c_str(),
+                log.substr(f_at - 24, log.find('\n', f_at) - f_at + 24).c_str());
+  }
   EXPECT_EQ(last.value("state", ""), "cancelled") << last.dump() << d.log();
   EXPECT_EQ(last.value("result_bytes", 0), 0) << last.dump();
   for (const auto& st : stages_after_cancel) EXPECT_NE(st, "writing") << "the video was written after the cancel";
