@@ -94,7 +94,8 @@ const CommandHelp kCommands[] = {
     {"generate", "generate JOB-OPTIONS -o FILE [--no-progress]",
      "Submits a job, follows it and writes the video to FILE (-o - : standard output).\n"
      "On a terminal a progress line shows what the job does: loading, encoding,\n"
-     "step k/n with s/step and ETA, switching expert, decoding, writing.\n"
+     "step k/n with s/step and ETA, switching expert, decoding, writing; with stderr not a\n"
+     "terminal (a log, a pipe) one plain line per stage and step instead.\n"
      "Ctrl-C stops wanctl, not the job: it prints how to watch, fetch or cancel it (exit 130).\n"
      "If wand restarts meanwhile, the job is durable: wanctl reconnects and follows it again.\n",
      true},
