@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -60,6 +61,7 @@ Exit codes:
   3 daemon not running or socket not accessible    4 no such job / permission denied
   5 job cancelled    6 no plan (wanctl plan: the job fits no card as configured)
   130 interrupted (Ctrl-C; the job goes on)
+  141 the reader of the output went away (`| head`): killed by SIGPIPE, silently, as cat
 )";
 
 constexpr const char* kJobOptions = R"(
@@ -92,7 +94,8 @@ const CommandHelp kCommands[] = {
     {"generate", "generate JOB-OPTIONS -o FILE [--no-progress]",
      "Submits a job, follows it and writes the video to FILE (-o - : standard output).\n"
      "On a terminal a progress line shows what the job does: loading, encoding,\n"
-     "step k/n with s/step and ETA, switching expert, decoding, writing.\n"
+     "step k/n with s/step and ETA, switching expert, decoding, writing; with stderr not a\n"
+     "terminal (a log, a pipe) one plain line per stage and step instead.\n"
      "Ctrl-C stops wanctl, not the job: it prints how to watch, fetch or cancel it (exit 130).\n"
      "If wand restarts meanwhile, the job is durable: wanctl reconnects and follows it again.\n",
      true},
@@ -160,6 +163,49 @@ std::string unknown_command(const std::string& word) {
   std::string msg = "unknown command '" + word + "'";
   if (!best.empty()) msg += " (did you mean '" + best + "'?)";
   return msg;
+}
+
+// What the Ctrl-C handler (Note [Interrupting generate]) and end_by_closed_pipe need, prepared
+// before they can run: they only call write/unlink/_exit (async-signal-safe).
+struct InterruptNote {
+  char message[768] = {0};
+  std::size_t message_len = 0;
+  char json[256] = {0};
+  std::size_t json_len = 0;
+  char unlink_path[4096] = {0};
+};
+InterruptNote g_interrupt;
+
+// Note [Closed output pipe]: `wanctl fetch j-3 -o - | head -c 10`, `wanctl ls | head -1`: the
+// reader went away, which is how a pipe says "enough", not a failure to report. wanctl then
+// ends as cat or yes do: killed by SIGPIPE, silently (the shell shows status 141; with
+// `set -o pipefail` the pipeline fails as it does with cat). SIGPIPE itself stays ignored for
+// the rest of the run (a daemon that closes the socket is an error to report, exit 3, not a
+// silent death), so each write to standard output or standard error checks for EPIPE and
+// calls end_by_closed_pipe(); Go's runtime treats fds 1 and 2 the same way.
+[[noreturn]] void end_by_closed_pipe() {
+  // generate: the output file it created holds no video, or only part of one (as on Ctrl-C).
+  if (g_interrupt.unlink_path[0]) ::unlink(g_interrupt.unlink_path);
+  std::signal(SIGPIPE, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(SIGPIPE);
+  ::_exit(128 + SIGPIPE);  // not reached
+}
+
+// Flushes f (stdout or stderr); a reader that went away ends wanctl (Note [Closed output pipe]).
+// An earlier write may have failed already (the error flag stays, errno moved on): then the
+// pipe itself says whether its reader is gone (POLLERR on the write end of a pipe without
+// readers).
+void flush_or_end(std::FILE* f) {
+  errno = 0;
+  if (std::fflush(f) != 0 && errno == EPIPE) end_by_closed_pipe();
+  if (std::ferror(f)) {
+    pollfd p{::fileno(f), POLLOUT, 0};
+    if (::poll(&p, 1, 0) == 1 && (p.revents & POLLERR)) end_by_closed_pipe();
+  }
 }
 
 struct Args {
@@ -291,17 +337,7 @@ proto::JobParams job_params(const Args& a) {
     if (v.empty() || *end || errno || v[0] == '-') throw UsageError("--seed: '" + v + "' is not a non-negative integer");
     p.seed = s;
   }
-  if (a.has("--image")) {
-    p.image = read_client_file(a.get("--image"));  // read with the user's rights
-    // Issue 15: base64 in one frame; with the daemon's default max_message_bytes (8 MiB)
-    // an image of more than 6 MiB cannot travel (the daemon would close the connection).
-    constexpr std::size_t kMaxImage = 6u << 20;
-    if (p.image.size() > kMaxImage) {
-      throw UsageError("--image " + a.get("--image") + " is " + std::to_string(p.image.size()) +
-                       " bytes; the limit is " + std::to_string(kMaxImage) +
-                       " bytes (6 MiB: it travels base64 in one frame of at most 8 MiB)");
-    }
-  }
+  if (a.has("--image")) p.image = read_client_file(a.get("--image"));  // read with the user's rights
   p.task = a.has("--task") ? a.get("--task") : (p.image.empty() ? "t2v" : "i2v");
   if (a.has("--sampler")) p.sampler = a.get("--sampler");
   if (a.has("--priority")) p.priority = static_cast<int>(parse_int(a, "--priority", -1000, 1000));
@@ -319,6 +355,23 @@ proto::JobParams job_params(const Args& a) {
   return p;
 }
 
+// Issue 15 item 9: a request travels in one frame, and the daemon closes a connection whose
+// frame is larger than its max_message_bytes (8 MiB unless configured otherwise). The image
+// is in the frame base64 (4/3 of its bytes), so an image of more than about 6 MiB cannot
+// travel: say so, with the sizes, instead of sending 8 MiB that the daemon drops.
+constexpr std::size_t kMaxRequestBytes = 8u << 20;  // the daemon's default max_message_bytes
+
+void check_request_size(const Args& a, const proto::Request& r, const proto::JobParams& job) {
+  const std::size_t bytes = proto::request_to_json(r).dump().size();
+  if (bytes <= kMaxRequestBytes) return;
+  const std::string total = "the request would be " + std::to_string(bytes) + " bytes, more than the " +
+                            std::to_string(kMaxRequestBytes) + " (8 MiB) a request to wand may have";
+  if (job.image.empty()) throw UsageError(total);
+  throw UsageError("--image " + a.get("--image") + " is " + std::to_string(job.image.size()) + " bytes: " + total +
+                   "; the image travels base64 (4/3 of its size), so at most about 6 MiB: send a smaller "
+                   "file (a JPEG, or fewer pixels)");
+}
+
 std::string need_id(const Args& a) {
   if (a.positional.size() != 1) throw UsageError(a.command + " needs exactly one job id");
   return a.positional[0];
@@ -330,10 +383,11 @@ std::string need_id(const Args& a) {
 void print_error(const Args& a, const std::string& code, const std::string& message, bool daemon_code) {
   if (a.json) {
     std::printf("%s\n", json{{"type", "error"}, {"code", code}, {"message", message}}.dump().c_str());
-    std::fflush(stdout);
+    flush_or_end(stdout);
   }
   if (!a.json || !daemon_code) {
     std::fprintf(stderr, "wanctl: %s%s\n", daemon_code ? (code + ": ").c_str() : "", message.c_str());
+    flush_or_end(stderr);
   }
 }
 
@@ -415,6 +469,7 @@ int fetch_into(Client& c, const Args& a, const std::string& id, Output& out, pro
                                                static_cast<off_t>(ch->offset + off));
         if (n < 0) {
           if (errno == EINTR) continue;
+          if (errno == EPIPE && out.to_stdout()) end_by_closed_pipe();  // Note [Closed output pipe]
           return io_error("write");
         }
         off += static_cast<std::size_t>(n);
@@ -438,16 +493,7 @@ int fetch_into(Client& c, const Args& a, const std::string& id, Output& out, pro
 // to use next, removes the output file wanctl created (nothing has been written to it yet, or
 // only part of the video), and exits 130 (128 + SIGINT; SIGTERM: 143). Everything it needs
 // is prepared before the handler is installed, so it only calls write/unlink/_exit
-// (async-signal-safe).
-struct InterruptNote {
-  char message[768] = {0};
-  std::size_t message_len = 0;
-  char json[256] = {0};
-  std::size_t json_len = 0;
-  char unlink_path[4096] = {0};
-};
-InterruptNote g_interrupt;
-
+// (async-signal-safe; g_interrupt above).
 extern "C" void on_interrupt(int sig) {
   if (g_interrupt.unlink_path[0]) ::unlink(g_interrupt.unlink_path);
   if (g_interrupt.json_len) (void)!::write(STDOUT_FILENO, g_interrupt.json, g_interrupt.json_len);
@@ -480,6 +526,7 @@ void arm_interrupt(const Args& a, const std::string& id, const Output& out, bool
 }
 
 void disarm_interrupt() {
+  g_interrupt.unlink_path[0] = 0;  // the video is written (or discarded): nothing to remove
   struct sigaction sa {};
   sa.sa_handler = SIG_DFL;
   sigemptyset(&sa.sa_mask);
@@ -502,12 +549,18 @@ bool reconnect(Client& c) {
   return false;
 }
 
+// How `generate` shows a job's progress on stderr: not at all (--json, --no-progress), a line
+// redrawn in place (a terminal: Note [Progress redraw]) or plain log lines (anything else:
+// Note [Piped progress]).
+enum class Progress { kNone, kBar, kLines };
+
 // Follows a job until it is terminal; returns its last JobInfo. Survives a
 // daemon restart: it reconnects and watches again.
-proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool progress, bool print_events) {
+proto::JobInfo follow(Client& c, const Args& a, const std::string& id, Progress progress, bool print_events) {
   c.send(proto::Watch{id});
   proto::JobInfo last;
   ProgressDrawer drawer;  // Note [Progress redraw]
+  ProgressLog lines;      // Note [Piped progress]
   for (;;) {
     proto::Response r;
     try {
@@ -540,11 +593,17 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
       } else {
         std::printf("%s\n", event_line(*ev).c_str());
       }
-      std::fflush(stdout);
+      flush_or_end(stdout);
     }
-    if (progress) {
+    if (progress == Progress::kBar) {
       std::fputs(drawer.redraw(last, terminal_columns(STDERR_FILENO)).c_str(), stderr);
-      std::fflush(stderr);
+      flush_or_end(stderr);
+    } else if (progress == Progress::kLines) {
+      const std::string line = lines.next(last);
+      if (!line.empty()) {
+        std::fputs(line.c_str(), stderr);
+        flush_or_end(stderr);
+      }
     }
     if (last.state == "done" || last.state == "failed" || last.state == "cancelled") break;
   }
@@ -554,10 +613,12 @@ proto::JobInfo follow(Client& c, const Args& a, const std::string& id, bool prog
 
 int cmd_submit_like(Client& c, const Args& a, bool generate) {
   if (generate && !a.has("-o")) throw UsageError("generate needs -o FILE (or -o - for standard output)");
-  proto::JobParams p = job_params(a);
+  const proto::JobParams params = job_params(a);
+  const proto::Request submit = proto::Submit{params};
+  check_request_size(a, submit, params);
   Output out;
   if (generate) open_output(a, a.get("-o"), out);  // ours, with our rights, before submitting
-  proto::Response r = c.call(proto::Submit{p});
+  proto::Response r = c.call(submit);
   if (auto* e = as<proto::ErrorReply>(r)) {
     out.discard();
     return fail(a, *e);
@@ -572,9 +633,13 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
     }
     return kExitOk;
   }
-  const bool progress = !a.json && !a.no_progress && ::isatty(STDERR_FILENO);
-  arm_interrupt(a, s->id, out, progress);  // Note [Interrupting generate]
-  if (!a.json && !progress) std::fprintf(stderr, "submitted %s\n", s->id.c_str());
+  const bool bar = !a.json && !a.no_progress && ::isatty(STDERR_FILENO);
+  const Progress progress = bar ? Progress::kBar : !a.json && !a.no_progress ? Progress::kLines : Progress::kNone;
+  arm_interrupt(a, s->id, out, bar);  // Note [Interrupting generate]
+  if (!a.json && !bar) {
+    std::fprintf(stderr, "submitted %s\n", s->id.c_str());
+    flush_or_end(stderr);
+  }
   proto::JobInfo last;
   try {
     last = follow(c, a, s->id, progress, false);
@@ -617,7 +682,14 @@ int cmd_submit_like(Client& c, const Args& a, bool generate) {
 
 int run(const Args& a) {
   if (a.version) {
-    std::printf("wanctl %s (protocol %d)\n", proto::wand_version(), proto::kProtocolVersion);
+    if (a.json) {  // the same facts as the text, as one object (like every --json answer)
+      std::printf("%s\n", json{{"program", "wanctl"}, {"version", proto::wand_version()},
+                               {"protocol", proto::kProtocolVersion}}
+                               .dump()
+                               .c_str());
+    } else {
+      std::printf("wanctl %s (protocol %d)\n", proto::wand_version(), proto::kProtocolVersion);
+    }
     return kExitOk;
   }
   if (a.command.empty()) {
@@ -681,7 +753,7 @@ int run(const Args& a) {
     return kExitOk;
   }
   if (cmd == "watch") {
-    proto::JobInfo last = follow(c, a, need_id(a), false, true);
+    proto::JobInfo last = follow(c, a, need_id(a), Progress::kNone, true);
     return exit_for_state(last.state);
   }
   if (cmd == "cancel") {
@@ -720,7 +792,11 @@ int run(const Args& a) {
     proto::Request req;
     if (cmd == "tiers") req = proto::GetTiers{};
     if (cmd == "models") req = proto::ListModels{};
-    if (cmd == "plan") req = proto::GetPlan{job_params(a)};
+    if (cmd == "plan") {
+      const proto::JobParams params = job_params(a);
+      req = proto::GetPlan{params};
+      check_request_size(a, req, params);
+    }
     if (cmd == "shutdown") req = proto::Shutdown{};
     proto::Response r = c.call(req);
     if (auto* e = as<proto::ErrorReply>(r)) return fail(a, *e);
@@ -752,7 +828,10 @@ int run_wanctl(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) a.json = a.json || std::strcmp(argv[i], "--json") == 0;
   try {
     a = parse(argc, argv);
-    return run(a);
+    const int rc = run(a);
+    flush_or_end(stdout);  // Note [Closed output pipe]: the last buffered lines too
+    flush_or_end(stderr);
+    return rc;
   } catch (const UsageError& e) {
     print_error(a, kErrUsage, std::string(e.what()) + (a.json ? "" : " (see wanctl --help)"), false);
     return kExitUsage;

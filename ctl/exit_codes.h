@@ -14,6 +14,8 @@ constexpr int kExitCancelled = 5;       // the job was cancelled
 constexpr int kExitNoPlan = 6;          // `wanctl plan`: no plan for the job (it fits no card as
                                         // configured, or cannot be planned); the text says why and what to change
 constexpr int kExitInterrupted = 130;   // generate / watch stopped by Ctrl-C (the job goes on)
+// 141 (128 + SIGPIPE) is not an exit status of wanctl's own: when the reader of its output
+// goes away, wanctl is killed by SIGPIPE as cat is (Note [Closed output pipe], cli.cpp).
 
 // Exit code for an ErrorReply code (proto/error_codes.h).
 int exit_code_for_error(const std::string& code);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <vector>
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -341,25 +342,68 @@ void print_plan(std::FILE* out, const proto::PlanReport& p) {
   if (!p.note.empty()) print_wrapped(out, "note: ", p.note, 2);
 }
 
+// Note [Models table]: each column is as wide as its longest cell (the header included), two
+// spaces apart, so a long name or variant moves the next columns instead of running into them;
+// SIZES holds one fact per line ("WxH multiples of 16", then "default 1280x720x81" on a
+// continuation line), which keeps the table about 80 columns wide for the release models
+// (before, "WxH multiples of 16, default 1280x720x81" overflowed its 34 columns into DIR).
+// DIR is the last column (paths have any length) and only shown when the daemon sent one
+// (admins: users see no server paths). A model whose configs could not be read gets "?" and
+// its error on the lines below its row, wrapped at 100 columns.
 void print_models(std::FILE* out, const proto::ModelList& m) {
-  std::fprintf(out, "%-16s %-10s %-12s %-14s %-34s %s\n", "NAME", "PIPELINE", "VARIANT", "TASKS", "SIZES", "DIR");
+  struct Row {
+    std::vector<std::string> cells;   // NAME PIPELINE VARIANT TASKS SIZES(first line) DIR
+    std::vector<std::string> more;    // SIZES continuation lines
+    std::string error;
+  };
+  const std::vector<std::string> header = {"NAME", "PIPELINE", "VARIANT", "TASKS", "SIZES", "DIR"};
+  bool dirs = false;
+  std::vector<Row> rows;
   for (const auto& x : m.models) {
+    Row r;
     std::string tasks;
     for (const auto& t : x.tasks) tasks += (tasks.empty() ? "" : ",") + t;
-    std::string sizes;
-    char buf[160];
-    if (x.size_multiple > 0) {
-      std::snprintf(buf, sizeof buf, "WxH multiples of %d", x.size_multiple);
-      sizes = buf;
-    }
+    std::vector<std::string> sizes;
+    if (x.size_multiple > 0) sizes.push_back("WxH multiples of " + std::to_string(x.size_multiple));
     if (x.default_width > 0) {
-      std::snprintf(buf, sizeof buf, ", default %dx%dx%d", x.default_width, x.default_height, x.default_frames);
-      sizes += buf;
+      sizes.push_back("default " + std::to_string(x.default_width) + "x" + std::to_string(x.default_height) + "x" +
+                      std::to_string(x.default_frames));
     }
-    if (!x.error.empty()) sizes = "? (" + x.error + ")";
-    std::fprintf(out, "%-16s %-10s %-12s %-14s %-34s %s\n", x.name.c_str(), x.pipeline.c_str(),
-                 x.variant.empty() ? "-" : x.variant.c_str(), tasks.empty() ? "-" : tasks.c_str(),
-                 sizes.empty() ? "-" : sizes.c_str(), x.dir.c_str());
+    if (!x.error.empty()) {
+      sizes = {"?"};
+      r.error = x.error;
+    }
+    if (sizes.empty()) sizes.push_back("-");
+    r.cells = {x.name, x.pipeline, x.variant.empty() ? "-" : x.variant, tasks.empty() ? "-" : tasks, sizes[0], x.dir};
+    r.more.assign(sizes.begin() + 1, sizes.end());
+    dirs = dirs || !x.dir.empty();
+    rows.push_back(std::move(r));
+  }
+  const std::size_t ncols = dirs ? header.size() : header.size() - 1;
+  std::vector<std::size_t> width(ncols, 0);
+  for (std::size_t c = 0; c < ncols; ++c) width[c] = header[c].size();
+  for (const Row& r : rows) {
+    for (std::size_t c = 0; c < ncols; ++c) width[c] = std::max(width[c], r.cells[c].size());
+    for (const auto& s : r.more) width[4] = std::max(width[4], s.size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s;
+    for (std::size_t c = 0; c < ncols; ++c) {
+      s += cells[c];
+      if (c + 1 < ncols) s += std::string(width[c] - cells[c].size() + 2, ' ');
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    std::fprintf(out, "%s\n", s.c_str());
+  };
+  line(header);
+  for (const Row& r : rows) {
+    line(r.cells);
+    for (const auto& s : r.more) {
+      std::vector<std::string> cont(header.size());
+      cont[4] = s;
+      line(cont);
+    }
+    if (!r.error.empty()) print_wrapped(out, "  error: ", r.error, 4);
   }
   bool i2v = false;
   for (const auto& x : m.models) {
@@ -375,8 +419,7 @@ std::string video_size(const proto::JobInfo& j) {
          std::to_string(j.video_frames) + " frames";
 }
 
-std::string event_line(const proto::JobEvent& e) {
-  const auto& j = e.job;
+std::string job_line(const proto::JobInfo& j) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s %s step %d/%d", j.id.c_str(), j.state.c_str(), j.step, j.total_steps);
   std::string s = buf;
@@ -389,6 +432,19 @@ std::string event_line(const proto::JobEvent& e) {
   if (!j.ran_on.empty()) s += " on " + j.ran_on;
   if (!j.error.empty()) s += " error: " + j.error;
   return s;
+}
+
+std::string event_line(const proto::JobEvent& e) { return job_line(e.job); }
+
+// Note [Piped progress]: `generate` with stderr not a terminal (a log file, a pipe, systemd-run,
+// CI) cannot redraw a line, so it writes one plain line (job_line, no "\r" and no escape
+// sequence) each time the job's state, stage or step changes: a log shows the job move at
+// once, not only at the end. Events that change only the speed or the ETA print nothing.
+std::string ProgressLog::next(const proto::JobInfo& j) {
+  const std::string key = j.state + "|" + j.stage + "|" + std::to_string(j.step) + "/" + std::to_string(j.total_steps);
+  if (key == last_) return "";
+  last_ = key;
+  return job_line(j) + "\n";
 }
 
 int terminal_columns(int fd) {

@@ -18,9 +18,22 @@ void print_tiers(std::FILE* out, const proto::TiersReport& t);
 void print_plan(std::FILE* out, const proto::PlanReport& p);
 // Exit status of `wanctl plan` (text or --json): kExitOk with a plan, kExitNoPlan without.
 int plan_exit_code(const proto::PlanReport& p);
+// `wanctl models`: columns as wide as their cells, sizes one per line (Note [Models table]).
 void print_models(std::FILE* out, const proto::ModelList& m);
-// One line for a watch event ("j-3 running step 4/20 denoising 0.81 s/step eta 13s").
+// One line for a job ("j-3 running step 4/20 denoising 0.810 s/step eta 13s"), no newline.
+std::string job_line(const proto::JobInfo& job);
+// One line for a watch event: job_line of its job.
 std::string event_line(const proto::JobEvent& e);
+// The progress of a job as plain log lines, for a stderr that is not a terminal (Note [Piped
+// progress]): next() gives job_line + "\n" when the state, stage or step changed since the
+// line it gave last, else "".
+class ProgressLog {
+ public:
+  std::string next(const proto::JobInfo& job);
+
+ private:
+  std::string last_;  // state|stage|step/total of the last line
+};
 // The progress line of a job ("j-3 [#####.....]  4/20 denoising 0.81 s/step eta 13s"),
 // never longer than columns - 1 characters, so that "\r" redraws it in place at any
 // terminal width. Note [Progress line]: the bar's width depends on the width only (not

@@ -272,6 +272,27 @@ std::uint64_t decoded_video_host_bytes(const sched::JobSpec& spec) {
 // Note [Stuck worker] (job_runner.cpp): how long shutdown waits for the workers.
 constexpr std::chrono::seconds kShutdownGrace{10};
 
+// Note [Stuck cancel]: a cancelled job stops at its next cancel check (between DiT blocks, VAE
+// latent frames, and the phases), seconds at most. One still running a while after its
+// cancel sits in a call that never returns (issue 15: an open() on a FIFO, a hung driver
+// call) and holds its worker, and with it its card: jobs for that card wait. The worker
+// cannot be given back while the daemon runs: its thread owns the card's pipeline (device
+// memory, the pool's blobs, the streamed executor, used by one job at a time), so a new
+// worker on that card would share them with a thread that may wake up at any moment, and a
+// thread cannot be stopped from outside (pthread_cancel would leave the pool's locks held).
+// The daemon says so instead, once per job, in the log (error) and in systemd's STATUS
+// ("stuck=N"), with what frees it: a restart, which ends within kShutdownGrace, ends the
+// cancelled job as cancelled (it is not run again) and resumes the others from their
+// checkpoints. Default: after 60 s (the slowest cancel check is a block of a streamed A14B
+// step, a few seconds); WAND_STUCK_CANCEL_S=N changes it (tests).
+std::chrono::seconds stuck_cancel_after() {
+  if (const char* e = std::getenv("WAND_STUCK_CANCEL_S")) {
+    const long s = std::strtol(e, nullptr, 10);
+    if (s > 0) return std::chrono::seconds(s);
+  }
+  return std::chrono::seconds(60);
+}
+
 }  // namespace
 
 nlohmann::json ConfigCheck::to_json() const {
@@ -322,14 +343,63 @@ struct Daemon::Impl {
   int listener = 0;
   bool stopping = false;
   std::string last_status;
+  // Note [Stuck cancel]: running jobs with a cancel pending, since when (seen by the status
+  // timer), and whether they were reported. io thread only.
+  struct PendingCancel {
+    std::chrono::steady_clock::time_point since;
+    bool reported = false;
+  };
+  std::map<std::string, PendingCancel> pending_cancels;
+  std::chrono::seconds stuck_after = stuck_cancel_after();
+  int stuck_jobs = 0;
+
+  void check_stuck_cancels() {
+    const auto now = std::chrono::steady_clock::now();
+    std::map<std::string, PendingCancel> next;
+    int stuck = 0;
+    for (const auto& r : queue->list()) {
+      if (r.phase != sched::JobPhase::kRunning || !r.cancel_requested) continue;
+      auto it = pending_cancels.find(r.id);
+      PendingCancel p = it == pending_cancels.end() ? PendingCancel{now, false} : it->second;
+      if (now - p.since >= stuck_after) {
+        ++stuck;
+        if (!p.reported) {
+          p.reported = true;
+          const long secs = std::chrono::duration_cast<std::chrono::seconds>(now - p.since).count();
+          log::get("sched")->error(
+              "job stuck id={} stage=\"{}\" cancelled_for={}s: it did not stop after its cancel (blocked outside "
+              "its cancel checks); its worker serves no other job until wand restarts: `systemctl restart wand` "
+              "frees it (the job ends cancelled, the others resume from their checkpoints; Note [Stuck cancel])",
+              r.id, r.stage, secs);
+        }
+      }
+      next[r.id] = p;
+    }
+    pending_cancels = std::move(next);
+    stuck_jobs = stuck;
+  }
 
   std::map<std::string, std::filesystem::path> model_dirs() const { return model_dirs_of(config); }
+
+  // Note [Server paths] (job_view.h): the directories users' messages do not name.
+  ServerPaths server_paths() const {
+    ServerPaths p;
+    p.add(config.state_dir, "<state_dir>");
+    for (const auto& [name, dir] : config.models) p.add(dir, "<model " + name + ">");
+    if (!config.memory.is_null()) {
+      const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
+      if (pc.disk) p.add(pc.disk->dir, "<spool>");
+    }
+    if (!services.pack_dir.empty()) p.add(services.pack_dir, "<pack_dir>");  // often the spool's
+    return p;
+  }
 
   std::string status_line() {
     auto c = queue->counts();
     std::string s = "queued=" + std::to_string(c.queued) + " running=" + std::to_string(c.running) +
                     " done=" + std::to_string(c.done) + " clients=" +
                     std::to_string(server ? server->session_count() : 0);
+    if (stuck_jobs > 0) s += " stuck=" + std::to_string(stuck_jobs);  // Note [Stuck cancel]
     try {
       auto t = resources->tiers();
       for (const auto& tier : t.tiers) {
@@ -348,6 +418,7 @@ struct Daemon::Impl {
     status_timer.async_wait([this](boost::system::error_code ec) {
       if (ec || stopping) return;
       if (notifier.watchdog_interval_ms() > 0) notifier.watchdog();
+      check_stuck_cancels();
       std::string line = status_line();
       if (line != last_status) {  // systemd needs no repeats
         notifier.status(line);
@@ -398,6 +469,7 @@ struct Daemon::Impl {
       config.models = next.models;
       config.log_level = next.log_level;
       config.max_message_bytes = next.max_message_bytes;
+      ctx->server_paths = server_paths();  // the models may have moved
       log::get("rpc")->info("config reloaded models={}", next.models.size());
     } catch (const Error& e) {
       log::get("rpc")->error("reload failed, keeping the running config error=\"{}\"", e.what());
@@ -520,7 +592,8 @@ int Daemon::run() {
   }
   d.access = std::make_unique<Access>(d.config.admin_group);
   d.ctx = std::make_unique<HandlerContext>(
-      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true, {}});
+      HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true, {}, {}});
+  d.ctx->server_paths = d.server_paths();
   {
     // Note [Job admission].
     const std::uint64_t host = host_memory_bytes();

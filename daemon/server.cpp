@@ -202,7 +202,11 @@ void Server::on_job_event(const sched::JobRecord& r, const std::string& kind) {
   std::vector<std::weak_ptr<Session>> alive;
   for (auto& w : it->second) {
     if (auto s = w.lock()) {
-      s->send(ev);
+      if (s->peer().admin) {
+        s->send(ev);
+      } else {
+        s->send(event_for(s->peer(), ctx_.server_paths, ev));  // Note [Server paths]
+      }
       alive.push_back(w);
     }
   }

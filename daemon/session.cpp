@@ -236,15 +236,18 @@ void Session::handle_frame() {
     handle_request(j);
   } catch (const sched::DiskFullError& e) {
     // Note [Disk full]: the change was not made (nothing journaled); reads go on.
+    // Note [Server paths]: the log has the whole message (the file that could not be
+    // written); a user is told the cause, an admin also where.
     log::get("rpc")->error("request failed uid={} error=\"{}\"", peer_.uid, e.what());
-    send(proto::ErrorReply{proto::errc::kDiskFull,
-                           std::string("the daemon's disk is full; nothing was changed: ") + e.what()});
+    const std::string what = "nothing was changed; try again once the daemon has disk space again";
+    send(proto::ErrorReply{proto::errc::kDiskFull, peer_.admin ? disk_full_text(e.what(), what) + " (" + e.what() + ")"
+                                                               : disk_full_text(e.what(), what)});
   } catch (const Error& e) {
     log::get("rpc")->error("request failed uid={} error=\"{}\"", peer_.uid, e.what());
-    send(proto::ErrorReply{proto::errc::kInternal, e.what()});
+    send(proto::ErrorReply{proto::errc::kInternal, user_message(peer_, server_.context().server_paths, e.what())});
   } catch (const std::exception& e) {
     log::get("rpc")->error("request failed uid={} error=\"{}\"", peer_.uid, e.what());
-    send(proto::ErrorReply{proto::errc::kInternal, e.what()});
+    send(proto::ErrorReply{proto::errc::kInternal, user_message(peer_, server_.context().server_paths, e.what())});
   }
 }
 
@@ -291,7 +294,7 @@ void Session::handle_request(const json& j) {
             return;
           }
           const auto& rec = std::get<sched::JobRecord>(v);
-          send(proto::JobEvent{"state", to_job_info(rec), server_.tiers_snapshot()});
+          send(event_for(peer_, ctx.server_paths, proto::JobEvent{"state", to_job_info(rec), server_.tiers_snapshot()}));
           if (!sched::is_terminal(rec.phase)) {
             server_.add_watcher(rec.id, shared_from_this());
             watching_ = true;

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "daemon/access.h"
+#include "daemon/job_view.h"
 #include "daemon/resource_provider.h"
 #include "proto/requests.h"
 #include "proto/responses.h"
@@ -30,6 +31,9 @@ struct HandlerContext {
   // Issue 15 (poison jobs): throws Error naming the bytes when the job cannot fit the
   // daemon's host or device budgets (Note [Job admission], daemon.cpp); unset: no check.
   std::function<void(const sched::JobSpec&)> admit;
+  // Note [Server paths] (job_view.h): the server's directories, hidden from users' messages.
+  // Set at start and on reload (the models), on the io thread.
+  ServerPaths server_paths;
 };
 
 proto::ErrorReply error_reply(const char* code, std::string message);

@@ -18,7 +18,7 @@ proto::Response handle_list(HandlerContext& ctx, const Peer& peer, const proto::
   proto::JobList out;
   for (const auto& r : ctx.queue.list()) {
     if (!Access::can_see(peer, r)) continue;
-    proto::JobInfo info = to_job_info(r);
+    proto::JobInfo info = to_job_info(r, peer, ctx.server_paths);
     // Issue 15: a list reply carries every job; long prompts are cut (status has them whole).
     constexpr std::size_t kListPrompt = 200;
     if (info.prompt.size() > kListPrompt) {
@@ -35,7 +35,7 @@ proto::Response handle_list(HandlerContext& ctx, const Peer& peer, const proto::
 proto::Response handle_status(HandlerContext& ctx, const Peer& peer, const proto::GetStatus& m) {
   auto v = visible_job(ctx, peer, m.job);
   if (auto* e = std::get_if<proto::ErrorReply>(&v)) return *e;
-  return to_job_info(std::get<sched::JobRecord>(v));
+  return to_job_info(std::get<sched::JobRecord>(v), peer, ctx.server_paths);
 }
 
 proto::Response handle_cancel(HandlerContext& ctx, const Peer& peer, const proto::Cancel& m) {

@@ -4,8 +4,13 @@
 
 namespace wand::daemon {
 
-proto::Response handle_tiers(HandlerContext& ctx, const Peer&, const proto::GetTiers&) {
-  return ctx.resources.tiers();
+proto::Response handle_tiers(HandlerContext& ctx, const Peer& peer, const proto::GetTiers&) {
+  proto::TiersReport t = ctx.resources.tiers();
+  if (!peer.admin) {  // Note [Server paths]: the spool's path is "<spool>/wand-spool-...bin"
+    t.tiers = ctx.server_paths.hide_json(t.tiers);
+    t.note = ctx.server_paths.hide(t.note);
+  }
+  return t;
 }
 
 proto::Response handle_plan(HandlerContext& ctx, const Peer& peer, const proto::GetPlan& m) {
@@ -33,7 +38,7 @@ proto::Response handle_models(HandlerContext& ctx, const Peer& peer, const proto
     try {
       static_cast<ModelTraits&>(info) = ctx.registry.traits(m.name);
     } catch (const std::exception& e) {
-      info.error = e.what();
+      info.error = user_message(peer, ctx.server_paths, e.what());  // Note [Server paths]
     }
     out.models.push_back(std::move(info));
   }

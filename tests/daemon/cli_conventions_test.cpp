@@ -3,6 +3,7 @@
 // job stages and placement in status, Ctrl-C in generate, host memory taken at start, and
 // `wand --check-config` failing what the daemon refuses.
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -185,6 +186,180 @@ TEST(WanctlConventions, StatusShowsTheVideoSizeAndStagesAreEvents) {
   d.stop();
   d.start();
   EXPECT_EQ(d.wanctl({"status", id, "--json"}).json()["video_frames"], 9);
+  d.stop();
+}
+
+// --json --version is one JSON object, with the same facts as the text.
+TEST(WanctlConventions, JsonVersionIsAnObject) {
+  CmdResult text = run_command({WANCTL_EXE, "--version"});
+  for (const auto& argv : {std::vector<std::string>{WANCTL_EXE, "--json", "--version"},
+                           std::vector<std::string>{WANCTL_EXE, "--version", "--json"}}) {
+    CmdResult j = run_command(argv);
+    ASSERT_EQ(j.exit_code, 0) << j.err;
+    json v = j.json();
+    EXPECT_EQ(v.value("program", ""), "wanctl") << j.out;
+    EXPECT_EQ(v.value("protocol", 0), 1) << j.out;
+    EXPECT_TRUE(contains(text.out, "wanctl " + v.value("version", std::string("?")) + " ")) << j.out << " vs " << text.out;
+    EXPECT_TRUE(j.err.empty()) << j.err;
+  }
+}
+
+struct PipeRun {
+  int status = 0;   // waitpid's status
+  std::string err;  // what wanctl wrote to stderr
+};
+
+// Runs wanctl with its standard output on a pipe whose read end is already closed (the
+// reader went away, as `| head -c 10` does once it has its bytes).
+PipeRun run_into_closed_pipe(const DaemonFixture& d, std::vector<std::string> args) {
+  args.insert(args.begin(), {WANCTL_EXE, "--socket", d.socket()});
+  int out[2], err[2];
+  EXPECT_EQ(::pipe(out), 0);
+  EXPECT_EQ(::pipe(err), 0);
+  ::close(out[0]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  posix_spawn_file_actions_addclose(&fa, err[0]);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  PipeRun r;
+  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    ADD_FAILURE() << "spawn wanctl: " << std::strerror(rc);
+    ::close(err[0]);
+    return r;
+  }
+  char buf[512];
+  for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) r.err.append(buf, static_cast<std::size_t>(n));
+  ::close(err[0]);
+  EXPECT_EQ(::waitpid(pid, &r.status, 0), pid);
+  return r;
+}
+
+// Note [Closed output pipe] (ctl/cli.cpp): a reader that went away ends wanctl as it ends
+// cat: killed by SIGPIPE (the shell's 141), nothing on stderr; before, `fetch -o - | head`
+// printed "write standard output: Broken pipe" and exited 1. Every command that prints.
+TEST(WanctlConventions, AClosedOutputPipeEndsWanctlQuietly) {
+  DaemonFixture d(1);
+  d.start();
+  CmdResult gen = d.wanctl([] {
+    auto g = job("generate", "5");
+    g.insert(g.end(), {"-o", "-", "--no-progress"});
+    return g;
+  }());
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  const std::string id = "j-1";
+  const std::vector<std::vector<std::string>> commands = {
+      {"fetch", id, "-o", "-"}, {"ls"},     {"ls", "--json"},     {"status", id}, {"watch", id},
+      {"models"},               {"tiers"},  {"--version"},        {"--help"},     [] {
+        auto g = job("generate", "6");
+        g.insert(g.end(), {"-o", "-"});
+        return g;
+      }(),
+  };
+  for (const auto& cmd : commands) {
+    std::string name;
+    for (const auto& w : cmd) name += w + " ";
+    PipeRun r = run_into_closed_pipe(d, cmd);
+    EXPECT_TRUE(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGPIPE)
+        << name << ": " << (WIFEXITED(r.status) ? "exit " + std::to_string(WEXITSTATUS(r.status)) : "a signal")
+        << ", stderr: " << r.err;
+    if (cmd[0] == "generate") {
+      // Its stderr carries the progress (a log: not a terminal) and nothing about the pipe.
+      EXPECT_FALSE(contains(r.err, "Broken pipe") || contains(r.err, "wanctl:")) << name << ": " << r.err;
+    } else {
+      EXPECT_EQ(r.err, "") << name;
+    }
+  }
+  // The daemon is unaffected.
+  EXPECT_EQ(d.wanctl({"status", id, "--json"}).json()["state"], "done");
+  d.stop();
+}
+
+// Note [Piped progress] (ctl/output.cpp): with stderr not a terminal, generate logs one
+// plain line per stage and step as the job goes (a log shows progress before the end), and
+// none with --no-progress or --json.
+TEST(WanctlConventions, APipedGenerateLogsItsProgressLineByLine) {
+  DaemonFixture d(80);  // 80 ms per step: every step is seen
+  d.start();
+  auto g = job("generate", "7", "5");
+  g.insert(g.end(), {"-o", (d.dir() / "a.wandrgb").string()});
+  CmdResult r = d.wanctl(g);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\033'), std::string::npos) << r.err;
+  EXPECT_TRUE(contains(r.err, "submitted j-1\n")) << r.err;
+  for (int k = 2; k <= 5; ++k) {
+    const std::string step = "j-1 running step " + std::to_string(k) + "/5 denoising";
+    const auto at = r.err.find(step);
+    EXPECT_NE(at, std::string::npos) << step << " in:\n" << r.err;
+    EXPECT_EQ(r.err.find(step, at + 1), std::string::npos) << "one line per step:\n" << r.err;
+  }
+  EXPECT_TRUE(contains(r.err, "j-1 running step 5/5 decoding")) << r.err;
+  EXPECT_TRUE(contains(r.err, "j-1 running step 5/5 writing")) << r.err;
+  EXPECT_TRUE(contains(r.err, "j-1 done step 5/5")) << r.err;
+  EXPECT_TRUE(contains(r.out, "a.wandrgb written")) << r.out;
+  auto quiet = job("generate", "8", "3");
+  quiet.insert(quiet.end(), {"-o", (d.dir() / "b.wandrgb").string(), "--no-progress"});
+  CmdResult q = d.wanctl(quiet);
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_FALSE(contains(q.err, "step ")) << q.err;
+  auto js = job("generate", "9", "3");
+  js.insert(js.end(), {"-o", (d.dir() / "c.wandrgb").string(), "--json"});
+  CmdResult jr = d.wanctl(js);
+  ASSERT_EQ(jr.exit_code, 0) << jr.err;
+  EXPECT_EQ(jr.err, "");
+  EXPECT_EQ(jr.json()["state"], "done");
+  d.stop();
+}
+
+// Issue 15 item 9: an --image that cannot travel in one request frame (8 MiB, the image in
+// it base64) is refused by wanctl itself, naming its size and the limit (before: the daemon
+// closed the connection and wanctl died of SIGPIPE, exit 141, saying nothing; and a fixed
+// 6 MiB limit let through images whose request was just over 8 MiB). Nothing reaches the
+// daemon, and generate leaves no output file behind.
+TEST(WanctlConventions, AnImageTooLargeForARequestIsRefusedWithTheLimit) {
+  DaemonFixture d(1);
+  d.start();
+  const auto big = d.dir() / "big.png";
+  auto write_png = [&](std::size_t size) {
+    std::string bytes = "\x89PNG\r\n\x1a\n";
+    bytes.resize(size, '\0');
+    std::ofstream(big, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  for (std::size_t size : {std::size_t{6} << 20, (std::size_t{6} << 20) + 1, std::size_t{7} << 20}) {
+    write_png(size);
+    auto s = job("submit", "1");
+    s.insert(s.end(), {"--image", big.string()});
+    CmdResult r = d.wanctl(s);
+    EXPECT_EQ(r.exit_code, 2) << size << ": " << r.out << r.err;
+    EXPECT_TRUE(contains(r.err, "--image " + big.string() + " is " + std::to_string(size) + " bytes")) << r.err;
+    EXPECT_TRUE(contains(r.err, "more than the 8388608 (8 MiB) a request to wand may have")) << r.err;
+    EXPECT_FALSE(contains(r.err, "Broken pipe") || contains(r.err, "connection")) << r.err;
+    s.push_back("--json");
+    CmdResult j = d.wanctl(s);
+    EXPECT_EQ(j.exit_code, 2);
+    EXPECT_EQ(j.json()["code"], "usage") << j.out;
+    auto g = job("generate", "1");
+    g.insert(g.end(), {"--image", big.string(), "-o", (d.dir() / "v.wandrgb").string()});
+    EXPECT_EQ(d.wanctl(g).exit_code, 2);
+    EXPECT_FALSE(std::filesystem::exists(d.dir() / "v.wandrgb")) << "no output file for a refused request";
+  }
+  EXPECT_EQ(d.wanctl({"ls", "--json"}).json()["jobs"].size(), 0u) << "nothing was queued";
+  EXPECT_EQ(d.log().find("frame too large"), std::string::npos) << "nothing oversized reached the daemon:\n" << d.log();
+  // 64 KiB less than 6 MiB travels (the fake model does not decode images).
+  write_png((std::size_t{6} << 20) - (64u << 10));
+  auto s = job("submit", "1");
+  s.insert(s.end(), {"--image", big.string()});
+  CmdResult ok = d.wanctl(s);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
   d.stop();
 }
 

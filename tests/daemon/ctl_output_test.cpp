@@ -216,5 +216,153 @@ TEST(WanctlStatus, ShowsTheCardsAndTheRealVideoSize) {
   EXPECT_NE(out.find("832x480, 81 frames"), std::string::npos) << out;
 }
 
+// Note [Piped progress]: with stderr not a terminal, one plain line per change of state,
+// stage or step; repeated events (the same step with a new speed) print nothing, and no
+// line carries a carriage return or an escape sequence.
+TEST(WanctlProgress, APipedGenerateLogsOneLinePerStageAndStep) {
+  ProgressLog log;
+  proto::JobInfo j;
+  j.id = "j-4";
+  j.state = "queued";
+  j.total_steps = 3;
+  std::vector<std::string> lines;
+  auto feed = [&] {
+    const std::string l = log.next(j);
+    if (!l.empty()) lines.push_back(l);
+  };
+  feed();
+  feed();  // the same event again
+  j.state = "running";
+  for (const char* stage : {"loading", "encoding", "denoising"}) {
+    j.stage = stage;
+    feed();
+  }
+  for (int k = 1; k <= 3; ++k) {
+    j.step = k;
+    j.sec_per_step = 0.5 * k;
+    j.eta_s = 3 - k;
+    feed();
+    j.sec_per_step += 0.01;  // a speed update of the same step: no new line
+    feed();
+  }
+  for (const char* stage : {"decoding", "writing"}) {
+    j.stage = stage;
+    feed();
+  }
+  j.state = "done";
+  j.stage.clear();
+  feed();
+  const std::vector<std::string> want = {
+      "j-4 queued step 0/3\n",
+      "j-4 running step 0/3 loading\n",
+      "j-4 running step 0/3 encoding\n",
+      "j-4 running step 0/3 denoising\n",
+      "j-4 running step 1/3 denoising 0.500 s/step eta 2s\n",
+      "j-4 running step 2/3 denoising 1.000 s/step eta 1s\n",
+      "j-4 running step 3/3 denoising 1.500 s/step\n",
+      "j-4 running step 3/3 decoding 1.510 s/step\n",
+      "j-4 running step 3/3 writing 1.510 s/step\n",
+      "j-4 done step 3/3 1.510 s/step\n",
+  };
+  EXPECT_EQ(lines, want);
+  for (const auto& l : lines) {
+    EXPECT_EQ(l.find('\r'), std::string::npos) << l;
+    EXPECT_EQ(l.find('\033'), std::string::npos) << l;
+    EXPECT_EQ(l.find('\n'), l.size() - 1) << "one line: " << l;
+  }
+}
+
+std::string models_text(const proto::ModelList& m) {
+  char* buf = nullptr;
+  std::size_t len = 0;
+  std::FILE* f = open_memstream(&buf, &len);
+  print_models(f, m);
+  std::fclose(f);
+  const std::string out(buf, len);
+  std::free(buf);
+  return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> v;
+  std::size_t start = 0;
+  for (std::size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', start)) {
+    v.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return v;
+}
+
+proto::ModelInfo release_model(const std::string& name, const std::string& variant,
+                               std::vector<std::string> tasks, int multiple, int h, int frames) {
+  proto::ModelInfo m;
+  m.name = name;
+  m.pipeline = "wan";
+  m.variant = variant;
+  m.tasks = std::move(tasks);
+  m.size_multiple = multiple;
+  m.default_width = 1280;
+  m.default_height = h;
+  m.default_frames = frames;
+  return m;
+}
+
+// Note [Models table]. Walk-through 2026-12-07: "WxH multiples of 16, default 1280x720x81"
+// ran out of its 34 columns into DIR. Every cell now ends before the next column starts (the
+// header's offsets), the sizes sit on continuation lines in their own column, and without
+// paths (a user's view) the table is at most 80 columns wide.
+TEST(WanctlModels, EveryCellFitsItsColumnAndSizesWrapOntoContinuationLines) {
+  proto::ModelList list;
+  list.models.push_back(release_model("i2v-A14B", "i2v-A14B", {"i2v"}, 16, 720, 81));
+  list.models.push_back(release_model("ti2v-5B-long-name-here", "ti2v-5B", {"ti2v", "t2v", "i2v"}, 32, 704, 121));
+  proto::ModelInfo broken = release_model("broken", "", {}, 0, 0, 0);
+  broken.default_width = 0;
+  broken.error = "cannot read config.json: the file ends in the middle of an object, at byte 17 of 17; "
+                 "rewrite it from the model release";
+  list.models.push_back(broken);
+  for (bool admin : {false, true}) {
+    for (auto& m : list.models) m.dir = admin ? "/srv/models/" + m.name : "";
+    const std::string out = models_text(list);
+    const std::vector<std::string> lines = lines_of(out);
+    ASSERT_GE(lines.size(), 7u) << out;
+    const std::string& header = lines[0];
+    const std::vector<std::string> names = {"NAME", "PIPELINE", "VARIANT", "TASKS", "SIZES", "DIR"};
+    std::vector<std::size_t> col;
+    for (const auto& n : names) col.push_back(header.find(n));
+    EXPECT_EQ(col.back() != std::string::npos, admin) << "DIR only when the daemon sent paths:\n" << out;
+    if (!admin) col.pop_back();
+    for (std::size_t c = 1; c < col.size(); ++c) ASSERT_GT(col[c], col[c - 1]) << header;
+    // The rows (not the error lines nor the footnote): each cell starts at its column, with
+    // at least one space before it, so no cell ran into the next one.
+    int rows = 0, sizes_lines = 0;
+    for (std::size_t i = 1; i < lines.size(); ++i) {
+      const std::string& l = lines[i];
+      const std::size_t first = l.find_first_not_of(' ');
+      if (l.rfind("  error: ", 0) == 0 || first == 4) continue;  // the error and its wrapped lines
+      if (l.rfind("frames are", 0) == 0) continue;
+      if (l[0] != ' ') {
+        ++rows;
+        for (std::size_t c = 1; c < col.size(); ++c) {
+          ASSERT_GT(l.size(), col[c]) << "row " << i << " ends before column " << names[c] << ":\n" << out;
+          EXPECT_EQ(l[col[c] - 1], ' ') << "column " << names[c] << " of row " << i << ":\n" << out;
+          EXPECT_NE(l[col[c]], ' ') << "column " << names[c] << " of row " << i << ":\n" << out;
+        }
+      } else {  // a continuation line: only the SIZES cell
+        ++sizes_lines;
+        EXPECT_EQ(l.find_first_not_of(' '), col[4]) << "continuation line " << i << ":\n" << out;
+      }
+      if (!admin) EXPECT_LE(l.size(), 80u) << "line " << i << ":\n" << out;
+    }
+    EXPECT_EQ(rows, 3) << out;
+    EXPECT_EQ(sizes_lines, 2) << out;
+    EXPECT_NE(out.find("WxH multiples of 16"), std::string::npos) << out;
+    EXPECT_NE(out.find("default 1280x720x81"), std::string::npos) << out;
+    EXPECT_NE(out.find("default 1280x704x121"), std::string::npos) << out;
+    EXPECT_NE(out.find("  error: cannot read config.json"), std::string::npos) << out;
+    for (const auto& l : lines) EXPECT_LE(l.size(), admin ? 120u : 100u) << l;
+    if (admin) EXPECT_NE(out.find("/srv/models/i2v-A14B"), std::string::npos) << out;
+  }
+}
+
 }  // namespace
 }  // namespace wand::ctl

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/image_magic.h"
+#include "daemon/job_view.h"
 #include "scheduler/checkpoint_store.h"
 #include "scheduler/durable_file.h"
 #include "scheduler/job_queue.h"
@@ -251,6 +252,35 @@ TEST(HardeningUnit, OnlyImageMagicIsAccepted) {
   EXPECT_EQ(sniff("ffconcat version 1.0\nfile x\n"), ImageFormat::kUnknown);
   EXPECT_EQ(sniff("#EXTM3U\n"), ImageFormat::kUnknown);
   EXPECT_EQ(sniff("file:/etc/passwd"), ImageFormat::kUnknown);
+}
+
+// Note [Server paths] (daemon/job_view.h): what a user reads of the server's errors.
+TEST(HardeningUnit, UsersReadServerErrorsWithoutServerPaths) {
+  daemon::ServerPaths paths;
+  paths.add("/var/lib/wand/", "<state_dir>");
+  paths.add("/var/lib/wand/spool", "<spool>");  // inside the state dir: its own label
+  paths.add("/srv/models/i2v", "<model i2v>");
+  paths.add("/", "<root>");                      // ignored: it would hide every path
+  paths.add("/var/lib/wand/spool", "<pack_dir>");  // the same directory again: the first label stays
+  const daemon::Peer user{1000, 1000, 1, false};
+  const daemon::Peer admin{0, 0, 1, true};
+  const std::string disk = "waiting for disk space: write /var/lib/wand/checkpoints/j-3.ckpt.tmp: No space left on device";
+  EXPECT_EQ(daemon::user_message(user, paths, disk),
+            "waiting for disk space: the daemon's disk is full (No space left on device); the job goes on from its "
+            "last checkpoint once there is room");
+  EXPECT_EQ(daemon::user_message(admin, paths, disk), disk) << "admins read it whole";
+  EXPECT_EQ(daemon::disk_full_text("append /var/lib/wand/journal.jsonl: Disk quota exceeded", "nothing was changed"),
+            "the daemon's disk is full (Disk quota exceeded); nothing was changed");
+  EXPECT_EQ(daemon::user_message(user, paths, "io: read /srv/models/i2v/config.json: Permission denied"),
+            "io: read <model i2v>/config.json: Permission denied");
+  EXPECT_EQ(paths.hide("spool /var/lib/wand/spool/wand-spool-1-0.bin and /var/lib/wand: full"),
+            "spool <spool>/wand-spool-1-0.bin and <state_dir>: full");
+  // Whole path components only: another directory that starts with the same letters stays.
+  EXPECT_EQ(paths.hide("open /srv/models/i2v-old/x and /var/lib/wandb/y"), "open /srv/models/i2v-old/x and /var/lib/wandb/y");
+  EXPECT_EQ(daemon::user_message(user, paths, "17 is not a multiple of 16"), "17 is not a multiple of 16");
+  const nlohmann::json tiers = {{{"kind", "disk"}, {"path", "/var/lib/wand/spool/wand-spool-7-0.bin"}, {"bytes", 5}}};
+  EXPECT_EQ(paths.hide_json(tiers),
+            nlohmann::json({{{"kind", "disk"}, {"path", "<spool>/wand-spool-7-0.bin"}, {"bytes", 5}}}));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -176,6 +177,121 @@ TEST(Identity, UsersLeaveRoomForAdminsAndSeeNoServerPaths) {
   EXPECT_EQ(rc, 0) << "child check " << rc << " failed (see the codes in the test)";
   EXPECT_EQ(admin_hello, "hello") << "the admin was locked out by the user's connections";
   EXPECT_NE(admin_models.find(model_dir), std::string::npos) << "an admin sees where the models are: " << admin_models;
+  d.stop();
+}
+
+// Runs fn as uid/gid in a child and returns what it wrote to the fd it was given (its answers,
+// checked by the parent, where gtest's failures count).
+std::string answers_as_user(uid_t uid, gid_t gid, const std::function<void(int fd)>& fn) {
+  int p[2];
+  EXPECT_EQ(::pipe(p), 0);
+  const int rc = as_user(uid, gid, [&]() -> int {
+    ::close(p[0]);
+    fn(p[1]);
+    ::close(p[1]);
+    return 0;
+  });
+  ::close(p[1]);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  EXPECT_EQ(rc, 0) << "the child failed: " << out;
+  return out;
+}
+
+void put_line(int fd, const json& j) {
+  const std::string line = j.dump() + "\n";
+  (void)!::write(fd, line.data(), line.size());
+}
+
+std::vector<json> lines_as_json(const std::string& text) {
+  std::vector<json> v;
+  std::size_t start = 0;
+  for (std::size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', start)) {
+    v.push_back(json::parse(text.substr(start, nl - start), nullptr, false));
+    start = nl + 1;
+  }
+  return v;
+}
+
+// Issue 15 / Note [Server paths] (daemon/job_view.h): a full disk is told to a user as its
+// cause, without the state dir's paths ("write /var/lib/wand/checkpoints/j-1.ckpt.tmp: No
+// space left on device" before): the refused submit, the paused job's status, its line in
+// `list`, and its watch events. An admin sees the message whole, and the daemon's log has it.
+TEST(Identity, DiskFullMessagesShowUsersTheCauseWithoutServerPaths) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to fork a client as another uid";
+  if (!::getgrgid(kNogroup)) GTEST_SKIP() << "no group 65534";
+  DaemonFixture d(30);
+  ::chmod(d.dir().c_str(), 0711);
+  ::chmod((d.dir() / "run").c_str(), 0711);
+  const std::filesystem::path full = d.dir() / "disk-full";
+  ::setenv("WAND_FAULT_DISK_FULL_FILE", full.c_str(), 1);
+  const auto slow = d.make_fake_model("slow", 100);
+  struct group* g = ::getgrgid(kNogroup);
+  d.start({"--model", "slow=" + slow.string(), "--socket-group", g->gr_name, "--admin-group", ""});
+  ::unsetenv("WAND_FAULT_DISK_FULL_FILE");  // the daemon has it; nothing else here needs it
+  const std::string state = d.state_dir().string();
+  json job = fake_job(4, 40);
+  job["model"] = "slow";
+  const std::string submitted = answers_as_user(kNobody, kNogroup, [&](int fd) {
+    RawClient c(d.socket());
+    c.hello();
+    put_line(fd, c.call({{"type", "submit"}, {"job", job}}));
+  });
+  const json sub = json::parse(submitted.substr(0, submitted.find('\n')), nullptr, false);
+  ASSERT_EQ(sub.value("type", ""), "submitted") << submitted;
+  const std::string id = sub["id"];
+  watch_until(d, id, [](const json& j) { return j.value("step", 0) >= 2; });
+  std::ofstream(full) << "";  // the disk is full from now on
+  const json paused = watch_until(d, id, [](const json& j) { return j.value("state", "") == "queued"; });
+  ASSERT_EQ(paused.value("state", ""), "queued") << paused.dump();
+  // The admin (this test runs as the daemon's uid) sees where.
+  EXPECT_NE(paused.value("error", "").find(state), std::string::npos) << paused.dump();
+
+  const std::vector<json> seen = lines_as_json(answers_as_user(kNobody, kNogroup, [&](int fd) {
+    RawClient c(d.socket());
+    c.hello();
+    put_line(fd, c.call({{"type", "status"}, {"job", id}}));
+    put_line(fd, c.call({{"type", "list"}}));
+    put_line(fd, c.call({{"type", "submit"}, {"job", fake_job(6, 3)}}));
+    put_line(fd, c.call({{"type", "cancel"}, {"job", "j-99"}}));  // not found: no write needed
+    c.send_json({{"type", "watch"}, {"job", id}});
+    put_line(fd, c.receive().value_or(json()));  // the first event: the job as it is now
+    RawClient t(d.socket());
+    t.hello();
+    put_line(fd, t.call({{"type", "tiers"}}));  // the spool (under the state dir) without its path
+  }));
+  ASSERT_EQ(seen.size(), 6u);
+  const json& status = seen[0];
+  EXPECT_EQ(status.value("state", ""), "queued") << status.dump();
+  const std::string error = status.value("error", "");
+  EXPECT_NE(error.find("waiting for disk space"), std::string::npos) << error;
+  EXPECT_NE(error.find("No space left on device"), std::string::npos) << "the cause: " << error;
+  EXPECT_NE(error.find("last checkpoint"), std::string::npos) << "what happens next: " << error;
+  ASSERT_EQ(seen[1].value("jobs", json::array()).size(), 1u) << seen[1].dump();
+  EXPECT_EQ(seen[1]["jobs"][0].value("error", ""), error) << "list says the same";
+  const json& refused = seen[2];
+  EXPECT_EQ(refused.value("code", ""), "disk_full") << refused.dump();
+  EXPECT_NE(refused.value("message", "").find("No space left on device"), std::string::npos) << refused.dump();
+  EXPECT_NE(refused.value("message", "").find("nothing was changed"), std::string::npos) << refused.dump();
+  EXPECT_EQ(seen[4].value("job", json()).value("error", ""), error) << "watch says the same: " << seen[4].dump();
+  EXPECT_NE(seen[5].dump().find("<spool>/wand-spool-"), std::string::npos) << "the spool, by its label: " << seen[5].dump();
+  for (const json& j : seen) {
+    const std::string text = j.dump();
+    EXPECT_EQ(text.find(d.dir().string()), std::string::npos) << "a server path shown to a user: " << text;
+    EXPECT_EQ(text.find(".ckpt"), std::string::npos) << "a state-dir file shown to a user: " << text;
+    EXPECT_EQ(text.find("journal"), std::string::npos) << "a state-dir file shown to a user: " << text;
+  }
+  // The daemon's log has the whole message for admins.
+  const std::string log = d.log();
+  const std::size_t why = log.find("why=\"waiting for disk space: ");
+  ASSERT_NE(why, std::string::npos) << log;
+  const std::string line = log.substr(why, log.find('\n', why) - why);
+  EXPECT_NE(line.find(state + "/"), std::string::npos) << line;
+  std::filesystem::remove(full);
+  const json done = watch_until(d, id, [](const json&) { return false; });
+  EXPECT_EQ(done.value("state", ""), "done") << done.dump();
   d.stop();
 }
 

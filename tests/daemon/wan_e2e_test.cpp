@@ -126,6 +126,82 @@ TEST(WanEndToEnd, ModelChecksRefuseAtSubmitBeforeAndAfterTheFirstLoad) {
   d.stop();
 }
 
+// Issue 15 item 9: a cancel that arrives while the VAE decodes is not ignored: the decode
+// checks the job's cancel token between latent frames, so the job ends cancelled before it
+// is written (no "writing" stage, no result, no checkpoint left), and the daemon serves the
+// next job. 128x128 with 17 frames and one step: the decode (5 latent frames) takes about
+// 3 s on the 2-core CI machine, the step 0.5 s, so the cancel lands well inside it.
+TEST(WanEndToEnd, ACancelDuringTheVaeDecodeEndsTheJobCancelled) {
+  DaemonFixture d(1);
+  auto model = d.dir() / "models" / "tiny-t2v";
+  CmdResult mk = run_command({WAND_MAKE_MODEL_EXE, "--preset", "tiny-t2v", "--out", model.string(), "--seed", "1"});
+  ASSERT_EQ(mk.exit_code, 0) << mk.err;
+  d.start({"--model", "tiny=" + model.string()});
+  const nlohmann::json job = {{"model", "tiny"}, {"task", "t2v"}, {"prompt", "a cat"}, {"width", 128},
+                              {"height", 128},   {"frames", 17},  {"steps", 1},         {"seed", 3}};
+  RawClient c(d.socket());
+  c.hello();
+  nlohmann::json r = c.call({{"type", "submit"}, {"job", job}});
+  ASSERT_EQ(r.value("type", ""), "submitted") << r.dump();
+  const std::string id = r["id"];
+  RawClient w(d.socket());
+  w.hello();
+  w.send_json({{"type", "watch"}, {"job", id}});
+  std::vector<std::string> stages_after_cancel;
+  nlohmann::json last;
+  bool cancelled = false;
+  std::chrono::steady_clock::time_point cancel_at;
+  for (;;) {
+    auto ev = w.receive();
+    ASSERT_TRUE(ev.has_value()) << "watch stream ended\n" << d.log();
+    last = (*ev)["job"];
+    const std::string state = last.value("state", "");
+    const std::string stage = last.value("stage", "");
+    if (cancelled && !stage.empty()) stages_after_cancel.push_back(stage);
+    if (!cancelled && stage == "decoding") {
+      nlohmann::json x = c.call({{"type", "cancel"}, {"job", id}});
+      ASSERT_EQ(x.value("type", ""), "cancelled") << x.dump();
+      EXPECT_EQ(x.value("pending", false), true) << "the job is running: " << x.dump();
+      cancelled = true;
+      cancel_at = std::chrono::steady_clock::now();
+    }
+    if (state == "done" || state == "failed" || state == "cancelled") break;
+  }
+  ASSERT_TRUE(cancelled) << "no decoding stage was seen: " << last.dump();
+  const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - cancel_at).count();
+  std::printf("[ figures ] cancel during the decode: the job ended %.3f s after the cancel\n", stop_s);
+  {
+    const std::string log = d.log();  // the daemon's view: the cancel, then the end
+    const auto c_at = log.find("job cancel id=" + id);
+    const auto f_at = log.find("job finished id=" + id);
+    ASSERT_NE(c_at, std::string::npos) << log;
+    ASSERT_NE(f_at, std::string::npos) << log;
+    EXPECT_LT(c_at, f_at) << log;
+    std::printf("[ figures ] %s\n[ figures ] %s\n", log.substr(c_at - 24, log.find('\n', c_at) - c_at + 24).c_str(),
+                log.substr(f_at - 24, log.find('\n', f_at) - f_at + 24).c_str());
+  }
+  EXPECT_EQ(last.value("state", ""), "cancelled") << last.dump() << d.log();
+  EXPECT_EQ(last.value("result_bytes", 0), 0) << last.dump();
+  for (const auto& st : stages_after_cancel) EXPECT_NE(st, "writing") << "the video was written after the cancel";
+  nlohmann::json f = c.call({{"type", "fetch"}, {"job", id}});
+  EXPECT_EQ(f.value("code", ""), "invalid_state") << "no video to fetch: " << f.dump();
+  std::size_t left = 0;
+  for (const char* sub : {"results", "checkpoints"}) {
+    const auto dir = d.state_dir() / sub;
+    if (!std::filesystem::exists(dir)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      ADD_FAILURE() << "left behind: " << e.path();
+      ++left;
+    }
+  }
+  EXPECT_EQ(left, 0u);
+  // The daemon keeps serving: the next job runs to the end.
+  CmdResult g = d.wanctl({"generate", "--model", "tiny", "--prompt", "a dog", "--size", "64x64", "--frames", "5",
+                          "--steps", "1", "--seed", "1", "-o", (d.dir() / "next.video").string()});
+  EXPECT_EQ(g.exit_code, 0) << g.err << d.log();
+  d.stop();
+}
+
 // Durability with the real pipeline: SIGKILL while a tiny t2v job is between
 // steps, restart, the job resumes from its last checkpoint (latents, sampler
 // history, RNG) and its video is bitwise identical to an uninterrupted run.
