@@ -13,15 +13,31 @@
 // from wherever they live (Note [Block loops]):
 //   auto [cond, uncond] = dit.forward_cfg(x, t, ctx, ctx_null, seq_len, y, streamer.loop(k));
 //
-// Numerics (Note [DiT precision islands]): RunDtype::kFloat32 computes
-// everything in fp32 (the golden cases). kBFloat16 / kFloat16 follow the
-// official autocast run with all parameters converted to the run dtype:
-// GEMMs and attention in the run dtype, fp32 residual stream (the patch
-// embedding output, i.e. block 0's input, is in the run dtype, so block 0's
-// LayerNorm output is rounded to it), fp32 time MLP, time projection and head
-// GEMMs, float64 sinusoid; RoPE tables built in float64 and applied in fp32
-// (float64 in fp32 mode). Time embeddings are computed once per distinct
-// timestep (one row for A14B, at most two for ti2v) and broadcast.
+// Note [DiT precision islands]: the dtype each part of the forward runs in.
+// RunDtype::kFloat32 computes everything in fp32 (the golden cases; RoPE in
+// float64). kBFloat16 / kFloat16 reproduce the official bf16 autocast run with
+// every parameter converted to the run dtype (--convert_model_dtype and the
+// FSDP recipe, the mode the reference recommends for the port; reference
+// §3.5-3.9), which keeps islands of higher precision inside the run dtype:
+//  - run dtype: every block GEMM and the patch and text embeddings; q, k, v
+//    into the attention; the qk-RMSNorm output (fp32 statistics, the
+//    normalised value rounded, times the run-dtype weight); the tanh-GELU of
+//    the FFN hidden.
+//  - fp32: the residual stream (block 0's input, the patch embedding, is in the
+//    run dtype, so block 0's LayerNorm output is rounded to it once: the
+//    official quirk), the LayerNorms, the modulation and the gated adds, the
+//    time MLP, the time projection and the head, whose GEMMs are the only fp32
+//    GEMMs (the official nested fp32 autocast). The parameters used in fp32
+//    (modulation, norm3, time, head) are rounded to the run dtype once at load,
+//    as the converted checkpoint has them.
+//  - float64: the timestep sinusoid and the RoPE tables; RoPE is applied in
+//    fp32 (float64 in the fp32 mode) and rounded to the run dtype.
+// Time embeddings are computed once per distinct timestep (one row for A14B,
+// at most two for ti2v) and broadcast: only the GEMM's row count differs from
+// the official per-token run. The fused CUDA kernels keep these islands op for
+// op (Note [Fused DiT kernels]); the CPU path spells the mixed-dtype adds out
+// (Note [Fused mixed-dtype elementwise], dit.cpp); the streamed executor counts
+// the non-block bytes by the same rule (Note [Non-block bytes]).
 //
 // Owns the non-block weights (patch, text, time, head) and, when loaded with
 // load_blocks, the block weights. The module never moves weights. Calls are

@@ -72,7 +72,7 @@ at::Device default_device() {
   throw Error(ErrorCode::kBadRequest, field + ": " + msg);
 }
 
-// Note [CPU noise]: see pipeline.h. The one random draw of a job.
+// The one random draw of a job (see Note [CPU noise], pipeline.h).
 at::Tensor draw_noise(std::uint64_t seed, at::IntArrayRef shape, at::Tensor* rng_state) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   // (at::randn takes the generator's mutex itself.)
@@ -94,12 +94,11 @@ std::map<std::string, at::Tensor> parse_blob(const std::map<std::string, std::ve
   return tensors_from_bytes(it->second, "checkpoint blob '" + name + "'");
 }
 
-void check_same_shape(const at::Tensor& saved, const at::Tensor& fresh, const std::string& blob,
+void check_same_shape(const at::Tensor& saved, at::IntArrayRef want, const std::string& blob,
                       const std::string& key) {
-  if (!fresh.defined()) return;
-  if (saved.sizes() != fresh.sizes()) {
+  if (saved.sizes() != want) {
     throw Error(ErrorCode::kModelFormat, "checkpoint blob '" + blob + "': entry '" + key + "' has shape " +
-                                             c10::str(saved.sizes()) + ", the job needs " + c10::str(fresh.sizes()));
+                                             c10::str(saved.sizes()) + ", the job needs " + c10::str(want));
   }
 }
 
@@ -307,23 +306,18 @@ at::Tensor WanGenerator::checked_text(at::Tensor ctx) const {
   return ctx.to(device_);
 }
 
-GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) {
-  use_deterministic_cpu_threads(device_);
+GenState WanGenerator::start_state(const GenRequest& req, at::Tensor* rgb) const {
   validate(req);
-  auto checkpoint = [&] {
-    if (check) check();
-  };
   GenState st;
   st.task = req.task;
   st.seed = req.seed;
-  at::Tensor rgb;
   if (req.image_rgb.defined()) {
-    rgb = req.image_rgb.to(at::kCPU).contiguous();
+    *rgb = req.image_rgb.to(at::kCPU).contiguous();
   } else if (!req.image.empty()) {
-    rgb = image_from_bytes(req.image);
+    *rgb = image_from_bytes(req.image);
   }
-  st.has_image = rgb.defined();
-  resolve_size(req, st.has_image ? rgb.size(0) : 0, st.has_image ? rgb.size(1) : 0, st);
+  st.has_image = rgb->defined();
+  resolve_size(req, st.has_image ? rgb->size(0) : 0, st.has_image ? rgb->size(1) : 0, st);
 
   // Guidance scales (low-noise, high-noise) and the sampler.
   st.guide_low = cfg_.guide_scale_low;
@@ -336,6 +330,16 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   const int steps = req.steps ? req.steps : cfg_.sample_steps;
   const double shift = req.shift ? *req.shift : cfg_.sample_shift;
   st.sampler.emplace(parse_solver(req.sampler), steps, shift);
+  return st;
+}
+
+GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) {
+  use_deterministic_cpu_threads(device_);
+  auto checkpoint = [&] {
+    if (check) check();
+  };
+  at::Tensor rgb;
+  GenState st = start_state(req, &rgb);
 
   // Text: the prompt and the default negative prompt when empty (reference §5.5); two separate
   // encodes, or one call of text_encoder_many that runs both (the same per-text results).
@@ -377,8 +381,8 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     phase("encode");
     at::Tensor lat;
     if (opt_.vae_budget) {
-      // Note [VAE per phase]: the budget before the VAE is loaded; the video stays in host
-      // memory and the encode streams it frame chunk by frame chunk when it must.
+      // The budget before the VAE is loaded (Note [VAE per phase], pipeline.h); the video
+      // stays in host memory and the encode streams it frame chunk by frame chunk when it must.
       VaeEncodeOptions eo;
       eo.budget_bytes = opt_.vae_budget();
       log::get("model")->info("encode budget={}", format_bytes(static_cast<std::uint64_t>(eo.budget_bytes)));
@@ -407,8 +411,38 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     st.latent = (1.0 - st.mask2) * st.z + st.mask2 * noise;
   }
   log::get("model")->info("prepare task={} size={}x{} frames={} latent={} seq_len={} steps={} sampler={} seed={}",
-                          st.task, st.width, st.height, st.frames, c10::str(st.latent.sizes()), st.seq_len, steps,
-                          solver_name(st.sampler->kind()), st.seed);
+                          st.task, st.width, st.height, st.frames, c10::str(st.latent.sizes()), st.seq_len,
+                          st.total_steps(), solver_name(st.sampler->kind()), st.seed);
+  return st;
+}
+
+// What a checkpoint of a job must match: the shapes of the fresh state's latent and
+// conditioning (empty: the job has none of it), and the dtypes the text embeddings are
+// restored to (unset: as saved, which is what the job's prepare() produced).
+struct WanGenerator::Expected {
+  std::vector<int64_t> latent, y, z, mask2;
+  c10::optional<at::ScalarType> context, context_null;
+};
+
+GenState WanGenerator::resume(const GenRequest& req, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
+                              const CancelCheck& check) {
+  use_deterministic_cpu_threads(device_);
+  at::Tensor rgb;  // decoded for the geometry only (an i2v / ti2v size follows the image)
+  GenState st = start_state(req, &rgb);
+  if (check) check();
+  // The shapes prepare() would give (the noise, y = cat(mask(4), image latent), z, mask2).
+  Expected want;
+  want.latent = {cfg_.out_dim, st.lat_f, st.lat_h, st.lat_w};
+  if (st.has_image && !is_ti2v(cfg_)) {
+    want.y = {4 + vae_cfg_.z_dim, st.lat_f, st.lat_h, st.lat_w};
+  } else if (st.has_image) {
+    want.z = {vae_cfg_.z_dim, 1, st.lat_h, st.lat_w};
+    want.mask2 = want.latent;
+  }
+  restore(st, blobs, want);
+  log::get("model")->info("resume task={} size={}x{} frames={} step={} of {} (text and conditioning from the "
+                          "checkpoint)",
+                          st.task, st.width, st.height, st.frames, st.completed_steps(), st.total_steps());
   return st;
 }
 
@@ -525,7 +559,7 @@ at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {
     at::Tensor video = vae().decode(st.latent, vo);  // [3, F, H, W] in [-1, 1]
     return video.to(at::kCPU).to(at::kFloat);
   }
-  // Note [VAE per phase]: the budget is asked before the VAE is loaded (it counts the weights).
+  // The budget is asked before the VAE is loaded: it counts the weights (Note [VAE per phase]).
   VaeDecodeOptions o;
   o.budget_bytes = opt_.vae_budget();
   o.output_on_cpu = true;
@@ -593,6 +627,19 @@ std::map<std::string, std::vector<std::uint8_t>> WanGenerator::save_state(const 
 
 void WanGenerator::load_state(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs) const {
   WAND_ASSERT(st.sampler.has_value(), "load_state: state was not prepared");
+  Expected want;
+  want.latent = st.latent.sizes().vec();
+  if (st.y.defined()) want.y = st.y.sizes().vec();
+  if (st.z.defined()) want.z = st.z.sizes().vec();
+  if (st.mask2.defined()) want.mask2 = st.mask2.sizes().vec();
+  want.context = st.context.scalar_type();
+  want.context_null = st.context_null.scalar_type();
+  restore(st, blobs, want);
+}
+
+void WanGenerator::restore(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
+                           const Expected& want) const {
+  WAND_ASSERT(st.sampler.has_value(), "restore: state has no sampler");
   auto lat = parse_blob(blobs, "latent");
   auto smp = parse_blob(blobs, "sampler");
   auto rng = parse_blob(blobs, "rng");
@@ -603,12 +650,12 @@ void WanGenerator::load_state(GenState& st, const std::map<std::string, std::vec
   if (rng["seed"].item<int64_t>() != static_cast<int64_t>(st.seed)) {
     throw Error(ErrorCode::kModelFormat, "checkpoint blob 'rng': seed differs from the job's");
   }
-  check_same_shape(lat["latent"], st.latent, "latent", "latent");
+  check_same_shape(lat["latent"], want.latent, "latent", "latent");
   for (const char* k : {"y", "z", "mask2"}) {
-    const at::Tensor& fresh = std::string(k) == "y" ? st.y : (std::string(k) == "z" ? st.z : st.mask2);
-    if (fresh.defined()) {
+    const std::vector<int64_t>& shape = std::string(k) == "y" ? want.y : (std::string(k) == "z" ? want.z : want.mask2);
+    if (!shape.empty()) {
       need_blob_entry(cond, "cond", k);
-      check_same_shape(cond[k], fresh, "cond", k);
+      check_same_shape(cond[k], shape, "cond", k);
     }
   }
   // Sampler: the saved history lives with the latents on the run device.
@@ -632,11 +679,13 @@ void WanGenerator::load_state(GenState& st, const std::map<std::string, std::vec
   st.experts_run.clear();
   at::Tensor who = lat["experts_run"].to(at::kByte).contiguous();
   for (int64_t i = 0; i < who.numel(); ++i) st.experts_run.push_back(static_cast<char>(who[i].item<int64_t>()));
-  st.context = cond["context"].to(st.context.scalar_type()).to(device_);
-  st.context_null = cond["context_null"].to(st.context_null.scalar_type()).to(device_);
-  if (st.y.defined()) st.y = cond["y"].to(device_);
-  if (st.z.defined()) st.z = cond["z"].to(device_);
-  if (st.mask2.defined()) st.mask2 = cond["mask2"].to(device_);
+  const at::Tensor& ctx = cond["context"];
+  const at::Tensor& ctx_null = cond["context_null"];
+  st.context = ctx.to(want.context.value_or(ctx.scalar_type())).to(device_);
+  st.context_null = ctx_null.to(want.context_null.value_or(ctx_null.scalar_type())).to(device_);
+  if (!want.y.empty()) st.y = cond["y"].to(device_);
+  if (!want.z.empty()) st.z = cond["z"].to(device_);
+  if (!want.mask2.empty()) st.mask2 = cond["mask2"].to(device_);
 }
 
 }  // namespace wand::model

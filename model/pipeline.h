@@ -13,6 +13,8 @@
 //   at::Tensor video = gen.decode(st);                     // [3, F, H, W] fp32 in [-1, 1] (CPU)
 //   at::Tensor rgb = WanGenerator::to_uint8(video);        // [F, H, W, 3] uint8 (truncation)
 //
+//   GenState again = gen.resume(req, blobs);               // after a crash: no text / image encode
+//
 // Model directories (reference §2.1; wand-make-model writes the same layout):
 //   A14B (t2v / i2v): high_noise_model/ + low_noise_model/ (config.json + shards),
 //     models_t5_umt5-xxl-enc-bf16.pth, Wan2.1_VAE.pth, google/umt5-xxl/;
@@ -24,7 +26,7 @@
 // (no image) and "i2v" (image required): without an image width x height
 // exactly (multiples of 32), with one best_output_size of the area.
 //
-// Reproducibility contract (Note [CPU noise]): the only random draw of a job
+// Note [CPU noise]: the reproducibility contract. The only random draw of a job
 // is the initial noise, drawn on the CPU from a generator seeded with the seed
 // (at::randn, float32) and then moved to the run device. The same seed gives
 // the same noise on every machine and device, unlike the official CUDA draw
@@ -199,6 +201,13 @@ class WanGenerator {
   VaeDecodePlan plan_decode(const GenGeometry& g, std::int64_t budget_bytes) const;
   // Text encoding, noise, conditioning, sampler set-up. Checks `check` between stages.
   GenState prepare(const GenRequest& req, const CancelCheck& check = {});
+  // The state prepare(req) then load_state(blobs) gives, bitwise, without the work the
+  // checkpoint makes useless: no text encode, no conditioning (VAE) encode, no noise
+  // draw; the conditioning and the text embeddings come from the "cond" blob, and the
+  // shapes they are checked against from the request. Same checks and errors as
+  // load_state. Checks `check` once before restoring.
+  GenState resume(const GenRequest& req, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
+                  const CancelCheck& check = {});
   // One denoising step (expert by boundary, cond + uncond forwards interleaved
   // per block, CFG, sampler step, ti2v re-injection). On a throw the state is unchanged.
   void step(GenState& st, const CancelCheck& check = {});
@@ -216,7 +225,8 @@ class WanGenerator {
   // i2v y, ti2v z) is stored too, so a resume never depends on re-encoding.
   std::map<std::string, std::vector<std::uint8_t>> save_state(const GenState& st) const;
   // Restores save_state() output into a state fresh from prepare() of the same
-  // request. Throws Error(kModelFormat) naming the blob on missing or mismatched data.
+  // request (resume() does both without prepare's encodes). Throws
+  // Error(kModelFormat) naming the blob on missing or mismatched data.
   void load_state(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs) const;
 
   // Expert of every step of a prepared job (0 = high-noise / single model, 1 =
@@ -236,6 +246,12 @@ class WanGenerator {
   at::Tensor encode_text(const std::string& text);
   at::Tensor checked_text(at::Tensor ctx) const;  // shape check, trim to text_len, to device_
   void resolve_size(const GenRequest& req, int64_t img_h, int64_t img_w, GenState& st) const;
+  // prepare()'s first part, shared with resume(): validation, the image decoded (into
+  // *rgb), sizes, guidance scales, sampler. No model runs.
+  GenState start_state(const GenRequest& req, at::Tensor* rgb) const;
+  struct Expected;  // what a checkpoint of a job must match (pipeline.cpp)
+  void restore(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
+               const Expected& want) const;
 
   std::filesystem::path dir_;
   GeneratorOptions opt_;

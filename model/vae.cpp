@@ -20,8 +20,8 @@ using WeightMap = std::unordered_map<std::string, at::Tensor>;
 
 bool starts_with(const std::string& s, const std::string& pre) { return s.compare(0, pre.size(), pre) == 0; }
 
-// Note [VAE bf16 mode] (docs/vae-precision.md): with VaeOptions::dtype =
-// kBFloat16 everything between convs stays fp32 (the residual stream, the
+// Note [VAE bf16 mode]: (measurements in docs/vae-precision.md) with
+// VaeOptions::dtype = kBFloat16 everything between convs stays fp32 (the residual stream, the
 // norms, SiLU, the shortcut adds, the resample interleave). The residual-block
 // convs (with their 1x1 shortcuts) of the two highest-resolution stages take
 // bf16 weights and a bf16-rounded input (their cache slots hold that input) and
@@ -70,9 +70,33 @@ bool keep_fp32_in_bf16(const std::string& name, VaeVersion version) {
 
 constexpr double kCudaWorkingFactor = 1.3;  // Note [CUDA decode working set]
 
-// One feature-cache slot per cached conv (Note [VAE feature cache] in the
-// reference doc §6.4): empty (None), the 'Rep' marker of upsample3d, or up to
-// 2 frames of the conv's input.
+// Note [VAE feature cache]: the official chunked encode / decode (reference
+// §6.4) runs the causal 3-D convs chunk by chunk (encode: frames 1, 4, 4, ...;
+// decode: one latent frame) and carries each conv's temporal history between
+// chunks in a cache slot, so the chunks together equal one conv over the whole
+// video. The slots are consumed in execution order: a counter restarts at 0 for
+// every chunk (Net::start_chunk) and each cached conv takes the next slot: the
+// stem (encoder.conv1 / decoder.conv1), both 3x3x3 convs of every residual
+// block in block order, the time_conv of every 3-D resample, the head conv.
+// The 1x1 shortcuts and the latent-side conv1 / conv2 take none. A slot holds
+// the conv's INPUT (after the norm and SiLU; in the weight's dtype, so bf16
+// for the convs Note [VAE bf16 mode] runs in bf16), never its output:
+//  - an ordinary causal conv (front pad 2) runs over [slot, x] with 2 - len(slot)
+//    zero frames in front, then keeps the last 2 frames of x, or [last slot
+//    frame, x] when x has one frame (cached_conv);
+//  - downsample3d's time_conv (encoder): chunk 0 only stores its last frame and
+//    skips the temporal conv; later chunks run the stride-2 conv over [last
+//    frame, x] (down3d_time);
+//  - upsample3d's time_conv (decoder): chunk 0 stores the marker 'Rep' and skips
+//    the conv (1 frame stays 1); chunk 1 runs it with ZERO history (chunk 0's
+//    features are not used) and stores [zero frame, x] for a 1-frame x; later
+//    chunks follow the ordinary rule (resample).
+// The slots live on the stack of one encode / decode call (a tile gets its own:
+// Note [VAE tile blending]); a frame-streamed encode reuses the chunk's slots
+// one frame at a time (Note [VAE frame-streamed encode]). At 720p the slots are
+// about 8.6 GB of the untiled decode's 20 GB peak (the worked example in
+// Note [VAE decode memory model], vae_tiling.cpp): a tile's slots shrink with it.
+// A slot: empty (None), the 'Rep' marker, or up to 2 frames of the conv's input.
 struct Slot {
   bool rep = false;
   at::Tensor t;  // [1, C, L, H, W], L <= 2
@@ -607,9 +631,9 @@ VaeEncodePlan Vae::plan_encode(const VaeVideoShape& v, const VaeEncodeOptions& o
   po.weight_bytes = weight_bytes_;
   po.input_elem_bytes = video_on_device ? 4 : 0;
   po.cpu_convs = opt_.device.is_cpu();
-  // Note [CUDA decode working set] (same kernels, same allocator): not yet
-  // measured for the encode; the GPU test VaeGpu.EncodePeakUnderBudget720p
-  // checks it.
+  // The decode's factor (see Note [CUDA decode working set]: same kernels, same
+  // allocator), not yet measured for the encode; the GPU test
+  // VaeGpu.EncodePeakUnderBudget720p checks it.
   po.working_factor = opt_.device.is_cpu() ? 1.0 : kCudaWorkingFactor;
   po.overlap = o.overlap;
   if (o.tile_h > 0 && o.tile_w > 0) return fixed_vae_encode_plan(cfg_, v, true, o.budget_bytes, po, o.tile_h, o.tile_w);

@@ -419,9 +419,9 @@ void decode_all(const std::vector<uint8_t>& bytes, const char* what, F&& on_fram
   AVFormatContext* ic = avformat_alloc_context();
   ic->pb = avio.get();
   ic->flags |= AVFMT_FLAG_CUSTOM_IO;
-  // Note [Image bytes only]: the bytes are read from memory and may open nothing
-  // else (no protocol at all: a concat playlist or an HLS list fails), and only
-  // the video containers the tests and tools read are probed.
+  // As Note [Image bytes only] says for images: the bytes are read from memory and
+  // may open nothing else (no protocol at all: a concat playlist or an HLS list
+  // fails), and only the video containers the tests and tools read are probed.
   AVDictionary* opts = nullptr;
   av_dict_set(&opts, "protocol_whitelist", "none", 0);
   av_dict_set(&opts, "format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,avi,matroska,webm", 0);

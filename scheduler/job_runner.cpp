@@ -355,7 +355,6 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
     std::shared_ptr<Pipeline> pipeline =
         group ? registry_.pipeline(job.spec.model, *group) : registry_.pipeline(job.spec.model, device);
     queue_.record_stage(job.id, "encoding");
-    std::unique_ptr<JobState> state = pipeline->prepare(job.spec, token);
     int resumed = -1;
     std::optional<Checkpoint> ckpt;
     try {
@@ -363,8 +362,10 @@ void JobRunner::run_job(const JobQueue::Started& started, std::size_t slot) {
     } catch (const Error& e) {
       log->warn("checkpoint unreadable id={} error=\"{}\" action=restart", job.id, e.what());
     }
+    // A resumed job skips the work its checkpoint holds (Pipeline::resume).
+    std::unique_ptr<JobState> state =
+        ckpt ? pipeline->resume(job.spec, ckpt->blobs, token) : pipeline->prepare(job.spec, token);
     if (ckpt) {
-      pipeline->load_state(*state, ckpt->blobs);
       resumed = pipeline->completed_steps(*state);
       log->info("job resumed id={} step={}", job.id, resumed);
     }

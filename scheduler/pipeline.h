@@ -2,8 +2,8 @@
 // runner drives it one denoising step at a time so that it can checkpoint at
 // every step boundary and resume bitwise identically after a crash:
 //
-//   auto state = pipeline.prepare(spec, token);       // text encoding, initial noise
-//   if (checkpoint) pipeline.load_state(*state, checkpoint->blobs);
+//   auto state = checkpoint ? pipeline.resume(spec, checkpoint->blobs, token)   // restored
+//                           : pipeline.prepare(spec, token);  // text encoding, initial noise
 //   while (pipeline.completed_steps(*state) < pipeline.total_steps(*state)) {
 //     pipeline.step(*state, token);                   // checks token between blocks
 //     StateBlobs blobs; pipeline.save_state(*state, blobs);   // latents, sampler, RNG
@@ -14,8 +14,9 @@
 //
 // The state is opaque to the runner: a pipeline subclasses JobState and keeps
 // its tensors there; save_state turns everything needed to continue (latents,
-// sampler history, RNG state, step index) into named byte blobs. load_state is
-// called on a state fresh from prepare() for the same spec.
+// sampler history, RNG state, step index) into named byte blobs. resume() gives the
+// state of prepare() then load_state() (load_state is called on a state fresh from
+// prepare() for the same spec), without the work the checkpoint makes useless.
 //
 // Threads: one Pipeline object serves one job at a time, on the runner's
 // thread; validate() may be called from any thread (it must not touch state).
@@ -122,6 +123,11 @@ class Pipeline {
   // Restores what save_state wrote into a state fresh from prepare() of the same
   // spec. Throws Error(kModelFormat) naming the blob when one is missing or wrong.
   virtual void load_state(JobState& state, const StateBlobs& in) const = 0;
+  // A job that continues from a checkpoint: the state prepare(spec) then load_state(in)
+  // gives, and the same errors. A pipeline whose prepare() does work the checkpoint holds
+  // (the Wan pipeline: the text and image encodes, its executor's job from step 0) skips
+  // it here. Default: prepare() then load_state().
+  virtual std::unique_ptr<JobState> resume(const JobSpec& spec, const StateBlobs& in, CancelToken& token);
 };
 
 }  // namespace wand::sched

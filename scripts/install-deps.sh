@@ -7,6 +7,7 @@ pkgs=(
   libgtest-dev libgmock-dev libsentencepiece-dev libsystemd-dev
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   sentencepiece  # spm_train / spm_encode: the oracle of tests/model/tokenizer_conformance_test.cpp
+  python3        # scripts/check_notes.py (ctest label lint)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -359,6 +359,15 @@ void WanPipeline::save_state(const JobState& state, StateBlobs& out) const {
   for (auto& [name, bytes] : gen_->save_state(cast(state).gen)) out[name] = std::move(bytes);
 }
 
+std::unique_ptr<JobState> WanPipeline::resume(const JobSpec& spec, const StateBlobs& in, CancelToken& token) {
+  auto st = std::make_unique<WanJobState>();
+  const model::GenRequest req = to_request(spec);
+  if (streamed()) preflight(req);
+  st->gen = gen_->resume(req, in, checker(token));
+  begin_streamed_job(*st);  // once, from the resumed step; the budget is checked before any step
+  return st;
+}
+
 void WanPipeline::load_state(JobState& state, const StateBlobs& in) const {
   gen_->load_state(cast(state).gen, in);
   // The executor's schedule starts at the resumed step. (Pipeline::load_state is const:

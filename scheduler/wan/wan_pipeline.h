@@ -16,8 +16,9 @@
 // Streamed mode (WanStreamContext): the DiT blocks are not loaded by the generator; a
 // StreamedDit (scheduler/wan/streamed_dit.h) built once per pipeline streams them from
 // the memory pool through a device tier, as GeneratorOptions::cfg_forward. The job's
-// executor is built in prepare() (schedule from step 0, budget checked before any step)
-// and again in load_state() (schedule from the resumed step); decode() ends it.
+// executor is built in prepare() (schedule from step 0, budget checked before any step),
+// or in resume() (schedule from the resumed step; load_state() after prepare() builds it
+// again); decode() ends it.
 //
 //   WanStreamContext c;  c.pool = &pool;  c.device_tier = pool.device_tier(0);
 //   c.cuda_device = 0;  c.pack_dir = "/var/lib/wand/pack";  c.name = "t2v";
@@ -26,8 +27,9 @@
 //
 // Group mode (WanStreamContext::ranks non-empty, issue 7): one job over several cards. The
 // same StreamedDit, with those ranks and the strategy, holds every rank's non-block weights
-// and the shared stores, and builds per job a ParallelDitRunner with the strategy (one card:
-// a DitExecutor); the generator (sampler, VAE) runs on rank 0's device. The group is checked in the constructor (Error(kConfig):
+// and the shared stores, and builds per job (prepare(), resume(): schedule from the first
+// step still to run) a ParallelDitRunner with the strategy (one card: a DitExecutor); the
+// generator (sampler, VAE) runs on rank 0's device. The group is checked in the constructor (Error(kConfig):
 // rank count vs strategy, heads % Ulysses degree, device tiers).
 //
 //   c.ranks = {{pool.device_tier(0), 0, b0}, {pool.device_tier(1), 1, b1}};  c.strategy = "cfg-parallel";
@@ -126,6 +128,9 @@ class WanPipeline : public Pipeline {
   Video decode(JobState& state, CancelToken& token) override;
   void save_state(const JobState& state, StateBlobs& out) const override;
   void load_state(JobState& state, const StateBlobs& in) const override;
+  // WanGenerator::resume (no text or image encode) and the executor's job built once, from
+  // the resumed step: a resumed job does none of prepare()'s work it would discard.
+  std::unique_ptr<JobState> resume(const JobSpec& spec, const StateBlobs& in, CancelToken& token) override;
 
   model::WanGenerator& generator() { return *gen_; }
   bool streamed() const { return dit_ != nullptr; }

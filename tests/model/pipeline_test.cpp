@@ -466,7 +466,9 @@ TEST_F(PipelineTest, GoldenConditioningI2vAndTi2v) {
 }
 
 // Checkpoint after step k, destroy everything, restore into a fresh prepare()
-// state of a fresh generator, continue: latents and video bytes identical.
+// state of a fresh generator, continue: latents and video bytes identical. The
+// same through resume(), which encodes no text and no image (the text encoder is
+// never called, no "text" or "encode" phase starts) and draws no noise.
 void check_resume(const fs::path& dir, const GenRequest& req, int k) {
   GeneratorOptions o;
   o.device = at::Device(at::kCPU);
@@ -485,13 +487,60 @@ void check_resume(const fs::path& dir, const GenRequest& req, int k) {
     for (int i = 0; i < k; ++i) gen.step(st);
     blobs = gen.save_state(st);
   }
-  WanGenerator gen(dir, o);
-  GenState st = gen.prepare(req);
-  gen.load_state(st, blobs);
+  {
+    WanGenerator gen(dir, o);
+    GenState st = gen.prepare(req);
+    gen.load_state(st, blobs);
+    EXPECT_EQ(st.completed_steps(), k);
+    at::Tensor video = WanGenerator::to_uint8(run_all(gen, st));
+    EXPECT_TRUE(at::equal(st.latent, ref_latent)) << dir << " k=" << k;
+    EXPECT_TRUE(at::equal(video, ref_video)) << dir << " k=" << k;
+  }
+  int text_calls = 0;
+  std::vector<std::string> phases;
+  GeneratorOptions r = o;
+  r.text_encoder = fake_text_encoder(kTinyTextDim, &text_calls);
+  r.on_phase = [&phases](const char* p) {
+    if (phases.empty() || phases.back() != p) phases.emplace_back(p);
+  };
+  WanGenerator gen(dir, r);
+  GenState st = gen.resume(req, blobs);
   EXPECT_EQ(st.completed_steps(), k);
+  EXPECT_EQ(text_calls, 0) << "resume encoded text";
+  EXPECT_TRUE(phases.empty()) << "resume ran phase " << phases.front();
   at::Tensor video = WanGenerator::to_uint8(run_all(gen, st));
-  EXPECT_TRUE(at::equal(st.latent, ref_latent)) << dir << " k=" << k;
-  EXPECT_TRUE(at::equal(video, ref_video)) << dir << " k=" << k;
+  EXPECT_EQ(text_calls, 0);
+  EXPECT_EQ(phases, (std::vector<std::string>{"steps", "decode"}));
+  EXPECT_TRUE(at::equal(st.latent, ref_latent)) << dir << " k=" << k << " (resume)";
+  EXPECT_TRUE(at::equal(video, ref_video)) << dir << " k=" << k << " (resume)";
+}
+
+// resume() checks the checkpoint against the request as load_state() does against a
+// fresh state: a checkpoint of another size or seed is refused, naming the blob.
+TEST_F(PipelineTest, ResumeRefusesACheckpointOfAnotherJob) {
+  auto gen = make("tiny-t2v");
+  GenState st = gen->prepare(t2v_request(31));
+  gen->step(st);
+  const auto blobs = gen->save_state(st);
+  GenRequest other = t2v_request(31);
+  other.width = 48;
+  try {
+    gen->resume(other, blobs);
+    FAIL() << "resumed a checkpoint of another size";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kModelFormat);
+    EXPECT_NE(std::string(e.what()).find("'latent'"), std::string::npos) << e.what();
+  }
+  try {
+    gen->resume(t2v_request(32), blobs);
+    FAIL() << "resumed a checkpoint of another seed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kModelFormat);
+    EXPECT_NE(std::string(e.what()).find("seed"), std::string::npos) << e.what();
+  }
+  auto missing = blobs;
+  missing.erase("cond");
+  EXPECT_THROW(gen->resume(t2v_request(31), missing), Error);
 }
 
 TEST_F(PipelineTest, ResumeIsBitwiseIdenticalT2v) {
@@ -499,6 +548,16 @@ TEST_F(PipelineTest, ResumeIsBitwiseIdenticalT2v) {
   GenRequest d = t2v_request(22);
   d.sampler = "dpm++";
   check_resume(dir("tiny-t2v"), d, 1);
+}
+
+TEST_F(PipelineTest, ResumeIsBitwiseIdenticalI2v) {  // y = cat(mask, image latent) from the checkpoint
+  GenRequest r = t2v_request(24);
+  r.task = "i2v";
+  r.width = 64;
+  r.height = 64;
+  r.steps = 3;
+  r.image = ppm_image(72, 40);
+  check_resume(dir("tiny-i2v"), r, 1);
 }
 
 TEST_F(PipelineTest, ResumeIsBitwiseIdenticalTi2vWithImage) {

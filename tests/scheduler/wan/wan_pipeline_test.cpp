@@ -207,6 +207,8 @@ TEST(WanPipeline, StreamedModeGivesTheResidentVideoAndResumesBitwise) {
     EXPECT_EQ(st["total"]["steps"].get<int>(), 4);
     EXPECT_GT(st["total"]["device_bytes_in"].get<std::uint64_t>(), 0u);
     EXPECT_EQ(p->generator().block_calls(), 0);
+    EXPECT_EQ(st["jobs"].get<int>(), 1);                    // one executor job
+    EXPECT_EQ(p->t5_stats()["encodes"].get<int>(), 1);      // both prompts in one encode
   }
   // Stopped at step 2, resumed: the executor's schedule starts at step 2.
   test::TempDir state;
@@ -233,6 +235,11 @@ TEST(WanPipeline, StreamedModeGivesTheResidentVideoAndResumesBitwise) {
   EXPECT_EQ(result(store, id), reference);
   auto p = std::dynamic_pointer_cast<WanPipeline>(fresh.registry.pipeline("tiny"));
   EXPECT_EQ(p->stream_stats()["job"]["steps"].get<int>(), 2);  // steps 2 and 3 only
+  // The resume did none of prepare()'s work it would discard (Pipeline::resume): the
+  // prompts were not encoded (the checkpoint has the embeddings) and the executor's job
+  // was built once, from step 2.
+  EXPECT_EQ(p->t5_stats()["encodes"].get<int>(), 0);
+  EXPECT_EQ(p->stream_stats()["jobs"].get<int>(), 1);
 }
 
 // Note [Videos in the host tier]: the video's buffer is a blob of the host tier while
