@@ -46,8 +46,13 @@ DaemonConfig effective_config(const DaemonOptions& o) {
   if (f.admin_group) c.admin_group = *f.admin_group;
   if (f.log_level) c.log_level = *f.log_level;
   for (const auto& [name, dir] : f.models) c.models[name] = dir;
-  // Re-validate the merged result (flags get the same checks as the file).
-  return parse_config(config_to_json(c), o.config_file ? o.config_file->string() + " + flags" : "flags");
+  // Re-validate what the flags set (they get the same checks as the file); the memory and
+  // executor sections are the file's, parsed once already (Note [One memory section]).
+  nlohmann::json set_by_flags = config_to_json(c);
+  set_by_flags.erase("memory");
+  set_by_flags.erase("executor");
+  parse_config(set_by_flags, o.config_file ? o.config_file->string() + " + flags" : "flags");
+  return c;
 }
 
 namespace {
