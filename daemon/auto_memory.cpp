@@ -102,7 +102,7 @@ ResolvedMemory resolve_memory(const DaemonConfig& cfg, const MachineFacts& facts
   if (cfg.memory_mode == "config") {
     // Note [Card budget] 3.: a visible CUDA card without a configured budget gets its total
     // less the headroom.
-    r.memory = cfg.memory;
+    r.memory = cfg.memory();
     if (cfg.executor.device_budget > 0 || !r.memory.contains("devices")) return r;
     for (auto& d : r.memory["devices"]) {
       if (d.contains("budget") || d.value("backend", std::string("auto")) == "cpu") continue;
@@ -208,7 +208,6 @@ ResolvedMemory resolve_memory(const DaemonConfig& cfg, const MachineFacts& facts
   } else {
     r.lines.push_back("no spool: " + format_bytes(facts.spool_free_bytes) + " free at " + dir);
   }
-  memory::PoolConfig::from_json(r.memory);  // the section is valid by construction: checked anyway
   return r;
 }
 

@@ -3,7 +3,7 @@
 //
 //   MachineFacts m = probe_machine(cfg, gpu_probe);        // GPUs, MemAvailable, spool's free space
 //   ResolvedMemory r = resolve_memory(cfg, m, model_needs(cfg));
-//   cfg.memory = r.memory;                                  // what the pool is built from
+//   cfg.set_memory(r.memory);                               // what the pool is built from (validated)
 //   for (const auto& line : r.lines) log(line);             // every decision, with its numbers
 //
 // Note [Auto memory]: without a `memory` section (or with "memory": "auto") wand sizes the

@@ -6,6 +6,9 @@
 #include "memory/pool_config.h"
 #include "scheduler/multigpu/parallel_strategy.h"
 #include "scheduler/plan/calibration.h"
+#include "scheduler/plan/card_plan.h"
+#include "scheduler/plan/cost_model.h"
+#include "scheduler/plan/model_shape.h"
 
 namespace wand::daemon {
 
@@ -50,6 +53,14 @@ json strip_comments(const json& j) {
 }
 
 }  // namespace
+
+void DaemonConfig::set_memory(json section) {
+  // Note [One memory section]: parsed first, so a bad section changes nothing.
+  std::optional<memory::PoolConfig> parsed;
+  if (!section.is_null()) parsed = memory::PoolConfig::from_json(section);
+  memory_ = std::move(section);
+  pool_ = std::move(parsed);
+}
 
 DaemonConfig parse_config(const json& raw, const std::string& source) {
   Ctx c{source};
@@ -128,11 +139,10 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
       }
       cfg.memory_mode = "config";
       try {
-        memory::PoolConfig::from_json(v);
+        cfg.set_memory(v);
       } catch (const Error& e) {
         throw Error(ErrorCode::kConfig, source + ": " + e.what());
       }
-      cfg.memory = v;
     } else if (k == "executor") {
       if (v.is_null()) continue;
       if (!v.is_object()) c.bad(k, "expected an object");
@@ -220,15 +230,16 @@ json config_to_json(const DaemonConfig& c) {
           {"max_clients", c.max_clients},
           {"log_level", c.log_level},
           {"models", c.models},
-          {"memory", c.memory_mode == "config" ? c.memory : json(c.memory_mode)},
+          {"memory", c.memory_mode == "config" ? c.memory() : json(c.memory_mode)},
           {"executor", executor_to_json(c.executor)}};
 }
 
 std::vector<CardBudget> card_budgets(const DaemonConfig& cfg) {
   // Note [Card budget].
   std::vector<CardBudget> out;
-  if (!cfg.memory.is_object()) return out;
-  const memory::PoolConfig pc = memory::PoolConfig::from_json(cfg.memory);
+  const memory::PoolConfig* pool = cfg.pool_config();
+  if (!pool) return out;
+  const memory::PoolConfig& pc = *pool;
   for (std::size_t i = 0; i < pc.devices.size(); ++i) {
     const memory::DeviceConfig& d = pc.devices[i];
     CardBudget b;
@@ -238,7 +249,7 @@ std::vector<CardBudget> card_budgets(const DaemonConfig& cfg) {
     if (d.budget_bytes > 0) {
       b.budget_bytes = d.budget_bytes;
       // resolve_memory (auto_memory.h) marks the budgets it filled in.
-      const json& raw = cfg.memory["devices"][i];
+      const json& raw = cfg.memory()["devices"][i];
       b.source = raw.is_object() && raw.contains("_budget_source") && raw["_budget_source"].is_string()
                      ? raw["_budget_source"].get<std::string>()
                      : "memory.devices[].budget";
@@ -251,14 +262,75 @@ std::vector<CardBudget> card_budgets(const DaemonConfig& cfg) {
   return out;
 }
 
+namespace {
+
+// Note [Host tier need]: what each configured Wan model needs of the host tier, from the
+// planner's model facts (scheduler/plan: the model's headers, never its weights) and its host
+// plan (plan_host, card_plan.h), which `wanctl plan` and the job's disk floor use too:
+// - the DiT of every expert in the run dtype stays in host memory when it fits; an A14B's
+//   idle expert is held there between its switches;
+// - below that, what does not fit is re-read from disk: at each expert switch (the cache
+//   holds the active expert), or on every forward (not even one expert fits);
+// - below the disk -> host staging window (4 of the largest block) the planner plans no job
+//   of the model at all.
+// The daemon starts with any of these (the pool is valid; a job's plan or its run fails, or
+// runs at the disk's speed), so --check-config warns, naming the model, the need and the tier,
+// and never refuses. A model directory that is not a Wan release (the fake test models) or
+// cannot be read is skipped: the registry's own check reports those (Note [Check config]).
+void host_tier_warnings(const DaemonConfig& cfg, std::vector<std::string>& w) {
+  const memory::PoolConfig* pool = cfg.pool_config();
+  if (!pool) return;
+  namespace plan = sched::plan;
+  const std::uint64_t host = pool->host_bytes;
+  const std::string tier = "the host tier (memory.host.bytes" +
+                           std::string(cfg.memory_mode == "auto" ? ", sized from this machine" : "") + ") " +
+                           format_bytes(host);
+  for (const auto& [name, dir] : cfg.models) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec) ||
+        std::filesystem::exists(std::filesystem::path(dir) / "wand-fake-model.json", ec)) {
+      continue;
+    }
+    plan::ModelShape m;
+    plan::JobGeometry g;
+    try {
+      m = plan::model_shape_from_dir(dir);
+      g = plan::job_geometry(m, sched::JobSpec{});  // the model's default job (only its step split matters)
+    } catch (const std::exception&) {
+      continue;
+    }
+    std::uint64_t dit = 0;
+    for (std::size_t e = 0; e < m.experts.size(); ++e) dit += m.expert_run_bytes(e);
+    const std::string model = "models." + name + " (" + m.variant + ")";
+    const std::string need = "its DiT needs " + format_bytes(dit) + " of host memory in bf16 (" +
+                             (m.experts.size() >= 2 ? "both experts: the idle one is held there between switches"
+                                                    : "one expert") +
+                             "), umT5 another " + format_bytes(m.t5_bytes);
+    const std::string fix = "set memory.host.bytes to at least " + format_bytes(dit) + " (" + format_bytes(dit + m.t5_bytes) +
+                            " with umT5) where the machine has the RAM";
+    plan::HostPlan h;
+    try {
+      h = plan::plan_host(m, g, host, plan::Calibration::defaults());
+    } catch (const Error& e) {
+      w.push_back(model + ": " + tier + " is too small to run any job of it: " + e.what() + "; " + need + "; " + fix);
+      continue;
+    }
+    if (h.dit_in_host >= h.dit_bytes) continue;  // every expert stays in host memory
+    const bool switch_reads = h.first_wait_bytes > 0;  // plan_host's switch case: the active expert fits
+    w.push_back(model + ": " + tier + " is below what it needs: " + need + "; " +
+                (switch_reads ? "the idle expert is not held, so each expert switch re-reads it from disk"
+                              : "not even one expert fits, so every step re-reads its blocks from disk") +
+                " (" + format_bytes(h.disk_bytes_per_job) +
+                " per job; `wanctl plan` shows the disk floor in the job's time); " + fix);
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> config_warnings(const DaemonConfig& cfg) {
   std::vector<std::string> w;
-  std::vector<CardBudget> cards;
-  try {
-    cards = card_budgets(cfg);
-  } catch (const Error&) {
-    return w;  // parse_config refused it already
-  }
+  host_tier_warnings(cfg, w);
+  const std::vector<CardBudget> cards = card_budgets(cfg);
   const std::uint64_t context = cfg.executor.context_bytes > 0
                                     ? cfg.executor.context_bytes
                                     : static_cast<std::uint64_t>(sched::plan::Calibration::defaults().context_bytes.value);

@@ -23,10 +23,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "memory/pool_config.h"
 
 namespace wand::daemon {
 
@@ -92,22 +95,38 @@ struct DaemonConfig {
   int max_clients = 512;
   std::string log_level = "info";
   std::map<std::string, std::string> models;  // name -> model directory
-  nlohmann::json memory;                      // memory::PoolConfig JSON (null: not configured)
-  // "config": `memory` is the file's section; "auto": none in the file (or "auto"), `memory`
+  // "config": memory() is the file's section; "auto": none in the file (or "auto"), memory()
   // is null until the daemon sizes it from the machine (resolve_memory, auto_memory.h), then
   // that section; "off": no pool (resident models).
   std::string memory_mode = "auto";
   ExecutorConfig executor;
+
+  // Note [One memory section]: the memory section is kept twice, as the JSON it was given
+  // (printed by --check-config, compared by SIGHUP's reload, with the "_budget_source" marks
+  // of resolve_memory) and parsed (memory::PoolConfig: the pool, the card budgets, the
+  // planner's machine, `tiers`). Both are set here only, so they never disagree and nobody
+  // parses the JSON again. null: no section (no pool). Throws Error(kConfig) naming the field
+  // for a bad section (and keeps the previous one).
+  void set_memory(nlohmann::json section);
+  const nlohmann::json& memory() const { return memory_; }
+  const memory::PoolConfig* pool_config() const { return pool_ ? &*pool_ : nullptr; }
+
+ private:
+  nlohmann::json memory_;                    // memory::PoolConfig JSON (null: not configured)
+  std::optional<memory::PoolConfig> pool_;   // memory_ parsed; empty iff memory_ is null
 };
 
-// Note [Card budget]: each memory.devices[] entry of cfg.memory with its tier and budget, in
-// memory.devices[] order (empty without a memory section). Throws Error(kConfig) for a bad
-// memory section.
+// Note [Card budget]: each memory.devices[] entry of cfg.memory() with its tier and budget, in
+// memory.devices[] order (empty without a memory section). The one place the budget formula
+// lives; the daemon calls it once at start, on the resolved section, and hands the result to
+// the pool's cards, the planner's machine and `tiers` (Note [Daemon slots], daemon.h).
 std::vector<CardBudget> card_budgets(const DaemonConfig& cfg);
 
 // What `wand --check-config` warns about (the daemon starts anyway; each line names the
-// field and says what to change): a device tier without a card budget; a tier that leaves
-// no activation room (budget - context - tier); a tier larger than its card's budget.
+// field and says what to change): a host tier below what a configured Wan model needs (Note
+// [Host tier need], config.cpp: reads the model's headers); a device tier without a card
+// budget; a tier that leaves no activation room (budget - context - tier); a tier larger
+// than its card's budget.
 std::vector<std::string> config_warnings(const DaemonConfig& cfg);
 
 nlohmann::json executor_to_json(const ExecutorConfig& e);

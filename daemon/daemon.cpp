@@ -22,16 +22,14 @@
 #include "daemon/handlers/context.h"
 #include "daemon/notifier.h"
 #include "daemon/pipelines.h"
+#include "daemon/plan_service.h"
 #include "daemon/resource_provider.h"
 #include "daemon/server.h"
 #include "scheduler/durable_file.h"
 #include "scheduler/job_runner.h"
+#include "scheduler/plan/placement.h"
 #ifdef WAND_DAEMON_CUDA
 #include "memory/cuda/pinned_host.h"
-#endif
-#ifdef WAND_HAVE_PLAN_SERVICE
-#include "daemon/plan_service.h"
-#include "scheduler/plan/planner.h"
 #endif
 
 namespace wand::daemon {
@@ -48,8 +46,13 @@ DaemonConfig effective_config(const DaemonOptions& o) {
   if (f.admin_group) c.admin_group = *f.admin_group;
   if (f.log_level) c.log_level = *f.log_level;
   for (const auto& [name, dir] : f.models) c.models[name] = dir;
-  // Re-validate the merged result (flags get the same checks as the file).
-  return parse_config(config_to_json(c), o.config_file ? o.config_file->string() + " + flags" : "flags");
+  // Re-validate what the flags set (they get the same checks as the file); the memory and
+  // executor sections are the file's, parsed once already (Note [One memory section]).
+  nlohmann::json set_by_flags = config_to_json(c);
+  set_by_flags.erase("memory");
+  set_by_flags.erase("executor");
+  parse_config(set_by_flags, o.config_file ? o.config_file->string() + " + flags" : "flags");
+  return c;
 }
 
 namespace {
@@ -101,93 +104,6 @@ ResolvedMemory resolved_memory(const DaemonOptions& o, const DaemonConfig& cfg) 
   if (cfg.memory_mode == "off") return resolve_memory(cfg, MachineFacts{}, {});
   return resolve_memory(cfg, probe_machine(cfg, probe, source), model_needs(cfg));
 }
-
-#ifdef WAND_HAVE_PLAN_SERVICE
-// PeakPlanner: the runner's PeakEstimator (Note [Daemon slots], daemon.h). Asks planner
-// v1 for the job's predicted peak on the smallest card that can run it; a job no card can
-// run throws Error(kOutOfMemory) with the planner's message for the biggest card and every
-// card's budget. Models of other factories (the fake) are 0 (fit everywhere).
-//   PeakPlanner p(cfg, registry, slots);  std::uint64_t peak = p(spec);   // may throw
-// Results (and errors) are cached per (model, dir, task, size, frames): the runner calls it
-// under the queue's lock, so only the first job of a shape reads the model's headers.
-// Thread-safe (its own mutex); borrows the registry (must outlive it).
-class PeakPlanner {
- public:
-  PeakPlanner(const DaemonConfig& cfg, const sched::PipelineRegistry& registry, std::vector<sched::DeviceSlot> slots)
-      : registry_(registry), slots_(std::move(slots)) {
-    std::sort(slots_.begin(), slots_.end(), [](const sched::DeviceSlot& a, const sched::DeviceSlot& b) {
-      return a.vram_budget_bytes < b.vram_budget_bytes;
-    });
-    cal_ = plan_calibration(cfg);
-    // Each card with its fixed device tier, as `wanctl plan` plans it (Note [Fixed tier],
-    // scheduler/plan/card_plan.h; Note [Card budget]).
-    for (const auto& d : plan_machine(cfg).devices) devices_[d.index] = d;
-  }
-
-  std::uint64_t operator()(const sched::JobSpec& spec) {
-    sched::ModelEntry entry;
-    for (const auto& m : registry_.models()) {
-      if (m.name == spec.model) entry = m;
-    }
-    if (entry.factory != "wan") return 0;  // unknown model (prepare fails it) or not planned
-    const std::string key = spec.model + "|" + entry.dir.string() + "|" + spec.task + "|" +
-                            std::to_string(spec.width) + "x" + std::to_string(spec.height) + "x" +
-                            std::to_string(spec.frames);
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(key);
-    if (it == cache_.end()) it = cache_.emplace(key, estimate(entry, spec)).first;
-    if (!it->second.error.empty()) throw Error(it->second.code, it->second.error);
-    return it->second.peak;
-  }
-
- private:
-  struct Result {
-    std::uint64_t peak = 0;
-    ErrorCode code = ErrorCode::kOutOfMemory;
-    std::string error;  // non-empty: the job cannot run
-  };
-
-  Result estimate(const sched::ModelEntry& entry, const sched::JobSpec& spec) {
-    Result r;
-    try {
-      auto s = shapes_.find(entry.dir.string());
-      if (s == shapes_.end()) s = shapes_.emplace(entry.dir.string(), sched::plan::model_shape_from_dir(entry.dir)).first;
-      std::string last, cards;
-      for (const sched::DeviceSlot& slot : slots_) {  // smallest budget first
-        if (!cards.empty()) cards += ", ";
-        cards += slot.name + " " + format_bytes(slot.vram_budget_bytes);
-        try {
-          sched::plan::DeviceSpec dev{slot.index, slot.vram_budget_bytes, 0};
-          auto d = devices_.find(slot.index);
-          if (d != devices_.end()) dev.tier_bytes = d->second.tier_bytes;
-          r.peak = sched::plan::predicted_peak_bytes(s->second, spec, dev, cal_);
-          return r;
-        } catch (const Error& e) {
-          last = e.what();
-        }
-      }
-      r.error = "job (" + std::to_string(spec.width) + "x" + std::to_string(spec.height) + ", " +
-                std::to_string(spec.frames) + " frames) is predicted too big for every card (" + cards +
-                "); the planner on the biggest: " + last;
-    } catch (const Error& e) {
-      r.code = e.code();
-      r.error = std::string("cannot plan the job: ") + e.what();
-    } catch (const std::exception& e) {
-      r.code = ErrorCode::kInternal;
-      r.error = std::string("cannot plan the job: ") + e.what();
-    }
-    return r;
-  }
-
-  const sched::PipelineRegistry& registry_;
-  std::vector<sched::DeviceSlot> slots_;  // ascending budget; immutable
-  sched::plan::Calibration cal_;          // immutable
-  std::map<int, sched::plan::DeviceSpec> devices_;  // by card index; immutable
-  std::mutex mu_;
-  std::map<std::string, sched::plan::ModelShape> shapes_;  // model dir -> shape; guarded by mu_
-  std::map<std::string, Result> cache_;                    // guarded by mu_
-};
-#endif
 
 // Note [State dir lock]: one daemon per state dir. Two daemons on one directory
 // (say, two sockets) would both replay and append the journal, hand out the same
@@ -250,8 +166,8 @@ void make_state_dir(const std::filesystem::path& dir) {
 //    model::vae_decode_output_bytes gives with elem_bytes 4) plus its RGB uint8 frames
 //    (model::video_frames_from_tensor), against the host's memory (physical RAM, or the
 //    cgroup's memory.max when lower) less the pool's host tier;
-//  - device: with executor.device_budget, the planner's predicted peak on the smallest
-//    card that can run the job (PeakPlanner, the runner's placement estimator).
+//  - device: with every card's budget known, the planner's predicted peak on the smallest
+//    card that can run the job (sched::plan::PeakPlanner, the runner's placement estimator).
 std::uint64_t host_memory_bytes() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
   std::uint64_t bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
@@ -298,9 +214,9 @@ std::chrono::seconds stuck_cancel_after() {
 nlohmann::json ConfigCheck::to_json() const {
   nlohmann::json j = config_to_json(config);
   if (config.memory_mode != "config") {
-    j["_memory_resolved"] = {{"mode", config.memory_mode}, {"memory", config.memory}, {"decisions", memory_lines}};
+    j["_memory_resolved"] = {{"mode", config.memory_mode}, {"memory", config.memory()}, {"decisions", memory_lines}};
   } else if (!memory_lines.empty()) {
-    j["memory"] = config.memory;
+    j["memory"] = config.memory();
     j["_memory_resolved"] = {{"mode", "config"}, {"decisions", memory_lines}};
   }
   return j;
@@ -310,7 +226,7 @@ ConfigCheck check_config(const DaemonOptions& options) {
   ConfigCheck c;
   c.config = checked_config(options);  // Note [Check config]: the daemon's own start checks
   ResolvedMemory rm = resolved_memory(options, c.config);
-  c.config.memory = rm.memory;
+  c.config.set_memory(rm.memory);
   c.memory_lines = rm.lines;
   c.warnings = config_warnings(c.config);
   return c;
@@ -320,6 +236,9 @@ struct Daemon::Impl {
   DaemonOptions options;
   DaemonConfig config;          // memory: the resolved section (Note [Auto memory])
   nlohmann::json file_memory;   // the memory section as configured, for reload's comparison
+  // The cards (Note [Card budget]) and the planner's machine of the resolved section, built
+  // once at start: the pool's cards, `plan`, `tiers`, placement and card groups all take these.
+  PlanMachine machine;
   asio::io_context io;
   std::unique_ptr<sched::JobQueue> queue;
   std::unique_ptr<sched::CheckpointStore> store;
@@ -329,8 +248,7 @@ struct Daemon::Impl {
   PipelineServices services;
   sched::PipelineRegistry registry;
   std::unique_ptr<ResourceProvider> resources;
-  ConfigResourceProvider* config_resources = nullptr;  // one of these two is `resources`
-  PoolResourceProvider* pool_resources = nullptr;
+  PoolResourceProvider* pool_resources = nullptr;     // `resources` when there is a pool
   std::unique_ptr<Access> access;
   std::unique_ptr<HandlerContext> ctx;
   std::unique_ptr<Server> server;
@@ -455,7 +373,7 @@ struct Daemon::Impl {
       for (const auto& [n, d] : next.models) m[n] = d;
       registry.set_models(m);
       const bool memory_changed =
-          next.memory_mode != config.memory_mode || (next.memory_mode == "config" && next.memory != file_memory);
+          next.memory_mode != config.memory_mode || (next.memory_mode == "config" && next.memory() != file_memory);
       if (memory_changed || next.executor != config.executor) {
         // Note [One pool]: never rebuilt here (a job may be running on it, and the
         // cached pipelines hold its blobs): memory and executor changes need a restart.
@@ -480,8 +398,8 @@ struct Daemon::Impl {
   // Note [One pool]: the daemon's pool from the "memory" section, and what streamed
   // pipelines need from it.
   void build_pool() {
-    if (config.memory.is_null()) return;
-    const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
+    if (!config.pool_config()) return;
+    const memory::PoolConfig& pc = *config.pool_config();
     // A spool directory that does not exist yet is made (a fresh state_dir, the auto
     // section's <state_dir>/spool), not a reason to stop.
     if (pc.disk) sched::ensure_dir(pc.disk->dir);
@@ -507,8 +425,9 @@ struct Daemon::Impl {
       services.device_tier = devs[0];
       services.cuda_device = pool->tier(devs[0]).host_addressable() ? -1 : pc.devices[0].index;
     }
-    // Note [Daemon slots]: one card per memory.devices[] entry (device_tiers() is in that order).
-    const std::vector<CardBudget> budgets = card_budgets(config);  // Note [Card budget]
+    // Note [Daemon slots]: one card per memory.devices[] entry (device_tiers() is in that order),
+    // with its budget from the card list (Note [Card budget]).
+    const std::vector<CardBudget>& budgets = machine.cards;
     for (std::size_t i = 0; i < devs.size() && i < pc.devices.size(); ++i) {
       DeviceService d;
       d.index = pc.devices[i].index;
@@ -555,12 +474,13 @@ int Daemon::run() {
   make_state_dir(d.config.state_dir);
   d.state_lock = std::make_unique<StateDirLock>(d.config.state_dir);  // before the journal is read
   // Note [Auto memory]: the section the pool is built from, and the plan and tiers answers.
-  d.file_memory = d.config.memory;
+  d.file_memory = d.config.memory();
   {
     ResolvedMemory rm = resolved_memory(d.options, d.config);
     for (const auto& line : rm.lines) log::get("rpc")->info("memory {}: {}", rm.mode, line);
-    d.config.memory = std::move(rm.memory);
+    d.config.set_memory(std::move(rm.memory));
   }
+  d.machine = plan_machine(d.config);  // the card list, once
   d.queue = std::make_unique<sched::JobQueue>(d.config.state_dir);
   d.store = std::make_unique<sched::CheckpointStore>(d.config.state_dir);
   for (const auto& r : d.queue->list()) {
@@ -574,10 +494,7 @@ int Daemon::run() {
     register_pipelines(d.registry);
   }
   d.registry.set_models(d.model_dirs());
-  PlanFn plan;
-#ifdef WAND_HAVE_PLAN_SERVICE
-  plan = [&d](const sched::JobSpec& spec) { return plan_report(d.config, d.registry, spec); };
-#endif
+  PlanFn plan = [&d](const sched::JobSpec& spec) { return plan_report(d.config, d.machine, d.registry, spec); };
   if (d.pool) {
     auto r = std::make_unique<PoolResourceProvider>(*d.pool, d.options.allocator_stats, plan);
     std::map<int, std::uint64_t> budgets;
@@ -586,8 +503,7 @@ int Daemon::run() {
     d.pool_resources = r.get();
     d.resources = std::move(r);
   } else {
-    auto r = std::make_unique<ConfigResourceProvider>(d.config.memory, plan);
-    d.config_resources = r.get();
+    auto r = std::make_unique<ConfigResourceProvider>(d.config.pool_config(), plan);
     d.resources = std::move(r);
   }
   d.access = std::make_unique<Access>(d.config.admin_group);
@@ -597,7 +513,7 @@ int Daemon::run() {
   {
     // Note [Job admission].
     const std::uint64_t host = host_memory_bytes();
-    const std::uint64_t pool_host = d.pool ? memory::PoolConfig::from_json(d.config.memory).host_bytes : 0;
+    const std::uint64_t pool_host = d.pool ? d.config.pool_config()->host_bytes : 0;
     const std::uint64_t budget = host > pool_host ? host - pool_host : 0;
     d.ctx->admit = [budget, host, pool_host, &d](const sched::JobSpec& spec) {
       const std::uint64_t need = decoded_video_host_bytes(spec);
@@ -628,11 +544,11 @@ int Daemon::run() {
     // Note [Daemon slots]: one worker per card.
     sched::JobRunnerOptions ro;
     for (const DeviceService& dev : d.services.devices) ro.slots.push_back({dev.index, dev.budget_bytes, dev.name});
-#ifdef WAND_HAVE_PLAN_SERVICE
     bool every_budget = true;  // Note [Card budget]: placement needs every card's whole budget
     for (const auto& s : ro.slots) every_budget = every_budget && s.vram_budget_bytes > 0;
     if (every_budget) {
-      auto planner = std::make_shared<PeakPlanner>(d.config, d.registry, ro.slots);
+      auto planner = std::make_shared<sched::plan::PeakPlanner>(d.machine.machine, plan_calibration(d.config),
+                                                                d.registry, ro.slots);
       ro.estimator = [planner](const sched::JobSpec& spec) { return (*planner)(spec); };
       // Note [Job admission]: a job no card can run is refused at submit, not failed later.
       d.admit_device = [planner](const sched::JobSpec& spec) {
@@ -643,14 +559,13 @@ int Daemon::run() {
         }
       };
     }
-#endif
     std::string names;
     for (const auto& s : ro.slots) {
       names += (names.empty() ? "" : ",") + s.name + "=" +
                (s.vram_budget_bytes ? format_bytes(s.vram_budget_bytes) : std::string("unlimited"));
     }
     // Note [Daemon card groups] (group_chooser.h): with 2+ cards a job may run on several.
-    if (ro.slots.size() >= 2) ro.group_chooser = make_group_chooser(d.config, d.registry);
+    if (ro.slots.size() >= 2) ro.group_chooser = make_group_chooser(d.config, d.machine, d.registry);
     log::get("rpc")->info("job-parallel slots={} placement={} parallel={}", names, ro.estimator ? "planner" : "none",
                           ro.group_chooser ? d.config.executor.parallel : std::string("off"));
     d.runner = std::make_unique<sched::JobRunner>(*d.queue, d.registry, *d.store, std::move(ro));

@@ -29,10 +29,13 @@
 // entry's index, name "cuda:N" or "cpu:N"), each running its own job concurrently on its
 // card, through the pipeline PipelineRegistry::pipeline(model, slot) builds for that card
 // (its device tier, its budget). The card's whole budget is the one the planner uses (Note
-// [Card budget], config.h: card_budgets()). With a budget known for every card, each job
-// is placed by the planner's predicted peak (plan::predicted_peak_bytes with the card's
-// fixed tier, on the smallest card that can run it; cached per model + size + frames;
-// Note [Job placement], job_runner.h): a job too big for every card fails with the
+// [Card budget], config.h: card_budgets()): the card list and the planner's machine are built
+// once at start from the resolved memory section (plan_machine, plan_service.h) and handed to
+// the pool's cards, `tiers`, `plan`, placement and card groups. With a budget known for every
+// card, each job is placed by the planner's predicted peak (sched::plan::PeakPlanner,
+// scheduler/plan/placement.h: plan::predicted_peak_bytes with the card's fixed tier, on the
+// smallest card that can run it; cached per model + size + frames; Note [Job placement],
+// job_runner.h): a job too big for every card fails with the
 // planner's message and every card's budget, the others run. A card without a budget has
 // no whole-card number to check against (the tier bytes are only the block slots), so its
 // slots are unlimited and every job fits it. Without device tiers (or with "memory":
@@ -41,8 +44,9 @@
 // cards at once (Note [Daemon card groups], group_chooser.h; Note [Card groups],
 // job_runner.h): "auto" (default) = planner v2's latency choice for a job alone, "off" =
 // one card per job, a strategy name = that strategy whenever enough cards are idle. The
-// group's pipeline is PipelineRegistry::pipeline(model, group) (the `wand` executable's
-// make_group: one WanStreamRank per member card).
+// group's pipeline is PipelineRegistry::pipeline(model, group) (the `wand` executable
+// registers sched::register_wan_pipeline with wan_stream_context(services), pipelines.h: its
+// make_group has one WanStreamRank per member card).
 // Owns everything it creates; run() from one thread.
 #pragma once
 

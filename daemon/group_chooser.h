@@ -3,13 +3,14 @@
 // calls it when a worker takes a job (Note [Card groups], scheduler/job_runner.h).
 //
 //   sched::JobRunnerOptions ro;  ro.slots = ...;
-//   ro.group_chooser = make_group_chooser(cfg, registry);   // empty for "off"
+//   ro.group_chooser = make_group_chooser(cfg, machine, registry);   // empty for "off"
 //   // "auto":          a job alone (none waiting) with >= 2 idle cards -> planner v2's
 //   //                  latency choice among the idle cards, when it is not "single"
 //   // "cfg-parallel":  (or any strategy name) on the first ranks() idle cards whenever that
 //   //                  many are idle, else on one card
 //
-// Note [Daemon card groups]: "auto" asks sched::plan::plan_multi with one job and the idle
+// Note [Daemon card groups]: "auto" (sched::plan::GroupPlanner, scheduler/plan/placement.h)
+// asks sched::plan::plan_multi with one job and the idle
 // cards as the machine (their whole-card budgets as the `plan` request's, Note [Plan card
 // budgets] in plan_service.cpp; each card's device tier fixed at its memory.devices[].bytes),
 // so the choice is the lowest predicted step time (within 1 %, fewer cards). It plans Wan
@@ -28,17 +29,17 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "daemon/plan_service.h"
 #include "scheduler/job_runner.h"
 #include "scheduler/pipeline_registry.h"
 
 namespace wand::daemon {
 
 // The runner's chooser for executor.parallel; an empty function for "off" (and for "auto"
-// in a build without the planner). `registry` must outlive it.
-sched::GroupChooser make_group_chooser(const DaemonConfig& cfg, const sched::PipelineRegistry& registry);
-
-// planner v2's strategy name -> parse_strategy's ("cfg-x-ulysses-2" -> "cfg2xulysses-2";
-// "single", "cfg-parallel", "ulysses-N" unchanged).
-std::string strategy_from_plan(const std::string& planner_name);
+// without a memory section). "auto" plans on `machine` (the daemon's cards, built once at
+// start: Note [Plan card budgets], plan_service.cpp) with sched::plan::GroupPlanner
+// (scheduler/plan/placement.h). `registry` must outlive it.
+sched::GroupChooser make_group_chooser(const DaemonConfig& cfg, const PlanMachine& machine,
+                                       const sched::PipelineRegistry& registry);
 
 }  // namespace wand::daemon

@@ -11,14 +11,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 namespace plan = sched::plan;
 
-plan::MachineSpec machine_from_memory_config(const json& memory) {
-  const memory::PoolConfig pc = memory::PoolConfig::from_json(memory);
-  plan::MachineSpec mc;
-  for (const auto& d : pc.devices) mc.devices.push_back({d.index, d.bytes});
-  mc.host_bytes = pc.host_bytes;
-  return mc;
-}
-
 fs::path calibration_path(const DaemonConfig& cfg) { return fs::path(cfg.state_dir) / "calibration.json"; }
 
 plan::Calibration plan_calibration(const DaemonConfig& cfg, bool* from_file) {
@@ -35,8 +27,13 @@ plan::Calibration plan_calibration(const DaemonConfig& cfg, bool* from_file) {
   return cal;
 }
 
-plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_source) {
-  plan::MachineSpec mc = machine_from_memory_config(cfg.memory);
+PlanMachine plan_machine(const DaemonConfig& cfg) {
+  PlanMachine out;
+  const memory::PoolConfig* pool = cfg.pool_config();
+  if (!pool) return out;
+  out.cards = card_budgets(cfg);  // Note [Card budget]: the one formula
+  plan::MachineSpec& mc = out.machine;
+  mc.host_bytes = pool->host_bytes;
   // Note [Plan card budgets]: the planner splits a card's whole budget itself (context,
   // non-block weights, slots, resident blocks, activations). The budget is the one of Note
   // [Card budget] (config.h; the executor checks the same number), and the device tier is
@@ -44,11 +41,10 @@ plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_sour
   // scheduler/plan/card_plan.h): the plan is what the running daemon will do, not a tier of
   // its own. A card without a known budget is planned with its tier taken as the whole card
   // (all the planner knows; `wand --check-config` warns about it, and the text says so).
-  const std::vector<CardBudget> cards = card_budgets(cfg);
   std::vector<std::pair<std::string, std::string>> groups;  // what -> "0,1,..." (cards saying the same)
-  for (std::size_t i = 0; i < mc.devices.size() && i < cards.size(); ++i) {
-    plan::DeviceSpec& d = mc.devices[i];
-    const CardBudget& c = cards[i];
+  for (const CardBudget& c : out.cards) {
+    plan::DeviceSpec d;
+    d.index = c.index;
     std::string what;
     if (c.budget_bytes > 0) {
       d.budget_bytes = c.budget_bytes;
@@ -60,6 +56,7 @@ plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_sour
       what = "no card budget configured: the device tier " + format_bytes(c.tier_bytes) +
              " taken as the whole card (set memory.devices[].budget)";
     }
+    mc.devices.push_back(d);
     bool found = false;
     for (auto& [w, devs] : groups) {
       if (w == what) {
@@ -74,15 +71,21 @@ plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_sour
     text += (text.empty() ? "" : "; ") + std::string(devs.find(',') == std::string::npos ? "device " : "devices ") +
             devs + ": " + what;
   }
-  if (budget_source) *budget_source = text;
-  return mc;
+  out.budget_source = text;
+  return out;
 }
 
 proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegistry& registry,
                               const sched::JobSpec& spec) {
+  return plan_report(cfg, plan_machine(cfg), registry, spec);
+}
+
+proto::PlanReport plan_report(const DaemonConfig& cfg, const PlanMachine& machine,
+                              const sched::PipelineRegistry& registry, const sched::JobSpec& spec) {
   proto::PlanReport r;
   r.available = false;
-  if (cfg.memory.is_null()) {
+  const memory::PoolConfig* pool = cfg.pool_config();
+  if (!pool) {
     r.note = cfg.memory_mode == "off" ? "\"memory\": \"off\": no pool, models run resident (nothing to plan)"
                                       : "no memory pool: the planner needs the device and host budgets";
     return r;
@@ -96,8 +99,8 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegi
     return r;
   }
   try {
-    std::string budget_source;
-    plan::MachineSpec mc = plan_machine(cfg, &budget_source);
+    const std::string& budget_source = machine.budget_source;
+    const plan::MachineSpec& mc = machine.machine;
     if (mc.devices.empty()) {
       r.note = cfg.memory_mode == "auto" ? "no GPU on this machine (the auto memory section has no device tier): "
                                            "models run resident, nothing to plan on"
@@ -139,7 +142,7 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegi
     j["calibration_file"] = have_cal ? cal_file.string() : "";
     j["calibration_source"] = have_cal ? "file " + cal_file.string()
                                        : "defaults (H100 measurements; no " + cal_file.string() + ")";
-    const memory::PoolConfig pc = memory::PoolConfig::from_json(cfg.memory);
+    const memory::PoolConfig& pc = *pool;
     if (pc.disk) j["disk"] = {{"dir", pc.disk->dir}, {"bytes", pc.disk->bytes}};
     // An fp32 release streamed from disk needs the repacked bf16 copy in the disk tier.
     bool fp32 = false;

@@ -4,7 +4,8 @@
 // model shape from the model's directory in the registry, and runs planner v1 (one device)
 // or v2 (several) from scheduler/plan.
 //
-//   proto::PlanReport r = plan_report(cfg, registry, spec);
+//   PlanMachine machine = plan_machine(cfg);                    // once, at start
+//   proto::PlanReport r = plan_report(cfg, machine, registry, spec);
 //   r.available;   // false: r.note says why (no memory section, unknown model, a budget that
 //                  // cannot run the job: the planner's message with the numbers)
 //   r.plan;        // the planner's JSON (docs/planner.md), printed by `wanctl plan`
@@ -15,6 +16,8 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,11 +29,25 @@
 
 namespace wand::daemon {
 
+// The daemon's cards as the planner sees them (Note [Plan card budgets], plan_service.cpp):
+// built once, at start, from the resolved memory section, and handed to the `plan` answers,
+// the job placement (sched::plan::PeakPlanner) and the card-group choice
+// (sched::plan::GroupPlanner), so all three plan the same machine.
+struct PlanMachine {
+  std::vector<CardBudget> cards;      // card_budgets(cfg): memory.devices[] order
+  sched::plan::MachineSpec machine;   // per card: the whole budget and the fixed tier; the host tier
+  std::string budget_source;          // where the budgets came from, in words (`wanctl plan`)
+};
+
+// Throws nothing for a config without a memory section (no cards, host 0).
+PlanMachine plan_machine(const DaemonConfig& cfg);
+
+// The `plan` answer for `spec` on `machine` (plan_machine(cfg), the daemon's once-built one).
+proto::PlanReport plan_report(const DaemonConfig& cfg, const PlanMachine& machine,
+                              const sched::PipelineRegistry& registry, const sched::JobSpec& spec);
+// The same with plan_machine(cfg) (tests, one-off answers).
 proto::PlanReport plan_report(const DaemonConfig& cfg, const sched::PipelineRegistry& registry,
                               const sched::JobSpec& spec);
-
-// The devices and host budget of a memory::PoolConfig JSON (throws Error(kConfig)).
-sched::plan::MachineSpec machine_from_memory_config(const nlohmann::json& memory);
 
 // <state_dir>/calibration.json
 std::filesystem::path calibration_path(const DaemonConfig& cfg);
@@ -39,10 +56,5 @@ std::filesystem::path calibration_path(const DaemonConfig& cfg);
 // defaults), with executor.context_bytes when set. *from_file (optional): whether the file
 // was read. Throws Error(kConfig) for an unreadable file.
 sched::plan::Calibration plan_calibration(const DaemonConfig& cfg, bool* from_file = nullptr);
-
-// The machine of the memory section with whole-card budgets (Note [Plan card budgets],
-// plan_service.cpp). *budget_source (optional): where the budgets came from, in words.
-// Throws Error(kConfig) for a bad memory section.
-sched::plan::MachineSpec plan_machine(const DaemonConfig& cfg, std::string* budget_source = nullptr);
 
 }  // namespace wand::daemon

@@ -10,34 +10,25 @@ using nlohmann::json;
 proto::PlanReport no_plan() {
   proto::PlanReport p;
   p.available = false;
-  p.note = "no placement planner wired into this daemon yet";
+  p.note = "no placement planner wired into this resource provider";
   return p;
 }
 
-ConfigResourceProvider::ConfigResourceProvider(json memory_config, PlanFn plan)
-    : memory_(std::move(memory_config)), plan_(std::move(plan)) {}
-
-void ConfigResourceProvider::set_memory_config(json memory_config) {
-  std::lock_guard<std::mutex> lock(mu_);
-  memory_ = std::move(memory_config);
-}
+ConfigResourceProvider::ConfigResourceProvider(const memory::PoolConfig* pool_config, PlanFn plan)
+    : pool_config_(pool_config ? std::optional<memory::PoolConfig>(*pool_config) : std::nullopt),
+      plan_(std::move(plan)) {}
 
 proto::TiersReport ConfigResourceProvider::tiers() {
-  json mem;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    mem = memory_;
-  }
   proto::TiersReport r;
   r.measured = false;
   r.source = "config";
   r.tiers = json::array();
-  if (mem.is_null()) {
+  if (!pool_config_) {
     r.note = "no memory pool (\"memory\": \"off\"): models run resident, nothing to report";
     return r;
   }
   r.note = "configured budgets only, no usage figures";
-  memory::PoolConfig pc = memory::PoolConfig::from_json(mem);
+  const memory::PoolConfig& pc = *pool_config_;
   for (const auto& d : pc.devices) {
     json t = {{"name", "device" + std::to_string(d.index)}, {"kind", "device"}, {"index", d.index},
               {"bytes_capacity", d.bytes}, {"backend", d.backend}, {"source", "config"}};

@@ -5,8 +5,8 @@
 //   carries "source": "config" or "auto" (who sized it) and device tiers their card budget.
 // - ConfigResourceProvider: no pool configured: the configured budgets, if any, and
 //   says so (measured = false, source = "config"). No invented numbers.
-// Both answer `plan` through the PlanFn they are given (the planner, daemon/plan_service.h,
-// when built in), else available = false.
+// Both answer `plan` through the PlanFn they are given (the planner, daemon/plan_service.h),
+// else available = false.
 //
 //   auto r = std::make_unique<PoolResourceProvider>(pool, alloc_stats, plan_fn);
 //   proto::TiersReport t = r->tiers();
@@ -19,15 +19,17 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "memory/pool_config.h"
 #include "proto/responses.h"
 #include "scheduler/job_spec.h"
 
 namespace wand::memory {
 class MemoryPool;
-}
+}  // namespace wand::memory
 
 namespace wand::daemon {
 
@@ -46,19 +48,19 @@ class ResourceProvider {
   virtual proto::PlanReport plan(const sched::JobSpec& spec) = 0;
 };
 
-// Plan answer when no planner is built in.
+// Plan answer of a provider given no PlanFn.
 proto::PlanReport no_plan();
 
 class ConfigResourceProvider : public ResourceProvider {
  public:
-  explicit ConfigResourceProvider(nlohmann::json memory_config, PlanFn plan = {});
-  void set_memory_config(nlohmann::json memory_config);
+  // pool_config: the daemon's parsed memory section (DaemonConfig::pool_config(), copied);
+  // null: none.
+  explicit ConfigResourceProvider(const memory::PoolConfig* pool_config, PlanFn plan = {});
   proto::TiersReport tiers() override;
   proto::PlanReport plan(const sched::JobSpec& spec) override;
 
  private:
-  std::mutex mu_;
-  nlohmann::json memory_;  // guarded by mu_; validated memory::PoolConfig JSON or null
+  const std::optional<memory::PoolConfig> pool_config_;  // immutable
   PlanFn plan_;
 };
 

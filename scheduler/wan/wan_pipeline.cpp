@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <mutex>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -416,19 +417,52 @@ void register_wan_pipeline(PipelineRegistry& registry) {
 void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& c0) {
   if (c0.pool == nullptr) throw Error(ErrorCode::kConfig, "wan pipeline: streamed mode without a memory pool");
   WanStreamContext context = c0;
-  // One store cache for every pipeline of this factory: one host copy of each model's
-  // blocks whatever the number of cards (Note [Shared weight stores], streamed_dit.h).
-  if (!context.stores) context.stores = std::make_shared<exec::StoreCache>(*context.pool, context.name + ".shared");
-  // Pipeline names are unique: one per pipeline made (logs; the blob prefix of stores
-  // opened without a cache).
-  auto counter = std::make_shared<std::atomic<int>>(0);
-  auto make_on = [context, counter](const std::filesystem::path& dir, const DeviceSlot& slot) {
-    WanStreamContext c = context;
-    c.name = context.name + "." + dir.filename().string() + "." + std::to_string(counter->fetch_add(1));
-    const std::vector<int> devs = c.pool->device_tiers();
-    if (slot.index > 0 && static_cast<std::size_t>(slot.index) < devs.size()) {
-      c.device_tier = devs[static_cast<std::size_t>(slot.index)];
-      if (c.cuda_device >= 0) c.cuda_device = slot.index;
+  // Note [Daemon host copy]: every pipeline of a model (one per card, one per card group)
+  // takes its weight stores from one StoreCache, so the pool's host tier holds ONE pinned copy
+  // of each block whatever the number of cards (issue 7 item 1; before, each card's pipeline
+  // registered its own blobs: two cards, two copies; Note [Shared weight stores],
+  // streamed_dit.h). With host_window_bytes set, a job plans the host tier for its own
+  // schedule, which a concurrent job of the same model on another card cannot share (Note
+  // [Shared stores and host planning], scheduler/exec/store_cache.h: it would be refused);
+  // there each pipeline keeps its own stores (unless the caller gives a cache), and the host
+  // window bounds each.
+  if (!context.stores && context.host_window_bytes == 0) {
+    context.stores = std::make_shared<exec::StoreCache>(*context.pool, context.name + ".shared");
+  }
+  // Note [Serial pipeline builds]: the cards' workers build their pipelines at once on the
+  // first jobs, and a pipeline's construction may repack the release into pack_dir; two builds
+  // of one model repacking the same file race on its temporary name (measured: "io: weight
+  // store: rename ....bin.tmp -> ....bin: No such file or directory" on 2 CPU cards). So builds
+  // are serial (one mutex for all): the first repacks, the others reuse the packed file (one
+  // copy on disk for every card). The counter makes the pipeline names unique (the blob
+  // prefix of stores opened without a cache; logs).
+  struct Builds {
+    std::mutex mu;
+    int made = 0;  // guarded by mu
+  };
+  auto builds = std::make_shared<Builds>();
+  auto named = [](const WanStreamContext& c, const std::filesystem::path& dir, Builds& b) {
+    WanStreamContext out = c;
+    out.name = c.name + "." + dir.filename().string() + "." + std::to_string(b.made++);
+    return out;
+  };
+  auto make_on = [context, builds, named](const std::filesystem::path& dir, const DeviceSlot& slot) {
+    std::lock_guard<std::mutex> lock(builds->mu);  // Note [Serial pipeline builds]
+    WanStreamContext c = named(context, dir, *builds);
+    if (!c.cards.empty()) {
+      // The slot's card; a slot that names none (the default slot of make) keeps the context's.
+      auto card = c.cards.find(slot.index);
+      if (card != c.cards.end()) {
+        c.device_tier = card->second.device_tier;
+        c.cuda_device = card->second.cuda_device;
+        c.budget = card->second.budget;
+      }
+    } else {
+      const std::vector<int> devs = c.pool->device_tiers();
+      if (slot.index > 0 && static_cast<std::size_t>(slot.index) < devs.size()) {
+        c.device_tier = devs[static_cast<std::size_t>(slot.index)];
+        if (c.cuda_device >= 0) c.cuda_device = slot.index;
+      }
     }
     return std::unique_ptr<Pipeline>(std::make_unique<WanPipeline>(dir, c));
   };
@@ -437,24 +471,38 @@ void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& c
   f.probe = probe_wan_dir;
   f.make = [make_on](const std::filesystem::path& dir) { return make_on(dir, DeviceSlot{}); };
   f.make_on = make_on;
-  // A group: rank q streams through the device tier of member q's index (when the pool has
-  // it) with the context's budget; the strategy is the group's.
-  f.make_group = [context, counter](const std::filesystem::path& dir, const DeviceGroup& group) {
-    WanStreamContext c = context;
-    c.name = context.name + "." + dir.filename().string() + "." + std::to_string(counter->fetch_add(1));
+  // A group: rank q streams through member q's card (its budget); the generator (sampler,
+  // VAE) runs on the first member's; the strategy is the group's.
+  f.make_group = [context, builds, named](const std::filesystem::path& dir, const DeviceGroup& group) {
+    std::lock_guard<std::mutex> lock(builds->mu);  // Note [Serial pipeline builds]
+    WanStreamContext c = named(context, dir, *builds);
     const std::vector<int> devs = c.pool->device_tiers();
     c.ranks.clear();
     for (const DeviceSlot& m : group.members) {
-      if (m.index < 0 || static_cast<std::size_t>(m.index) >= devs.size()) {
-        throw Error(ErrorCode::kConfig, "wan pipeline: group " + group.key() + " names card " +
-                                            std::to_string(m.index) + " but the pool has " +
-                                            std::to_string(devs.size()) + " device tiers");
-      }
       WanStreamRank r;
-      r.device_tier = devs[static_cast<std::size_t>(m.index)];
-      r.cuda_device = context.cuda_device >= 0 ? m.index : -1;
-      r.budget = context.budget;  // as make_on: the context's budget on every card
+      if (!c.cards.empty()) {
+        auto card = c.cards.find(m.index);
+        if (card == c.cards.end()) {
+          throw Error(ErrorCode::kConfig, "card group " + group.key() + ": card " + std::to_string(m.index) +
+                                              " is not in memory.devices[]");
+        }
+        r = card->second;
+      } else {
+        if (m.index < 0 || static_cast<std::size_t>(m.index) >= devs.size()) {
+          throw Error(ErrorCode::kConfig, "wan pipeline: group " + group.key() + " names card " +
+                                              std::to_string(m.index) + " but the pool has " +
+                                              std::to_string(devs.size()) + " device tiers");
+        }
+        r.device_tier = devs[static_cast<std::size_t>(m.index)];
+        r.cuda_device = context.cuda_device >= 0 ? m.index : -1;
+        r.budget = context.budget;  // as make_on: the context's budget on every card
+      }
       c.ranks.push_back(r);
+    }
+    if (!c.ranks.empty()) {
+      c.device_tier = c.ranks.front().device_tier;
+      c.cuda_device = c.ranks.front().cuda_device;
+      c.budget = c.ranks.front().budget;
     }
     c.strategy = group.strategy;
     return std::unique_ptr<Pipeline>(std::make_unique<WanPipeline>(dir, c));

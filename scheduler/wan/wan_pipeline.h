@@ -42,6 +42,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,11 @@ struct WanStreamContext {
   // device_tier / cuda_device / budget above.
   std::vector<WanStreamRank> ranks;
   std::string strategy;
+  // The cards a runner slot or a group member names by its index (the daemon's
+  // memory.devices[] entries, Note [Daemon slots] in daemon/daemon.h): each card's device tier,
+  // CUDA ordinal and budget (its whole-card budget). Used by register_wan_pipeline(registry,
+  // context) only; empty: index i is the pool's i-th device tier, with the budget above.
+  std::map<int, WanStreamRank> cards;
   // Shared weight stores (scheduler/exec/store_cache.h): every pipeline made with the same
   // cache streams one host copy of each block of a model (Note [Shared weight stores],
   // streamed_dit.h). Null: the pipeline opens its own stores under `name`.
@@ -201,10 +207,13 @@ EncodedVideo encode_wan_video(Video&& video);
 void register_wan_pipeline(PipelineRegistry& registry);
 // Adds the "wan" factory in streamed mode: every model's pipeline streams its blocks
 // through `context` (name: "<context name>.<model dir name>.<n>", n counting the
-// pipelines made; make_on picks the device tier of the slot's index when the pool has it;
-// make_group builds a group pipeline over the device tiers of the group's member indices,
-// the context's budget on each, the group's strategy). All of them share one store cache
-// (context.stores, made here when null): one host copy of each model's blocks.
+// pipelines made; make_on streams through the slot's card; make_group builds a group
+// pipeline over the group's member cards, in member order, with the group's strategy). A
+// card is context.cards[index] (its tier, CUDA ordinal and budget; a group member not there
+// is an Error(kConfig)), or without context.cards the pool's device tier of that position
+// with the context's budget. Pipelines are built one at a time (Note [Serial pipeline
+// builds], wan_pipeline.cpp). All of them share one store cache (context.stores, made here
+// when null and host_window_bytes is 0: Note [Daemon host copy]).
 void register_wan_pipeline(PipelineRegistry& registry, const WanStreamContext& context);
 
 }  // namespace wand::sched

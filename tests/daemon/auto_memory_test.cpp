@@ -17,6 +17,7 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "memory/pool_config.h"
+#include "scheduler/plan/model_shape.h"
 #include "tests/scheduler/plan/model_dir_writer.h"
 #include "tests/scheduler/test_dir.h"
 
@@ -127,7 +128,7 @@ TEST(AutoMemory, EachGpuGetsItsBudgetAndATierThatLeavesTheActivationReserve) {
   EXPECT_EQ(pc.disk->dir, "/srv/wand/spool");
   EXPECT_EQ(pc.disk->bytes, kAutoSpoolMax);
   // The card budgets are the auto ones (Note [Card budget] 3.), and every line names its numbers.
-  cfg.memory = r.memory;
+  cfg.set_memory(r.memory);
   const auto b = card_budgets(cfg);
   ASSERT_EQ(b.size(), 2u);
   EXPECT_NE(b[0].source.find("auto"), std::string::npos) << b[0].source;
@@ -178,7 +179,7 @@ TEST(AutoMemory, AConfiguredCudaCardWithoutBudgetGetsItsTotalLessTheHeadroom) {
   f.gpu_source = "cuda";
   const ResolvedMemory r = resolve_memory(cfg, f, {});
   EXPECT_EQ(r.mode, "config");
-  cfg.memory = r.memory;
+  cfg.set_memory(r.memory);
   const auto b = card_budgets(cfg);
   EXPECT_EQ(b[0].budget_bytes, 23 * GiB);
   EXPECT_NE(b[0].source.find("auto"), std::string::npos);
@@ -277,7 +278,7 @@ TEST(AutoMemory, ADaemonWithoutMemorySectionSizesItsPoolAndPlans) {
   EXPECT_EQ(printed["memory"], "auto");
   EXPECT_EQ(printed["_memory_resolved"]["mode"], "auto");
   EXPECT_EQ(parse_config(printed, "printed").memory_mode, "auto");  // what it prints reads back
-  const memory::PoolConfig pc = memory::PoolConfig::from_json(check.config.memory);
+  const memory::PoolConfig pc = *check.config.pool_config();
   ASSERT_EQ(pc.devices.size(), 1u);
   EXPECT_EQ(pc.devices[0].budget_bytes, 23 * GiB);
   EXPECT_EQ(pc.devices[0].bytes, 2 * MiB);  // every block of the tiny model
@@ -336,6 +337,76 @@ TEST(AutoMemory, AConfiguredSpoolDirectoryThatDoesNotExistIsMade) {
   for (const auto& t : tiers->tiers) EXPECT_EQ(t.value("source", std::string()), "config") << t.dump();
   c.reset();
   EXPECT_EQ(d.stop(), 0) << d.error();
+}
+
+// Note [Host tier need] (daemon/config.cpp): `wand --check-config` warns about a host tier
+// below what a configured Wan model needs, with the planner's numbers (scheduler/plan), and
+// the daemon still starts (a warning, never an error).
+struct HostNeedFixture {
+  test::TempDir tmp;
+  fs::path model = tmp.path() / "a14b";
+  std::uint64_t dit = 0;
+  std::uint64_t t5 = 0;
+  HostNeedFixture() {
+    sched::plan::test::write_model_dir(model, sched::plan::test::Geometry::t2v_a14b(), "BF16",
+                                       sched::plan::test::kT5Bytes, sched::plan::test::kVae21Bytes);
+    const sched::plan::ModelShape m = sched::plan::model_shape_from_dir(model);
+    for (std::size_t e = 0; e < m.experts.size(); ++e) dit += m.expert_run_bytes(e);
+    t5 = m.t5_bytes;
+  }
+  json memory(const std::string& host) const {
+    return json::parse(R"({"host": {"bytes": ")" + host +
+                       R"("}, "devices": [{"index": 0, "bytes": "10GiB", "budget": "23GiB"}]})");
+  }
+  DaemonConfig config(const std::string& host) const {
+    return parse_config({{"models", {{"a14b", model.string()}}}, {"memory", memory(host)}}, "t.json");
+  }
+};
+
+TEST(HostTierNeed, ATierBelowTheModelsDitIsWarnedAboutWithTheNumbers) {
+  HostNeedFixture f;
+  ASSERT_GT(f.dit, 40 * GiB);  // two experts of ~14B parameters in bf16
+  ASSERT_LT(f.dit + f.t5, 96 * GiB);
+  // 4 GiB: not even one expert fits beside the staging window: every step reads from disk.
+  auto w = config_warnings(f.config("4GiB"));
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
+  EXPECT_NE(w[0].find("models.a14b (t2v-A14B)"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("memory.host.bytes"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find(format_bytes(4 * GiB)), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("needs " + format_bytes(f.dit)), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("every step re-reads"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("at least " + format_bytes(f.dit)), std::string::npos) << w[0];
+  // One expert fits, both do not: the idle expert is re-read at every switch.
+  w = config_warnings(f.config(std::to_string((f.dit / 2 + 4 * GiB) >> 20) + "MiB"));
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("the idle expert is not held"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("per job"), std::string::npos) << w[0];
+  // Below the planner's staging window no job of the model can run: the planner's message.
+  w = config_warnings(f.config("512MiB"));
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("too small to run any job"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("staging window"), std::string::npos) << w[0];
+  // Room for the DiT and umT5: nothing to say.
+  EXPECT_TRUE(config_warnings(f.config("96GiB")).empty())
+      << ::testing::PrintToString(config_warnings(f.config("96GiB")));
+  // No section yet ("auto" before the daemon resolves it) or no Wan model: nothing to check.
+  EXPECT_TRUE(config_warnings(parse_config({{"models", {{"a14b", f.model.string()}}}}, "t.json")).empty());
+  DaemonConfig missing = f.config("4GiB");
+  missing.models = {{"gone", (f.tmp.path() / "nope").string()}};
+  EXPECT_TRUE(config_warnings(missing).empty());  // the registry's check names a missing directory
+}
+
+TEST(HostTierNeed, CheckConfigPrintsTheWarningAndTheDaemonWouldStart) {
+  HostNeedFixture f;
+  const fs::path file = f.tmp.path() / "wand.json";
+  std::ofstream(file) << json{{"models", {{"a14b", f.model.string()}}}, {"memory", f.memory("4GiB")}}.dump();
+  DaemonOptions o = options_in(f.tmp.path());
+  o.config_file = file;
+  ConfigCheck check;
+  ASSERT_NO_THROW(check = check_config(o));  // a warning, not a refusal
+  ASSERT_EQ(check.warnings.size(), 1u);
+  EXPECT_NE(check.warnings[0].find("models.a14b"), std::string::npos) << check.warnings[0];
+  EXPECT_NE(check.warnings[0].find("memory.host.bytes"), std::string::npos) << check.warnings[0];
 }
 
 }  // namespace

@@ -171,10 +171,10 @@ TEST_F(ExampleConfigs, EveryExampleRunsTheJobsItNamesOnEveryCard) {
     auto e = load(f);
     ASSERT_TRUE(e->raw.contains("_jobs")) << "an example names the jobs it is for (\"_jobs\")";
     EXPECT_TRUE(config_warnings(e->cfg).empty()) << config_warnings(e->cfg).front();
-    std::string src;
-    const plan::MachineSpec mc = plan_machine(e->cfg, &src);
+    const PlanMachine pm = plan_machine(e->cfg);
+    const plan::MachineSpec& mc = pm.machine;
     ASSERT_FALSE(mc.devices.empty());
-    EXPECT_EQ(src.find("no card budget"), std::string::npos) << src;
+    EXPECT_EQ(pm.budget_source.find("no card budget"), std::string::npos) << pm.budget_source;
     auto check = [&](const std::vector<std::string>& jobs, const std::vector<int>& devices) {
       for (const std::string& text : jobs) {
         const sched::JobSpec spec = job(text);
@@ -212,7 +212,9 @@ TEST_F(ExampleConfigs, TheOldLayoutIsRefusedWithTheTierToSet) {
   auto e = load(fs::path(WAND_SOURCE_DIR) / "configs/examples/8x24gb.json");
   json devices = json::array();
   for (int i = 0; i < 8; ++i) devices.push_back({{"index", i}, {"bytes", "22GiB"}});
-  e->cfg.memory["devices"] = devices;
+  json memory = e->cfg.memory();
+  memory["devices"] = devices;
+  e->cfg.set_memory(memory);
   // Without a card budget: warned about.
   const auto w = config_warnings(e->cfg);
   ASSERT_EQ(w.size(), 8u);
@@ -259,7 +261,8 @@ TEST_F(ExampleConfigs, TheOldLayoutIsRefusedWithTheTierToSet) {
   EXPECT_GE(n, 8 + 2);  // a line per card at least, then what to change
 
   // The advice holds: with that tier on every card the job plans.
-  for (auto& d : e->cfg.memory["devices"]) d["bytes"] = tier;
+  for (auto& d : memory["devices"]) d["bytes"] = tier;
+  e->cfg.set_memory(memory);
   const proto::PlanReport ok = plan_report(e->cfg, e->registry, spec);
   EXPECT_TRUE(ok.available) << ok.note;
   EXPECT_TRUE(config_warnings(e->cfg).empty());

@@ -54,7 +54,7 @@ struct Fixture {
 
 TEST(PlanService, OneDeviceGivesPlanV1WithDefaultCalibration) {
   Fixture fx;
-  fx.cfg.memory = json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "22GiB"}]})");
+  fx.cfg.set_memory(json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "22GiB"}]})"));
   const proto::PlanReport r = plan_report(fx.cfg, fx.registry, fx.spec);
   ASSERT_TRUE(r.available) << r.note;
   EXPECT_EQ(r.plan["version"], 1);
@@ -72,8 +72,8 @@ TEST(PlanService, OneDeviceGivesPlanV1WithDefaultCalibration) {
 
 TEST(PlanService, SeveralDevicesGivePlanV2AndTheCalibrationFileIsRead) {
   Fixture fx;
-  fx.cfg.memory = json::parse(R"({"host": {"bytes": "96GiB"},
-      "devices": [{"index": 0, "bytes": "22GiB"}, {"index": 1, "bytes": "10GiB"}, {"index": 2, "bytes": "76GiB"}]})");
+  fx.cfg.set_memory(json::parse(R"({"host": {"bytes": "96GiB"},
+      "devices": [{"index": 0, "bytes": "22GiB"}, {"index": 1, "bytes": "10GiB"}, {"index": 2, "bytes": "76GiB"}]})"));
   std::ofstream(calibration_path(fx.cfg)) << R"({"gemm_tflops": 700, "interconnect_gbps": 40})";
   const proto::PlanReport r = plan_report(fx.cfg, fx.registry, fx.spec);
   ASSERT_TRUE(r.available) << r.note;
@@ -95,8 +95,8 @@ TEST(PlanService, SeveralDevicesGivePlanV2AndTheCalibrationFileIsRead) {
 
 TEST(PlanService, TheExecutorsWholeCardBudgetAndContextAreUsed) {
   Fixture fx;
-  fx.cfg.memory = json::parse(R"({"host": {"bytes": "64GiB"},
-      "devices": [{"index": 0, "bytes": "16GiB"}, {"index": 1, "bytes": "8GiB"}]})");
+  fx.cfg.set_memory(json::parse(R"({"host": {"bytes": "64GiB"},
+      "devices": [{"index": 0, "bytes": "16GiB"}, {"index": 1, "bytes": "8GiB"}]})"));
   fx.cfg.executor.device_budget = 23ull << 30;
   fx.cfg.executor.context_bytes = 600ull << 20;
   const proto::PlanReport r = plan_report(fx.cfg, fx.registry, fx.spec);
@@ -117,7 +117,9 @@ TEST(PlanService, TheExecutorsWholeCardBudgetAndContextAreUsed) {
   EXPECT_NE(fx.print(r).find("(executor.device_budget)"), std::string::npos) << fx.print(r);
 
   // A card's own budget wins over executor.device_budget.
-  fx.cfg.memory["devices"][1]["budget"] = "15GiB";  // 8 GiB tier + context + non-block + a 720p step in chunks
+  json memory = fx.cfg.memory();
+  memory["devices"][1]["budget"] = "15GiB";  // 8 GiB tier + context + non-block + a 720p step in chunks
+  fx.cfg.set_memory(memory);  // Note [One memory section]: the parsed form follows
   const proto::PlanReport r2 = plan_report(fx.cfg, fx.registry, fx.spec);
   ASSERT_TRUE(r2.available) << r2.note;
   bool seen = false;
@@ -133,7 +135,7 @@ TEST(PlanService, TheExecutorsWholeCardBudgetAndContextAreUsed) {
 
 TEST(PlanService, WithoutACardBudgetTheTierIsTakenForTheCardAndThePlanSaysSo) {
   Fixture fx;
-  fx.cfg.memory = json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "22GiB"}]})");
+  fx.cfg.set_memory(json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "22GiB"}]})"));
   fx.cfg.memory_mode = "config";
   const proto::PlanReport r = plan_report(fx.cfg, fx.registry, fx.spec);
   ASSERT_TRUE(r.available) << r.note;
@@ -147,7 +149,7 @@ TEST(PlanService, MissingPiecesAreSaid) {
   EXPECT_FALSE(r.available);
   EXPECT_NE(r.note.find("memory"), std::string::npos);
   EXPECT_EQ(ctl::plan_exit_code(r), ctl::kExitNoPlan);
-  fx.cfg.memory = json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "512MiB"}]})");
+  fx.cfg.set_memory(json::parse(R"({"host": {"bytes": "64GiB"}, "devices": [{"index": 0, "bytes": "512MiB"}]})"));
   r = plan_report(fx.cfg, fx.registry, fx.spec);
   EXPECT_FALSE(r.available);
   EXPECT_NE(r.note.find("fits no card"), std::string::npos) << r.note;
