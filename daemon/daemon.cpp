@@ -304,9 +304,8 @@ struct Daemon::Impl {
     ServerPaths p;
     p.add(config.state_dir, "<state_dir>");
     for (const auto& [name, dir] : config.models) p.add(dir, "<model " + name + ">");
-    if (!config.memory.is_null()) {
-      const memory::PoolConfig pc = memory::PoolConfig::from_json(config.memory);
-      if (pc.disk) p.add(pc.disk->dir, "<spool>");
+    if (const memory::PoolConfig* pc = config.pool_config(); pc != nullptr && pc->disk) {
+      p.add(pc->disk->dir, "<spool>");  // the parsed section (Note [One memory section])
     }
     if (!services.pack_dir.empty()) p.add(services.pack_dir, "<pack_dir>");  // often the spool's
     return p;

@@ -8,13 +8,7 @@
 namespace wand::sched::exec {
 
 std::uint64_t dit_activation_bytes(const DitGeometry& g) {
-  model::DitActivationShape s;
-  s.tokens = g.tokens;
-  s.dim = g.dim;
-  s.ffn_dim = g.ffn_dim;
-  s.text_len = g.text_len;
-  s.chunk_tokens = g.chunk_tokens;
-  s.run_bytes = g.run_bytes;
+  model::DitActivationShape s = g;
   // With the uncond stream spilled to host only one stream is on the device between blocks
   // (the other comes back for its block and leaves after it).
   s.streams = g.spill_uncond ? 1 : 2;

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <string>
 
+#include "model/dit_memory.h"
+
 namespace wand::sched::exec {
 
 struct DeviceBudget {
@@ -29,14 +31,9 @@ struct DeviceBudget {
   std::uint64_t activation_bytes = 0;  // LibTorch's caching allocator cap
 };
 
-// The geometry the activation estimate needs.
-struct DitGeometry {
-  std::int64_t tokens = 0;       // sequence length S
-  std::int64_t dim = 0;          // D
-  std::int64_t ffn_dim = 0;      // F
-  std::int64_t text_len = 512;   // text tokens
-  std::int64_t chunk_tokens = 0; // FFN / projection chunking (0 = whole sequence)
-  int run_bytes = 2;             // element size of the run (GEMM) dtype
+// The geometry the activation estimate needs (model/dit_memory.h: tokens, dim, ffn_dim,
+// text_len, chunk_tokens, run_bytes), with the streams on the card following spill_uncond.
+struct DitGeometry : model::DitActivationShape {
   bool spill_uncond = false;     // the uncond stream waits in host memory (Note [Branch spill])
 };
 

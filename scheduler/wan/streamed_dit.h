@@ -52,6 +52,13 @@
 // weights + activation room from begin_job to end_job (lifted after the steps: the VAE decode
 // is not part of this budget).
 //
+// Note [Shared weight stores]: with StreamedDitOptions::stores set, the stores come from that
+// StoreCache (scheduler/exec/store_cache.h): every StreamedDit of the same expert checkpoint,
+// run dtype and pack dir on the pool (two cards running jobs of one model, a group and the
+// model's single-card pipelines) streams from ONE WeightStore, so the host tier holds one
+// copy of each block; opt.name then names the StreamedDit in logs only (the cache names the
+// blobs). Each job registers on the shared stores (StoreCache::begin_job).
+//
 // Host tier: with host_window_bytes > 0 the job plans the host tier (the idle expert read
 // from disk ahead of the switch, the finished one evicted; in a group rank 0's streamer
 // plans, the others chain behind its reads) when it may: a job on shared stores plans only
