@@ -1,104 +1,34 @@
 #include "model/safetensors.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "model/safetensors_header.h"
 
 namespace wand::model {
 
 using nlohmann::json;
 
-namespace {
-constexpr std::uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit
-
-std::uint64_t file_size(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    throw Error(ErrorCode::kIo, "stat " + path + ": " + std::strerror(errno));
-  }
-  return static_cast<std::uint64_t>(st.st_size);
-}
-}  // namespace
-
 SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
-  const std::uint64_t size = file_size(path_);
-  if (size < 8) {
-    throw Error(ErrorCode::kModelFormat, path_ + ": " + std::to_string(size) +
-                                             " bytes, too short for a safetensors header");
-  }
-  unsigned char len_le[8];
-  read_exact(path_, 0, len_le, 8);
-  std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len_le[i];
-  if (n > kMaxHeaderBytes || 8 + n > size) {
-    throw Error(ErrorCode::kModelFormat, path_ + ": header length " + std::to_string(n) +
-                                             " does not fit a file of " + std::to_string(size) +
-                                             " bytes (truncated or not safetensors)");
-  }
-  std::string header(n, '\0');
-  read_exact(path_, 8, header.data(), n);
-  json j;
-  try {
-    j = json::parse(header);
-  } catch (const std::exception& e) {
-    throw Error(ErrorCode::kModelFormat, path_ + ": header is not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw Error(ErrorCode::kModelFormat, path_ + ": header is not an object");
-  data_start_ = 8 + n;
-  const std::uint64_t data_bytes = size - data_start_;
+  // The header is parsed and checked by the one reader the planner uses too
+  // (model/safetensors_header.h); here its entries become TensorInfo with LibTorch dtypes.
+  const SafetensorsHeader h = read_safetensors_header(path_);
+  data_start_ = h.data_start;
+  metadata_ = h.metadata;
   std::vector<std::pair<std::uint64_t, std::string>> by_offset;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& key = it.key();
-    if (key == "__metadata__") {
-      if (it->is_object()) {
-        for (auto m = it->begin(); m != it->end(); ++m) {
-          if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
-        }
-      }
-      continue;
-    }
-    const std::string ctx = path_ + ": tensor '" + key + "'";
-    const json& e = *it;
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
-        !e.contains("data_offsets")) {
-      throw Error(ErrorCode::kModelFormat, ctx + ": entry lacks dtype/shape/data_offsets");
-    }
+  for (const SafetensorsEntry& e : h.entries) {
     TensorInfo ti;
-    ti.name = key;
+    ti.name = e.name;
     ti.path = path_;
-    try {
-      ti.dtype = parse_safetensors_dtype(e.at("dtype").get<std::string>(), ctx);
-      ti.shape = e.at("shape").get<std::vector<int64_t>>();
-      auto off = e.at("data_offsets").get<std::vector<std::uint64_t>>();
-      if (off.size() != 2 || off[1] < off[0]) {
-        throw Error(ErrorCode::kModelFormat, ctx + ": bad data_offsets");
-      }
-      ti.offset = data_start_ + off[0];
-      ti.nbytes = off[1] - off[0];
-      if (off[1] > data_bytes) {
-        throw Error(ErrorCode::kModelFormat,
-                    ctx + ": data ends at byte " + std::to_string(data_start_ + off[1]) +
-                        " but the file has " + std::to_string(size) + " bytes (truncated)");
-      }
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& ex) {
-      throw Error(ErrorCode::kModelFormat, ctx + ": " + ex.what());
-    }
-    for (int64_t d : ti.shape) {
-      if (d < 0) throw Error(ErrorCode::kModelFormat, ctx + ": negative dimension");
-    }
-    if (static_cast<std::uint64_t>(ti.numel()) * dtype_size(ti.dtype) != ti.nbytes) {
-      throw Error(ErrorCode::kModelFormat, ctx + ": shape and byte range disagree (" +
-                                               std::to_string(ti.nbytes) + " bytes)");
-    }
-    by_offset.emplace_back(ti.offset, key);
-    index_.emplace(key, std::move(ti));
+    ti.dtype = parse_safetensors_dtype(e.dtype, path_ + ": tensor '" + e.name + "'");
+    ti.shape = e.shape;
+    ti.offset = data_start_ + e.begin;
+    ti.nbytes = e.bytes();
+    by_offset.emplace_back(ti.offset, e.name);
+    index_.emplace(e.name, std::move(ti));
   }
   std::sort(by_offset.begin(), by_offset.end());
   for (auto& p : by_offset) order_.push_back(p.second);

@@ -7,6 +7,8 @@
 #include <set>
 
 #include "common/error.h"
+#include "model/safetensors_header.h"
+#include "model/wan_config.h"
 
 namespace wand::sched::plan {
 
@@ -21,8 +23,6 @@ constexpr const char* kIndexName = "diffusion_pytorch_model.safetensors.index.js
 constexpr const char* kT5Name = "models_t5_umt5-xxl-enc-bf16.pth";
 constexpr const char* kVae21Name = "Wan2.1_VAE.pth";
 constexpr const char* kVae22Name = "Wan2.2_VAE.pth";
-// A header larger than this is not a safetensors header (the A14B shards have ~100 KB).
-constexpr std::uint64_t kMaxHeaderBytes = 100ull << 20;
 
 [[noreturn]] void bad(const fs::path& file, const std::string& why) {
   throw Error(ErrorCode::kModelFormat, file.string() + ": " + why);
@@ -43,21 +43,6 @@ json read_json_file(const fs::path& file) {
   } catch (const json::exception& e) {
     bad(file, std::string("not valid JSON: ") + e.what());
   }
-}
-
-std::int64_t get_int(const json& j, const char* key, const fs::path& file) {
-  if (!j.contains(key) || !j[key].is_number_integer()) bad(file, std::string("missing integer field '") + key + "'");
-  const auto v = j[key].get<std::int64_t>();
-  if (v <= 0) bad(file, std::string("field '") + key + "' must be positive, got " + std::to_string(v));
-  // Note [Config maxima] (model/wan_config.cpp): the same bounds.
-  const std::string k = key;
-  const std::int64_t max = k == "num_layers" || k == "num_heads" ? 1024 : k == "text_len" ? 8192
-                           : k == "in_dim" || k == "out_dim"     ? 4096 : (1 << 17);
-  if (v > max) {
-    bad(file, std::string("field '") + key + "' is " + std::to_string(v) + ", more than the maximum " +
-                  std::to_string(max));
-  }
-  return v;
 }
 
 // Block index of a tensor name "blocks.<i>.<rest>", or -1.
@@ -108,7 +93,7 @@ ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64
     if (shares_with_high && shard.lexically_normal().string().find(std::string("/") + kHighDir + "/") != std::string::npos) {
       *shares_with_high = true;
     }
-    for (const TensorInfo& t : read_safetensors_header(shard)) {
+    for (const model::SafetensorsEntry& t : model::read_safetensors_header(shard.string()).entries) {
       std::uint64_t params = 1;
       for (auto d : t.shape) params *= static_cast<std::uint64_t>(d);
       dtypes.insert(t.dtype);
@@ -119,10 +104,10 @@ ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64
                          std::to_string(num_layers));
         }
         e.block_params[static_cast<std::size_t>(b)] += params;
-        e.block_stored_bytes[static_cast<std::size_t>(b)] += t.bytes;
+        e.block_stored_bytes[static_cast<std::size_t>(b)] += t.bytes();
       } else {
         e.non_block_params += params;
-        e.non_block_stored_bytes += t.bytes;
+        e.non_block_stored_bytes += t.bytes();
       }
     }
   }
@@ -136,123 +121,34 @@ ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64
   return e;
 }
 
+// The geometry and family constants from config.json, as the model reads them.
 void apply_config(ModelShape& m, const json& j, const fs::path& file) {
-  if (!j.is_object()) bad(file, "not a JSON object");
-  if (j.contains("_class_name") && j["_class_name"] != "WanModel") {
-    bad(file, "_class_name is " + j["_class_name"].dump() + ", expected \"WanModel\"");
-  }
-  if (!j.contains("model_type") || !j["model_type"].is_string()) bad(file, "missing string field 'model_type'");
-  m.model_type = j["model_type"].get<std::string>();
-  if (m.model_type != "t2v" && m.model_type != "i2v" && m.model_type != "ti2v") {
-    bad(file, "model_type '" + m.model_type + "' is not t2v, i2v or ti2v");
-  }
-  m.dim = get_int(j, "dim", file);
-  m.ffn_dim = get_int(j, "ffn_dim", file);
-  m.num_heads = get_int(j, "num_heads", file);
-  m.num_layers = get_int(j, "num_layers", file);
-  m.in_dim = get_int(j, "in_dim", file);
-  m.out_dim = get_int(j, "out_dim", file);
-  m.text_len = get_int(j, "text_len", file);
-  if (j.contains("text_dim")) m.text_dim = get_int(j, "text_dim", file);
-  if (m.dim % m.num_heads != 0) {
-    bad(file, "dim " + std::to_string(m.dim) + " is not a multiple of num_heads " + std::to_string(m.num_heads));
-  }
-  // The family constants of model/wan_config.cpp (apply_family, derive_variant).
-  if (m.model_type == "t2v") {
-    m.boundary = 0.875;
-    m.sample_shift = 12.0;
-    m.sample_steps = 40;
-  } else if (m.model_type == "i2v") {
-    m.boundary = 0.9;
-    m.sample_shift = 5.0;
-    m.sample_steps = 40;
-  } else {
-    m.boundary = 0.0;
-    m.sample_shift = 5.0;
-    m.sample_steps = 50;
-    m.vae_stride_h = m.vae_stride_w = 16;
+  const model::WanConfig c = model::WanConfig::from_checkpoint(j, file.string());
+  m.variant = c.variant;
+  m.model_type = c.model_type;
+  m.dim = c.dim;
+  m.ffn_dim = c.ffn_dim;
+  m.num_heads = c.num_heads;
+  m.num_layers = c.num_layers;
+  m.in_dim = c.in_dim;
+  m.out_dim = c.out_dim;
+  m.text_len = c.text_len;
+  m.text_dim = c.text_dim;
+  m.patch_h = static_cast<int>(c.patch_h);
+  m.patch_w = static_cast<int>(c.patch_w);
+  m.boundary = c.boundary;
+  m.sample_shift = c.sample_shift;
+  m.sample_steps = c.sample_steps;
+  m.vae_stride_t = c.vae_stride_t;
+  m.vae_stride_h = c.vae_stride_h;
+  m.vae_stride_w = c.vae_stride_w;
+  if (m.model_type == "ti2v") {  // the official TI2V defaults (generate.py: 121 frames at 1280x704)
     m.default_frames = 121;
     m.default_height = 704;
-  }
-  if (m.model_type == "t2v" && m.in_dim == 16 && m.dim == 5120) {
-    m.variant = "t2v-A14B";
-  } else if (m.model_type == "i2v" && m.in_dim == 36 && m.dim == 5120) {
-    m.variant = "i2v-A14B";
-  } else if (m.model_type == "ti2v" && m.in_dim == 48 && m.dim == 3072) {
-    m.variant = "ti2v-5B";
-  } else {
-    m.variant = (m.dim <= 256 ? "tiny-" : "custom-") + m.model_type;
   }
 }
 
 }  // namespace
-
-int safetensors_dtype_bytes(const std::string& dtype, const std::string& where) {
-  static const std::map<std::string, int> kSizes = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2},
-                                                    {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1},
-                                                    {"U8", 1},  {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
-  auto it = kSizes.find(dtype);
-  if (it == kSizes.end()) throw Error(ErrorCode::kModelFormat, where + ": unknown safetensors dtype '" + dtype + "'");
-  return it->second;
-}
-
-std::vector<TensorInfo> read_safetensors_header(const fs::path& file) {
-  const std::uint64_t size = file_size_or_throw(file, "safetensors shard");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kIo, file.string() + ": cannot open");
-  if (size < 8) bad(file, "truncated safetensors header: file has " + std::to_string(size) + " bytes, fewer than the 8-byte length");
-  unsigned char len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
-  std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];  // little-endian
-  if (n > kMaxHeaderBytes || n > size - 8) {
-    bad(file, "truncated safetensors header: length field says " + std::to_string(n) + " bytes, the file has " +
-                  std::to_string(size - 8) + " after it");
-  }
-  std::string text(n, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(n));
-  if (static_cast<std::uint64_t>(in.gcount()) != n) bad(file, "short read of the safetensors header");
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    bad(file, std::string("safetensors header is not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) bad(file, "safetensors header is not a JSON object");
-  const std::uint64_t data_bytes = size - 8 - n;
-  std::vector<TensorInfo> out;
-  for (const auto& [name, v] : j.items()) {
-    if (name == "__metadata__") continue;
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets") ||
-        !v["dtype"].is_string() || !v["shape"].is_array() || !v["data_offsets"].is_array() ||
-        v["data_offsets"].size() != 2) {
-      bad(file, "header entry '" + name + "' lacks dtype / shape / data_offsets");
-    }
-    TensorInfo t;
-    t.name = name;
-    t.dtype = v["dtype"].get<std::string>();
-    std::uint64_t elems = 1;
-    for (const auto& d : v["shape"]) {
-      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) bad(file, "header entry '" + name + "' has a bad shape");
-      t.shape.push_back(d.get<std::int64_t>());
-      elems *= static_cast<std::uint64_t>(t.shape.back());
-    }
-    const auto b = v["data_offsets"][0].get<std::uint64_t>(), e = v["data_offsets"][1].get<std::uint64_t>();
-    if (e < b) bad(file, "header entry '" + name + "' has data_offsets end < begin");
-    t.bytes = e - b;
-    const std::uint64_t want = elems * static_cast<std::uint64_t>(safetensors_dtype_bytes(t.dtype, file.string()));
-    if (t.bytes != want) {
-      bad(file, "header entry '" + name + "' spans " + std::to_string(t.bytes) + " bytes, its shape and dtype " + t.dtype +
-                    " need " + std::to_string(want));
-    }
-    if (e > data_bytes) {
-      bad(file, "tensor '" + name + "' ends at data byte " + std::to_string(e) + " but the file holds only " +
-                    std::to_string(data_bytes) + " data bytes (truncated)");
-    }
-    out.push_back(std::move(t));
-  }
-  return out;
-}
 
 std::uint64_t ExpertShape::stored_bytes() const {
   std::uint64_t n = non_block_stored_bytes;

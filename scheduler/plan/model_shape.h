@@ -18,8 +18,9 @@
 // config.json; the bytes come from the safetensors headers (shape x dtype of every tensor
 // named blocks.<i>.*), never from formulas, so a checkpoint in another dtype or a custom
 // geometry is planned from what is on disk. Run-dtype bytes (what the weight store streams,
-// bf16) are params x 2. The variant and pipeline constants (boundary, shift, VAE stride)
-// mirror model/wan_config.cpp, which the planner cannot link (LibTorch).
+// bf16) are params x 2. config.json is parsed by model::WanConfig and the shard headers by
+// model::read_safetensors_header (library wand_model_facts, LibTorch-free): the planner and
+// the model accept and refuse the same files, with the same variant and family constants.
 //
 // Errors: Error(kModelFormat) or Error(kIo) naming the file. Plain value types; any thread.
 #pragma once
@@ -32,21 +33,6 @@
 #include <nlohmann/json.hpp>
 
 namespace wand::sched::plan {
-
-// One safetensors tensor header entry.
-struct TensorInfo {
-  std::string name;
-  std::string dtype;               // "F32", "BF16", ...
-  std::vector<std::int64_t> shape;
-  std::uint64_t bytes = 0;         // data_offsets[1] - data_offsets[0]
-};
-
-// Parses the header of one .safetensors file (8-byte little-endian length + JSON).
-// Checks that every entry's byte range matches shape x dtype and lies inside the file.
-std::vector<TensorInfo> read_safetensors_header(const std::filesystem::path& file);
-
-// Element size of a safetensors dtype string; throws Error(kModelFormat) for unknown ones.
-int safetensors_dtype_bytes(const std::string& dtype, const std::string& where);
 
 struct ExpertShape {
   std::string name;                        // "high_noise_model", "low_noise_model", "" (root)

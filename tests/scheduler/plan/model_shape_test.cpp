@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "model/safetensors_header.h"
 #include "scheduler/plan/model_shape.h"
 #include "tests/scheduler/plan/model_dir_writer.h"
 #include "tests/scheduler/test_dir.h"
@@ -79,14 +80,14 @@ TEST(PlanModelShape, TruncatedHeaderIsAClearError) {
   }
   // A file shorter than the length field.
   { std::ofstream(shard, std::ios::binary | std::ios::trunc) << "abc"; }
-  EXPECT_THROW(read_safetensors_header(shard), Error);
+  EXPECT_THROW(model::read_safetensors_header(shard.string()), Error);
   // Header intact, data cut short.
   {
     std::ofstream out(shard, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 100));
   }
   try {
-    read_safetensors_header(shard);
+    model::read_safetensors_header(shard.string());
     FAIL() << "cut data accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("(truncated)"), std::string::npos) << e.what();
