@@ -17,9 +17,13 @@
 #include "model/checkpoint.h"
 #include "model/formats/diffusers_keys.h"
 #include "model/formats/model_layout.h"
+#include "model/formats/renamed_source.h"
+#include "model/formats/transformers_umt5_keys.h"
 #include "model/make_model/make_model.h"
 #include "model/pipeline.h"
 #include "model/pipeline_text.h"
+#include "model/pth.h"
+#include "model/t5_encoder.h"
 #include "model/safetensors.h"
 #include "tests/model/pipeline_tiny_model.h"
 
@@ -291,6 +295,62 @@ TEST(ModelLayout, DiffusersTinyTi2vIsBitwiseTheRelease) {
   const at::Tensor ld = latents_of(t.path() / "dif", req, &vd);
   EXPECT_TRUE(at::equal(lr, ld)) << "max diff " << (lr - ld).abs().max().item<double>();
   EXPECT_TRUE(at::equal(vr, vd));
+}
+
+// ------------------------------------------------------------------- umT5 keys
+
+// transformers' UMT5EncoderModel names (modeling_umt5.py: encoder.block.N.layer.{0,1}...).
+TEST(Umt5TransformersKeys, NamesAreTransformersOwn) {
+  using formats::wand_umt5_key;
+  EXPECT_EQ(wand_umt5_key("shared.weight"), "token_embedding.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.embed_tokens.weight"), "token_embedding.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.final_layer_norm.weight"), "norm.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.0.layer.0.layer_norm.weight"), "blocks.0.norm1.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.23.layer.0.SelfAttention.o.weight"), "blocks.23.attn.o.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.5.layer.0.SelfAttention.relative_attention_bias.weight"),
+            "blocks.5.pos_embedding.embedding.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.3.layer.1.layer_norm.weight"), "blocks.3.norm2.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.3.layer.1.DenseReluDense.wi_0.weight"), "blocks.3.ffn.gate.0.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.3.layer.1.DenseReluDense.wi_1.weight"), "blocks.3.ffn.fc1.weight");
+  EXPECT_EQ(wand_umt5_key("encoder.block.3.layer.1.DenseReluDense.wo.weight"), "blocks.3.ffn.fc2.weight");
+  EXPECT_FALSE(wand_umt5_key("decoder.block.0.layer.0.SelfAttention.q.weight"));
+  EXPECT_FALSE(wand_umt5_key("encoder.block.x.layer.0.layer_norm.weight"));
+}
+
+// The tiny release umT5 rewritten in the transformers naming (with the tied embedding stored
+// twice, as some exports do) encodes bit for bit as the .pth through a RenamedSource.
+TEST(Umt5TransformersKeys, RenamedSourceEncodesLikeThePth) {
+  TempDir t("formats-umt5");
+  make::make_model(tiny("tiny-t2v", t.path() / "m", "release"));
+  const PthFile pth((t.path() / "m" / kT5CheckpointName).string());
+  std::map<std::string, at::Tensor> renamed;
+  for (const std::string& n : pth.names()) {
+    const auto k = formats::transformers_umt5_key(n);
+    ASSERT_TRUE(k) << n;
+    EXPECT_EQ(formats::wand_umt5_key(*k), n);
+    renamed[*k] = pth.load(n);
+  }
+  renamed["encoder.embed_tokens.weight"] = renamed.at("shared.weight");
+  const fs::path te = t.path() / "m" / "text_encoder";
+  fs::create_directories(te);
+  save_safetensors((te / "model.safetensors").string(), renamed);
+  const RenamedSource src(RenamedSource::folder_files(te), formats::wand_umt5_key, "umT5 (transformers naming)");
+  EXPECT_EQ(src.names().size(), pth.names().size());
+  EXPECT_EQ(src.info("blocks.0.attn.q.weight").path, (te / "model.safetensors").string());
+  const T5Encoder a = T5Encoder::load(pth, RunDtype::kFloat32, at::Device(at::kCPU));
+  const T5Encoder b = T5Encoder::load(src, RunDtype::kFloat32, at::Device(at::kCPU));
+  const at::Tensor ids = (at::arange(9, at::kLong) * 7 % a.config().vocab).view({1, 9});
+  const at::Tensor mask = at::ones({1, 9}, at::kLong);
+  const auto ya = a.encode(ids, mask), yb = b.encode(ids, mask);
+  ASSERT_EQ(ya.size(), 1u);
+  EXPECT_TRUE(at::equal(ya[0], yb[0]));
+  // A key of another model (a full T5 with its decoder) is refused, naming file and key.
+  renamed["decoder.block.0.layer.0.SelfAttention.q.weight"] = at::zeros({2, 2});
+  save_safetensors((te / "model.safetensors").string(), renamed);
+  const std::string w = what_of(
+      [&] { RenamedSource s(RenamedSource::folder_files(te), formats::wand_umt5_key, "umT5 (transformers naming)"); });
+  EXPECT_TRUE(has(w, (te / "model.safetensors").string()) && has(w, "decoder.block.0.layer.0.SelfAttention.q.weight"))
+      << w;
 }
 
 // ------------------------------------------------------------------- bad input
