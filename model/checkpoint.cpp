@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "model/formats/diffusers_keys.h"
 
 namespace wand::model {
 
@@ -34,7 +35,11 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
   if (!fs::is_directory(dir_)) throw Error(ErrorCode::kNotFound, dir_.string() + ": not a directory");
   const fs::path cfg_path = dir_ / "config.json";
   if (!fs::exists(cfg_path)) throw Error(ErrorCode::kModelFormat, cfg_path.string() + ": missing");
-  config_ = WanConfig::from_checkpoint(read_json(cfg_path), cfg_path.string());
+  {
+    const nlohmann::json cj = read_json(cfg_path);
+    diffusers_ = formats::is_diffusers_dit_config(cj);
+    config_ = formats::wan_config_from_any(cj, cfg_path.string());
+  }
 
   const fs::path index_path = dir_ / kIndexName;
   std::map<std::string, std::string> key_to_shard;  // key -> resolved shard path
@@ -68,17 +73,38 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
     shards_.emplace(path, std::move(f));
     return p;
   };
+  // The shards' own key names (file_where: file key -> shard).
+  std::map<std::string, const SafetensorsFile*> file_where;
   if (key_to_shard.empty()) {
     const SafetensorsFile* f = open_shard(map_source);
-    for (const auto& n : f->names()) where_[n] = f;
+    for (const auto& n : f->names()) file_where[n] = f;
   } else {
     for (const auto& [key, path] : key_to_shard) {
       const SafetensorsFile* f = open_shard(path);
       if (!f->contains(key)) {
         throw Error(ErrorCode::kModelFormat, path + ": key '" + key + "' listed in " + map_source + " is not in the shard");
       }
-      where_[key] = f;
+      file_where[key] = f;
     }
+  }
+
+  // Renaming (Note [Diffusers DiT keys]): file key -> wand's (release) key.
+  const std::map<std::string, std::string> rename =
+      diffusers_ ? formats::diffusers_dit_key_map(config_) : std::map<std::string, std::string>{};
+  const std::string naming = diffusers_ ? std::string(" (diffusers ") + formats::kDiffusersDitClass + ")" : "";
+  for (const auto& [fkey, f] : file_where) {
+    std::string key = fkey;
+    if (diffusers_) {
+      auto it = rename.find(fkey);
+      if (it == rename.end()) {
+        throw Error(ErrorCode::kModelFormat, f->describe() + ": unexpected key '" + fkey + "' for a " + config_.variant +
+                                                 naming + " model with " + std::to_string(config_.num_layers) +
+                                                 " layers");
+      }
+      key = it->second;
+    }
+    where_[key] = f;
+    file_key_[key] = fkey;
   }
 
   // Strict validation against the config.
@@ -87,31 +113,39 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
   for (const auto& [name, shape] : expected) {
     expected_names.insert(name);
     auto it = where_.find(name);
+    const std::string fname = diffusers_ ? formats::diffusers_dit_key(name) : name;
+    const std::string shown = diffusers_ ? "'" + fname + "' (wand's '" + name + "')" : "'" + name + "'";
     if (it == where_.end()) {
-      throw Error(ErrorCode::kModelFormat, map_source + ": missing key '" + name + "' (expected shape " +
+      throw Error(ErrorCode::kModelFormat, map_source + ": missing key " + shown + naming + " (expected shape " +
                                                shape_str(shape) + ")");
     }
-    const TensorInfo& ti = it->second->info(name);
+    TensorInfo ti = it->second->info(fname);
     if (ti.shape != shape) {
-      throw Error(ErrorCode::kModelFormat, ti.path + ": key '" + name + "' has shape " + shape_str(ti.shape) +
+      throw Error(ErrorCode::kModelFormat, ti.path + ": key " + shown + " has shape " + shape_str(ti.shape) +
                                                ", expected " + shape_str(shape));
     }
-    if (!at::isFloatingType(ti.dtype)) {
-      throw Error(ErrorCode::kModelFormat, ti.path + ": key '" + name + "' has a non-floating dtype");
+    // fp8 and other storage dtypes are not weights the DiT reads yet (issue 17 item 2).
+    if (ti.dtype != at::kFloat && ti.dtype != at::kHalf && ti.dtype != at::kBFloat16) {
+      throw Error(ErrorCode::kModelFormat, ti.path + ": key " + shown + " is stored as " +
+                                               safetensors_dtype_name(ti.dtype) +
+                                               "; DiT weights must be F32, F16 or BF16");
     }
+    ti.name = name;  // the weight store and the DiT look tensors up by wand's names
+    info_.emplace(name, std::move(ti));
     names_.push_back(name);
   }
   for (const auto& [name, f] : where_) {
     if (!expected_names.count(name)) {
-      throw Error(ErrorCode::kModelFormat, f->describe() + ": unexpected key '" + name + "' for a " + config_.variant +
-                                               " model with " + std::to_string(config_.num_layers) + " layers");
+      throw Error(ErrorCode::kModelFormat, f->describe() + ": unexpected key '" + file_key_.at(name) + "' for a " +
+                                               config_.variant + naming + " model with " +
+                                               std::to_string(config_.num_layers) + " layers");
     }
   }
   // Shards of a shared index may hold more keys than the map names (never for our writer); ignore them.
   uint64_t bytes = 0;
-  for (const auto& n : names_) bytes += where_.at(n)->info(n).nbytes;
-  log::get("model")->info("checkpoint dir={} shards={} tensors={} bytes={}", dir_.string(), shards_.size(),
-                          names_.size(), format_bytes(bytes));
+  for (const auto& n : names_) bytes += info_.at(n).nbytes;
+  log::get("model")->info("checkpoint dir={} layout={} shards={} tensors={} bytes={}", dir_.string(), layout(),
+                          shards_.size(), names_.size(), format_bytes(bytes));
 }
 
 std::vector<std::string> CheckpointDir::shard_paths() const {
@@ -121,15 +155,17 @@ std::vector<std::string> CheckpointDir::shard_paths() const {
 }
 
 const TensorInfo& CheckpointDir::info(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) throw Error(ErrorCode::kModelFormat, dir_.string() + ": no key '" + name + "'");
-  return it->second->info(name);
+  auto it = info_.find(name);
+  if (it == info_.end()) throw Error(ErrorCode::kModelFormat, dir_.string() + ": no key '" + name + "'");
+  return it->second;
 }
 
 at::Tensor CheckpointDir::load(const std::string& name, c10::optional<at::ScalarType> dtype) const {
   auto it = where_.find(name);
-  if (it == where_.end()) throw Error(ErrorCode::kModelFormat, dir_.string() + ": no key '" + name + "'");
-  return it->second->load(name, dtype);
+  if (it == where_.end() || !info_.count(name)) {
+    throw Error(ErrorCode::kModelFormat, dir_.string() + ": no key '" + name + "'");
+  }
+  return it->second->load(file_key_.at(name), dtype);
 }
 
 }  // namespace wand::model

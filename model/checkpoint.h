@@ -1,4 +1,9 @@
-// CheckpointDir: one DiT expert directory in the diffusers release layout.
+// CheckpointDir: one DiT expert directory, in the release layout (WanModel keys) or the
+// diffusers layout (WanTransformer3DModel keys, Note [Diffusers DiT keys] in
+// model/formats/diffusers_keys.h). Either way it serves the release key names: a
+// diffusers directory is renamed at open, key by key, and info() keeps each tensor's
+// shard path and byte offset, so the weight store still streams byte ranges of the
+// shards directly.
 //
 //   CheckpointDir ck("Wan2.2-T2V-A14B/high_noise_model");
 //   const WanConfig& cfg = ck.config();                 // from config.json
@@ -11,7 +16,9 @@
 // two experts share one set of shards) or a single
 // diffusion_pytorch_model.safetensors. The key set and every shape are checked
 // against the config at open: a missing, unexpected or mis-shaped key, or a
-// truncated shard, throws wand::Error(kModelFormat) naming the file and the key.
+// truncated shard, throws wand::Error(kModelFormat) naming the file and the key (the
+// file's own key name, and wand's when they differ). A stored dtype other than fp32,
+// fp16 or bf16 (fp8: issue 17 item 2) is refused the same way.
 // Only shard headers are read at open; tensors are read one at a time by load()
 // (never twice the model in memory).
 // Owns the parsed shard headers. Immutable after construction: any thread.
@@ -38,6 +45,8 @@ class CheckpointDir : public TensorSource {
 
   const WanConfig& config() const { return config_; }
   const std::filesystem::path& dir() const { return dir_; }
+  // "release" or "diffusers" (the key naming of the shards).
+  const char* layout() const { return diffusers_ ? "diffusers" : "release"; }
   // Shard files, as resolved absolute paths, in index order.
   std::vector<std::string> shard_paths() const;
 
@@ -53,6 +62,9 @@ class CheckpointDir : public TensorSource {
   WanConfig config_;
   std::map<std::string, std::unique_ptr<SafetensorsFile>> shards_;  // by resolved path
   std::map<std::string, const SafetensorsFile*> where_;              // key -> shard
+  std::map<std::string, std::string> file_key_;                      // key -> the shard's name for it
+  std::map<std::string, TensorInfo> info_;                           // key -> info under the key's name
+  bool diffusers_ = false;
   std::vector<std::string> names_;                                   // expected order
 };
 

@@ -14,6 +14,8 @@
 #include "common/torch_compat.h"
 #include "model/checkpoint.h"
 #include "model/dit.h"
+#include "model/formats/diffusers_keys.h"
+#include "model/formats/model_layout.h"
 #include "model/image_prep.h"
 #include "model/pipeline_bytes.h"
 #include "model/pipeline_text.h"
@@ -42,10 +44,6 @@ void use_deterministic_cpu_threads(const at::Device& device) {
 }
 
 
-constexpr const char* kHighDir = "high_noise_model";
-constexpr const char* kLowDir = "low_noise_model";
-constexpr const char* kVae21Name = "Wan2.1_VAE.pth";
-constexpr const char* kVae22Name = "Wan2.2_VAE.pth";
 constexpr int kMaxSteps = 1000;
 
 bool is_ti2v(const WanConfig& c) { return c.model_type == "ti2v"; }
@@ -60,7 +58,7 @@ WanConfig read_config(const fs::path& expert_dir) {
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kModelFormat, p.string() + ": not JSON: " + e.what());
   }
-  return WanConfig::from_checkpoint(j, p.string());
+  return formats::wan_config_from_any(j, p.string());  // release or diffusers naming
 }
 
 at::Device default_device() {
@@ -106,10 +104,14 @@ void check_same_shape(const at::Tensor& saved, at::IntArrayRef want, const std::
 
 WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir), opt_(std::move(opt)) {
   if (!fs::is_directory(dir_)) throw Error(ErrorCode::kNotFound, "model: no directory " + dir_.string());
-  two_experts_ = fs::exists(dir_ / kHighDir / "config.json") || fs::exists(dir_ / kLowDir / "config.json");
+  const formats::ModelLayout layout = formats::detect_model_layout(dir_);
+  two_experts_ = layout.two_experts();
   cfg_ = read_dir_config(dir_);
-  const fs::path vae_path = dir_ / (is_ti2v(cfg_) ? kVae22Name : kVae21Name);
-  if (!fs::exists(vae_path)) throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + vae_path.filename().string());
+  const fs::path vae_path = layout.vae_file(cfg_.model_type);
+  if (!fs::exists(vae_path)) {
+    throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + vae_path.filename().string() +
+                                             layout.missing_part_hint("vae"));
+  }
   {  // The VAE's architecture and size from its shapes (no weights read): the job's memory plan.
     PthFile vf(vae_path.string());
     vae_cfg_ = VaeConfig::from_checkpoint(vf);
@@ -125,27 +127,29 @@ WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir
 WanGenerator::~WanGenerator() = default;
 
 WanConfig WanGenerator::read_dir_config(const fs::path& dir) {
-  const bool two_experts = fs::exists(dir / kHighDir / "config.json") || fs::exists(dir / kLowDir / "config.json");
-  if (!two_experts) {
-    WanConfig cfg = read_config(dir);
+  // The layout (release or diffusers) from model/formats/model_layout.h, as the planner reads it.
+  const formats::ModelLayout layout = formats::detect_model_layout(dir);
+  if (!layout.two_experts()) {
+    WanConfig cfg = read_config(layout.experts[0].dir);
     if (!is_ti2v(cfg)) {
-      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": a single " + cfg.model_type +
-                                               " model; A14B needs high_noise_model/ and low_noise_model/");
+      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": a single " + cfg.model_type + " model; A14B needs " +
+                                               (layout.kind == formats::LayoutKind::kDiffusers
+                                                    ? "transformer/ and transformer_2/"
+                                                    : "high_noise_model/ and low_noise_model/"));
     }
     return cfg;
   }
-  for (const char* sub : {kHighDir, kLowDir}) {
-    if (!fs::exists(dir / sub / "config.json")) {
-      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + sub + "/config.json");
-    }
-  }
-  WanConfig cfg = read_config(dir / kHighDir);
-  const WanConfig low = read_config(dir / kLowDir);
+  const std::string high_name = layout.experts[0].name, low_name = layout.experts[1].name;
+  WanConfig cfg = read_config(layout.experts[0].dir);
+  const WanConfig low = read_config(layout.experts[1].dir);
   if (low.model_type != cfg.model_type || low.in_dim != cfg.in_dim || low.out_dim != cfg.out_dim ||
       low.text_dim != cfg.text_dim) {
-    throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": high_noise_model and low_noise_model configs differ");
+    throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": " + high_name + " and " + low_name + " configs differ");
   }
-  if (is_ti2v(cfg)) throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": ti2v model in A14B layout");
+  if (is_ti2v(cfg)) {
+    throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": ti2v model in the two-expert (A14B) layout");
+  }
+  if (layout.boundary_ratio) cfg.boundary = *layout.boundary_ratio;  // model_index.json (diffusers)
   return cfg;
 }
 
@@ -163,13 +167,7 @@ ModelTraits WanGenerator::traits_of(const WanConfig& cfg) {
   return r;
 }
 
-bool WanGenerator::probe(const fs::path& dir) {
-  std::error_code ec;
-  const bool a14b = fs::exists(dir / kHighDir / "config.json", ec) && fs::exists(dir / kLowDir / "config.json", ec) &&
-                    fs::exists(dir / kVae21Name, ec);
-  const bool ti2v = fs::exists(dir / "config.json", ec) && fs::exists(dir / kVae22Name, ec);
-  return a14b || ti2v;
-}
+bool WanGenerator::probe(const fs::path& dir) { return formats::probe_model_layout(dir); }
 
 int WanGenerator::fps() const { return traits_of(cfg_).fps; }
 
@@ -456,7 +454,8 @@ std::vector<int> WanGenerator::expert_of_step(const GenState& st) const {
 }
 
 fs::path WanGenerator::expert_dir(bool high_noise) const {
-  return two_experts_ ? dir_ / (high_noise ? kHighDir : kLowDir) : dir_;
+  const formats::ModelLayout layout = formats::detect_model_layout(dir_);
+  return layout.experts.at(two_experts_ && !high_noise ? 1 : 0).dir;
 }
 
 const WanDit& WanGenerator::expert(bool high_noise) {
@@ -473,7 +472,7 @@ const WanDit& WanGenerator::expert(bool high_noise) {
 
 const Vae& WanGenerator::vae() {
   if (!vae_) {
-    const fs::path p = dir_ / (is_ti2v(cfg_) ? kVae22Name : kVae21Name);
+    const fs::path p = formats::detect_model_layout(dir_).vae_file(cfg_.model_type);
     PthFile src(p.string());
     VaeOptions o;
     o.device = device_;

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "model/formats/model_layout.h"
 #include "model/t5_encoder.h"
 #include "model/text_clean.h"
 #include "model/tokenizer.h"
@@ -21,7 +22,8 @@ TextEncodeFn make_umt5_text_encoder(const std::filesystem::path& dir, at::Device
       const std::filesystem::path pth = dir / kT5CheckpointName;
       const std::filesystem::path tok_dir = dir / kTokenizerDirName;
       if (!std::filesystem::exists(pth)) {
-        throw Error(ErrorCode::kNotFound, "text encoder: missing " + pth.string());
+        throw Error(ErrorCode::kNotFound, "text encoder: missing " + pth.string() +
+                                              formats::detect_model_layout(dir).missing_part_hint("text encoder"));
       }
       loaded->tok = std::make_unique<Tokenizer>(Tokenizer::load(tok_dir.string()));
       loaded->enc = std::make_unique<T5Encoder>(T5Encoder::load(pth.string(), run, device));

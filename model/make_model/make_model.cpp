@@ -8,6 +8,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "model/checkpoint.h"
+#include "model/formats/diffusers_keys.h"
+#include "model/formats/model_layout.h"
 #include "model/make_model/parts.h"
 #include "model/safetensors.h"
 
@@ -24,9 +26,22 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 // State-dict order of WanModel (module registration order), which is how
-// save_pretrained assigns tensors to shards.
-std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_order(const WanConfig& cfg) {
+// save_pretrained assigns tensors to shards. diffusers: WanTransformer3DModel's order
+// (patch_embedding, condition_embedder: time_embedder, time_proj, text_embedder; per block
+// attn1, attn2, norm2, ffn, scale_shift_table; proj_out, scale_shift_table), release names.
+std::vector<std::pair<std::string, std::vector<int64_t>>> state_dict_order(const WanConfig& cfg, bool diffusers) {
   auto nb = cfg.non_block_tensors();  // patch(2) text(4) time(4) proj(2) head(3)
+  if (diffusers) {
+    std::vector<std::pair<std::string, std::vector<int64_t>>> v(nb.begin(), nb.begin() + 2);
+    v.insert(v.end(), nb.begin() + 6, nb.begin() + 12);  // time_embedder, time_proj
+    v.insert(v.end(), nb.begin() + 2, nb.begin() + 6);   // text_embedder
+    for (int64_t i = 0; i < cfg.num_layers; ++i) {
+      auto b = cfg.block_tensors(i);  // attn1(10) attn2(10) norm2(2) ffn(4) scale_shift_table(1): already in order
+      v.insert(v.end(), b.begin(), b.end());
+    }
+    v.insert(v.end(), nb.begin() + 12, nb.end());
+    return v;
+  }
   std::vector<std::pair<std::string, std::vector<int64_t>>> v(nb.begin(), nb.begin() + 12);
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
     auto b = cfg.block_tensors(i);  // self_attn(10) cross_attn(10) norm3(2) ffn(4) modulation(1)
@@ -114,12 +129,14 @@ at::Tensor random_dit_tensor(const std::string& name, const std::vector<int64_t>
 }
 
 std::uint64_t write_dit_expert(const fs::path& dir, const WanConfig& cfg, at::ScalarType dtype, std::uint64_t seed,
-                               std::uint64_t max_shard_bytes) {
-  if (dtype != at::kFloat && dtype != at::kBFloat16) {
-    throw Error(ErrorCode::kBadRequest, "make-model: stored dtype must be fp32 or bf16");
+                               std::uint64_t max_shard_bytes, bool diffusers) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf) {
+    throw Error(ErrorCode::kBadRequest, "make-model: stored dtype must be fp32, bf16 or fp16");
   }
   fs::create_directories(dir);
-  const auto order = state_dict_order(cfg);
+  const auto order = state_dict_order(cfg, diffusers);
+  // The name on disk; the values always come from the release name (same seed, same weights).
+  auto file_key = [&](const std::string& n) { return diffusers ? formats::diffusers_dit_key(n) : n; };
   const std::uint64_t esize = dtype == at::kFloat ? 4 : 2;
   std::uint64_t total = 0;
   for (const auto& [n, s] : order) {
@@ -140,13 +157,13 @@ std::uint64_t write_dit_expert(const fs::path& dir, const WanConfig& cfg, at::Sc
   for (size_t si = 0; si < nonempty.size(); ++si) {
     const std::string sname = nonempty.size() == 1 ? CheckpointDir::kSingleName : shard_name(si + 1, nonempty.size());
     std::vector<size_t> idx = nonempty[si];
-    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return order[a].first < order[b].first; });
+    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return file_key(order[a].first) < file_key(order[b].first); });
     SafetensorsWriter w((dir / sname).string(), {{"format", "pt"}});
-    for (size_t i : idx) w.declare(order[i].first, dtype, order[i].second);
+    for (size_t i : idx) w.declare(file_key(order[i].first), dtype, order[i].second);
     for (size_t i : idx) {
       at::Tensor t = random_dit_tensor(order[i].first, order[i].second, cfg.dim, seed);
-      w.write(order[i].first, t.to(dtype).contiguous());
-      weight_map[order[i].first] = sname;
+      w.write(file_key(order[i].first), t.to(dtype).contiguous());
+      weight_map[file_key(order[i].first)] = sname;
     }
     w.finish();
   }
@@ -156,9 +173,10 @@ std::uint64_t write_dit_expert(const fs::path& dir, const WanConfig& cfg, at::Sc
     idx["weight_map"] = weight_map;  // nlohmann::json objects are key-sorted
     write_text(dir / CheckpointDir::kIndexName, idx.dump(2) + "\n");
   }
-  write_text(dir / "config.json", cfg.to_config_json().dump(2) + "\n");
-  log::get("model")->info("make-model expert dir={} variant={} shards={} bytes={}", dir.string(), cfg.variant,
-                          nonempty.size(), format_bytes(total));
+  write_text(dir / "config.json",
+             (diffusers ? formats::diffusers_dit_config_json(cfg) : cfg.to_config_json()).dump(2) + "\n");
+  log::get("model")->info("make-model expert dir={} variant={} layout={} shards={} bytes={}", dir.string(), cfg.variant,
+                          diffusers ? "diffusers" : "release", nonempty.size(), format_bytes(total));
   return total;
 }
 
@@ -180,13 +198,29 @@ void make_model(const MakeModelOptions& o) {
   const bool tiny = o.preset.rfind("tiny-", 0) == 0;
   const int64_t text_dim = tiny ? t5_dim_for_preset(o.preset) : 4096;
   const WanConfig cfg = WanConfig::from_preset(o.preset, text_dim);
+  if (o.layout != "release" && o.layout != "diffusers") {
+    throw Error(ErrorCode::kBadRequest, "make-model: --layout must be release or diffusers, got '" + o.layout + "'");
+  }
+  const bool diffusers = o.layout == "diffusers";
+  if (diffusers && o.share_experts) {
+    throw Error(ErrorCode::kBadRequest, "make-model: --share-experts is a release-layout test aid, not a diffusers layout");
+  }
   fs::create_directories(o.out);
   std::uint64_t shard = o.max_shard_bytes;
   if (shard == 0 && tiny) {
     const std::uint64_t esize = o.dtype == at::kFloat ? 4 : 2;
     shard = static_cast<std::uint64_t>(cfg.num_params()) * esize * 3 / 5;  // two shards, like the golden cases
   }
-  if (cfg.model_type == "ti2v") {
+  if (diffusers) {
+    // Same seeds as the release experts: high noise = transformer/, low noise = transformer_2/.
+    if (cfg.model_type == "ti2v") {
+      write_dit_expert(o.out / "transformer", cfg, o.dtype, o.seed, shard, true);
+    } else {
+      write_dit_expert(o.out / "transformer", cfg, o.dtype, mix(o.seed) + 1, shard, true);
+      write_dit_expert(o.out / "transformer_2", cfg, o.dtype, mix(o.seed) + 2, shard, true);
+    }
+    write_text(o.out / formats::kModelIndexName, formats::diffusers_model_index_json(cfg).dump(2) + "\n");
+  } else if (cfg.model_type == "ti2v") {
     write_dit_expert(o.out, cfg, o.dtype, o.seed, shard);
   } else {
     write_dit_expert(o.out / "high_noise_model", cfg, o.dtype, mix(o.seed) + 1, shard);
@@ -200,8 +234,9 @@ void make_model(const MakeModelOptions& o) {
     write_t5_part(o.out, o.preset, o.seed);
     write_vae_part(o.out, o.preset, o.seed);
   }
-  log::get("model")->info("make-model preset={} out={} dtype={} shared_experts={}", o.preset, o.out.string(),
-                          o.dtype == at::kFloat ? "fp32" : "bf16", o.share_experts);
+  log::get("model")->info("make-model preset={} out={} layout={} dtype={} shared_experts={}", o.preset, o.out.string(),
+                          o.layout, o.dtype == at::kFloat ? "fp32" : (o.dtype == at::kHalf ? "fp16" : "bf16"),
+                          o.share_experts);
 }
 
 }  // namespace wand::model::make

@@ -1,4 +1,4 @@
-// wand-make-model: a model directory in the exact release layout with random weights.
+// wand-make-model: a model directory in the exact release (or diffusers) layout with random weights.
 //
 //   MakeModelOptions o;
 //   o.preset = "tiny-t2v"; o.out = "/tmp/m"; o.seed = 1;
@@ -30,7 +30,11 @@ struct MakeModelOptions {
   std::string preset;                 // tiny-t2v | tiny-i2v | tiny-ti2v | t2v-A14B | i2v-A14B | ti2v-5B
   std::filesystem::path out;
   std::uint64_t seed = 0;
-  at::ScalarType dtype = at::kFloat;  // stored DiT dtype: fp32 (release) or bf16
+  at::ScalarType dtype = at::kFloat;  // stored DiT dtype: fp32 (release), bf16 or fp16
+  // "release" or "diffusers": transformer/ (+ transformer_2/) in WanTransformer3DModel naming
+  // and model_index.json, the umT5 / VAE release files at the root (Note [Diffusers parts]).
+  // The same seed gives the same weights in either layout.
+  std::string layout = "release";
   bool share_experts = false;         // A14B: low_noise_model's index points at high_noise_model's shards
   std::uint64_t max_shard_bytes = 0;  // 0: 10 GB (diffusers default); tiny presets: half the expert
   bool dit_only = false;              // skip the T5 / VAE / tokenizer parts
@@ -39,8 +43,10 @@ struct MakeModelOptions {
 void make_model(const MakeModelOptions& o);
 
 // Writes one DiT expert directory (config.json, shards, index). Returns total bytes.
+// diffusers: keys, config.json and state-dict order of WanTransformer3DModel
+// (model/formats/diffusers_keys.h); each tensor's values are those of its release key.
 std::uint64_t write_dit_expert(const std::filesystem::path& dir, const WanConfig& cfg, at::ScalarType dtype,
-                               std::uint64_t seed, std::uint64_t max_shard_bytes);
+                               std::uint64_t seed, std::uint64_t max_shard_bytes, bool diffusers = false);
 // Writes an expert directory whose index points at another expert's shards
 // (relative paths "../<other>/<shard>"), plus its config.json.
 void write_shared_expert(const std::filesystem::path& dir, const std::filesystem::path& shared_from,

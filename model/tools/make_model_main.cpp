@@ -1,5 +1,5 @@
-// wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16] [--share-experts]
-//                 [--max-shard-bytes N] [--dit-only]
+// wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16] [--share-experts]
+//                 [--max-shard-bytes N] [--dit-only] [--layout release|diffusers]
 // Writes a model directory in the exact release layout with random weights
 // (see model/make_model/make_model.h).
 #include <cstdio>
@@ -13,12 +13,15 @@
 namespace {
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16]\n"
+               "usage: wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16]\n"
                "                       [--share-experts] [--max-shard-bytes N] [--dit-only]\n"
+               "                       [--layout release|diffusers]\n"
                "presets: tiny-t2v tiny-i2v tiny-ti2v t2v-A14B i2v-A14B ti2v-5B\n"
                "  --dtype          stored DiT dtype (default fp32, like the release)\n"
                "  --share-experts  A14B: low_noise_model's index points at high_noise_model's shards\n"
-               "  --dit-only       write only the DiT expert(s) and configs\n");
+               "  --dit-only       write only the DiT expert(s) and configs\n"
+               "  --layout         release (default) or diffusers: transformer/ (+ transformer_2/) in\n"
+               "                   WanTransformer3DModel naming, model_index.json; same weights per seed\n");
 }
 }  // namespace
 
@@ -41,11 +44,14 @@ int main(int argc, char** argv) {
         const std::string d = value();
         if (d == "fp32") o.dtype = at::kFloat;
         else if (d == "bf16") o.dtype = at::kBFloat16;
-        else throw wand::Error(wand::ErrorCode::kBadRequest, "--dtype must be fp32 or bf16, got '" + d + "'");
+        else if (d == "fp16") o.dtype = at::kHalf;
+        else throw wand::Error(wand::ErrorCode::kBadRequest, "--dtype must be fp32, bf16 or fp16, got '" + d + "'");
       } else if (a == "--share-experts") {
         o.share_experts = true;
       } else if (a == "--max-shard-bytes") {
         o.max_shard_bytes = std::stoull(value());
+      } else if (a == "--layout") {
+        o.layout = value();
       } else if (a == "--dit-only") {
         o.dit_only = true;
       } else if (a == "--help" || a == "-h") {

@@ -7,6 +7,8 @@
 #include <set>
 
 #include "common/error.h"
+#include "model/formats/diffusers_keys.h"
+#include "model/formats/model_layout.h"
 #include "model/safetensors_header.h"
 #include "model/wan_config.h"
 
@@ -18,11 +20,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kHighDir = "high_noise_model";
-constexpr const char* kLowDir = "low_noise_model";
 constexpr const char* kIndexName = "diffusion_pytorch_model.safetensors.index.json";
-constexpr const char* kT5Name = "models_t5_umt5-xxl-enc-bf16.pth";
-constexpr const char* kVae21Name = "Wan2.1_VAE.pth";
-constexpr const char* kVae22Name = "Wan2.2_VAE.pth";
 
 [[noreturn]] void bad(const fs::path& file, const std::string& why) {
   throw Error(ErrorCode::kModelFormat, file.string() + ": " + why);
@@ -123,7 +121,7 @@ ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64
 
 // The geometry and family constants from config.json, as the model reads them.
 void apply_config(ModelShape& m, const json& j, const fs::path& file) {
-  const model::WanConfig c = model::WanConfig::from_checkpoint(j, file.string());
+  const model::WanConfig c = model::formats::wan_config_from_any(j, file.string());  // release or diffusers
   m.variant = c.variant;
   m.model_type = c.model_type;
   m.dim = c.dim;
@@ -199,13 +197,10 @@ ModelShape model_shape_from_dir(const fs::path& dir) {
   if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::kModelFormat, dir.string() + ": not a directory");
   ModelShape m;
   m.dir = dir;
-  const bool a14b = fs::exists(dir / kHighDir / "config.json", ec) || fs::exists(dir / kLowDir / "config.json", ec);
+  // The layout (release or diffusers) as the model reads it (model/formats/model_layout.h).
+  const model::formats::ModelLayout layout = model::formats::detect_model_layout(dir);
   std::vector<std::pair<std::string, fs::path>> expert_dirs;
-  if (a14b) {
-    expert_dirs = {{kHighDir, dir / kHighDir}, {kLowDir, dir / kLowDir}};
-  } else {
-    expert_dirs = {{"", dir}};
-  }
+  for (const auto& e : layout.experts) expert_dirs.emplace_back(e.name, e.dir);
   for (std::size_t i = 0; i < expert_dirs.size(); ++i) {
     const fs::path cfg = expert_dirs[i].second / "config.json";
     if (!fs::exists(cfg, ec)) throw Error(ErrorCode::kModelFormat, cfg.string() + ": missing (model config)");
@@ -220,15 +215,16 @@ ModelShape model_shape_from_dir(const fs::path& dir) {
       bad(cfg, "geometry differs from " + (expert_dirs[0].second / "config.json").string());
     }
   }
+  if (layout.two_experts() && layout.boundary_ratio) m.boundary = *layout.boundary_ratio;  // model_index.json
   for (std::size_t i = 0; i < expert_dirs.size(); ++i) {
     bool shares = false;
     m.experts.push_back(read_expert(expert_dirs[i].second, expert_dirs[i].first, m.num_layers, i > 0 ? &shares : nullptr));
     if (shares) m.experts_share_shards = true;
   }
-  m.t5_file = dir / kT5Name;
-  m.t5_bytes = file_size_or_throw(m.t5_file, "umT5 checkpoint");
-  m.vae_file = dir / (m.model_type == "ti2v" ? kVae22Name : kVae21Name);
-  m.vae_bytes = file_size_or_throw(m.vae_file, "VAE checkpoint");
+  m.t5_file = layout.t5_file();
+  m.t5_bytes = file_size_or_throw(m.t5_file, "umT5 checkpoint" + layout.missing_part_hint("text encoder"));
+  m.vae_file = layout.vae_file(m.model_type);
+  m.vae_bytes = file_size_or_throw(m.vae_file, "VAE checkpoint" + layout.missing_part_hint("vae"));
   return m;
 }
 

@@ -10,6 +10,10 @@
 // Layouts (as model/pipeline.cpp's probe): A14B = high_noise_model/ + low_noise_model/
 // (each config.json + shards + optional index) and Wan2.1_VAE.pth at the root; ti2v =
 // config.json + shards + Wan2.2_VAE.pth at the root. Tiny presets use the same layouts.
+// The diffusers layout (model_index.json, transformer/ + transformer_2/ in
+// WanTransformer3DModel naming) is read too, through the model's own detector
+// (model/formats/model_layout.h: the release umT5 / VAE files at the root stand in for
+// text_encoder/ and vae/, Note [Diffusers parts]); boundary comes from model_index.json.
 // Shards come from diffusion_pytorch_model.safetensors.index.json's weight_map when it
 // exists (paths relative to the expert dir, "../high_noise_model/x" included), else every
 // *.safetensors file of the expert dir.

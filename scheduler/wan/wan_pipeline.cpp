@@ -15,6 +15,7 @@
 #include "model/video.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/store_cache.h"
+#include "model/formats/model_layout.h"
 #include "scheduler/exec/t5_stream.h"
 #include "scheduler/wan/streamed_dit.h"
 
@@ -177,7 +178,10 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
   if (!options.text_encoder && !options.text_encoder_many) {
     const std::filesystem::path pth = dir / model::kT5CheckpointName;
     const std::filesystem::path tok = dir / model::kTokenizerDirName;
-    if (!std::filesystem::exists(pth)) throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + pth.string());
+    if (!std::filesystem::exists(pth)) {
+      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + pth.string() +
+                                               model::formats::detect_model_layout(dir).missing_part_hint("text encoder"));
+    }
     exec::T5StreamOptions to;
     // Numbered: two pipelines of one name may share the pool for a while (a resumed job's
     // pipeline is built while the first one still exists), and blob names are unique.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/error.h"
 #include "model/make_model/make_model.h"
 #include "model/wan_config.h"
 #include "scheduler/plan/cost_model.h"
@@ -55,6 +56,50 @@ void check_preset(const std::string& preset, std::size_t experts) {
 
 TEST(PlanModelShapeMakeModel, TinyT2vFromWandMakeModel) { check_preset("tiny-t2v", 2); }
 TEST(PlanModelShapeMakeModel, TinyTi2vFromWandMakeModel) { check_preset("tiny-ti2v", 1); }
+
+// The diffusers layout (model_index.json, transformer/, transformer_2/) plans like the release
+// layout of the same model: same variant, boundary, bytes per block, umT5 / VAE files.
+void check_diffusers(const std::string& preset) {
+  wand::test::TempDir tmp;
+  model::make::MakeModelOptions o;
+  o.preset = preset;
+  o.seed = 3;
+  o.dtype = at::kBFloat16;  // as the Wan-AI/*-Diffusers repositories store it
+  o.out = tmp.path() / "release";
+  model::make::make_model(o);
+  o.out = tmp.path() / "diffusers";
+  o.layout = "diffusers";
+  model::make::make_model(o);
+  const ModelShape r = model_shape_from_dir(tmp.path() / "release");
+  const ModelShape d = model_shape_from_dir(tmp.path() / "diffusers");
+  EXPECT_EQ(d.variant, r.variant);
+  EXPECT_DOUBLE_EQ(d.boundary, r.boundary);
+  EXPECT_EQ(d.num_layers, r.num_layers);
+  EXPECT_EQ(d.text_len, r.text_len);
+  ASSERT_EQ(d.experts.size(), r.experts.size());
+  EXPECT_EQ(d.experts[0].name, "transformer");
+  if (d.experts.size() == 2) EXPECT_EQ(d.experts[1].name, "transformer_2");
+  for (std::size_t e = 0; e < d.experts.size(); ++e) {
+    EXPECT_EQ(d.experts[e].block_stored_bytes, r.experts[e].block_stored_bytes);
+    EXPECT_EQ(d.experts[e].non_block_stored_bytes, r.experts[e].non_block_stored_bytes);
+    EXPECT_EQ(d.experts[e].stored_dtype, "BF16");
+    EXPECT_EQ(d.expert_run_bytes(e), r.expert_run_bytes(e));
+  }
+  EXPECT_EQ(d.t5_bytes, r.t5_bytes);
+  EXPECT_EQ(d.vae_bytes, r.vae_bytes);
+  // Without the VAE file the planner says what a diffusers folder needs.
+  std::filesystem::remove(d.vae_file);
+  try {
+    model_shape_from_dir(tmp.path() / "diffusers");
+    FAIL() << "a diffusers folder without its VAE file planned";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vae/"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(d.vae_file.filename().string()), std::string::npos) << e.what();
+  }
+}
+
+TEST(PlanModelShapeMakeModel, DiffusersTinyT2vPlansLikeTheRelease) { check_diffusers("tiny-t2v"); }
+TEST(PlanModelShapeMakeModel, DiffusersTinyTi2vPlansLikeTheRelease) { check_diffusers("tiny-ti2v"); }
 
 }  // namespace
 }  // namespace wand::sched::plan
