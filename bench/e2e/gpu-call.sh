@@ -9,12 +9,20 @@
 #   bench/e2e/gpu-call.sh wait N  waits up to N seconds for the background run, copies results to $OUT
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# The device tool replaces the carried checkout at every call: a background chain running in
+# it would lose its working directory at the next `wait` (observed: the daemons then died at
+# start with "Intel oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so", MKL's loader failing
+# on the removed cwd, while the model maker that ran before the replacement had worked). So
+# `start` copies the tree to a private folder and builds and runs everything from there.
+src=/tmp/wand-e2e-src
 st=/tmp/wand-e2e-state
 mkdir -p "$st" "${OUT:-/tmp/out}"
 OUT=${OUT:-/tmp/out}
 models=${E2E_MODELS:-i2v-A14B t2v-A14B}
 case "$1" in
   start)
+    rm -rf "$src" && mkdir -p "$src"
+    tar -cf - --exclude=./build-gpu --exclude=./build . | tar -xf - -C "$src" && cd "$src" || exit 1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/machine.txt"
     t0=$(date +%s)
     scripts/gpu-build.sh > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
