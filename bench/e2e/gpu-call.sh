@@ -10,7 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # The device tool replaces the carried checkout at every call: a background chain running in
-# it would lose its working directory at the next `wait` (observed: the daemons then died at
+# it would lose its working directory at the next `wait` (the likely cause, not yet confirmed on
+# the device, of daemons that died at
 # start with "Intel oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so", MKL's loader failing
 # on the removed cwd, while the model maker that ran before the replacement had worked). So
 # `start` copies the tree to a private folder and builds and runs everything from there.
