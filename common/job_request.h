@@ -31,7 +31,7 @@ struct JobRequest {
   int height = 0;                    // pixels; 0 (generator only): the model's default
   int frames = 0;                    // 4n + 1; 0 (generator only): the model's default (81 A14B, 121 ti2v)
   int steps = 0;                     // denoising steps; 0 (generator only): the model's default (40 A14B, 50 ti2v)
-  std::uint64_t seed = 0;            // seeds the initial noise (Note [CPU noise], model/pipeline.h)
+  std::uint64_t seed = 0;            // seeds the initial noise (Note [CPU noise], model/generator.h)
   std::vector<double> guide_scale;   // empty: the model's; 1 value: both experts; 2: kGuideScaleOrder, the official sample_guide_scale order
   std::optional<double> shift;       // empty: the model's sample_shift
   std::string sampler = "unipc";     // "unipc" | "dpm++"

@@ -1,5 +1,5 @@
 // ModelTraits: what a model accepts, read from its directory's configs without loading any
-// weight (Note [Checks from the config], model/pipeline.cpp). The generator derives it from
+// weight (Note [Checks from the config], model/generator.cpp). The generator derives it from
 // its config (WanGenerator::traits_of), the pipeline registry hands it out, and `models`
 // shows it (proto::ModelInfo is this struct plus the registry's entry). 0 / empty: not known.
 #pragma once

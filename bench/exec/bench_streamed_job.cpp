@@ -48,7 +48,7 @@
 #include "model/checkpoint.h"
 #include "model/dit.h"
 #include "model/make_model/make_model.h"
-#include "model/pipeline.h"
+#include "model/generator.h"
 #include "model/pth.h"
 #include "model/tokenizer.h"
 #include "model/vae.h"

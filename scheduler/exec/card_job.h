@@ -10,7 +10,7 @@
 #include <string>
 
 #include "model/dit_block_weights.h"  // RunDtype
-#include "model/pipeline.h"           // StepForwardInputs
+#include "model/generator.h"           // StepForwardInputs
 #include "scheduler/exec/exec_budget.h"
 
 namespace wand::model {

@@ -7,7 +7,7 @@
 //   m.experts.size();                // 2 (high_noise_model, low_noise_model); ti2v: 1
 //   m.max_block_run_bytes();         // bytes of the largest block in the run dtype (bf16)
 //
-// Layouts (as model/pipeline.cpp's probe): A14B = high_noise_model/ + low_noise_model/
+// Layouts (as model/generator.cpp's probe): A14B = high_noise_model/ + low_noise_model/
 // (each config.json + shards + optional index) and Wan2.1_VAE.pth at the root; ti2v =
 // config.json + shards + Wan2.2_VAE.pth at the root. Tiny presets use the same layouts.
 // The diffusers layout (model_index.json, transformer/ + transformer_2/ in

@@ -84,7 +84,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/dit_block_weights.h"  // RunDtype
-#include "model/pipeline.h"           // CfgForwardFn
+#include "model/generator.h"           // CfgForwardFn
 #include "scheduler/exec/card_job.h"
 #include "scheduler/exec/exec_budget.h"
 #include "scheduler/exec/store_cache.h"

@@ -1,5 +1,5 @@
 // WanPipeline: the job runner's Pipeline (scheduler/pipeline.h) over the Wan2.2
-// generators of model/pipeline.h (t2v-A14B, i2v-A14B, ti2v-5B and the tiny
+// generators of model/generator.h (t2v-A14B, i2v-A14B, ti2v-5B and the tiny
 // presets), and its registration in a PipelineRegistry.
 //
 //   sched::PipelineRegistry reg;
@@ -194,7 +194,7 @@ at::Tensor host_tier_video(memory::MemoryPool& pool, const std::string& who, con
 bool probe_wan_dir(const std::filesystem::path& dir);
 std::unique_ptr<Pipeline> make_wan_pipeline(const std::filesystem::path& dir);
 // The model checks of a request from the directory's config.json alone, before the model is
-// ever loaded (Note [Checks from the config], model/pipeline.cpp): PipelineFactory::validate.
+// ever loaded (Note [Checks from the config], model/generator.cpp): PipelineFactory::validate.
 // Throws Error(kBadRequest) naming the field.
 void validate_wan_dir(const std::filesystem::path& dir, const JobSpec& spec);
 // PipelineFactory::traits: variant, tasks, size multiple and defaults from config.json.

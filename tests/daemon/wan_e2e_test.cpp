@@ -57,7 +57,7 @@ TEST(WanEndToEnd, TinyT2vModelGeneratesADeterministicVideo) {
   d.stop();
 }
 
-// Note [Checks from the config] (model/pipeline.cpp): the model's checks answer at submit from
+// Note [Checks from the config] (model/generator.cpp): the model's checks answer at submit from
 // its config.json, before its first load, with exit 2, and the same way once it is loaded.
 TEST(WanEndToEnd, ModelChecksRefuseAtSubmitBeforeAndAfterTheFirstLoad) {
   DaemonFixture d(1);

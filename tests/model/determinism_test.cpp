@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "model/pipeline.h"
+#include "model/generator.h"
 #include "model/video.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 
 namespace wand::model {
 namespace {

@@ -2,7 +2,7 @@
 # detector, and tiny pipelines in the diffusers layout against the release layout.
 wand_add_test(formats_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/formats_test.cpp
-  LIBS wand_pipeline_test_support wand_model
+  LIBS wand_generator_test_support wand_model
   LABELS model
   TIMEOUT 300)
 wand_torch_pch(formats_test)

@@ -20,12 +20,12 @@
 #include "model/formats/renamed_source.h"
 #include "model/formats/transformers_umt5_keys.h"
 #include "model/make_model/make_model.h"
-#include "model/pipeline.h"
-#include "model/pipeline_text.h"
+#include "model/generator.h"
+#include "model/generator_text.h"
 #include "model/pth.h"
 #include "model/t5_encoder.h"
 #include "model/safetensors.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 
 namespace wand::model {
 namespace {

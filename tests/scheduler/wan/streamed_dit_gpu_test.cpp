@@ -9,11 +9,11 @@
 #include <filesystem>
 
 #include "memory/memory_pool.h"
-#include "model/pipeline.h"
+#include "model/generator.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/wan/streamed_dit.h"
 #include "scheduler/exec/weight_store.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 #include "tests/scheduler/test_dir.h"
 #ifdef WAND_HAVE_CUDA
 #include "memory/cuda/pinned_host.h"

@@ -14,10 +14,10 @@
 
 #include "common/error.h"
 #include "memory/memory_pool.h"
-#include "model/pipeline.h"
+#include "model/generator.h"
 #include "scheduler/exec/store_cache.h"
 #include "scheduler/exec/weight_store.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 #include "tests/scheduler/exec/tiny_expert.h"
 #include "tests/scheduler/test_dir.h"
 

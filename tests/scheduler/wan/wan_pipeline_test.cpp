@@ -8,12 +8,12 @@
 #include "common/error.h"
 #include "memory/memory_pool.h"
 #include "memory/pool_config.h"
-#include "model/pipeline.h"
+#include "model/generator.h"
 #include "scheduler/wan/streamed_dit.h"
 #include "model/video.h"
 #include "scheduler/job_runner.h"
 #include "scheduler/wan/wan_pipeline.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 #include "tests/scheduler/test_dir.h"
 
 namespace wand::sched {

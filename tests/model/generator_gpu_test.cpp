@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "common/torch_compat.h"
-#include "model/pipeline.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "model/generator.h"
+#include "tests/model/tiny_model.h"
 
 namespace wand::model {
 namespace {
@@ -33,7 +33,7 @@ at::Tensor run_all(WanGenerator& gen, GenState& st) {
   return gen.decode(st);
 }
 
-TEST(PipelineGpu, T2vBf16NoiseContractAndResume) {
+TEST(GeneratorGpu, T2vBf16NoiseContractAndResume) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   const fs::path root = testing::make_temp_dir("pipeline-gpu");
   testing::write_tiny_wan_dir(root / "t2v", "tiny-t2v", 5);
@@ -68,7 +68,7 @@ TEST(PipelineGpu, T2vBf16NoiseContractAndResume) {
   fs::remove_all(root, ec);
 }
 
-TEST(PipelineGpu, Ti2vWithImageBf16) {
+TEST(GeneratorGpu, Ti2vWithImageBf16) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   const fs::path root = testing::make_temp_dir("pipeline-gpu");
   testing::write_tiny_wan_dir(root / "ti2v", "tiny-ti2v", 6);

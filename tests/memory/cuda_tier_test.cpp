@@ -31,7 +31,7 @@ TEST(CudaCheck, ThrowsWithExpressionFileAndLine) {
     EXPECT_EQ(e.code(), ErrorCode::kCuda);
     const std::string m = e.what();
     EXPECT_NE(m.find("cudaSetDevice(9999)"), std::string::npos) << m;
-    EXPECT_NE(m.find("test_cuda_tier.cpp"), std::string::npos) << m;
+    EXPECT_NE(m.find("cuda_tier_test.cpp"), std::string::npos) << m;
   }
 }
 

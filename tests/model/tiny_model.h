@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <string>
 
-#include "model/pipeline.h"
+#include "model/generator.h"
 
 namespace wand::model::testing {
 

@@ -1,4 +1,4 @@
-#include "model/pipeline_bytes.h"
+#include "model/tensor_bytes.h"
 
 #include <cstring>
 

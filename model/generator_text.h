@@ -1,4 +1,4 @@
-// The text side of the pipelines: the umT5 encoder + tokenizer + prompt
+// The text side of the Wan generator: the umT5 encoder + tokenizer + prompt
 // cleaning of a model directory as one TextEncodeFn (reference §5.5-5.6), and
 // the official default negative prompt.
 //
@@ -7,15 +7,14 @@
 //   std::string neg = default_negative_prompt();
 //
 // The encoder reads <dir>/models_t5_umt5-xxl-enc-bf16.pth and
-// <dir>/google/umt5-xxl/spiece.model once, on the first call. Builds without
-// the umT5 family (model/pipeline_text_stub.cpp) throw Error(kConfig) instead.
+// <dir>/google/umt5-xxl/spiece.model once, on the first call.
 // The returned function is not thread-safe (one generator thread).
 #pragma once
 
 #include <filesystem>
 #include <string>
 
-#include "model/pipeline.h"
+#include "model/generator.h"
 
 namespace wand::model {
 

@@ -1,4 +1,4 @@
-#include "model/pipeline_text.h"
+#include "model/generator_text.h"
 
 #include <memory>
 

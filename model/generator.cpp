@@ -1,4 +1,4 @@
-#include "model/pipeline.h"
+#include "model/generator.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -17,8 +17,8 @@
 #include "model/formats/diffusers_keys.h"
 #include "model/formats/model_layout.h"
 #include "model/image_prep.h"
-#include "model/pipeline_bytes.h"
-#include "model/pipeline_text.h"
+#include "model/tensor_bytes.h"
+#include "model/generator_text.h"
 #include "model/pth.h"
 #include "model/sampler_schedule.h"
 #include "model/vae.h"
@@ -70,7 +70,7 @@ at::Device default_device() {
   throw Error(ErrorCode::kBadRequest, field + ": " + msg);
 }
 
-// The one random draw of a job (see Note [CPU noise], pipeline.h).
+// The one random draw of a job (see Note [CPU noise], generator.h).
 at::Tensor draw_noise(std::uint64_t seed, at::IntArrayRef shape, at::Tensor* rng_state) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   // (at::randn takes the generator's mutex itself.)
@@ -379,7 +379,7 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
     phase("encode");
     at::Tensor lat;
     if (opt_.vae_budget) {
-      // The budget before the VAE is loaded (Note [VAE per phase], pipeline.h); the video
+      // The budget before the VAE is loaded (Note [VAE per phase], generator.h); the video
       // stays in host memory and the encode streams it frame chunk by frame chunk when it must.
       VaeEncodeOptions eo;
       eo.budget_bytes = opt_.vae_budget();

@@ -1,4 +1,4 @@
-// Pipelines end to end on tiny models (CPU, fp32): t2v / i2v / ti2v produce
+// The Wan generator end to end on tiny models (CPU, fp32): t2v / i2v / ti2v produce
 // finite videos of the right shape, seeds are reproducible, a checkpoint taken
 // at a step boundary resumes bitwise identically, the expert switch follows the
 // boundary, cancellation stops mid-step; the i2v / ti2v conditioning is checked
@@ -14,12 +14,12 @@
 #include "model/checkpoint.h"
 #include "model/dit.h"
 #include "model/image_prep.h"
-#include "model/pipeline.h"
-#include "model/pipeline_bytes.h"
+#include "model/generator.h"
+#include "model/tensor_bytes.h"
 #include "model/safetensors.h"
 #include "model/sampler_schedule.h"
 #include "model/video.h"
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 #include "tests/golden_dir.h"
 
 namespace wand::model {
@@ -34,7 +34,7 @@ using testing::write_tiny_wan_dir;
 const fs::path kGolden = wand::test::golden_root();
 
 // One directory per preset for the whole test binary (written once).
-class PipelineTest : public ::testing::Test {
+class GeneratorTest : public ::testing::Test {
  protected:
   // ctest runs every test in its own process: write only the presets a test uses.
   static void SetUpTestSuite() { root_ = make_temp_dir("pipeline-test"); }
@@ -54,7 +54,7 @@ class PipelineTest : public ::testing::Test {
   }
   static fs::path root_;
 };
-fs::path PipelineTest::root_;
+fs::path GeneratorTest::root_;
 
 GenRequest t2v_request(std::uint64_t seed) {
   GenRequest r;
@@ -100,7 +100,7 @@ void expect_close(const at::Tensor& got, const at::Tensor& ref, double atol, dou
 // WanGenerator::to_uint8, whole or frame by frame into a buffer: bit for bit the official
 // save on the whole video (clamp to [-1, 1], (x + 1) / 2, x 255, truncation), values outside
 // [-1, 1] included.
-TEST(Pipeline, ToUint8FrameByFrameIsTheOfficialSave) {
+TEST(Generator, ToUint8FrameByFrameIsTheOfficialSave) {
   at::manual_seed(3);
   const at::Tensor video = at::randn({3, 5, 7, 9}) * 1.5;
   at::Tensor x = video.clamp(-1.0, 1.0);
@@ -237,7 +237,7 @@ TEST(ImagePrep, BadImageBytes) {
   EXPECT_THROW(image_from_bytes(trunc), Error);
 }
 
-TEST(PipelineBytes, RoundTripAndErrors) {
+TEST(TensorBytes, RoundTripAndErrors) {
   std::map<std::string, at::Tensor> m{{"a", at::randn({2, 3})},
                                       {"s", at::full({}, 3.5, at::kDouble)},
                                       {"b", at::randn({4}).to(at::kBFloat16)},
@@ -254,7 +254,7 @@ TEST(PipelineBytes, RoundTripAndErrors) {
 
 // ---------------------------------------------------------------- generators
 
-TEST_F(PipelineTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
+TEST_F(GeneratorTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
   int text_calls = 0;
   auto gen = make("tiny-t2v", &text_calls);
   EXPECT_TRUE(WanGenerator::probe(dir("tiny-t2v")));
@@ -299,7 +299,7 @@ TEST_F(PipelineTest, T2vEndToEndWritesVideoAndSwitchesExperts) {
 // and docs/protocol.md say the same. Step by step: another first value leaves every high-noise
 // step bitwise the same and changes the first low-noise step; another second value changes
 // step 0 (high noise).
-TEST_F(PipelineTest, TwoGuideScalesAreLowNoiseThenHighNoise) {
+TEST_F(GeneratorTest, TwoGuideScalesAreLowNoiseThenHighNoise) {
   auto gen = make("tiny-t2v");
   auto run = [&](const std::vector<double>& g, std::string* experts) {
     GenRequest r = t2v_request(21);
@@ -335,7 +335,7 @@ TEST_F(PipelineTest, TwoGuideScalesAreLowNoiseThenHighNoise) {
   EXPECT_FALSE(at::equal(d[first_low], a[first_low]));
 }
 
-TEST_F(PipelineTest, RealUmt5TextEncoderAndDefaultNegativePrompt) {
+TEST_F(GeneratorTest, RealUmt5TextEncoderAndDefaultNegativePrompt) {
   // The directory's own tiny umT5 + tokenizer (the default text encoder).
   GeneratorOptions o;
   o.device = at::Device(at::kCPU);
@@ -352,7 +352,7 @@ TEST_F(PipelineTest, RealUmt5TextEncoderAndDefaultNegativePrompt) {
   EXPECT_TRUE(at::equal(va, WanGenerator::to_uint8(run_all(gen, b))));
 }
 
-TEST_F(PipelineTest, SameSeedSameBytesDifferentSeedDiffers) {
+TEST_F(GeneratorTest, SameSeedSameBytesDifferentSeedDiffers) {
   auto gen = make("tiny-t2v");
   GenState a = gen->prepare(t2v_request(5));
   GenState b = gen->prepare(t2v_request(5));
@@ -366,7 +366,7 @@ TEST_F(PipelineTest, SameSeedSameBytesDifferentSeedDiffers) {
   EXPECT_FALSE(at::equal(va, vc));
 }
 
-TEST_F(PipelineTest, I2vEndToEnd) {
+TEST_F(GeneratorTest, I2vEndToEnd) {
   auto gen = make("tiny-i2v");
   EXPECT_FALSE(gen->supports("t2v"));
   GenRequest r = t2v_request(3);
@@ -388,7 +388,7 @@ TEST_F(PipelineTest, I2vEndToEnd) {
   EXPECT_THROW(gen->prepare(no_image), Error);
 }
 
-TEST_F(PipelineTest, Ti2vEndToEndKeepsImageLatentOnFrame0) {
+TEST_F(GeneratorTest, Ti2vEndToEndKeepsImageLatentOnFrame0) {
   auto gen = make("tiny-ti2v");
   GenRequest r = t2v_request(4);
   r.task = "ti2v";
@@ -424,7 +424,7 @@ TEST_F(PipelineTest, Ti2vEndToEndKeepsImageLatentOnFrame0) {
   EXPECT_TRUE(at::isfinite(v2).all().item<bool>());
 }
 
-TEST_F(PipelineTest, GoldenConditioningI2vAndTi2v) {
+TEST_F(GeneratorTest, GoldenConditioningI2vAndTi2v) {
   // The golden cases' VAEs in place of the tiny ones: y / z built from the
   // golden image must match the official WanI2V / WanTI2V arithmetic.
   const fs::path d = make_temp_dir("pipeline-golden");
@@ -517,7 +517,7 @@ void check_resume(const fs::path& dir, const GenRequest& req, int k) {
 
 // resume() checks the checkpoint against the request as load_state() does against a
 // fresh state: a checkpoint of another size or seed is refused, naming the blob.
-TEST_F(PipelineTest, ResumeRefusesACheckpointOfAnotherJob) {
+TEST_F(GeneratorTest, ResumeRefusesACheckpointOfAnotherJob) {
   auto gen = make("tiny-t2v");
   GenState st = gen->prepare(t2v_request(31));
   gen->step(st);
@@ -543,14 +543,14 @@ TEST_F(PipelineTest, ResumeRefusesACheckpointOfAnotherJob) {
   EXPECT_THROW(gen->resume(t2v_request(31), missing), Error);
 }
 
-TEST_F(PipelineTest, ResumeIsBitwiseIdenticalT2v) {
+TEST_F(GeneratorTest, ResumeIsBitwiseIdenticalT2v) {
   check_resume(dir("tiny-t2v"), t2v_request(21), 2);  // UniPC history straddles the expert switch
   GenRequest d = t2v_request(22);
   d.sampler = "dpm++";
   check_resume(dir("tiny-t2v"), d, 1);
 }
 
-TEST_F(PipelineTest, ResumeIsBitwiseIdenticalI2v) {  // y = cat(mask, image latent) from the checkpoint
+TEST_F(GeneratorTest, ResumeIsBitwiseIdenticalI2v) {  // y = cat(mask, image latent) from the checkpoint
   GenRequest r = t2v_request(24);
   r.task = "i2v";
   r.width = 64;
@@ -560,7 +560,7 @@ TEST_F(PipelineTest, ResumeIsBitwiseIdenticalI2v) {  // y = cat(mask, image late
   check_resume(dir("tiny-i2v"), r, 1);
 }
 
-TEST_F(PipelineTest, ResumeIsBitwiseIdenticalTi2vWithImage) {
+TEST_F(GeneratorTest, ResumeIsBitwiseIdenticalTi2vWithImage) {
   GenRequest r = t2v_request(23);
   r.task = "ti2v";
   r.width = 64;
@@ -570,7 +570,7 @@ TEST_F(PipelineTest, ResumeIsBitwiseIdenticalTi2vWithImage) {
   check_resume(dir("tiny-ti2v"), r, 2);
 }
 
-TEST_F(PipelineTest, CancellationStopsMidStepAndLeavesStateIntact) {
+TEST_F(GeneratorTest, CancellationStopsMidStepAndLeavesStateIntact) {
   auto gen = make("tiny-t2v");
   GenState st = gen->prepare(t2v_request(9));
   gen->step(st);
@@ -596,7 +596,7 @@ TEST_F(PipelineTest, CancellationStopsMidStepAndLeavesStateIntact) {
   EXPECT_TRUE(at::equal(v, WanGenerator::to_uint8(run_all(*gen, ref))));
 }
 
-TEST_F(PipelineTest, ExternalCfgForwardReplacesTheResidentForward) {
+TEST_F(GeneratorTest, ExternalCfgForwardReplacesTheResidentForward) {
   // An executor stand-in that runs the same DiT experts itself (not interleaved)
   // must give bitwise the same video; the generator loads no weights then.
   const fs::path d = dir("tiny-t2v");
@@ -627,7 +627,7 @@ TEST_F(PipelineTest, ExternalCfgForwardReplacesTheResidentForward) {
   EXPECT_TRUE(at::equal(video, ref_video));
 }
 
-TEST_F(PipelineTest, BadRequestsAndCheckpoints) {
+TEST_F(GeneratorTest, BadRequestsAndCheckpoints) {
   auto gen = make("tiny-t2v");
   GenRequest r = t2v_request(1);
   r.width = 72;

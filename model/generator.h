@@ -1,4 +1,4 @@
-// WanGenerator: the Wan2.2 generation pipelines (official WanT2V.generate,
+// WanGenerator: the official Wan2.2 generation pipelines (WanT2V.generate,
 // WanI2V.generate, WanTI2V.generate) as a step-wise generator, so that a job
 // runner can checkpoint between denoising steps and resume bitwise identically.
 //
@@ -117,7 +117,7 @@ struct GeneratorOptions {
   // With vae_budget: the VAE phases ask it for their videos' host buffers (the i2v
   // conditioning video before the encode, the decoded video), each a contiguous fp32 CPU
   // tensor of the given sizes [3, F, H, W]; an undefined tensor: the phase allocates its own
-  // (Note [Videos in the host tier], scheduler/wan/wan_pipeline.cpp).
+  // (Note [Videos in the host tier], scheduler/wan/wan_generator.cpp).
   std::function<at::Tensor(const std::vector<int64_t>& sizes)> host_video;
   // Told each phase of a job as it starts: "text", "encode" (only with an image), "steps"
   // (every step() call), "decode". For logs and per-phase memory sampling.
@@ -189,7 +189,7 @@ class WanGenerator {
   // must agree), with the constructor's checks, reading config.json files only (no weights).
   // Throws Error(kNotFound / kModelFormat) naming the file.
   static WanConfig read_dir_config(const std::filesystem::path& dir);
-  // What a model of this config accepts (Note [Checks from the config], pipeline.cpp).
+  // What a model of this config accepts (Note [Checks from the config], generator.cpp).
   static ModelTraits traits_of(const WanConfig& cfg);
   // validate() for a config: the same checks and messages, without a generator.
   static void validate_request(const WanConfig& cfg, const GenRequest& req);
@@ -221,7 +221,7 @@ class WanGenerator {
   static void to_uint8(const at::Tensor& video, std::uint8_t* dst);
 
   // Checkpoint blobs: "latent", "sampler", "rng", "cond" (each an in-memory
-  // safetensors, model/pipeline_bytes.h). The conditioning (text embeddings,
+  // safetensors, model/tensor_bytes.h). The conditioning (text embeddings,
   // i2v y, ti2v z) is stored too, so a resume never depends on re-encoding.
   std::map<std::string, std::vector<std::uint8_t>> save_state(const GenState& st) const;
   // Restores save_state() output into a state fresh from prepare() of the same
@@ -249,7 +249,7 @@ class WanGenerator {
   // prepare()'s first part, shared with resume(): validation, the image decoded (into
   // *rgb), sizes, guidance scales, sampler. No model runs.
   GenState start_state(const GenRequest& req, at::Tensor* rgb) const;
-  struct Expected;  // what a checkpoint of a job must match (pipeline.cpp)
+  struct Expected;  // what a checkpoint of a job must match (generator.cpp)
   void restore(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
                const Expected& want) const;
 

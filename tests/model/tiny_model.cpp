@@ -1,4 +1,4 @@
-#include "tests/model/pipeline_tiny_model.h"
+#include "tests/model/tiny_model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
