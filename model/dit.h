@@ -67,7 +67,6 @@ class CheckpointDir;
 // The forwards below are the ONE place the order of a DiT's work is written (embed, blocks
 // with both CFG branches interleaved, head); the drivers differ only in their loop (and the
 // Ulysses driver in its block, scheduler/multigpu/ulysses_dit.h).
-struct DitBlockWeights;
 using BlockBody = std::function<void(int64_t i, const DitBlockWeights& w)>;
 using BlockLoop = std::function<void(const BlockBody& body)>;
 

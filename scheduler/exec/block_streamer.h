@@ -94,10 +94,8 @@ class BlockStreamer {
 
   std::int64_t num_steps() const { return static_cast<std::int64_t>(expert_of_step_.size()); }
   int expert_of_step(std::int64_t k) const { return expert_of_step_.at(static_cast<std::size_t>(k)); }
-  std::int64_t num_layers() const { return layers_; }
   std::uint64_t window_bytes() const { return window_; }
   int device_tier() const { return opt_.device_tier; }
-  int cuda_device() const { return opt_.cuda_device; }
   bool host_planning() const { return host_rm_ != nullptr; }
   const BlockStreamerStats& stats() const { return stats_; }
   nlohmann::json stats_json() const;

@@ -289,7 +289,7 @@ TEST(WanGroupGpu, CfgParallelOnTwoCardsMatchesOneCardInBf16) {
   GTEST_SKIP() << "LibTorch without CUDA";
 #else
   if (!exec::torch_cuda_available() || at::getNumGPUs() < 2) GTEST_SKIP() << "fewer than 2 GPUs";
-  constexpr double kRelL2Tol = 2e-2;  // as tests/multigpu/nccl_streamed_test.cpp
+  constexpr double kRelL2Tol = 2e-2;  // as tests/scheduler/multigpu/nccl_streamed_test.cpp
   test::TempDir model, spool;
   model::testing::write_tiny_wan_dir(model.path(), "tiny-t2v", 3);
   // bf16 blocks of the tiny model are 108-128 KiB: 3 slots of 128 KiB.

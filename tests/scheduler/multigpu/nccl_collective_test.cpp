@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "scheduler/multigpu/nccl_collective.h"
 #include "scheduler/multigpu/ulysses_dit.h"
-#include "tests/multigpu/tiny_parallel_model.h"
+#include "tests/scheduler/multigpu/tiny_parallel_model.h"
 
 namespace {
 

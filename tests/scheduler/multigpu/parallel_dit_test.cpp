@@ -8,7 +8,7 @@
 #include "scheduler/multigpu/cfg_parallel_dit.h"
 #include "scheduler/multigpu/fake_collective.h"
 #include "scheduler/multigpu/ulysses_dit.h"
-#include "tests/multigpu/tiny_parallel_model.h"
+#include "tests/scheduler/multigpu/tiny_parallel_model.h"
 
 namespace {
 

@@ -19,7 +19,7 @@
 #include "model/sampler_schedule.h"
 #include "scheduler/exec/weight_store.h"
 #include "scheduler/multigpu/parallel_runner.h"
-#include "tests/multigpu/tiny_parallel_model.h"
+#include "tests/scheduler/multigpu/tiny_parallel_model.h"
 
 namespace {
 

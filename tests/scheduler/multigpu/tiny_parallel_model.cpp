@@ -1,4 +1,4 @@
-#include "tests/multigpu/tiny_parallel_model.h"
+#include "tests/scheduler/multigpu/tiny_parallel_model.h"
 
 #include <cstdlib>
 #include <map>

@@ -20,7 +20,7 @@
 #include "scheduler/exec/weight_store.h"
 #include "scheduler/multigpu/parallel_runner.h"
 #include "scheduler/multigpu/parallel_strategy.h"
-#include "tests/multigpu/tiny_parallel_model.h"
+#include "tests/scheduler/multigpu/tiny_parallel_model.h"
 
 namespace {
 
