@@ -283,8 +283,13 @@ bool ExpertLocation::single_file() const {
 fs::path ModelLayout::t5_file() const { return dir / kT5Name; }
 fs::path ModelLayout::tokenizer_dir() const {
   if (kind == LayoutKind::kComfyUI) return manifest_tokenizer;
-  if (kind == LayoutKind::kDiffusers && present(dir / kDiffusersTokenizerDir / "spiece.model")) {
-    return dir / kDiffusersTokenizerDir;
+  if (kind == LayoutKind::kDiffusers) {
+    if (present(dir / kDiffusersTokenizerDir / "spiece.model")) return dir / kDiffusersTokenizerDir;
+    if (!present(dir / kTokenizerDir / "spiece.model")) {
+      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " +
+                                               (dir / kDiffusersTokenizerDir / "spiece.model").string() +
+                                               missing_part_hint("tokenizer"));
+    }
   }
   return dir / kTokenizerDir;
 }
@@ -302,7 +307,7 @@ std::string ModelLayout::missing_part_hint(const std::string& part) const {
   }
   if (part == "tokenizer") {
     return " (a diffusers folder: neither " + (dir / kDiffusersTokenizerDir).string() + "/spiece.model nor the release " +
-           kTokenizerDir + "/spiece.model is there; see docs/checkpoints.md)";
+           kTokenizerDir + "/spiece.model is there; tokenizer.json alone is not read; see docs/checkpoints.md)";
   }
   return " (a diffusers folder: neither " + (dir / kTextEncoderDir).string() +
          "/ with UMT5EncoderModel safetensors nor the release " + kT5Name + " is there; see docs/checkpoints.md)";

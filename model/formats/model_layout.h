@@ -86,7 +86,8 @@ struct ModelLayout {
   // The umT5 checkpoint: the release .pth, or (diffusers) text_encoder/'s safetensors files
   // (Note [Diffusers parts]). Throws Error(kModelFormat) naming what is missing.
   PartFiles text_encoder() const;
-  // The tokenizer dir holding spiece.model: google/umt5-xxl/, or (diffusers) tokenizer/.
+  // The tokenizer dir holding spiece.model: google/umt5-xxl/, (diffusers) tokenizer/, (comfyui)
+  // the manifest's. A diffusers folder with neither throws Error(kModelFormat) naming both.
   std::filesystem::path tokenizer_dir() const;
   // The VAE for a model type: Wan2.2_VAE.pth for ti2v, else Wan2.1_VAE.pth; (diffusers) vae/'s
   // safetensors. Throws Error(kModelFormat) naming what is missing.

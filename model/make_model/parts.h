@@ -14,7 +14,7 @@
 namespace wand::model::make {
 
 // layout "release": <root>/models_t5_umt5-xxl-enc-bf16.pth and <root>/google/umt5-xxl/;
-// "diffusers": <root>/text_encoder/ (UMT5EncoderModel: config.json, two bf16 shards in the
+// "diffusers": <root>/text_encoder/ (UMT5EncoderModel: config.json, bf16 shards (half the size each) in the
 // transformers naming, model.safetensors.index.json) and <root>/tokenizer/ (spiece.model +
 // json); "comfyui": <root>/umt5_xxl_bf16.safetensors (one file, transformers naming) and
 // <root>/google/umt5-xxl/. Always the values of the release file of that seed. Returns the

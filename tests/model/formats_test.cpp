@@ -626,6 +626,13 @@ TEST(ModelLayoutErrors, DiffusersFolderMissingAPart) {
     w = what_of([&] { enc("a cat"); });
     EXPECT_TRUE(has(w, "models_t5_umt5-xxl-enc-bf16.pth") && has(w, "text_encoder/")) << w;
   }
+  // No tokenizer/spiece.model (a tokenizer.json alone is not read): named with its stand-in.
+  fs::rename(d / "tokenizer" / "spiece.model", t.path() / "spiece.model");
+  w = what_of([&] { formats::detect_model_layout(d).tokenizer_dir(); });
+  EXPECT_TRUE(has(w, (d / "tokenizer" / "spiece.model").string()) && has(w, "google/umt5-xxl") &&
+              has(w, "tokenizer.json"))
+      << w;
+  fs::rename(t.path() / "spiece.model", d / "tokenizer" / "spiece.model");
   // transformer_2 named by model_index.json but not downloaded.
   fs::remove_all(d / "transformer_2");
   w = what_of([&] { WanGenerator g(d, o); });

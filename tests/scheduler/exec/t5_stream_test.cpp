@@ -114,7 +114,7 @@ TEST_F(T5StreamTest, DiffusersTextEncoderStreamsLikeThePth) {
   layout.dir = dif.path();
   const model::formats::PartFiles part = layout.text_encoder();
   ASSERT_EQ(part.naming, model::formats::PartNaming::kTransformers);
-  ASSERT_EQ(part.files.size(), 2u);  // two shards
+  ASSERT_GE(part.files.size(), 2u);  // sharded
   std::shared_ptr<const model::TensorSource> src = model::open_part(part);
   for (model::RunDtype run : {model::RunDtype::kFloat32, model::RunDtype::kBFloat16}) {
     memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
