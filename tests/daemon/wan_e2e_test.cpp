@@ -438,7 +438,8 @@ TEST(WanEndToEnd, APlaylistBehindPngMagicIsDecodedAsPngOnly) {
 // transformers naming, tokenizer/, vae/ in the diffusers naming; no release file) and one of
 // ComfyUI single files named by wand-model.json are served beside the same weights in the
 // release layout: the same seed gives the same video bytes (the daemon's streamed umT5 reads
-// text_encoder/'s shards, or the single umT5 file), and `wanctl plan` plans all three.
+// text_encoder/'s shards, or the single umT5 file), and `wanctl plan` plans all three. A CPU
+// device tier, so that jobs stream (DiT blocks and umT5 layers through the pool) and plan.
 TEST(WanEndToEnd, DiffusersAndComfyuiLayoutsAreServedAndPlannedLikeTheRelease) {
   DaemonFixture d(1);
   const char* const names[] = {"rel", "dif", "cf"};
@@ -454,6 +455,7 @@ TEST(WanEndToEnd, DiffusersAndComfyuiLayoutsAreServedAndPlannedLikeTheRelease) {
   ASSERT_TRUE(std::filesystem::exists(d.dir() / "models" / "dif" / "text_encoder" / "model.safetensors.index.json"));
   ASSERT_FALSE(std::filesystem::exists(d.dir() / "models" / "dif" / "models_t5_umt5-xxl-enc-bf16.pth"));
   ASSERT_TRUE(std::filesystem::exists(d.dir() / "models" / "cf" / "wand-model.json"));
+  start.insert(start.begin(), {"--config", write_pool_config(d, "pool.json", 32u << 20).string()});
   d.start(start);
   std::string bytes[3];
   for (int i = 0; i < 3; ++i) {
