@@ -439,7 +439,8 @@ TEST(WanEndToEnd, APlaylistBehindPngMagicIsDecodedAsPngOnly) {
 // ComfyUI single files named by wand-model.json are served beside the same weights in the
 // release layout: the same seed gives the same video bytes (the daemon's streamed umT5 reads
 // text_encoder/'s shards, or the single umT5 file), and `wanctl plan` plans all three. A CPU
-// device tier, so that jobs stream (DiT blocks and umT5 layers through the pool) and plan.
+// device tier (1 GiB: the planner asks 0.5 GiB for the tiny model at 64x64x5), so that jobs
+// stream (DiT blocks and umT5 layers through the pool) and `wanctl plan` finds a plan.
 TEST(WanEndToEnd, DiffusersAndComfyuiLayoutsAreServedAndPlannedLikeTheRelease) {
   DaemonFixture d(1);
   const char* const names[] = {"rel", "dif", "cf"};
@@ -455,7 +456,7 @@ TEST(WanEndToEnd, DiffusersAndComfyuiLayoutsAreServedAndPlannedLikeTheRelease) {
   ASSERT_TRUE(std::filesystem::exists(d.dir() / "models" / "dif" / "text_encoder" / "model.safetensors.index.json"));
   ASSERT_FALSE(std::filesystem::exists(d.dir() / "models" / "dif" / "models_t5_umt5-xxl-enc-bf16.pth"));
   ASSERT_TRUE(std::filesystem::exists(d.dir() / "models" / "cf" / "wand-model.json"));
-  start.insert(start.begin(), {"--config", write_pool_config(d, "pool.json", 32u << 20).string()});
+  start.insert(start.begin(), {"--config", write_pool_config(d, "pool.json", 1u << 30).string()});
   d.start(start);
   std::string bytes[3];
   for (int i = 0; i < 3; ++i) {
@@ -482,6 +483,11 @@ TEST(WanEndToEnd, DiffusersAndComfyuiLayoutsAreServedAndPlannedLikeTheRelease) {
                                     << bytes[0].size();
   EXPECT_TRUE(bytes[0] == bytes[2]) << "comfyui layout gave other bytes: " << bytes[2].size() << " vs "
                                     << bytes[0].size();
+  // The jobs streamed their umT5 from the diffusers shards and the ComfyUI file.
+  const std::string log = d.log();
+  EXPECT_NE(log.find("t5 stream umT5 " + (d.dir() / "models" / "dif" / "text_encoder").string()), std::string::npos);
+  EXPECT_NE(log.find("t5 stream umT5 " + (d.dir() / "models" / "cf" / "umt5_xxl_bf16.safetensors").string()),
+            std::string::npos);
   d.stop();
 }
 
