@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "model/formats/diffusers_keys.h"
+#include "model/formats/single_file.h"
 
 namespace wand::model {
 
@@ -32,10 +33,18 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }  // namespace
 
 CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
-  if (!fs::is_directory(dir_)) throw Error(ErrorCode::kNotFound, dir_.string() + ": not a directory");
-  const fs::path cfg_path = dir_ / "config.json";
-  if (!fs::exists(cfg_path)) throw Error(ErrorCode::kModelFormat, cfg_path.string() + ": missing");
-  {
+  // A single-file expert (ComfyUI; Note [Single-file config]): the config from its shapes,
+  // release names under an optional prefix.
+  const bool single = fs::is_regular_file(dir_);
+  if (!single && !fs::is_directory(dir_)) throw Error(ErrorCode::kNotFound, dir_.string() + ": not a directory");
+  std::string prefix;
+  if (single) {
+    const formats::SingleFileExpert e = formats::read_single_file_expert(dir_);
+    config_ = e.config;
+    prefix = e.prefix;
+  } else {
+    const fs::path cfg_path = dir_ / "config.json";
+    if (!fs::exists(cfg_path)) throw Error(ErrorCode::kModelFormat, cfg_path.string() + ": missing");
     const nlohmann::json cj = read_json(cfg_path);
     diffusers_ = formats::is_diffusers_dit_config(cj);
     config_ = formats::wan_config_from_any(cj, cfg_path.string());
@@ -44,7 +53,9 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
   const fs::path index_path = dir_ / kIndexName;
   std::map<std::string, std::string> key_to_shard;  // key -> resolved shard path
   std::string map_source;                            // file that maps keys (for messages)
-  if (fs::exists(index_path)) {
+  if (single) {
+    map_source = dir_.string();
+  } else if (fs::exists(index_path)) {
     map_source = index_path.string();
     nlohmann::json idx = read_json(index_path);
     if (!idx.contains("weight_map") || !idx["weight_map"].is_object()) {
@@ -94,6 +105,13 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
   const std::string naming = diffusers_ ? std::string(" (diffusers ") + formats::kDiffusersDitClass + ")" : "";
   for (const auto& [fkey, f] : file_where) {
     std::string key = fkey;
+    if (!prefix.empty()) {
+      if (fkey.compare(0, prefix.size(), prefix) != 0) {
+        throw Error(ErrorCode::kModelFormat, f->describe() + ": unexpected key '" + fkey + "' (the other keys are under '" +
+                                                 prefix + "')");
+      }
+      key = fkey.substr(prefix.size());
+    }
     if (diffusers_) {
       auto it = rename.find(fkey);
       if (it == rename.end()) {
@@ -113,7 +131,7 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
   for (const auto& [name, shape] : expected) {
     expected_names.insert(name);
     auto it = where_.find(name);
-    const std::string fname = diffusers_ ? formats::diffusers_dit_key(name) : name;
+    const std::string fname = diffusers_ ? formats::diffusers_dit_key(name) : prefix + name;
     const std::string shown = diffusers_ ? "'" + fname + "' (wand's '" + name + "')" : "'" + name + "'";
     if (it == where_.end()) {
       throw Error(ErrorCode::kModelFormat, map_source + ": missing key " + shown + naming + " (expected shape " +

@@ -16,6 +16,8 @@
 #include "model/dit.h"
 #include "model/formats/diffusers_keys.h"
 #include "model/formats/model_layout.h"
+#include "model/formats/part_sources.h"
+#include "model/formats/single_file.h"
 #include "model/image_prep.h"
 #include "model/tensor_bytes.h"
 #include "model/generator_text.h"
@@ -49,6 +51,8 @@ constexpr int kMaxSteps = 1000;
 bool is_ti2v(const WanConfig& c) { return c.model_type == "ti2v"; }
 
 WanConfig read_config(const fs::path& expert_dir) {
+  // A single-file expert (comfyui): the config from its shapes (Note [Single-file config]).
+  if (fs::is_regular_file(expert_dir)) return formats::read_single_file_expert(expert_dir).config;
   const fs::path p = expert_dir / "config.json";
   std::ifstream f(p);
   if (!f) throw Error(ErrorCode::kNotFound, "model: cannot open " + p.string());
@@ -107,15 +111,11 @@ WanGenerator::WanGenerator(const fs::path& dir, GeneratorOptions opt) : dir_(dir
   const formats::ModelLayout layout = formats::detect_model_layout(dir_);
   two_experts_ = layout.two_experts();
   cfg_ = read_dir_config(dir_);
-  const fs::path vae_path = layout.vae_file(cfg_.model_type);
-  if (!fs::exists(vae_path)) {
-    throw Error(ErrorCode::kModelFormat, "model " + dir_.string() + ": missing " + vae_path.filename().string() +
-                                             layout.missing_part_hint("vae"));
-  }
   {  // The VAE's architecture and size from its shapes (no weights read): the job's memory plan.
-    PthFile vf(vae_path.string());
-    vae_cfg_ = VaeConfig::from_checkpoint(vf);
-    for (const auto& n : vf.names()) vae_weight_bytes_ += static_cast<std::int64_t>(vf.info(n).numel() * 4);  // fp32 run
+    // The release .pth or a diffusers vae/ (Note [Diffusers parts]); a missing one fails here.
+    const std::unique_ptr<TensorSource> vf = open_part(layout.vae(cfg_.model_type));
+    vae_cfg_ = VaeConfig::from_checkpoint(*vf);
+    for (const auto& n : vf->names()) vae_weight_bytes_ += static_cast<std::int64_t>(vf->info(n).numel() * 4);  // fp32 run
   }
   device_ = opt_.device ? *opt_.device : default_device();
   run_ = opt_.run_dtype ? *opt_.run_dtype : (device_.is_cuda() ? RunDtype::kBFloat16 : RunDtype::kFloat32);
@@ -129,8 +129,17 @@ WanGenerator::~WanGenerator() = default;
 WanConfig WanGenerator::read_dir_config(const fs::path& dir) {
   // The layout (release or diffusers) from model/formats/model_layout.h, as the planner reads it.
   const formats::ModelLayout layout = formats::detect_model_layout(dir);
+  // comfyui: the manifest's model_type must be the files' (Note [Model manifest]).
+  auto check_manifest_type = [&](const WanConfig& c, const fs::path& file) {
+    if (layout.kind == formats::LayoutKind::kComfyUI && c.model_type != layout.model_type) {
+      throw Error(ErrorCode::kModelFormat, (dir / formats::kManifestName).string() + ": model_type \"" +
+                                               layout.model_type + "\" but " + file.string() + " is a " + c.model_type +
+                                               " DiT (" + c.variant + ")");
+    }
+  };
   if (!layout.two_experts()) {
     WanConfig cfg = read_config(layout.experts[0].dir);
+    check_manifest_type(cfg, layout.experts[0].dir);
     if (!is_ti2v(cfg)) {
       throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": a single " + cfg.model_type + " model; A14B needs " +
                                                (layout.kind == formats::LayoutKind::kDiffusers
@@ -142,6 +151,8 @@ WanConfig WanGenerator::read_dir_config(const fs::path& dir) {
   const std::string high_name = layout.experts[0].name, low_name = layout.experts[1].name;
   WanConfig cfg = read_config(layout.experts[0].dir);
   const WanConfig low = read_config(layout.experts[1].dir);
+  check_manifest_type(cfg, layout.experts[0].dir);
+  check_manifest_type(low, layout.experts[1].dir);
   if (low.model_type != cfg.model_type || low.in_dim != cfg.in_dim || low.out_dim != cfg.out_dim ||
       low.text_dim != cfg.text_dim) {
     throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": " + high_name + " and " + low_name + " configs differ");
@@ -149,7 +160,7 @@ WanConfig WanGenerator::read_dir_config(const fs::path& dir) {
   if (is_ti2v(cfg)) {
     throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": ti2v model in the two-expert (A14B) layout");
   }
-  if (layout.boundary_ratio) cfg.boundary = *layout.boundary_ratio;  // model_index.json (diffusers)
+  if (layout.boundary_ratio) cfg.boundary = *layout.boundary_ratio;  // model_index.json (diffusers), the manifest (comfyui)
   return cfg;
 }
 
@@ -472,12 +483,11 @@ const WanDit& WanGenerator::expert(bool high_noise) {
 
 const Vae& WanGenerator::vae() {
   if (!vae_) {
-    const fs::path p = formats::detect_model_layout(dir_).vae_file(cfg_.model_type);
-    PthFile src(p.string());
+    const std::unique_ptr<TensorSource> src = open_part(formats::detect_model_layout(dir_).vae(cfg_.model_type));
     VaeOptions o;
     o.device = device_;
     o.dtype = at::kFloat;
-    vae_ = std::make_unique<Vae>(src, o);
+    vae_ = std::make_unique<Vae>(*src, o);
   }
   return *vae_;
 }

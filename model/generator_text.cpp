@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "model/formats/model_layout.h"
+#include "model/formats/part_sources.h"
 #include "model/t5_encoder.h"
 #include "model/text_clean.h"
 #include "model/tokenizer.h"
@@ -19,14 +20,11 @@ TextEncodeFn make_umt5_text_encoder(const std::filesystem::path& dir, at::Device
   auto loaded = std::make_shared<Loaded>();
   return [loaded, dir, device, run](const std::string& text) -> at::Tensor {
     if (!loaded->enc) {
-      const std::filesystem::path pth = dir / kT5CheckpointName;
-      const std::filesystem::path tok_dir = dir / kTokenizerDirName;
-      if (!std::filesystem::exists(pth)) {
-        throw Error(ErrorCode::kNotFound, "text encoder: missing " + pth.string() +
-                                              formats::detect_model_layout(dir).missing_part_hint("text encoder"));
-      }
-      loaded->tok = std::make_unique<Tokenizer>(Tokenizer::load(tok_dir.string()));
-      loaded->enc = std::make_unique<T5Encoder>(T5Encoder::load(pth.string(), run, device));
+      // The release .pth or a diffusers text_encoder/ + tokenizer/ (Note [Diffusers parts]).
+      const formats::ModelLayout layout = formats::detect_model_layout(dir);
+      const std::unique_ptr<TensorSource> src = open_part(layout.text_encoder());
+      loaded->tok = std::make_unique<Tokenizer>(Tokenizer::load(layout.tokenizer_dir().string()));
+      loaded->enc = std::make_unique<T5Encoder>(T5Encoder::load(*src, run, device));
       log::get("model")->info("umt5 loaded layers={} dim={} device={}", loaded->enc->num_layers(),
                               loaded->enc->config().dim, device.str());
     }

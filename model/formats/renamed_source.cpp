@@ -8,13 +8,15 @@ namespace wand::model {
 
 namespace fs = std::filesystem;
 
-RenamedSource::RenamedSource(const std::vector<std::string>& files, Rename rename, std::string what)
+RenamedSource::RenamedSource(const std::vector<std::string>& files, Rename rename, std::string what,
+                             const std::vector<std::string>& ignored)
     : what_(std::move(what)) {
   if (files.empty()) throw Error(ErrorCode::kModelFormat, what_ + ": no safetensors files");
   for (const std::string& path : files) {
     files_.push_back(std::make_unique<SafetensorsFile>(path));
     const SafetensorsFile* f = files_.back().get();
     for (const std::string& key : f->names()) {
+      if (std::find(ignored.begin(), ignored.end(), key) != ignored.end()) continue;
       const std::optional<std::string> name = rename(key);
       if (!name) {
         throw Error(ErrorCode::kModelFormat, path + ": unexpected key '" + key + "' for " + what_);

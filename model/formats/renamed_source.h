@@ -29,7 +29,10 @@ class RenamedSource : public TensorSource {
  public:
   using Rename = std::function<std::optional<std::string>(const std::string& file_key)>;
 
-  RenamedSource(const std::vector<std::string>& files, Rename rename, std::string what);
+  // ignored: file keys that are not tensors of the model and are skipped (ComfyUI's umT5
+  // files may carry the tokenizer as a "spiece_model" byte tensor).
+  RenamedSource(const std::vector<std::string>& files, Rename rename, std::string what,
+                const std::vector<std::string>& ignored = {});
 
   // The *.safetensors files of a folder (transformers / diffusers save_pretrained), sorted;
   // throws Error(kModelFormat) naming the folder when there are none.

@@ -13,9 +13,9 @@
 // norm2, DenseReluDense.wi_0 -> ffn.gate.0 (the GELU branch), wi_1 -> ffn.fc1, wo ->
 // ffn.fc2, encoder.final_layer_norm -> norm. The tied embedding may be stored as
 // "shared.weight", "encoder.embed_tokens.weight" or both.
-// Not wired into the daemon yet: the streamed umT5 (scheduler/exec/t5_stream.h) reads a
-// .pth only; model::RenamedSource (model/formats/renamed_source.h) applies this map for a
-// T5Encoder over a text_encoder/ folder (tests/model/formats_test.cpp).
+// model::open_part (model/formats/part_sources.h) applies this map through a RenamedSource
+// for the resident T5Encoder and the daemon's streamed umT5 (scheduler/exec/t5_stream.h),
+// over a diffusers text_encoder/ or a ComfyUI umt5_xxl_*.safetensors.
 // Free functions; any thread.
 #pragma once
 

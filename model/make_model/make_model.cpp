@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -198,20 +199,50 @@ void make_model(const MakeModelOptions& o) {
   const bool tiny = o.preset.rfind("tiny-", 0) == 0;
   const int64_t text_dim = tiny ? t5_dim_for_preset(o.preset) : 4096;
   const WanConfig cfg = WanConfig::from_preset(o.preset, text_dim);
-  if (o.layout != "release" && o.layout != "diffusers") {
-    throw Error(ErrorCode::kBadRequest, "make-model: --layout must be release or diffusers, got '" + o.layout + "'");
+  if (o.layout != "release" && o.layout != "diffusers" && o.layout != "comfyui") {
+    throw Error(ErrorCode::kBadRequest,
+                "make-model: --layout must be release, diffusers or comfyui, got '" + o.layout + "'");
   }
-  const bool diffusers = o.layout == "diffusers";
-  if (diffusers && o.share_experts) {
-    throw Error(ErrorCode::kBadRequest, "make-model: --share-experts is a release-layout test aid, not a diffusers layout");
+  const bool diffusers = o.layout == "diffusers", comfyui = o.layout == "comfyui";
+  if ((diffusers || comfyui) && o.share_experts) {
+    throw Error(ErrorCode::kBadRequest, "make-model: --share-experts is a release-layout test aid, not a " + o.layout +
+                                            " layout");
   }
+  if (comfyui && o.dit_only) throw Error(ErrorCode::kBadRequest, "make-model: --dit-only needs the release layout");
   fs::create_directories(o.out);
   std::uint64_t shard = o.max_shard_bytes;
   if (shard == 0 && tiny) {
     const std::uint64_t esize = o.dtype == at::kFloat ? 4 : 2;
     shard = static_cast<std::uint64_t>(cfg.num_params()) * esize * 3 / 5;  // two shards, like the golden cases
   }
-  if (diffusers) {
+  if (comfyui) {
+    // Note [Model manifest]: one file per expert (release names, as ComfyUI's repackaged
+    // files), the umT5 and VAE files, google/umt5-xxl/, wand-model.json. Same seeds as the release.
+    const std::string dt = o.dtype == at::kFloat ? "fp32" : (o.dtype == at::kHalf ? "fp16" : "bf16");
+    const std::string tag = cfg.model_type + (tiny ? "_tiny" : (cfg.model_type == "ti2v" ? "_5B" : "_14B"));
+    auto single = [&](const std::string& file, std::uint64_t seed) {
+      const fs::path tmp = o.out / (".make-model-" + file);
+      write_dit_expert(tmp, cfg, o.dtype, seed, std::numeric_limits<std::uint64_t>::max());
+      fs::rename(tmp / CheckpointDir::kSingleName, o.out / file);
+      fs::remove_all(tmp);
+      return file;
+    };
+    nlohmann::json m = {{"format", "comfyui"}, {"model_type", cfg.model_type}};
+    if (cfg.model_type == "ti2v") {
+      m["dit"] = single("wan2.2_" + tag + "_" + dt + ".safetensors", o.seed);
+    } else {
+      m["high_noise"] = single("wan2.2_" + cfg.model_type + "_high_noise" + tag.substr(cfg.model_type.size()) + "_" + dt +
+                                   ".safetensors",
+                               mix(o.seed) + 1);
+      m["low_noise"] = single("wan2.2_" + cfg.model_type + "_low_noise" + tag.substr(cfg.model_type.size()) + "_" + dt +
+                                  ".safetensors",
+                              mix(o.seed) + 2);
+    }
+    m["text_encoder"] = write_t5_part(o.out, o.preset, o.seed, "comfyui");
+    m["tokenizer"] = "google/umt5-xxl";
+    m["vae"] = write_vae_part(o.out, o.preset, o.seed, "comfyui");
+    write_text(o.out / formats::kManifestName, m.dump(2) + "\n");
+  } else if (diffusers) {
     // Same seeds as the release experts: high noise = transformer/, low noise = transformer_2/.
     if (cfg.model_type == "ti2v") {
       write_dit_expert(o.out / "transformer", cfg, o.dtype, o.seed, shard, true);
@@ -230,9 +261,9 @@ void make_model(const MakeModelOptions& o) {
       write_dit_expert(o.out / "low_noise_model", cfg, o.dtype, mix(o.seed) + 2, shard);
     }
   }
-  if (!o.dit_only) {
-    write_t5_part(o.out, o.preset, o.seed);
-    write_vae_part(o.out, o.preset, o.seed);
+  if (!o.dit_only && !comfyui) {  // diffusers: text_encoder/, tokenizer/, vae/ (Note [Diffusers parts])
+    write_t5_part(o.out, o.preset, o.seed, o.layout);
+    write_vae_part(o.out, o.preset, o.seed, o.layout);
   }
   log::get("model")->info("make-model preset={} out={} layout={} dtype={} shared_experts={}", o.preset, o.out.string(),
                           o.layout, o.dtype == at::kFloat ? "fp32" : (o.dtype == at::kHalf ? "fp16" : "bf16"),

@@ -31,9 +31,12 @@ struct MakeModelOptions {
   std::filesystem::path out;
   std::uint64_t seed = 0;
   at::ScalarType dtype = at::kFloat;  // stored DiT dtype: fp32 (release), bf16 or fp16
-  // "release" or "diffusers": transformer/ (+ transformer_2/) in WanTransformer3DModel naming
-  // and model_index.json, the umT5 / VAE release files at the root (Note [Diffusers parts]).
-  // The same seed gives the same weights in either layout.
+  // "release" or "diffusers": transformer/ (+ transformer_2/) in WanTransformer3DModel naming,
+  // model_index.json, text_encoder/ (transformers naming), tokenizer/, vae/ (diffusers naming):
+  // Note [Diffusers parts]. "comfyui": one .safetensors per expert (release names), the umT5
+  // (transformers naming) and VAE (release names) files, google/umt5-xxl/, wand-model.json
+  // (Note [Model manifest] in model/formats/model_layout.h).
+  // The same seed gives the same weights in every layout.
   std::string layout = "release";
   bool share_experts = false;         // A14B: low_noise_model's index points at high_noise_model's shards
   std::uint64_t max_shard_bytes = 0;  // 0: 10 GB (diffusers default); tiny presets: half the expert

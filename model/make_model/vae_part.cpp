@@ -7,8 +7,15 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "model/formats/diffusers_vae_keys.h"
 #include "model/make_model/parts.h"
 #include "model/pth.h"
+#include "model/safetensors.h"
 #include "model/vae.h"
 
 namespace wand::model::make {
@@ -27,10 +34,67 @@ VaeConfig vae_for_preset(const std::string& preset) {
   throw Error(ErrorCode::kBadRequest, "make-model: unknown preset '" + preset + "' for the VAE part");
 }
 
+// vae/config.json as diffusers writes it for AutoencoderKLWan (Wan2.1: the defaults; Wan2.2:
+// convert_wan_to_diffusers.py's vae22 config).
+nlohmann::json diffusers_vae_config(const VaeConfig& cfg) {
+  const bool v22 = cfg.version == VaeVersion::kWan22;
+  nlohmann::json j = {{"_class_name", "AutoencoderKLWan"},
+                      {"_diffusers_version", "0.35.0"},
+                      {"base_dim", cfg.dim},
+                      {"z_dim", cfg.z_dim},
+                      {"dim_mult", {1, 2, 4, 4}},
+                      {"num_res_blocks", VaeConfig::kNumResBlocks},
+                      {"attn_scales", nlohmann::json::array()},
+                      {"temperal_downsample", {false, true, true}},
+                      {"dropout", 0.0},
+                      {"latents_mean", cfg.latents_mean()},
+                      {"latents_std", cfg.latents_std()}};
+  if (v22) {
+    j["decoder_base_dim"] = cfg.dec_dim;
+    j["is_residual"] = true;
+    j["in_channels"] = 12;
+    j["out_channels"] = 12;
+    j["patch_size"] = 2;
+    j["scale_factor_spatial"] = 16;
+    j["scale_factor_temporal"] = 4;
+  }
+  return j;
+}
+
 }  // namespace
 
-void write_vae_part(const std::filesystem::path& root, const std::string& preset, std::uint64_t seed) {
+std::string write_vae_part(const std::filesystem::path& root, const std::string& preset, std::uint64_t seed,
+                           const std::string& layout) {
   const VaeConfig cfg = vae_for_preset(preset);
+  if (layout == "comfyui") {  // release names in one safetensors file (ComfyUI's wan_2.1_vae.safetensors)
+    const std::string name = cfg.version == VaeVersion::kWan21 ? "wan_2.1_vae.safetensors" : "wan2.2_vae.safetensors";
+    std::filesystem::create_directories(root);
+    at::Generator gen = at::detail::createCPUGenerator(seed ^ 0x5641452dULL);  // "VAE-"
+    std::map<std::string, at::Tensor> m;
+    for (const auto& s : vae_tensor_specs(cfg)) m.emplace(s.name, random_vae_tensor(s, gen, kHeadScale));
+    save_safetensors((root / name).string(), m);
+    return name;
+  }
+  if (layout == "diffusers") {
+    // The release init (same generator, spec order), stored under the diffusers names.
+    const auto dir = root / "vae";
+    std::filesystem::create_directories(dir);
+    const bool v22 = cfg.version == VaeVersion::kWan22;
+    at::Generator gen = at::detail::createCPUGenerator(seed ^ 0x5641452dULL);  // "VAE-"
+    std::map<std::string, at::Tensor> m;
+    for (const auto& s : vae_tensor_specs(cfg)) {
+      const auto d = formats::diffusers_vae_key(s.name, v22);
+      if (!d) throw Error(ErrorCode::kInternal, "make-model: diffusers VAE key map misses " + s.name);
+      m.emplace(*d, random_vae_tensor(s, gen, kHeadScale));
+    }
+    save_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), m, {{"format", "pt"}});
+    std::ofstream out(dir / "config.json", std::ios::binary | std::ios::trunc);
+    out << diffusers_vae_config(cfg).dump(2) << "\n";
+    if (!out) throw Error(ErrorCode::kIo, "write " + (dir / "config.json").string() + " failed");
+    wand::log::get("model")->info("make-model vae={} dir={} tensors={} (diffusers naming)", cfg.name(), dir.string(),
+                                  m.size());
+    return "vae";
+  }
   const std::string file = cfg.version == VaeVersion::kWan21 ? "Wan2.1_VAE.pth" : "Wan2.2_VAE.pth";
   std::filesystem::create_directories(root);
   const auto path = root / file;
@@ -42,6 +106,7 @@ void write_vae_part(const std::filesystem::path& root, const std::string& preset
   w.finish();
   wand::log::get("model")->info("make-model vae={} file={} tensors={} params={}", cfg.name(), path.string(),
                                 specs.size(), vae_param_count(cfg));
+  return file;
 }
 
 }  // namespace wand::model::make

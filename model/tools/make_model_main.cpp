@@ -1,5 +1,5 @@
 // wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16] [--share-experts]
-//                 [--max-shard-bytes N] [--dit-only] [--layout release|diffusers]
+//                 [--max-shard-bytes N] [--dit-only] [--layout release|diffusers|comfyui]
 // Writes a model directory in the exact release layout with random weights
 // (see model/make_model/make_model.h).
 #include <cstdio>
@@ -15,13 +15,15 @@ void usage(std::FILE* f) {
   std::fprintf(f,
                "usage: wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16]\n"
                "                       [--share-experts] [--max-shard-bytes N] [--dit-only]\n"
-               "                       [--layout release|diffusers]\n"
+               "                       [--layout release|diffusers|comfyui]\n"
                "presets: tiny-t2v tiny-i2v tiny-ti2v t2v-A14B i2v-A14B ti2v-5B\n"
                "  --dtype          stored DiT dtype (default fp32, like the release)\n"
                "  --share-experts  A14B: low_noise_model's index points at high_noise_model's shards\n"
                "  --dit-only       write only the DiT expert(s) and configs\n"
-               "  --layout         release (default) or diffusers: transformer/ (+ transformer_2/) in\n"
-               "                   WanTransformer3DModel naming, model_index.json; same weights per seed\n");
+               "  --layout         release (default); diffusers: model_index.json, transformer/ (+\n"
+               "                   transformer_2/), text_encoder/, tokenizer/, vae/ in diffusers' naming;\n"
+               "                   comfyui: one .safetensors per expert, umT5 and VAE files, wand-model.json.\n"
+               "                   The same weights per seed in every layout\n");
 }
 }  // namespace
 

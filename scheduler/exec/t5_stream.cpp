@@ -16,7 +16,8 @@
 namespace wand::sched::exec {
 
 // Note [T5 stream layout]
-// A .pth stores every tensor as its own zip entry data/<key> (64-byte aligned, a local zip
+// The tensors are grouped per file (a diffusers text_encoder/ has several shards, and a layer
+// may straddle two of them); within a file as follows. A .pth stores every tensor as its own zip entry data/<key> (64-byte aligned, a local zip
 // header in between). PthWriter (wand-make-model) and torch.save write the entries in the
 // state dict's order, so a layer's ten tensors usually lie back to back with only headers
 // between them; the release file written by torch.save orders entries by storage key, which
@@ -54,12 +55,18 @@ at::ScalarType run_scalar(model::RunDtype run) {
   }
 }
 
-// The .pth with token_embedding.weight cut to its first row (Note [T5 stream embedding]).
+// A .pth may hold a strided tensor (a view saved as such); safetensors never does.
+bool contiguous(const model::TensorSource& src, const std::string& name) {
+  const auto* pth = dynamic_cast<const model::PthFile*>(&src);
+  return pth == nullptr || pth->is_contiguous(name);
+}
+
+// The source with token_embedding.weight cut to its first row (Note [T5 stream embedding]).
 class EmbedlessSource : public model::TensorSource {
  public:
-  explicit EmbedlessSource(const model::PthFile& f) : f_(f) {
+  explicit EmbedlessSource(const model::TensorSource& f) : f_(f) {
     row_ = f.info(kEmbedding);
-    if (row_.shape.size() != 2 || !f.is_contiguous(kEmbedding)) {
+    if (row_.shape.size() != 2 || !contiguous(f, kEmbedding)) {
       throw Error(ErrorCode::kModelFormat, f.describe() + ": " + kEmbedding + " is not a contiguous 2-D tensor");
     }
     row_.shape[0] = 1;
@@ -79,25 +86,30 @@ class EmbedlessSource : public model::TensorSource {
   std::string describe() const override { return f_.describe(); }
 
  private:
-  const model::PthFile& f_;
+  const model::TensorSource& f_;
   model::TensorInfo row_;
 };
 
 }  // namespace
 
 T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5StreamOptions options)
+    : T5Stream(std::make_shared<model::PthFile>(pth_path), pool, std::move(options)) {}
+
+T5Stream::T5Stream(std::shared_ptr<const model::TensorSource> src, memory::MemoryPool& pool, T5StreamOptions options)
     : pool_(pool),
       opt_(std::move(options)),
       device_(opt_.cuda_device >= 0 ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(opt_.cuda_device))
                                     : at::Device(at::kCPU)) {
-  if (opt_.device_tier < 0) throw Error(ErrorCode::kConfig, "t5 stream: no device tier given for " + pth_path);
+  if (!src) throw Error(ErrorCode::kConfig, "t5 stream: no checkpoint given");
+  src_ = std::move(src);
+  const std::string where = src_->describe();
+  if (opt_.device_tier < 0) throw Error(ErrorCode::kConfig, "t5 stream: no device tier given for " + where);
   if (opt_.prefetch_layers < 0) throw Error(ErrorCode::kConfig, "t5 stream: prefetch_layers must be >= 0");
   run_scalar(opt_.run);
-  pth_ = std::make_unique<model::PthFile>(pth_path);
-  cfg_ = model::T5Config::from_source(*pth_);
+  cfg_ = model::T5Config::from_source(*src_);
   {
-    EmbedlessSource src(*pth_);
-    enc_ = std::make_unique<model::T5Encoder>(model::T5Encoder::load(src, opt_.run, device_, /*load_blocks=*/false));
+    EmbedlessSource es(*src_);
+    enc_ = std::make_unique<model::T5Encoder>(model::T5Encoder::load(es, opt_.run, device_, /*load_blocks=*/false));
   }
   std::vector<memory::BlobId> registered;  // dropped again if the constructor fails
   try {
@@ -105,22 +117,26 @@ T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5Stre
       const std::vector<std::string> names = model::T5BlockWeights::tensor_names(l);
       std::vector<const model::TensorInfo*> infos;
       for (const std::string& n : names) {
-        if (!pth_->is_contiguous(n)) {
-          throw Error(ErrorCode::kModelFormat, pth_path + ": umT5 tensor '" + n + "' is strided; cannot stream it");
+        if (!contiguous(*src_, n)) {
+          throw Error(ErrorCode::kModelFormat, where + ": umT5 tensor '" + n + "' is strided; cannot stream it");
         }
-        infos.push_back(&pth_->info(n));
+        infos.push_back(&src_->info(n));
       }
       std::vector<std::size_t> order(names.size());
       std::iota(order.begin(), order.end(), 0);
-      std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return infos[a]->offset < infos[b]->offset; });
+      std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (infos[a]->path != infos[b]->path) return infos[a]->path < infos[b]->path;
+        return infos[a]->offset < infos[b]->offset;
+      });
       Layer layer;
       layer.tensors.resize(names.size());
       std::uint64_t start = 0, end = 0;
+      std::string path;
       std::vector<std::size_t> members;
       auto close_group = [&]() {
         const std::size_t g = layer.blobs.size();
         const std::string blob = opt_.name + ".layer." + std::to_string(l) + "." + std::to_string(g);
-        layer.blobs.push_back(pool_.register_file_blob(blob, pth_path, start, end - start));
+        layer.blobs.push_back(pool_.register_file_blob(blob, path, start, end - start));
         registered.push_back(layer.blobs.back());
         layer.blob_bytes.push_back(end - start);
         for (std::size_t k : members) {
@@ -130,8 +146,12 @@ T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5Stre
       };
       for (std::size_t k : order) {
         const model::TensorInfo& ti = *infos[k];
-        if (!members.empty() && ti.offset > end + opt_.max_gap_bytes) close_group();
-        if (members.empty()) start = ti.offset;
+        if (!members.empty() && (ti.path != path || ti.offset > end + opt_.max_gap_bytes)) close_group();
+        if (members.empty()) {
+          start = ti.offset;
+          end = 0;
+          path = ti.path;
+        }
         members.push_back(k);
         end = std::max(end, ti.offset + ti.nbytes);
       }
@@ -142,7 +162,7 @@ T5Stream::T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5Stre
     for (memory::BlobId b : registered) pool_.drop_blob(b);
     throw;
   }
-  log::get("sched")->info("t5 stream {}: {} layers in {} blobs, {} bytes, run {} on {}", pth_path, num_layers(),
+  log::get("sched")->info("t5 stream {}: {} layers in {} blobs, {} bytes, run {} on {}", where, num_layers(),
                           num_blobs(), total_layer_bytes(), model::run_dtype_name(opt_.run), device_.str());
 }
 
@@ -199,7 +219,7 @@ void T5Stream::request_layer(int layer) {
 at::Tensor T5Stream::embed(const at::Tensor& ids_in) {
   if (ids_in.dim() != 2) throw Error(ErrorCode::kBadRequest, "t5 stream: ids must be [B, L]");
   const at::Tensor ids = ids_in.to(at::kCPU, at::kLong).contiguous();
-  const model::TensorInfo& table = pth_->info(kEmbedding);
+  const model::TensorInfo& table = src_->info(kEmbedding);
   const std::uint64_t row_bytes = static_cast<std::uint64_t>(cfg_.dim) * model::dtype_size(table.dtype);
   // Distinct ids -> rows of a small table, read with one pread each.
   std::map<int64_t, int64_t> slot;

@@ -1,17 +1,20 @@
-// T5Stream: encodes prompts with the umT5 encoder while its 24 layers are streamed from the
-// release .pth through the memory pool, one layer (plus a prefetch window) at a time, so the
+// T5Stream: encodes prompts with the umT5 encoder while its 24 layers are streamed from its
+// checkpoint (the release .pth, or a diffusers text_encoder/'s safetensors shards through
+// model::open_part) through the memory pool, one layer (plus a prefetch window) at a time, so the
 // text encoder never holds host-budget room beyond a small window and never sits whole on
 // the card (issue 6 item 2: "the text encoder comes from disk").
 //
 //   T5StreamOptions o;
 //   o.device_tier = pool.device_tier(0);  o.cuda_device = 0;  o.run = RunDtype::kBFloat16;
 //   T5Stream t5(dir / "models_t5_umt5-xxl-enc-bf16.pth", pool, o);   // registers the blobs
+//   T5Stream t5(model::open_part(layout.text_encoder()), pool, o);     // any layout
 //   std::vector<at::Tensor> ctx = t5.encode_texts(tokenizer, {prompt, negative});  // umT5 read once
 //   nlohmann::json s = t5.stats_json();   // bytes read, waits, seconds
 //   // ~T5Stream drops its blobs (their tier copies go with them).
 //
 // What streams (Note [T5 stream layout] in t5_stream.cpp): each layer's ten tensors are
-// file-backed blobs over the .pth's own bytes (a layer whose tensors lie back to back is one
+// file-backed blobs over the checkpoint's own bytes (TensorInfo path + offset; a
+// RenamedSource keeps them) (a layer whose tensors lie back to back is one
 // blob; PthWriter and torch.save's declaration order give that); on the device they are
 // viewed in the stored dtype (at::from_blob, no copy) and converted to the run dtype there
 // when the two differ (bf16 release -> fp32 run, fp32 -> bf16). The token embedding
@@ -21,7 +24,7 @@
 // Numerics: block() and final_norm() are model::T5Encoder's own stages, so in fp32 the
 // result equals T5Encoder::encode with resident weights bit for bit (t5_stream_test).
 //
-// Owns: the PthFile index, a T5Encoder holding only the final norm (and a one-row
+// Owns: the TensorSource (shared), a T5Encoder holding only the final norm (and a one-row
 // embedding stub), its blobs in the pool (dropped by the destructor) and its counters.
 // Borrows the pool (must outlive it). Threads: one thread calls encode*(); not reentrant.
 #pragma once
@@ -43,7 +46,7 @@ namespace wand::memory {
 class MemoryPool;
 }
 namespace wand::model {
-class PthFile;
+class TensorSource;
 class Tokenizer;
 }  // namespace wand::model
 
@@ -72,9 +75,11 @@ struct T5StreamStats {
 
 class T5Stream {
  public:
-  // Parses the .pth, checks the architecture (T5Config::from_source), registers the layer
-  // blobs. Throws wand::Error(kModelFormat) naming the file on a missing / strided tensor,
-  // kConfig on options without a device tier.
+  // Checks the architecture (T5Config::from_source), registers the layer blobs over the
+  // source's byte ranges. Throws wand::Error(kModelFormat) naming the file on a missing /
+  // strided tensor, kConfig on options without a device tier.
+  T5Stream(std::shared_ptr<const model::TensorSource> src, memory::MemoryPool& pool, T5StreamOptions options);
+  // The release .pth (model::PthFile).
   T5Stream(const std::string& pth_path, memory::MemoryPool& pool, T5StreamOptions options);
   ~T5Stream();
   T5Stream(const T5Stream&) = delete;
@@ -121,7 +126,7 @@ class T5Stream {
   memory::MemoryPool& pool_;
   T5StreamOptions opt_;
   at::Device device_;
-  std::unique_ptr<model::PthFile> pth_;
+  std::shared_ptr<const model::TensorSource> src_;
   model::T5Config cfg_;
   std::unique_ptr<model::T5Encoder> enc_;  // final norm + stages; no block weights
   std::vector<Layer> layers_;

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "model/formats/diffusers_keys.h"
 #include "model/formats/model_layout.h"
+#include "model/formats/single_file.h"
 #include "model/safetensors_header.h"
 #include "model/wan_config.h"
 
@@ -24,13 +25,6 @@ constexpr const char* kIndexName = "diffusion_pytorch_model.safetensors.index.js
 
 [[noreturn]] void bad(const fs::path& file, const std::string& why) {
   throw Error(ErrorCode::kModelFormat, file.string() + ": " + why);
-}
-
-std::uint64_t file_size_or_throw(const fs::path& file, const std::string& what) {
-  std::error_code ec;
-  const auto n = fs::file_size(file, ec);
-  if (ec) throw Error(ErrorCode::kModelFormat, file.string() + ": " + what + " missing or unreadable (" + ec.message() + ")");
-  return n;
 }
 
 json read_json_file(const fs::path& file) {
@@ -59,6 +53,7 @@ std::int64_t block_index(const std::string& name) {
 // Shard files of one expert dir: the index's weight_map values, else every *.safetensors.
 std::vector<fs::path> shard_files(const fs::path& dir) {
   std::vector<fs::path> out;
+  if (fs::is_regular_file(dir)) return {dir};  // a single-file expert (comfyui)
   const fs::path index = dir / kIndexName;
   std::error_code ec;
   if (fs::exists(index, ec)) {
@@ -80,7 +75,9 @@ std::vector<fs::path> shard_files(const fs::path& dir) {
   return out;
 }
 
-ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64_t num_layers, bool* shares_with_high) {
+// prefix: the single-file expert's key prefix (model/formats/single_file.h), "" otherwise.
+ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64_t num_layers, bool* shares_with_high,
+                        const std::string& prefix = "") {
   ExpertShape e;
   e.name = name;
   e.dir = dir;
@@ -95,7 +92,7 @@ ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64
       std::uint64_t params = 1;
       for (auto d : t.shape) params *= static_cast<std::uint64_t>(d);
       dtypes.insert(t.dtype);
-      const std::int64_t b = block_index(t.name);
+      const std::int64_t b = block_index(t.name.compare(0, prefix.size(), prefix) == 0 ? t.name.substr(prefix.size()) : t.name);
       if (b >= 0) {
         if (b >= num_layers) {
           bad(shard, "tensor " + t.name + " has block index " + std::to_string(b) + " but config.json says num_layers " +
@@ -119,9 +116,9 @@ ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64
   return e;
 }
 
-// The geometry and family constants from config.json, as the model reads them.
-void apply_config(ModelShape& m, const json& j, const fs::path& file) {
-  const model::WanConfig c = model::formats::wan_config_from_any(j, file.string());  // release or diffusers
+// The geometry and family constants from config.json (or a single file's shapes), as the
+// model reads them.
+void apply_config(ModelShape& m, const model::WanConfig& c) {
   m.variant = c.variant;
   m.model_type = c.model_type;
   m.dim = c.dim;
@@ -201,11 +198,23 @@ ModelShape model_shape_from_dir(const fs::path& dir) {
   const model::formats::ModelLayout layout = model::formats::detect_model_layout(dir);
   std::vector<std::pair<std::string, fs::path>> expert_dirs;
   for (const auto& e : layout.experts) expert_dirs.emplace_back(e.name, e.dir);
+  std::vector<std::string> prefixes(expert_dirs.size());
   for (std::size_t i = 0; i < expert_dirs.size(); ++i) {
     const fs::path cfg = expert_dirs[i].second / "config.json";
-    if (!fs::exists(cfg, ec)) throw Error(ErrorCode::kModelFormat, cfg.string() + ": missing (model config)");
     ModelShape probe;
-    apply_config(probe, read_json_file(cfg), cfg);
+    if (fs::is_regular_file(expert_dirs[i].second, ec)) {  // comfyui: Note [Single-file config]
+      const model::formats::SingleFileExpert se = model::formats::read_single_file_expert(expert_dirs[i].second);
+      if (se.config.model_type != layout.model_type) {
+        bad(dir / model::formats::kManifestName, "model_type \"" + layout.model_type + "\" but " +
+                                                     expert_dirs[i].second.string() + " is a " + se.config.model_type +
+                                                     " DiT (" + se.config.variant + ")");
+      }
+      apply_config(probe, se.config);
+      prefixes[i] = se.prefix;
+    } else {
+      if (!fs::exists(cfg, ec)) throw Error(ErrorCode::kModelFormat, cfg.string() + ": missing (model config)");
+      apply_config(probe, model::formats::wan_config_from_any(read_json_file(cfg), cfg.string()));  // release or diffusers
+    }
     if (i == 0) {
       const auto keep_dir = m.dir;
       m = probe;
@@ -215,16 +224,21 @@ ModelShape model_shape_from_dir(const fs::path& dir) {
       bad(cfg, "geometry differs from " + (expert_dirs[0].second / "config.json").string());
     }
   }
-  if (layout.two_experts() && layout.boundary_ratio) m.boundary = *layout.boundary_ratio;  // model_index.json
+  if (layout.two_experts() && layout.boundary_ratio) m.boundary = *layout.boundary_ratio;  // model_index.json, manifest
   for (std::size_t i = 0; i < expert_dirs.size(); ++i) {
     bool shares = false;
-    m.experts.push_back(read_expert(expert_dirs[i].second, expert_dirs[i].first, m.num_layers, i > 0 ? &shares : nullptr));
+    m.experts.push_back(
+        read_expert(expert_dirs[i].second, expert_dirs[i].first, m.num_layers, i > 0 ? &shares : nullptr, prefixes[i]));
     if (shares) m.experts_share_shards = true;
   }
-  m.t5_file = layout.t5_file();
-  m.t5_bytes = file_size_or_throw(m.t5_file, "umT5 checkpoint" + layout.missing_part_hint("text encoder"));
-  m.vae_file = layout.vae_file(m.model_type);
-  m.vae_bytes = file_size_or_throw(m.vae_file, "VAE checkpoint" + layout.missing_part_hint("vae"));
+  // The text encoder and VAE where the model reads them (a release file, or a diffusers
+  // folder's text_encoder/ and vae/: Note [Diffusers parts]); their bytes are the files' sum.
+  const model::formats::PartFiles t5 = layout.text_encoder();
+  m.t5_file = t5.where;
+  m.t5_bytes = t5.bytes();
+  const model::formats::PartFiles vae = layout.vae(m.model_type);
+  m.vae_file = vae.where;
+  m.vae_bytes = vae.bytes();
   return m;
 }
 

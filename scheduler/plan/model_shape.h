@@ -65,9 +65,9 @@ struct ModelShape {
   int default_width = 1280, default_height = 720;
   std::vector<ExpertShape> experts;
   bool experts_share_shards = false;  // low_noise_model's index points at high_noise_model's shards
-  std::filesystem::path t5_file, vae_file;
-  std::uint64_t t5_bytes = 0;         // file size of the umT5 .pth (bf16 in the release)
-  std::uint64_t vae_bytes = 0;        // file size of the VAE .pth (fp32)
+  std::filesystem::path t5_file, vae_file;  // the release .pth, or a diffusers text_encoder/ / vae/ folder
+  std::uint64_t t5_bytes = 0;         // size of the umT5 file(s) (bf16 in the release)
+  std::uint64_t vae_bytes = 0;        // size of the VAE file(s) (fp32)
   int run_bytes = 2;                  // element size of the run dtype (bf16)
 
   std::uint64_t max_block_run_bytes() const;      // largest block over the experts, run dtype

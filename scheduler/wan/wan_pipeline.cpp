@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "memory/memory_pool.h"
+#include "model/formats/part_sources.h"
 #include "model/generator.h"
 #include "model/generator_text.h"
 #include "model/tokenizer.h"
@@ -172,16 +173,14 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
       context_(std::make_unique<WanStreamContext>(c)),
       gen_(std::make_unique<model::WanGenerator>(dir, streamed_options(c, options, &dit_, this))) {
   context_->stores.reset();  // kept in stores_; the copy is for the budget numbers
-  // umT5 from its .pth through the pool, on the card the generator runs on (group: rank 0),
-  // unless the caller brings its own text encoder (tests). Built here, so that a model
-  // directory without its umT5 file fails at load, naming it.
+  // umT5 from its checkpoint through the pool (the release .pth or a diffusers text_encoder/:
+  // Note [Diffusers parts]), on the card the generator runs on (group: rank 0), unless the
+  // caller brings its own text encoder (tests). Built here, so that a model directory without
+  // its umT5 fails at load, naming it.
   if (!options.text_encoder && !options.text_encoder_many) {
-    const std::filesystem::path pth = dir / model::kT5CheckpointName;
-    const std::filesystem::path tok = dir / model::kTokenizerDirName;
-    if (!std::filesystem::exists(pth)) {
-      throw Error(ErrorCode::kModelFormat, "model " + dir.string() + ": missing " + pth.string() +
-                                               model::formats::detect_model_layout(dir).missing_part_hint("text encoder"));
-    }
+    const model::formats::ModelLayout layout = model::formats::detect_model_layout(dir);
+    std::shared_ptr<const model::TensorSource> t5_src = model::open_part(layout.text_encoder());
+    const std::filesystem::path tok = layout.tokenizer_dir();
     exec::T5StreamOptions to;
     // Numbered: two pipelines of one name may share the pool for a while (a resumed job's
     // pipeline is built while the first one still exists), and blob names are unique.
@@ -190,7 +189,7 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
     to.device_tier = c.ranks.empty() ? c.device_tier : c.ranks[0].device_tier;
     to.cuda_device = c.ranks.empty() ? c.cuda_device : c.ranks[0].cuda_device;
     to.run = gen_->run_dtype();
-    t5_ = std::make_unique<exec::T5Stream>(pth.string(), *c.pool, to);
+    t5_ = std::make_unique<exec::T5Stream>(std::move(t5_src), *c.pool, to);
     tokenizer_ = std::make_unique<model::Tokenizer>(model::Tokenizer::load(tok.string()));
   }
   std::vector<std::filesystem::path> experts = {gen_->expert_dir(true)};

@@ -434,5 +434,62 @@ TEST(WanEndToEnd, APlaylistBehindPngMagicIsDecodedAsPngOnly) {
   d.stop();
 }
 
+// Issue 17: a model in the diffusers layout (transformer/, transformer_2/, text_encoder/ in the
+// transformers naming, tokenizer/, vae/ in the diffusers naming; no release file) and one of
+// ComfyUI single files named by wand-model.json are served beside the same weights in the
+// release layout: the same seed gives the same video bytes (the daemon's streamed umT5 reads
+// text_encoder/'s shards, or the single umT5 file), and `wanctl plan` plans all three. A CPU
+// device tier (1 GiB: the planner asks 0.5 GiB for the tiny model at 64x64x5), so that jobs
+// stream (DiT blocks and umT5 layers through the pool) and `wanctl plan` finds a plan.
+TEST(WanEndToEnd, DiffusersAndComfyuiLayoutsAreServedAndPlannedLikeTheRelease) {
+  DaemonFixture d(1);
+  const char* const names[] = {"rel", "dif", "cf"};
+  const char* const layouts[] = {"release", "diffusers", "comfyui"};
+  std::vector<std::string> start;
+  for (int i = 0; i < 3; ++i) {
+    const auto dir = d.dir() / "models" / names[i];
+    CmdResult mk = run_command({WAND_MAKE_MODEL_EXE, "--preset", "tiny-t2v", "--out", dir.string(), "--seed", "1",
+                                "--layout", layouts[i]});
+    ASSERT_EQ(mk.exit_code, 0) << mk.err;
+    start.insert(start.end(), {"--model", std::string(names[i]) + "=" + dir.string()});
+  }
+  ASSERT_TRUE(std::filesystem::exists(d.dir() / "models" / "dif" / "text_encoder" / "model.safetensors.index.json"));
+  ASSERT_FALSE(std::filesystem::exists(d.dir() / "models" / "dif" / "models_t5_umt5-xxl-enc-bf16.pth"));
+  ASSERT_TRUE(std::filesystem::exists(d.dir() / "models" / "cf" / "wand-model.json"));
+  start.insert(start.begin(), {"--config", write_pool_config(d, "pool.json", 1u << 30).string()});
+  d.start(start);
+  std::string bytes[3];
+  for (int i = 0; i < 3; ++i) {
+    const std::string m = names[i];
+    const std::vector<std::string> job = {"--model", m, "--prompt", "a cat on a surfboard", "--size", "64x64",
+                                          "--frames", "5", "--steps", "3", "--seed", "7"};
+    std::vector<std::string> plan = {"plan"};
+    plan.insert(plan.end(), job.begin(), job.end());
+    plan.push_back("--json");
+    CmdResult p = d.wanctl(plan);
+    EXPECT_EQ(p.exit_code, 0) << m << ": " << p.out << p.err;
+    if (p.exit_code == 0) EXPECT_EQ(p.json()["available"], true) << m << ": " << p.out;
+    std::vector<std::string> gen = {"generate"};
+    gen.insert(gen.end(), job.begin(), job.end());
+    const auto out = d.dir() / (m + ".video");
+    gen.insert(gen.end(), {"--json", "-o", out.string()});
+    CmdResult g = d.wanctl(gen);
+    ASSERT_EQ(g.exit_code, 0) << m << ": " << g.out << g.err << d.log();
+    EXPECT_EQ(g.json()["state"], "done");
+    bytes[i] = file_bytes(out);
+  }
+  EXPECT_GT(bytes[0].size(), 100u);
+  EXPECT_TRUE(bytes[0] == bytes[1]) << "diffusers layout gave other bytes: " << bytes[1].size() << " vs "
+                                    << bytes[0].size();
+  EXPECT_TRUE(bytes[0] == bytes[2]) << "comfyui layout gave other bytes: " << bytes[2].size() << " vs "
+                                    << bytes[0].size();
+  // The jobs streamed their umT5 from the diffusers shards and the ComfyUI file.
+  const std::string log = d.log();
+  EXPECT_NE(log.find("t5 stream umT5 " + (d.dir() / "models" / "dif" / "text_encoder").string()), std::string::npos);
+  EXPECT_NE(log.find("t5 stream umT5 " + (d.dir() / "models" / "cf" / "umt5_xxl_bf16.safetensors").string()),
+            std::string::npos);
+  d.stop();
+}
+
 }  // namespace
 }  // namespace wand::test

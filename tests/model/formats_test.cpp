@@ -6,6 +6,7 @@
 // input (a missing part, a missing / extra / misshapen key, fp8, another model family).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +17,10 @@
 #include "common/error.h"
 #include "model/checkpoint.h"
 #include "model/formats/diffusers_keys.h"
+#include "model/formats/diffusers_vae_keys.h"
 #include "model/formats/model_layout.h"
+#include "model/formats/part_sources.h"
+#include "model/formats/single_file.h"
 #include "model/formats/renamed_source.h"
 #include "model/formats/transformers_umt5_keys.h"
 #include "model/make_model/make_model.h"
@@ -25,6 +29,9 @@
 #include "model/pth.h"
 #include "model/t5_encoder.h"
 #include "model/safetensors.h"
+#include "model/tokenizer.h"
+#include "model/vae.h"
+#include "model/vae_config.h"
 #include "tests/model/tiny_model.h"
 
 namespace wand::model {
@@ -234,10 +241,12 @@ TEST(ModelLayout, CheckpointDirRenamesAndKeepsByteRanges) {
   }
 }
 
-at::Tensor latents_of(const fs::path& dir, const GenRequest& req, at::Tensor* video) {
+// real_text: the model's own umT5 and tokenizer (the release files, or text_encoder/ and
+// tokenizer/ of a diffusers folder), else a fake encoder.
+at::Tensor latents_of(const fs::path& dir, const GenRequest& req, at::Tensor* video, bool real_text = false) {
   GeneratorOptions o;
   o.device = at::Device(at::kCPU);
-  o.text_encoder = fake_text_encoder(kTinyTextDim);
+  if (!real_text) o.text_encoder = fake_text_encoder(kTinyTextDim);
   WanGenerator gen(dir, o);
   GenState st = gen.prepare(req);
   while (st.completed_steps() < st.total_steps()) gen.step(st);
@@ -285,16 +294,150 @@ TEST(ModelLayout, DiffusersTinyT2vIsBitwiseTheRelease) {
   EXPECT_GT(lr.abs().max().item<double>(), 0.0);
 }
 
+// Every part from the diffusers folder (transformer/, transformer_2/, text_encoder/,
+// tokenizer/, vae/): the real umT5 on both sides, the same latents and video bit for bit.
+TEST(ModelLayout, DiffusersTinyT2vAllPartsIsBitwiseTheRelease) {
+  TempDir t("formats-t2v-all");
+  make::make_model(tiny("tiny-t2v", t.path() / "rel", "release"));
+  make::make_model(tiny("tiny-t2v", t.path() / "dif", "diffusers"));
+  for (const char* f : {"models_t5_umt5-xxl-enc-bf16.pth", "Wan2.1_VAE.pth", "google"}) {
+    ASSERT_FALSE(fs::exists(t.path() / "dif" / f)) << f;  // nothing of the release layout
+  }
+  const auto layout = formats::detect_model_layout(t.path() / "dif");
+  EXPECT_EQ(layout.tokenizer_dir(), t.path() / "dif" / "tokenizer");
+  EXPECT_EQ(layout.text_encoder().naming, formats::PartNaming::kTransformers);
+  EXPECT_EQ(layout.vae("t2v").naming, formats::PartNaming::kDiffusers);
+  GenRequest req = request("t2v", 64, 48, 4);
+  at::Tensor vr, vd;
+  const at::Tensor lr = latents_of(t.path() / "rel", req, &vr, /*real_text=*/true);
+  const at::Tensor ld = latents_of(t.path() / "dif", req, &vd, /*real_text=*/true);
+  EXPECT_TRUE(at::equal(lr, ld)) << "max diff " << (lr - ld).abs().max().item<double>();
+  EXPECT_TRUE(at::equal(vr, vd));
+  // The fake encoder gives other latents: the real umT5 was used.
+  at::Tensor vf;
+  EXPECT_FALSE(at::equal(latents_of(t.path() / "rel", req, &vf), lr));
+}
+
 TEST(ModelLayout, DiffusersTinyTi2vIsBitwiseTheRelease) {
   TempDir t("formats-ti2v");
   make::make_model(tiny("tiny-ti2v", t.path() / "rel", "release"));
   make::make_model(tiny("tiny-ti2v", t.path() / "dif", "diffusers"));
   GenRequest req = request("t2v", 64, 64, 3);
   at::Tensor vr, vd;
-  const at::Tensor lr = latents_of(t.path() / "rel", req, &vr);
-  const at::Tensor ld = latents_of(t.path() / "dif", req, &vd);
+  const at::Tensor lr = latents_of(t.path() / "rel", req, &vr, /*real_text=*/true);
+  const at::Tensor ld = latents_of(t.path() / "dif", req, &vd, /*real_text=*/true);
   EXPECT_TRUE(at::equal(lr, ld)) << "max diff " << (lr - ld).abs().max().item<double>();
   EXPECT_TRUE(at::equal(vr, vd));
+}
+
+// ------------------------------------------------------------------- VAE keys
+
+// The names of diffusers' convert_vae / convert_vae_22 (scripts/convert_wan_to_diffusers.py)
+// and AutoencoderKLWan's module tree, written out by hand.
+TEST(DiffusersVaeKeys, NamesAreDiffusersOwn) {
+  using formats::diffusers_vae_key;
+  // Wan2.1 VAE (flat lists).
+  EXPECT_EQ(diffusers_vae_key("conv1.bias", false), "quant_conv.bias");
+  EXPECT_EQ(diffusers_vae_key("conv2.weight", false), "post_quant_conv.weight");
+  EXPECT_EQ(diffusers_vae_key("encoder.conv1.weight", false), "encoder.conv_in.weight");
+  EXPECT_EQ(diffusers_vae_key("decoder.conv1.bias", false), "decoder.conv_in.bias");
+  EXPECT_EQ(diffusers_vae_key("encoder.head.0.gamma", false), "encoder.norm_out.gamma");
+  EXPECT_EQ(diffusers_vae_key("decoder.head.2.weight", false), "decoder.conv_out.weight");
+  EXPECT_EQ(diffusers_vae_key("encoder.middle.0.residual.0.gamma", false), "encoder.mid_block.resnets.0.norm1.gamma");
+  EXPECT_EQ(diffusers_vae_key("decoder.middle.2.residual.6.weight", false), "decoder.mid_block.resnets.1.conv2.weight");
+  EXPECT_EQ(diffusers_vae_key("decoder.middle.1.to_qkv.bias", false), "decoder.mid_block.attentions.0.to_qkv.bias");
+  EXPECT_EQ(diffusers_vae_key("encoder.middle.1.norm.gamma", false), "encoder.mid_block.attentions.0.norm.gamma");
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.3.shortcut.weight", false), "encoder.down_blocks.3.conv_shortcut.weight");
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.4.residual.3.gamma", false), "encoder.down_blocks.4.norm2.gamma");
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.2.resample.1.weight", false), "encoder.down_blocks.2.resample.1.weight");
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.5.time_conv.bias", false), "encoder.down_blocks.5.time_conv.bias");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.4.shortcut.bias", false),
+            "decoder.up_blocks.1.resnets.0.conv_shortcut.bias");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.9.residual.2.weight", false), "decoder.up_blocks.2.resnets.1.conv1.weight");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.14.residual.0.gamma", false), "decoder.up_blocks.3.resnets.2.norm1.gamma");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.7.time_conv.weight", false),
+            "decoder.up_blocks.1.upsamplers.0.time_conv.weight");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.11.resample.1.bias", false),
+            "decoder.up_blocks.2.upsamplers.0.resample.1.bias");
+  // Wan2.2 VAE (nested blocks).
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.1.downsamples.0.residual.2.weight", true),
+            "encoder.down_blocks.1.resnets.0.conv1.weight");
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.1.downsamples.0.shortcut.weight", true),
+            "encoder.down_blocks.1.resnets.0.conv_shortcut.weight");
+  EXPECT_EQ(diffusers_vae_key("encoder.downsamples.1.downsamples.2.time_conv.bias", true),
+            "encoder.down_blocks.1.downsampler.time_conv.bias");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.0.upsamples.3.resample.1.weight", true),
+            "decoder.up_blocks.0.upsampler.resample.1.weight");
+  EXPECT_EQ(diffusers_vae_key("decoder.upsamples.2.upsamples.1.residual.3.gamma", true),
+            "decoder.up_blocks.2.resnets.1.norm2.gamma");
+  EXPECT_FALSE(diffusers_vae_key("decoder.middle.1.foo.weight", false));
+  EXPECT_FALSE(diffusers_vae_key("decoder.upsamples.4.residual.9.weight", false));
+  EXPECT_FALSE(diffusers_vae_key("model.diffusion_model.x", false));
+}
+
+TEST(DiffusersVaeKeys, MapIsOneToOneOverBothVaes) {
+  for (const VaeConfig& cfg : {VaeConfig::wan21(), VaeConfig::wan22(), VaeConfig::wan21(8), VaeConfig::wan22(4, 6)}) {
+    const bool v22 = cfg.version == VaeVersion::kWan22;
+    std::set<std::string> names;
+    for (const VaeTensorSpec& s : vae_tensor_specs(cfg)) {
+      const auto d = formats::diffusers_vae_key(s.name, v22);
+      ASSERT_TRUE(d) << s.name;
+      EXPECT_TRUE(names.insert(*d).second) << *d;
+    }
+    EXPECT_EQ(names.size(), vae_tensor_specs(cfg).size()) << cfg.name();
+  }
+}
+
+// vae/ in the diffusers naming serves the release names with the same shapes and values
+// (both VAEs: z=16 for A14B, z=48 for TI2V-5B), each tensor's bytes in vae/'s own file.
+TEST(DiffusersVae, TinyFolderEqualsTheReleaseFile) {
+  TempDir t("formats-vae");
+  for (const char* preset : {"tiny-t2v", "tiny-ti2v"}) {
+    const fs::path rel = t.path() / (std::string(preset) + "-rel"), dif = t.path() / (std::string(preset) + "-dif");
+    make::make_model(tiny(preset, rel, "release"));
+    make::make_model(tiny(preset, dif, "diffusers"));
+    const std::string type = std::string(preset) == "tiny-ti2v" ? "ti2v" : "t2v";
+    const auto a = open_part(formats::detect_model_layout(rel).vae(type));
+    const auto b = open_part(formats::detect_model_layout(dif).vae(type));
+    const json vcfg = read_json(dif / "vae" / "config.json");
+    EXPECT_EQ(vcfg["_class_name"], "AutoencoderKLWan");
+    EXPECT_EQ(vcfg["z_dim"], type == "ti2v" ? 48 : 16);
+    std::vector<std::string> an = a->names(), bn = b->names();
+    std::sort(an.begin(), an.end());
+    std::sort(bn.begin(), bn.end());
+    EXPECT_EQ(an, bn) << preset;
+    for (const std::string& n : an) {
+      EXPECT_EQ(b->info(n).path, (dif / "vae" / "diffusion_pytorch_model.safetensors").string());
+      EXPECT_TRUE(at::equal(a->load(n), b->load(n))) << n;
+    }
+    EXPECT_EQ(VaeConfig::from_checkpoint(*b).name(), VaeConfig::from_checkpoint(*a).name());
+  }
+}
+
+TEST(DiffusersVae, MissingExtraMisshapenKeyNameTheFileAndKey) {
+  TempDir t("formats-vae-keys");
+  const fs::path d = t.path() / "dif";
+  make::make_model(tiny("tiny-t2v", d, "diffusers"));
+  const fs::path f = d / "vae" / "diffusion_pytorch_model.safetensors";
+  const auto layout = formats::detect_model_layout(d);
+  const auto orig = load_safetensors(f.string());
+  auto reopen = [&](const std::function<void(std::map<std::string, at::Tensor>&)>& edit) {
+    auto m = orig;
+    edit(m);
+    save_safetensors(f.string(), m);
+    return what_of([&] { open_part(layout.vae("t2v")); });
+  };
+  std::string w = reopen([](auto& m) { m.erase("decoder.up_blocks.1.resnets.0.conv_shortcut.weight"); });
+  EXPECT_TRUE(has(w, (d / "vae").string()) && has(w, "missing key 'decoder.up_blocks.1.resnets.0.conv_shortcut.weight'") &&
+              has(w, "decoder.upsamples.4.shortcut.weight"))
+      << w;
+  w = reopen([](auto& m) { m["decoder.up_blocks.3.upsamplers.0.resample.1.weight"] = at::zeros({2, 2}); });
+  EXPECT_TRUE(has(w, f.string()) && has(w, "decoder.up_blocks.3.upsamplers.0.resample.1.weight")) << w;
+  w = reopen([](auto& m) { m["decoder.mid_block.resnets.0.conv1.bias"] = at::zeros({7}); });
+  EXPECT_TRUE(has(w, f.string()) && has(w, "decoder.mid_block.resnets.0.conv1.bias") && has(w, "[7]")) << w;
+  // The Wan2.2 VAE's names in a Wan2.1 model: refused by the first key it does not know.
+  w = reopen([](auto& m) { m["encoder.down_blocks.0.resnets.0.norm1.gamma"] = at::ones({8, 1, 1, 1}); });
+  EXPECT_TRUE(has(w, f.string()) && has(w, "key")) << w;
 }
 
 // ------------------------------------------------------------------- umT5 keys
@@ -353,6 +496,30 @@ TEST(Umt5TransformersKeys, RenamedSourceEncodesLikeThePth) {
       << w;
 }
 
+// The diffusers folder's text_encoder/ (two bf16 shards, transformers naming) and tokenizer/
+// encode a prompt bit for bit as the release .pth and google/umt5-xxl/ (the resident
+// encoder; the streamed one: t5_stream_test).
+TEST(Umt5TransformersKeys, DiffusersTextEncoderAndTokenizerEncodeLikeTheRelease) {
+  TempDir t("formats-te");
+  make::make_model(tiny("tiny-t2v", t.path() / "rel", "release"));
+  make::make_model(tiny("tiny-t2v", t.path() / "dif", "diffusers"));
+  const fs::path te = t.path() / "dif" / "text_encoder";
+  EXPECT_EQ(read_json(te / "config.json")["architectures"], json::array({"UMT5EncoderModel"}));
+  EXPECT_TRUE(read_json(te / "model.safetensors.index.json")["weight_map"].contains("shared.weight"));
+  EXPECT_TRUE(fs::exists(t.path() / "dif" / "tokenizer" / "spiece.model"));
+  for (RunDtype run : {RunDtype::kFloat32, RunDtype::kBFloat16}) {
+    TextEncodeFn a = make_umt5_text_encoder(t.path() / "rel", at::Device(at::kCPU), run);
+    TextEncodeFn b = make_umt5_text_encoder(t.path() / "dif", at::Device(at::kCPU), run);
+    const at::Tensor x = a("a lighthouse at dusk, 灯塔"), y = b("a lighthouse at dusk, 灯塔");
+    EXPECT_TRUE(at::equal(x, y)) << run_dtype_name(run);
+  }
+  // A diffusers folder may still carry the release files instead (the first diffusers
+  // support's stand-ins): used when text_encoder/ or vae/ is absent.
+  fs::remove_all(te);
+  fs::copy_file(t.path() / "rel" / kT5CheckpointName, t.path() / "dif" / kT5CheckpointName);
+  EXPECT_EQ(formats::detect_model_layout(t.path() / "dif").text_encoder().naming, formats::PartNaming::kRelease);
+}
+
 // ------------------------------------------------------------------- bad input
 
 // A single-file diffusers expert (no index) to edit key by key.
@@ -403,15 +570,15 @@ TEST(ModelLayoutErrors, MissingExtraMisshapenKeyNameTheFileAndKey) {
 
 // A stored dtype the DiT does not read yet (fp8, issue 17 item 2) is refused naming the
 // file and the key; the file is written by hand (LibTorch 1.13 has no fp8 type).
-TEST(ModelLayoutErrors, Fp8IsRefusedNamingFileAndKey) {
-  TempDir t("formats-fp8");
-  const fs::path f = single_file_expert(t.path() / "fp8");
+// Rewrites a safetensors file with `fp8_key` stored as F8_E4M3 (zero bytes; written by hand:
+// LibTorch 1.13 has no fp8 type), other tensors kept.
+void store_one_as_fp8(const fs::path& f, const std::string& fp8_key) {
   const SafetensorsFile src(f.string());
   json header = json::object();
   std::string data;
   for (const std::string& n : src.names()) {
     const TensorInfo& ti = src.info(n);
-    const bool fp8 = n == "blocks.0.attn1.to_q.weight";
+    const bool fp8 = n == fp8_key;
     std::string bytes;
     if (fp8) {
       bytes.assign(static_cast<std::size_t>(ti.numel()), '\0');
@@ -428,6 +595,14 @@ TEST(ModelLayoutErrors, Fp8IsRefusedNamingFileAndKey) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
   write_text(f, out + h + data);
+}
+
+// A stored dtype the DiT does not read yet (fp8, issue 17 item 2) is refused naming the
+// file and the key.
+TEST(ModelLayoutErrors, Fp8IsRefusedNamingFileAndKey) {
+  TempDir t("formats-fp8");
+  const fs::path f = single_file_expert(t.path() / "fp8");
+  store_one_as_fp8(f, "blocks.0.attn1.to_q.weight");
   const std::string w = what_of([&] { CheckpointDir ck(t.path() / "fp8"); });
   EXPECT_TRUE(has(w, f.string()) && has(w, "blocks.0.attn1.to_q.weight") && has(w, "F8_E4M3")) << w;
 }
@@ -439,18 +614,25 @@ TEST(ModelLayoutErrors, DiffusersFolderMissingAPart) {
   GeneratorOptions o;
   o.device = at::Device(at::kCPU);
   o.text_encoder = fake_text_encoder(kTinyTextDim);
-  // No VAE: the message says that vae/ in diffusers naming is not read and what to put there.
-  fs::rename(d / "Wan2.1_VAE.pth", t.path() / "vae.pth");
+  // No vae/: the message names vae/ and the release file that may stand in.
+  fs::rename(d / "vae", t.path() / "vae");
   std::string w = what_of([&] { WanGenerator g(d, o); });
   EXPECT_TRUE(has(w, "Wan2.1_VAE.pth") && has(w, "vae/") && has(w, d.string())) << w;
-  fs::rename(t.path() / "vae.pth", d / "Wan2.1_VAE.pth");
-  // No umT5 .pth: the real text encoder says the same for text_encoder/ on first use.
-  fs::remove(d / "models_t5_umt5-xxl-enc-bf16.pth");
+  fs::rename(t.path() / "vae", d / "vae");
+  // No text_encoder/: the real text encoder says the same on first use.
+  fs::remove_all(d / "text_encoder");
   {
     TextEncodeFn enc = make_umt5_text_encoder(d, at::Device(at::kCPU), RunDtype::kFloat32);
     w = what_of([&] { enc("a cat"); });
     EXPECT_TRUE(has(w, "models_t5_umt5-xxl-enc-bf16.pth") && has(w, "text_encoder/")) << w;
   }
+  // No tokenizer/spiece.model (a tokenizer.json alone is not read): named with its stand-in.
+  fs::rename(d / "tokenizer" / "spiece.model", t.path() / "spiece.model");
+  w = what_of([&] { formats::detect_model_layout(d).tokenizer_dir(); });
+  EXPECT_TRUE(has(w, (d / "tokenizer" / "spiece.model").string()) && has(w, "google/umt5-xxl") &&
+              has(w, "tokenizer.json"))
+      << w;
+  fs::rename(t.path() / "spiece.model", d / "tokenizer" / "spiece.model");
   // transformer_2 named by model_index.json but not downloaded.
   fs::remove_all(d / "transformer_2");
   w = what_of([&] { WanGenerator g(d, o); });
@@ -470,6 +652,124 @@ TEST(ModelLayoutErrors, DiffusersFolderMissingAPart) {
   write_text(f / "transformer" / "config.json", c.dump());
   w = what_of([&] { WanGenerator g(f, o); });
   EXPECT_TRUE(has(w, (f / "transformer" / "config.json").string()) && has(w, "FluxTransformer2DModel")) << w;
+}
+
+// ------------------------------------------------------------------- ComfyUI single files
+
+json manifest_of(const fs::path& dir) { return read_json(dir / formats::kManifestName); }
+
+// Issue 17 item 1: a model of ComfyUI single files named by wand-model.json (Note [Model
+// manifest]) gives the same latents and video, bit for bit, as the release layout with the
+// same weights: both A14B experts (t2v) and TI2V-5B, the real umT5 from its single
+// transformers-named file, the VAE from its release-named safetensors.
+TEST(ComfyUI, TinyT2vAndTi2vAreBitwiseTheRelease) {
+  TempDir t("formats-comfy");
+  for (const char* preset : {"tiny-t2v", "tiny-ti2v"}) {
+    const fs::path rel = t.path() / (std::string(preset) + "-rel"), cf = t.path() / (std::string(preset) + "-cf");
+    make::make_model(tiny(preset, rel, "release"));
+    make::make_model(tiny(preset, cf, "comfyui"));
+    const json m = manifest_of(cf);
+    EXPECT_EQ(m["format"], "comfyui");
+    const auto layout = formats::detect_model_layout(cf);
+    EXPECT_EQ(layout.kind, formats::LayoutKind::kComfyUI);
+    EXPECT_TRUE(formats::probe_model_layout(cf));
+    EXPECT_EQ(layout.text_encoder().naming, formats::PartNaming::kTransformers);
+    EXPECT_EQ(layout.vae(layout.model_type).naming, formats::PartNaming::kRelease);
+    const bool ti2v = std::string(preset) == "tiny-ti2v";
+    ASSERT_EQ(layout.experts.size(), ti2v ? 1u : 2u);
+    for (const auto& e : layout.experts) EXPECT_TRUE(e.single_file()) << e.dir;
+    if (!ti2v) {
+      EXPECT_EQ(m["high_noise"], "wan2.2_t2v_high_noise_tiny_fp32.safetensors");
+      const CheckpointDir a(rel / "low_noise_model"), b(layout.experts[1].dir);
+      EXPECT_EQ(a.config().variant, b.config().variant);
+      EXPECT_EQ(a.names(), b.names());
+      EXPECT_EQ(b.info("blocks.0.ffn.0.weight").path, layout.experts[1].dir.string());
+    }
+    GenRequest req = ti2v ? request("t2v", 64, 64, 3) : request("t2v", 64, 48, 4);
+    at::Tensor vr, vc;
+    const at::Tensor lr = latents_of(rel, req, &vr, /*real_text=*/true);
+    const at::Tensor lc = latents_of(cf, req, &vc, /*real_text=*/true);
+    EXPECT_TRUE(at::equal(lr, lc)) << preset << " max diff " << (lr - lc).abs().max().item<double>();
+    EXPECT_TRUE(at::equal(vr, vc)) << preset;
+  }
+}
+
+// ComfyUI files may carry the release names under "model.diffusion_model." (as ComfyUI saves
+// a whole checkpoint): the same tensors at their own byte offsets.
+TEST(ComfyUI, PrefixedKeysServeTheSameTensors) {
+  TempDir t("formats-comfy-prefix");
+  make::make_model(tiny("tiny-ti2v", t.path() / "cf", "comfyui"));
+  const fs::path f = t.path() / "cf" / manifest_of(t.path() / "cf")["dit"].get<std::string>();
+  const CheckpointDir bare(f);
+  const fs::path g = t.path() / "prefixed.safetensors";
+  std::map<std::string, at::Tensor> m;
+  for (const auto& [k, v] : load_safetensors(f.string())) m["model.diffusion_model." + k] = v;
+  save_safetensors(g.string(), m);
+  const formats::SingleFileExpert se = formats::read_single_file_expert(g, "ti2v");
+  EXPECT_EQ(se.prefix, "model.diffusion_model.");
+  EXPECT_EQ(se.config.variant, "tiny-ti2v");
+  const CheckpointDir pre(g);
+  EXPECT_EQ(pre.names(), bare.names());
+  for (const std::string& n : pre.names()) EXPECT_TRUE(at::equal(pre.load(n), bare.load(n))) << n;
+}
+
+TEST(ComfyUIErrors, BadInputNamesTheFileAndTheKey) {
+  TempDir t("formats-comfy-bad");
+  const fs::path d = t.path() / "cf";
+  make::make_model(tiny("tiny-t2v", d, "comfyui"));
+  const json good = manifest_of(d);
+  GeneratorOptions o;
+  o.device = at::Device(at::kCPU);
+  o.text_encoder = fake_text_encoder(kTinyTextDim);
+  auto load_with = [&](const json& m) {
+    write_text(d / formats::kManifestName, m.dump());
+    return what_of([&] { WanGenerator g(d, o); });
+  };
+  {  // A manifest field missing, a file not downloaded.
+    json m = good;
+    m.erase("low_noise");
+    std::string w = load_with(m);
+    EXPECT_TRUE(has(w, formats::kManifestName) && has(w, "low_noise")) << w;
+    m = good;
+    m["vae"] = "nope.safetensors";
+    w = load_with(m);
+    EXPECT_TRUE(has(w, "'vae'") && has(w, (d / "nope.safetensors").string())) << w;
+    m = good;
+    m["format"] = "a1111";
+    EXPECT_TRUE(has(load_with(m), "a1111"));
+  }
+  const fs::path high = d / good["high_noise"].get<std::string>();
+  const fs::path saved = t.path() / "high.bak";
+  fs::copy_file(high, saved);
+  {  // fp8 weights (issue 17 item 2): refused naming the file and the key; so are fp8 scales.
+    store_one_as_fp8(high, "blocks.1.ffn.2.weight");
+    std::string w = load_with(good);
+    EXPECT_TRUE(has(w, high.string()) && has(w, "blocks.1.ffn.2.weight") && has(w, "F8_E4M3")) << w;
+    fs::copy_file(saved, high, fs::copy_options::overwrite_existing);
+    rewrite(high, [](auto& m) { m["blocks.1.ffn.2.scale_weight"] = at::ones({1}); });
+    w = load_with(good);
+    EXPECT_TRUE(has(w, high.string()) && has(w, "blocks.1.ffn.2.scale_weight") && has(w, "fp8")) << w;
+  }
+  {  // A missing key, and a truncated file.
+    fs::copy_file(saved, high, fs::copy_options::overwrite_existing);
+    rewrite(high, [](auto& m) { m.erase("blocks.0.cross_attn.k.weight"); });
+    std::string w = load_with(good);
+    EXPECT_TRUE(has(w, high.string()) && has(w, "blocks.0.cross_attn.k.weight")) << w;
+    fs::copy_file(saved, high, fs::copy_options::overwrite_existing);
+    fs::resize_file(high, fs::file_size(high) - 100);
+    w = load_with(good);
+    EXPECT_TRUE(has(w, high.string())) << w;
+  }
+  {  // The files of another model type than the manifest says; another model family.
+    fs::copy_file(saved, high, fs::copy_options::overwrite_existing);
+    json m = good;
+    m["model_type"] = "i2v";
+    std::string w = load_with(m);
+    EXPECT_TRUE(has(w, high.string()) && has(w, "i2v")) << w;
+    rewrite(high, [](auto& mm) { mm["patch_embedding.weight"] = at::zeros({7, 16, 1, 2, 2}); });
+    w = load_with(good);
+    EXPECT_TRUE(has(w, high.string()) && has(w, "patch_embedding.weight")) << w;
+  }
 }
 
 }  // namespace

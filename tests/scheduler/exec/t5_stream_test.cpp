@@ -13,6 +13,8 @@
 
 #include "common/error.h"
 #include "memory/memory_pool.h"
+#include "model/formats/model_layout.h"
+#include "model/formats/part_sources.h"
 #include "model/make_model/parts.h"
 #include "model/pth.h"
 #include "model/t5_encoder.h"
@@ -97,6 +99,44 @@ TEST_F(T5StreamTest, Fp32EqualsResidentEncoderBitwise) {
   const nlohmann::json j = t5.stats_json();
   EXPECT_EQ(j.at("layers_run").get<std::uint64_t>(), 4u);
   EXPECT_EQ(j.at("blobs").get<std::size_t>(), t5.num_blobs());
+}
+
+// issue 17: a diffusers text_encoder/ (UMT5EncoderModel shards, transformers naming; the same
+// values as the .pth of that seed) streams through the pool from the shards' own byte ranges
+// and encodes bit for bit as the .pth; a layer cut by the shard boundary becomes one blob per
+// shard.
+TEST_F(T5StreamTest, DiffusersTextEncoderStreamsLikeThePth) {
+  test::TempDir dif;
+  model::make::write_t5_part(dif.path(), "tiny-t2v", 7, "diffusers");
+  ASSERT_FALSE(fs::exists(dif.path() / "models_t5_umt5-xxl-enc-bf16.pth"));
+  model::formats::ModelLayout layout;
+  layout.kind = model::formats::LayoutKind::kDiffusers;
+  layout.dir = dif.path();
+  const model::formats::PartFiles part = layout.text_encoder();
+  ASSERT_EQ(part.naming, model::formats::PartNaming::kTransformers);
+  ASSERT_GE(part.files.size(), 2u);  // sharded
+  std::shared_ptr<const model::TensorSource> src = model::open_part(part);
+  for (model::RunDtype run : {model::RunDtype::kFloat32, model::RunDtype::kBFloat16}) {
+    memory::MemoryPool pool(test::tiny_pool_config(1 << 20, 1 << 20));
+    T5StreamOptions a = cpu_options(pool, run), b = cpu_options(pool, run);
+    a.name = "pth";
+    b.name = "dif";
+    T5Stream ref(pth_, pool, a);
+    T5Stream got(src, pool, b);
+    // safetensors stores a layer's tensors back to back (sorted keys): its blobs are exactly
+    // the tensor bytes, while the .pth's carry the zip headers between them.
+    for (int l = 0; l < got.num_layers(); ++l) {
+      std::uint64_t tensor_bytes = 0;
+      for (const std::string& n : model::T5BlockWeights::tensor_names(l)) tensor_bytes += src->info(n).nbytes;
+      EXPECT_EQ(got.layer_bytes(l), tensor_bytes) << l;
+      EXPECT_LE(got.layer_bytes(l), ref.layer_bytes(l)) << l;
+    }
+    EXPECT_GE(got.num_blobs(), static_cast<std::size_t>(got.num_layers()));
+    auto [ids, mask] = batch();
+    const at::Tensor x = ref.forward(ids, mask), y = got.forward(ids, mask);
+    EXPECT_TRUE(at::equal(x, y)) << model::run_dtype_name(run);
+    EXPECT_EQ(got.stats().bytes_requested, got.total_layer_bytes());
+  }
 }
 
 TEST_F(T5StreamTest, Bf16EqualsResidentEncoderBitwise) {

@@ -85,19 +85,63 @@ void check_diffusers(const std::string& preset) {
     EXPECT_EQ(d.experts[e].stored_dtype, "BF16");
     EXPECT_EQ(d.expert_run_bytes(e), r.expert_run_bytes(e));
   }
-  EXPECT_EQ(d.t5_bytes, r.t5_bytes);
-  EXPECT_EQ(d.vae_bytes, r.vae_bytes);
-  // Without the VAE file the planner says what a diffusers folder needs.
-  std::filesystem::remove(d.vae_file);
+  // umT5 and VAE from text_encoder/ and vae/ (Note [Diffusers parts]): the same tensors in
+  // other containers (safetensors shards instead of a zip .pth), so within a few percent.
+  EXPECT_EQ(d.t5_file, tmp.path() / "diffusers" / "text_encoder");
+  EXPECT_EQ(d.vae_file, tmp.path() / "diffusers" / "vae");
+  EXPECT_NEAR(static_cast<double>(d.t5_bytes), static_cast<double>(r.t5_bytes), 0.1 * static_cast<double>(r.t5_bytes));
+  EXPECT_NEAR(static_cast<double>(d.vae_bytes), static_cast<double>(r.vae_bytes), 0.1 * static_cast<double>(r.vae_bytes));
+  // Without its VAE the planner says what a diffusers folder needs.
+  std::filesystem::remove_all(d.vae_file);
   try {
     model_shape_from_dir(tmp.path() / "diffusers");
     FAIL() << "a diffusers folder without its VAE file planned";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("vae/"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(d.vae_file.filename().string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(r.vae_file.filename().string()), std::string::npos) << e.what();
   }
 }
 
+// ComfyUI single files named by wand-model.json (Note [Model manifest]) plan like the release:
+// the experts' config from their shapes, the same stored bytes per block.
+void check_comfyui(const std::string& preset) {
+  wand::test::TempDir tmp;
+  for (const char* layout : {"release", "comfyui"}) {
+    model::make::MakeModelOptions o;
+    o.preset = preset;
+    o.out = tmp.path() / layout;
+    o.layout = layout;
+    o.dtype = at::kHalf;
+    model::make::make_model(o);
+  }
+  const ModelShape r = model_shape_from_dir(tmp.path() / "release");
+  const ModelShape c = model_shape_from_dir(tmp.path() / "comfyui");
+  EXPECT_EQ(c.variant, r.variant);
+  EXPECT_EQ(c.model_type, r.model_type);
+  EXPECT_DOUBLE_EQ(c.boundary, r.boundary);
+  EXPECT_EQ(c.num_layers, r.num_layers);
+  ASSERT_EQ(c.experts.size(), r.experts.size());
+  for (std::size_t e = 0; e < c.experts.size(); ++e) {
+    EXPECT_EQ(c.experts[e].block_stored_bytes, r.experts[e].block_stored_bytes);
+    EXPECT_EQ(c.experts[e].non_block_stored_bytes, r.experts[e].non_block_stored_bytes);
+    EXPECT_EQ(c.experts[e].stored_dtype, "F16");
+    EXPECT_EQ(c.expert_run_bytes(e), r.expert_run_bytes(e));
+  }
+  EXPECT_EQ(c.t5_file.filename(), "umt5_xxl_bf16.safetensors");
+  EXPECT_EQ(c.t5_bytes, std::filesystem::file_size(c.t5_file));
+  EXPECT_EQ(c.vae_bytes, std::filesystem::file_size(c.vae_file));
+  // A manifest naming a file that is not there: the planner names the manifest field.
+  std::filesystem::remove(c.vae_file);
+  try {
+    model_shape_from_dir(tmp.path() / "comfyui");
+    FAIL() << "a comfyui model without its VAE file planned";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'vae'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PlanModelShapeMakeModel, ComfyuiTinyT2vPlansLikeTheRelease) { check_comfyui("tiny-t2v"); }
+TEST(PlanModelShapeMakeModel, ComfyuiTinyTi2vPlansLikeTheRelease) { check_comfyui("tiny-ti2v"); }
 TEST(PlanModelShapeMakeModel, DiffusersTinyT2vPlansLikeTheRelease) { check_diffusers("tiny-t2v"); }
 TEST(PlanModelShapeMakeModel, DiffusersTinyTi2vPlansLikeTheRelease) { check_diffusers("tiny-ti2v"); }
 
