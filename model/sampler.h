@@ -1,6 +1,7 @@
 // FlowSampler: the official flow-matching multistep solvers
 // (FlowUniPCMultistepScheduler bh2 order 2, FlowDPMSolverMultistepScheduler
-// dpmsolver++ midpoint order 2), one instance per job, spanning both experts.
+// dpmsolver++ midpoint order 2) and diffusers' first-order FlowMatchEulerDiscreteScheduler
+// (the few-step distillations' sampler), one instance per job, spanning both experts.
 //
 //   FlowSampler s(SolverKind::kUniPC, 40, 12.0);
 //   while (!s.done()) {
@@ -53,6 +54,7 @@ class FlowSampler {
  private:
   at::Tensor step_unipc(const at::Tensor& m, const at::Tensor& sample);
   at::Tensor step_dpmpp(const at::Tensor& m, const at::Tensor& sample, const at::Tensor& v);
+  at::Tensor step_euler(const at::Tensor& v, const at::Tensor& sample);
 
   SolverKind kind_;
   double shift_ = 1.0;

@@ -133,7 +133,7 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
   const model::BlockLoop blocks = streamer_->loop(k, check);
   std::vector<at::Tensor> out;
   try {
-    if (cfg) {
+    if (cfg && in.uncond) {
       Spill spill(*this, dit.device());
       auto [c, u] = dit.forward_cfg(in.x, in.t, in.context, in.context_null, in.seq_len, in.y, blocks,
                                     opt_.spill_uncond ? &spill : nullptr);
@@ -141,6 +141,7 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
       out.push_back(u);
     } else {
       out.push_back(dit.forward(in.x, in.t, in.context, in.seq_len, in.y, blocks));
+      if (cfg) out.push_back(at::Tensor());  // guidance 1: no uncond branch
     }
   } catch (...) {
     static_cast<BlockStreamerStats&>(stats_) = streamer_->stats();
