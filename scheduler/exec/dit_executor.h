@@ -83,6 +83,7 @@ struct StepInputs {
 struct ExecutorStats : BlockStreamerStats {
   double step_s = 0;                      // wall time inside step() / forward()
   std::uint64_t spill_bytes = 0;          // uncond stream bytes copied to + from host (Note [Branch spill])
+  std::uint64_t forwards = 0;             // branch forwards run: 2 per CFG step, 1 at guidance 1 / forward()
 };
 
 class DitExecutor {
