@@ -41,7 +41,7 @@ class FlowSampler {
   bool done() const { return step_ >= steps(); }
   int64_t timestep() const;   // timesteps[step_index]
   float sigma() const;        // sigmas[step_index]
-  int last_order() const { return this_order_; }  // order of the last predictor (UniPC) / update (DPM++)
+  int last_order() const { return this_order_; }  // order of the last predictor (UniPC) / update (DPM++); Euler 1
 
   // One solver step: model output v (velocity) for `sample` at the current
   // timestep -> the sample at the next timestep (same dtype as v).

@@ -122,7 +122,7 @@ namespace {
 TEST(GroupPlanner, GuidanceOneJobsAreNeverCfgSplit) {
   Fixture f;
   GroupPlanner groups(f.machine, Calibration::defaults(), f.registry);
-  JobSpec spec = job("a14b", 1280, 720, 81);
+  JobSpec spec = job("a14b", 832, 480, 81);
   spec.steps = 4;
   spec.guide_scale = {1.0};
   const std::optional<DeviceGroup> g = groups(spec, f.slots, 0);
