@@ -35,8 +35,8 @@ sched::GroupChooser forced_chooser(const std::string& name, const sched::Pipelin
     bool unguided = !spec.guide_scale.empty();
     for (double g : spec.guide_scale) unguided = unguided && g == 1.0;
     if (cfg_split && unguided) {
-      log->info("card group job={} idle={} waiting={} choice=one-card reason="guidance 1: executor.parallel {} "
-                "splits the CFG branches and the job has no uncond branch"",
+      log->info("card group job={} idle={} waiting={} choice=one-card reason=\"guidance 1: executor.parallel {} "
+                "splits the CFG branches and the job has no uncond branch\"",
                 job_text(spec), names_of(idle), waiting, name);
       return std::nullopt;
     }
