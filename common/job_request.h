@@ -34,7 +34,7 @@ struct JobRequest {
   std::uint64_t seed = 0;            // seeds the initial noise (Note [CPU noise], model/generator.h)
   std::vector<double> guide_scale;   // empty: the model's; 1 value: both experts; 2: kGuideScaleOrder, the official sample_guide_scale order
   std::optional<double> shift;       // empty: the model's sample_shift
-  std::string sampler = "unipc";     // "unipc" | "dpm++"
+  std::string sampler = "unipc";     // "unipc" | "dpm++" | "euler" (model/sampler_schedule.h)
   int priority = 0;                  // larger runs first; FIFO within a priority
 };
 

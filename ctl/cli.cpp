@@ -36,7 +36,7 @@ constexpr const char* kUsage = R"(usage: wanctl [--socket PATH] [--json] [--wait
 
 Commands:
   generate  --model NAME --prompt TEXT --size WxH --frames N --steps N --seed N -o FILE
-            [--negative TEXT] [--image FILE] [--task t2v|i2v|ti2v] [--sampler unipc|dpm++]
+            [--negative TEXT] [--image FILE] [--task t2v|i2v|ti2v] [--sampler unipc|dpm++|euler]
             [--guide-scale X[,Y]] [--shift X] [--priority N] [--no-progress]
             submit, follow the job (progress line on a terminal), write the video to FILE
   submit    (same options as generate, without -o)   print the job id
@@ -77,8 +77,9 @@ Job options:
   --image FILE         the input image (PNG, JPEG, BMP, WebP or binary PPM) of an
                        image-to-video model; read by wanctl with your rights
   --task T             t2v | i2v | ti2v (default: i2v with --image, else t2v)
-  --sampler S          unipc (default) | dpm++
-  --guide-scale X[,Y]  classifier-free guidance (one value, or low-noise,high-noise)
+  --sampler S          unipc (default) | dpm++ | euler (first order: few-step distilled models)
+  --guide-scale X[,Y]  classifier-free guidance (one value, or low-noise,high-noise);
+                       1: the conditional branch alone, one DiT forward a step
   --shift X            the sampler's shift (default: the model's)
   --priority N         larger runs first (-1000..1000, default 0)
 )";

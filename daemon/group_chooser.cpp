@@ -24,10 +24,22 @@ std::string job_text(const sched::JobSpec& spec) {
 
 // A strategy name from the config: its first ranks() idle cards whenever that many are idle.
 sched::GroupChooser forced_chooser(const std::string& name, const sched::PipelineRegistry& registry) {
-  const int ranks = sched::parse_strategy(name).ranks();
-  return [name, ranks, &registry](const sched::JobSpec& spec, const std::vector<sched::DeviceSlot>& idle,
-                                  std::size_t waiting) -> std::optional<sched::DeviceGroup> {
+  const sched::ParallelStrategy strategy = sched::parse_strategy(name);
+  const int ranks = strategy.ranks();
+  const bool cfg_split = strategy.cfg_split();
+  return [name, ranks, cfg_split, &registry](const sched::JobSpec& spec, const std::vector<sched::DeviceSlot>& idle,
+                                             std::size_t waiting) -> std::optional<sched::DeviceGroup> {
     auto log = log::get("sched");
+    // Note [Guidance 1] (model/sampler_schedule.h): a job that asks for guidance 1 on both
+    // experts has no uncond branch; a CFG split would run the cond branch twice.
+    bool unguided = !spec.guide_scale.empty();
+    for (double g : spec.guide_scale) unguided = unguided && g == 1.0;
+    if (cfg_split && unguided) {
+      log->info("card group job={} idle={} waiting={} choice=one-card reason=\"guidance 1: executor.parallel {} "
+                "splits the CFG branches and the job has no uncond branch\"",
+                job_text(spec), names_of(idle), waiting, name);
+      return std::nullopt;
+    }
     if (!registry.can_group(spec.model)) {
       log->info("card group job={} idle={} waiting={} choice=one-card reason=\"its pipeline cannot run on several "
                 "cards\"",

@@ -241,7 +241,7 @@ void WanGenerator::validate_request(const WanConfig& cfg, const GenRequest& req)
   try {
     parse_solver(req.sampler);
   } catch (const Error& e) {
-    bad("sampler", "'" + req.sampler + "' (unipc or dpm++)");
+    bad("sampler", "'" + req.sampler + "' (unipc, dpm++ or euler)");
   }
 }
 
@@ -328,6 +328,11 @@ GenState WanGenerator::start_state(const GenRequest& req, at::Tensor* rgb) const
   st.has_image = rgb->defined();
   resolve_size(req, st.has_image ? rgb->size(0) : 0, st.has_image ? rgb->size(1) : 0, st);
 
+  set_guidance_and_sampler(req, st);
+  return st;
+}
+
+void WanGenerator::set_guidance_and_sampler(const GenRequest& req, GenState& st) const {
   // Guidance scales (low-noise, high-noise) and the sampler.
   st.guide_low = cfg_.guide_scale_low;
   st.guide_high = cfg_.guide_scale_high;
@@ -339,7 +344,6 @@ GenState WanGenerator::start_state(const GenRequest& req, at::Tensor* rgb) const
   const int steps = req.steps ? req.steps : cfg_.sample_steps;
   const double shift = req.shift ? *req.shift : cfg_.sample_shift;
   st.sampler.emplace(parse_solver(req.sampler), steps, shift);
-  return st;
 }
 
 GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) {
@@ -354,8 +358,22 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   // encodes, or one call of text_encoder_many that runs both (the same per-text results).
   checkpoint();
   phase("text");
+  // Note [Guidance 1] (sampler_schedule.h): a job none of whose steps guides never reads the
+  // negative prompt's embedding, so it is not encoded.
+  bool needs_negative = false;
+  for (bool u : uncond_of_step(st)) needs_negative = needs_negative || u;
   const std::string negative = req.negative.empty() ? default_negative_prompt() : req.negative;
-  if (opt_.text_encoder_many) {
+  if (!needs_negative) {
+    if (opt_.text_encoder_many) {
+      std::vector<at::Tensor> one = opt_.text_encoder_many({req.prompt});
+      if (one.size() != 1) {
+        throw Error(ErrorCode::kModelFormat, "text encoder: " + std::to_string(one.size()) + " outputs for 1 text");
+      }
+      st.context = checked_text(one[0]);
+    } else {
+      st.context = encode_text(req.prompt);
+    }
+  } else if (opt_.text_encoder_many) {
     std::vector<at::Tensor> both = opt_.text_encoder_many({req.prompt, negative});
     if (both.size() != 2) {
       throw Error(ErrorCode::kModelFormat, "text encoder: " + std::to_string(both.size()) + " outputs for 2 texts");
@@ -464,6 +482,27 @@ std::vector<int> WanGenerator::expert_of_step(const GenState& st) const {
   return out;
 }
 
+std::vector<bool> WanGenerator::uncond_of_step(const GenRequest& req) const {
+  validate(req);
+  GenState st;
+  set_guidance_and_sampler(req, st);
+  return uncond_of(st);
+}
+
+std::vector<bool> WanGenerator::uncond_of_step(const GenState& st) const { return uncond_of(st); }
+
+std::vector<bool> WanGenerator::uncond_of(const GenState& st) const {
+  WAND_ASSERT(st.sampler.has_value(), "uncond_of_step: state was not prepared");
+  std::vector<bool> out;
+  for (int64_t t : st.sampler->schedule().timesteps) {
+    // One model: the high-noise scale is its scale (step()).
+    const double g = two_experts_ ? choose_expert(t, cfg_.boundary, st.guide_low, st.guide_high).guide_scale
+                                  : st.guide_high;
+    out.push_back(uses_uncond(g));
+  }
+  return out;
+}
+
 fs::path WanGenerator::expert_dir(bool high_noise) const {
   const formats::ModelLayout layout = formats::detect_model_layout(dir_);
   return layout.experts.at(two_experts_ && !high_noise ? 1 : 0).dir;
@@ -518,11 +557,17 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
   if (st.y.defined()) y = st.y;
 
   const at::Tensor& x = st.latent;
+  const bool uncond = uses_uncond(g);  // Note [Guidance 1]
+  if (uncond && !st.context_null.defined()) {
+    throw Error(ErrorCode::kInternal, "step: guide scale " + std::to_string(g) + " needs the negative prompt's "
+                                      "embedding, which this job did not encode");
+  }
   at::Tensor v_c, v_u;
   if (opt_.cfg_forward) {
     StepForwardInputs in;
     in.step = st.sampler->step_index();
     in.high_noise = high;
+    in.uncond = uncond;
     in.x = x;
     in.t = t_in;
     in.context = st.context;
@@ -530,6 +575,9 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
     in.seq_len = st.seq_len;
     in.y = y;
     std::tie(v_c, v_u) = opt_.cfg_forward(in, check);
+    if (!v_c.defined() || (uncond && !v_u.defined())) {
+      throw Error(ErrorCode::kInternal, "step: the CFG-forward hook returned no prediction for a branch it was asked for");
+    }
   } else {
     // The owned blocks, with the job's check between them (Note [Block loops], dit.h).
     const WanDit& dit = expert(high);
@@ -537,13 +585,19 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
       for (int64_t i = 0; i < dit.num_layers(); ++i) {
         if (check) check();
         body(i, dit.block_weights(i));
-        block_calls_ += 2;  // both branches
+        block_calls_ += uncond ? 2 : 1;  // both branches, or the cond one alone
       }
       if (check) check();
     };
-    std::tie(v_c, v_u) = dit.forward_cfg(x, t_in, st.context, st.context_null, st.seq_len, y, blocks);
+    if (uncond) {
+      std::tie(v_c, v_u) = dit.forward_cfg(x, t_in, st.context, st.context_null, st.seq_len, y, blocks);
+    } else {
+      v_c = dit.forward(x, t_in, st.context, st.seq_len, y, blocks);
+    }
   }
-  at::Tensor v = cfg_combine(v_u, v_c, g);
+  // Guidance 1: the cond prediction is the step's velocity as it is (no fp32 round trip
+  // through u + (c - u), which would not be bitwise c).
+  at::Tensor v = uncond ? cfg_combine(v_u, v_c, g) : v_c.to(at::kFloat);
 
   // Sampler step on a copy so that a throw above leaves the state untouched.
   at::Tensor next = st.sampler->step(v, x);
@@ -626,7 +680,8 @@ std::map<std::string, std::vector<std::uint8_t>> WanGenerator::save_state(const 
   out["sampler"] = tensors_to_bytes(st.sampler->state_dict());
   out["rng"] = tensors_to_bytes({{"generator_state", st.rng_state},
                                  {"seed", at::full({1}, static_cast<int64_t>(st.seed), at::kLong)}});
-  std::map<std::string, at::Tensor> cond{{"context", st.context}, {"context_null", st.context_null}};
+  std::map<std::string, at::Tensor> cond{{"context", st.context}};
+  if (st.context_null.defined()) cond["context_null"] = st.context_null;  // none when nothing guides
   if (st.y.defined()) cond["y"] = st.y;
   if (st.z.defined()) cond["z"] = st.z;
   if (st.mask2.defined()) cond["mask2"] = st.mask2;
@@ -642,7 +697,7 @@ void WanGenerator::load_state(GenState& st, const std::map<std::string, std::vec
   if (st.z.defined()) want.z = st.z.sizes().vec();
   if (st.mask2.defined()) want.mask2 = st.mask2.sizes().vec();
   want.context = st.context.scalar_type();
-  want.context_null = st.context_null.scalar_type();
+  if (st.context_null.defined()) want.context_null = st.context_null.scalar_type();
   restore(st, blobs, want);
 }
 
@@ -655,7 +710,11 @@ void WanGenerator::restore(GenState& st, const std::map<std::string, std::vector
   auto cond = parse_blob(blobs, "cond");
   for (const char* k : {"latent", "step_index", "experts_run"}) need_blob_entry(lat, "latent", k);
   for (const char* k : {"generator_state", "seed"}) need_blob_entry(rng, "rng", k);
-  for (const char* k : {"context", "context_null"}) need_blob_entry(cond, "cond", k);
+  need_blob_entry(cond, "cond", "context");
+  // The negative prompt's embedding: needed when a step guides (Note [Guidance 1]).
+  bool needs_negative = false;
+  for (bool u : uncond_of_step(st)) needs_negative = needs_negative || u;
+  if (needs_negative) need_blob_entry(cond, "cond", "context_null");
   if (rng["seed"].item<int64_t>() != static_cast<int64_t>(st.seed)) {
     throw Error(ErrorCode::kModelFormat, "checkpoint blob 'rng': seed differs from the job's");
   }
@@ -689,9 +748,12 @@ void WanGenerator::restore(GenState& st, const std::map<std::string, std::vector
   at::Tensor who = lat["experts_run"].to(at::kByte).contiguous();
   for (int64_t i = 0; i < who.numel(); ++i) st.experts_run.push_back(static_cast<char>(who[i].item<int64_t>()));
   const at::Tensor& ctx = cond["context"];
-  const at::Tensor& ctx_null = cond["context_null"];
   st.context = ctx.to(want.context.value_or(ctx.scalar_type())).to(device_);
-  st.context_null = ctx_null.to(want.context_null.value_or(ctx_null.scalar_type())).to(device_);
+  st.context_null = at::Tensor();
+  if (cond.count("context_null") != 0) {
+    const at::Tensor& ctx_null = cond["context_null"];
+    st.context_null = ctx_null.to(want.context_null.value_or(ctx_null.scalar_type())).to(device_);
+  }
   if (!want.y.empty()) st.y = cond["y"].to(device_);
   if (!want.z.empty()) st.z = cond["z"].to(device_);
   if (!want.mask2.empty()) st.mask2 = cond["mask2"].to(device_);

@@ -79,6 +79,9 @@ using CancelCheck = std::function<void()>;
 struct StepForwardInputs {
   int64_t step = 0;          // sampler step index k
   bool high_noise = true;    // A14B: which expert (ti2v: always true, the single model)
+  // false: guidance 1 at this step (Note [Guidance 1], sampler_schedule.h): run the cond branch
+  // only and return (cond, undefined); context_null may then be undefined.
+  bool uncond = true;
   at::Tensor x;              // [C, F, H, W] fp32 latent
   at::Tensor t;              // [1] int64 (A14B) or [1, seq_len] fp32 per-token (ti2v)
   at::Tensor context;        // [L, text_dim] prompt embedding
@@ -87,7 +90,8 @@ struct StepForwardInputs {
   c10::optional<at::Tensor> y;  // i2v conditioning [20, F, H, W]
 };
 // Runs both CFG branches of a step, returns (cond, uncond) velocities, each
-// [C, F, H, W] fp32; must call `check` between blocks. E.g. the streaming
+// [C, F, H, W] fp32 (with in.uncond false the cond branch only: (cond, undefined)); must call
+// `check` between blocks. E.g. the streaming
 // DitExecutor of scheduler/exec (blocks from the memory tiers).
 using CfgForwardFn = std::function<std::pair<at::Tensor, at::Tensor>(const StepForwardInputs&, const CancelCheck&)>;
 
@@ -150,7 +154,9 @@ struct GenState {
   int64_t seq_len = 0;            // tokens (one GPU: lat_f * lat_h/2 * lat_w/2)
   std::uint64_t seed = 0;
   double guide_low = 0, guide_high = 0;  // sample_guide_scale (low-noise, high-noise)
-  at::Tensor context, context_null;  // [L, text_dim] trimmed umT5 outputs (prompt, negative)
+  // [L, text_dim] trimmed umT5 outputs (prompt, negative); context_null is undefined when no
+  // step of the job guides (Note [Guidance 1], sampler_schedule.h).
+  at::Tensor context, context_null;
   at::Tensor latent;                 // [C, lat_f, lat_h, lat_w] fp32
   at::Tensor y;                      // i2v: [20, lat_f, lat_h, lat_w] = cat(mask(4), image latent(16))
   at::Tensor z;                      // ti2v with image: [48, 1, lat_h, lat_w] image latent
@@ -209,7 +215,8 @@ class WanGenerator {
   GenState resume(const GenRequest& req, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
                   const CancelCheck& check = {});
   // One denoising step (expert by boundary, cond + uncond forwards interleaved
-  // per block, CFG, sampler step, ti2v re-injection). On a throw the state is unchanged.
+  // per block, CFG, sampler step, ti2v re-injection; at guidance 1 the cond forward only,
+  // Note [Guidance 1]). On a throw the state is unchanged.
   void step(GenState& st, const CancelCheck& check = {});
   // Latents -> video [3, F, H, W] fp32 in [-1, 1] on the CPU. Needs every step done.
   at::Tensor decode(const GenState& st, const CancelCheck& check = {});
@@ -233,10 +240,16 @@ class WanGenerator {
   // low-noise), from the sampler's timesteps and the boundary: the static
   // schedule an executor plans with.
   std::vector<int> expert_of_step(const GenState& st) const;
+  // Whether each step of a prepared job runs the uncond branch (its guide scale is not 1,
+  // Note [Guidance 1]): with expert_of_step, what an executor plans with.
+  std::vector<bool> uncond_of_step(const GenState& st) const;
+  // The same for a request, before prepare (validated; nothing decoded or run): a preflight's.
+  std::vector<bool> uncond_of_step(const GenRequest& req) const;
   // The directory holding an expert's config.json and shards.
   std::filesystem::path expert_dir(bool high_noise) const;
 
-  // Number of DiT block calls so far (both branches count), for tests and stats.
+  // Number of DiT block calls so far (both branches count; a guidance-1 step counts one per
+  // block), for tests and stats.
   int64_t block_calls() const { return block_calls_; }
 
  private:
@@ -249,6 +262,9 @@ class WanGenerator {
   // prepare()'s first part, shared with resume(): validation, the image decoded (into
   // *rgb), sizes, guidance scales, sampler. No model runs.
   GenState start_state(const GenRequest& req, at::Tensor* rgb) const;
+  // start_state's guidance scales and sampler (into st).
+  void set_guidance_and_sampler(const GenRequest& req, GenState& st) const;
+  std::vector<bool> uncond_of(const GenState& st) const;
   struct Expected;  // what a checkpoint of a job must match (generator.cpp)
   void restore(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
                const Expected& want) const;

@@ -43,7 +43,7 @@ FlowSampler::FlowSampler(const std::map<std::string, at::Tensor>& state) : kind_
     if (it == state.end()) throw Error(ErrorCode::kBadRequest, std::string("sampler state: missing '") + k + "'");
     return it->second;
   };
-  kind_ = need("kind").item<int64_t>() == 0 ? SolverKind::kUniPC : SolverKind::kDpmPP;
+  kind_ = solver_from_code(need("kind").item<int64_t>());
   shift_ = need("shift").item<double>();
   sched_ = make_schedule(kind_, static_cast<int>(need("steps").item<int64_t>()), shift_);
   load_state_dict(state);
@@ -63,6 +63,13 @@ at::Tensor FlowSampler::step(const at::Tensor& model_output, const at::Tensor& s
   if (done()) throw Error(ErrorCode::kBadRequest, "sampler: step() after the last step");
   if (model_output.sizes() != sample.sizes()) {
     throw Error(ErrorCode::kBadRequest, "sampler: model output and sample shapes differ");
+  }
+  if (kind_ == SolverKind::kEuler) {
+    at::Tensor out = step_euler(model_output, sample);
+    this_order_ = 1;
+    if (lower_order_nums_ < 2) ++lower_order_nums_;
+    ++step_;
+    return out;
   }
   // Data prediction x0 = x - sigma * v (sigma is a float32 scalar promoted to the tensor dtype).
   at::Tensor v = model_output.to(sample.scalar_type());
@@ -151,9 +158,18 @@ at::Tensor FlowSampler::step_dpmpp(const at::Tensor& m, const at::Tensor& sample
   return x_t.to(v.scalar_type());
 }
 
+// FlowMatchEulerDiscreteScheduler.step (deterministic): x_next = x + (sigma_next - sigma) v, with
+// the sample upcast to float32, dt a float32 scalar, the result in the model output's dtype.
+// No history: the state is the step index.
+at::Tensor FlowSampler::step_euler(const at::Tensor& v, const at::Tensor& sample) {
+  const float dt = sched_.sigmas[step_ + 1] - sched_.sigmas[step_];
+  at::Tensor x32 = sample.to(at::kFloat);
+  return (x32 + static_cast<double>(dt) * v).to(v.scalar_type());
+}
+
 std::map<std::string, at::Tensor> FlowSampler::state_dict() const {
   std::map<std::string, at::Tensor> st;
-  st["kind"] = scalar_long(kind_ == SolverKind::kUniPC ? 0 : 1);
+  st["kind"] = scalar_long(solver_code(kind_));
   st["steps"] = scalar_long(steps());
   st["shift"] = at::full({}, shift_, at::TensorOptions().dtype(at::kDouble));
   st["step_index"] = scalar_long(step_);
@@ -172,7 +188,7 @@ void FlowSampler::load_state_dict(const std::map<std::string, at::Tensor>& st) {
     if (it == st.end()) throw Error(ErrorCode::kBadRequest, std::string("sampler state: missing '") + k + "'");
     return it->second;
   };
-  const SolverKind kind = need("kind").item<int64_t>() == 0 ? SolverKind::kUniPC : SolverKind::kDpmPP;
+  const SolverKind kind = solver_from_code(need("kind").item<int64_t>());
   if (kind != kind_ || need("steps").item<int64_t>() != steps() || need("shift").item<double>() != shift_) {
     throw Error(ErrorCode::kBadRequest, "sampler state: solver, steps or shift differ from this sampler");
   }

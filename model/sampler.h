@@ -1,6 +1,7 @@
 // FlowSampler: the official flow-matching multistep solvers
 // (FlowUniPCMultistepScheduler bh2 order 2, FlowDPMSolverMultistepScheduler
-// dpmsolver++ midpoint order 2), one instance per job, spanning both experts.
+// dpmsolver++ midpoint order 2) and diffusers' first-order FlowMatchEulerDiscreteScheduler
+// (the few-step distillations' sampler), one instance per job, spanning both experts.
 //
 //   FlowSampler s(SolverKind::kUniPC, 40, 12.0);
 //   while (!s.done()) {
@@ -40,7 +41,7 @@ class FlowSampler {
   bool done() const { return step_ >= steps(); }
   int64_t timestep() const;   // timesteps[step_index]
   float sigma() const;        // sigmas[step_index]
-  int last_order() const { return this_order_; }  // order of the last predictor (UniPC) / update (DPM++)
+  int last_order() const { return this_order_; }  // order of the last predictor (UniPC) / update (DPM++); Euler 1
 
   // One solver step: model output v (velocity) for `sample` at the current
   // timestep -> the sample at the next timestep (same dtype as v).
@@ -53,6 +54,7 @@ class FlowSampler {
  private:
   at::Tensor step_unipc(const at::Tensor& m, const at::Tensor& sample);
   at::Tensor step_dpmpp(const at::Tensor& m, const at::Tensor& sample, const at::Tensor& v);
+  at::Tensor step_euler(const at::Tensor& v, const at::Tensor& sample);
 
   SolverKind kind_;
   double shift_ = 1.0;

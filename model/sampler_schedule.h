@@ -18,9 +18,13 @@
 
 namespace wand::model {
 
-enum class SolverKind { kUniPC, kDpmPP };
-SolverKind parse_solver(const std::string& s);  // "unipc" | "dpm++" (also "dpmpp")
+enum class SolverKind { kUniPC, kDpmPP, kEuler };
+SolverKind parse_solver(const std::string& s);  // "unipc" | "dpm++" (also "dpmpp") | "euler"
 const char* solver_name(SolverKind k);
+// The solver's number in a saved sampler state (0 unipc, 1 dpm++, 2 euler); the inverse throws
+// Error(kBadRequest) for an unknown number.
+int solver_code(SolverKind k);
+SolverKind solver_from_code(std::int64_t code);
 
 constexpr int kNumTrainTimesteps = 1000;
 
@@ -33,6 +37,9 @@ struct SamplerSchedule {
 SamplerSchedule unipc_schedule(int steps, double shift);
 // DPM++: linspace(1, 0, N + 1)[:N], shifted (get_sampling_sigmas), passed as explicit sigmas.
 SamplerSchedule dpmpp_schedule(int steps, double shift);
+// Euler: diffusers' FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(N) (Note [Euler
+// schedule], sampler_schedule.cpp).
+SamplerSchedule euler_schedule(int steps, double shift);
 SamplerSchedule make_schedule(SolverKind kind, int steps, double shift);
 
 // The A14B high/low-noise expert switch: high-noise expert while
@@ -42,6 +49,15 @@ struct ExpertChoice {
   double guide_scale = 0.0;
 };
 ExpertChoice choose_expert(int64_t timestep, double boundary, double guide_low, double guide_high);
+
+// Note [Guidance 1]: a step whose guide scale is exactly 1 runs the conditional branch only:
+// v_u + 1 * (v_c - v_u) is v_c in exact arithmetic, so the unconditional forward is skipped and
+// the step's velocity IS the cond prediction (bitwise the model's plain forward), as diffusers
+// does (do_classifier_free_guidance). diffusers skips it for every scale <= 1; wand only at 1:
+// a scale below 1 still mixes the two branches, as the official Wan code (which always runs
+// both) does. Per expert: the 2-value guide_scale (low noise, high noise) may have one 1. A job
+// none of whose steps guides needs no negative-prompt encode either.
+inline bool uses_uncond(double guide_scale) { return guide_scale != 1.0; }
 
 // Classifier-free guidance in fp32: v_u + g * (v_c - v_u).
 at::Tensor cfg_combine(const at::Tensor& v_uncond, const at::Tensor& v_cond, double guide_scale);

@@ -78,9 +78,9 @@ void validate_job_spec(const JobSpec& s) {
   check_range("frames", s.frames, 1, 4096);
   check_range("steps", s.steps, 1, 1000);
   check_range("priority", s.priority, -1000, 1000);
-  if (s.sampler != "unipc" && s.sampler != "dpm++") {
+  if (s.sampler != "unipc" && s.sampler != "dpm++" && s.sampler != "euler") {
     throw Error(ErrorCode::kBadRequest,
-                "field 'sampler': '" + s.sampler + "' is not one of unipc, dpm++");
+                "field 'sampler': '" + s.sampler + "' is not one of unipc, dpm++, euler");
   }
   if (s.guide_scale.size() > 2) {
     throw Error(ErrorCode::kBadRequest, std::string("field 'guide_scale': at most two values ") + kGuideScaleOrder);

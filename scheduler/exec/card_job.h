@@ -54,6 +54,9 @@ CardJobBudget plan_card_job(const std::string& who, const DeviceBudget& budget, 
 struct StreamedJob {
   std::int64_t first_step = 0;   // generator step index of expert_of_step[0] (a resume)
   std::int64_t seq_len = 0;      // tokens (0: unknown, no activation check or chunking)
+  // false: no step still to run guides (Note [Guidance 1], model/sampler_schedule.h): one
+  // residual stream on each card, the branch spill moot.
+  bool uncond = true;
 };
 
 // The non-block weights of one expert as WanDit holds them in the run dtype (Note

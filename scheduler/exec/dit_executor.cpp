@@ -133,7 +133,7 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
   const model::BlockLoop blocks = streamer_->loop(k, check);
   std::vector<at::Tensor> out;
   try {
-    if (cfg) {
+    if (cfg && in.uncond) {
       Spill spill(*this, dit.device());
       auto [c, u] = dit.forward_cfg(in.x, in.t, in.context, in.context_null, in.seq_len, in.y, blocks,
                                     opt_.spill_uncond ? &spill : nullptr);
@@ -141,6 +141,7 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
       out.push_back(u);
     } else {
       out.push_back(dit.forward(in.x, in.t, in.context, in.seq_len, in.y, blocks));
+      if (cfg) out.push_back(at::Tensor());  // guidance 1: no uncond branch
     }
   } catch (...) {
     static_cast<BlockStreamerStats&>(stats_) = streamer_->stats();
@@ -149,6 +150,7 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
   synchronize_device(opt_.cuda_device);
   static_cast<BlockStreamerStats&>(stats_) = streamer_->stats();
   stats_.step_s += seconds_since(t_step);
+  stats_.forwards += cfg && in.uncond ? 2 : 1;
   return out;
 }
 
@@ -186,6 +188,7 @@ nlohmann::json DitExecutor::stats_json() const {
           {"window_bytes", window_bytes()},
           {"spill_uncond", opt_.spill_uncond},
           {"spill_bytes", stats_.spill_bytes},
+          {"forwards", stats_.forwards},
           {"allocator_reserved_bytes", opt_.cuda_device >= 0 ? caching_allocator_reserved(opt_.cuda_device) : 0},
           {"allocator_peak_reserved_bytes",
            opt_.cuda_device >= 0 ? caching_allocator_peak_reserved(opt_.cuda_device) : 0}};

@@ -74,12 +74,16 @@ struct StepInputs {
   at::Tensor context_null;  // [L_txt, text_dim] negative prompt (step() only)
   std::int64_t seq_len = 0;
   c10::optional<at::Tensor> y;  // i2v conditioning
+  // false: guidance 1 at this step (Note [Guidance 1], model/sampler_schedule.h): step() runs
+  // the cond branch alone and returns (cond, undefined); context_null may be undefined.
+  bool uncond = true;
 };
 
 // The streamer's counters (block_streamer.h) and the executor's own.
 struct ExecutorStats : BlockStreamerStats {
   double step_s = 0;                      // wall time inside step() / forward()
   std::uint64_t spill_bytes = 0;          // uncond stream bytes copied to + from host (Note [Branch spill])
+  std::uint64_t forwards = 0;             // branch forwards run: 2 per CFG step, 1 at guidance 1 / forward()
 };
 
 class DitExecutor {
@@ -91,7 +95,8 @@ class DitExecutor {
   DitExecutor& operator=(const DitExecutor&) = delete;
 
   // Step k: both CFG branches interleaved per block. Returns (cond, uncond), each
-  // [out_dim, F, H, W] fp32. Throws wand::Error(kCancelled) between blocks when asked.
+  // [out_dim, F, H, W] fp32 (in.uncond false: one forward, (cond, undefined)). Throws
+  // wand::Error(kCancelled) between blocks when asked.
   std::pair<at::Tensor, at::Tensor> step(std::int64_t k, const StepInputs& in, const CancelToken* cancel = nullptr);
   // Step k's expert, cond branch only (one expert forward).
   at::Tensor forward(std::int64_t k, const StepInputs& in, const CancelToken* cancel = nullptr);

@@ -100,12 +100,31 @@ std::pair<at::Tensor, at::Tensor> ParallelDitRunner::run_rank(int q, std::int64_
   if (r.cuda_device >= 0) guard.reset_device(at::Device(at::kCUDA, r.cuda_device));
   const model::WanDit& dit = *r.dits[static_cast<std::size_t>(expert_of_step_[static_cast<std::size_t>(k)])];
   const at::Device dev = dit.device();
-  const at::Tensor x = in.x.to(dev), t = in.t.to(dev), ctx = in.context.to(dev), ctx_null = in.context_null.to(dev);
+  const at::Tensor x = in.x.to(dev), t = in.t.to(dev), ctx = in.context.to(dev);
+  const at::Tensor ctx_null = in.context_null.defined() ? in.context_null.to(dev) : at::Tensor();
   c10::optional<at::Tensor> y;
   if (in.y) y = in.y->to(dev);
   std::function<void()> check;
   if (cancel != nullptr) check = [cancel] { cancel->throw_if_cancelled(); };
   const model::BlockLoop blocks = streams_[static_cast<std::size_t>(q)]->loop(k, std::move(check));
+  if (!in.uncond) {
+    // Note [Guidance 1 in a group]: the cond branch alone. single: one forward; ulysses: one
+    // sequence-parallel forward; cfg-parallel has nothing to split, so each branch group
+    // computes the same cond forward (cfg-parallel: every rank alone, no collective;
+    // cfg2xulysses: Ulysses over its own sequence group), the same values on every rank.
+    // Redundant work, not wrong: the planner does not pick a CFG split for such a job
+    // (Note [Multi-card model], scheduler/plan/multi_planner.h).
+    switch (strategy_.kind) {
+      case ParallelKind::kSingle:
+      case ParallelKind::kCfgParallel:
+        return {dit.forward(x, t, ctx, in.seq_len, y, blocks), at::Tensor()};
+      case ParallelKind::kUlysses:
+      case ParallelKind::kCfgUlysses: {
+        UlyssesDit u(dit, *seq_[static_cast<std::size_t>(q)]);
+        return {u.forward(x, t, ctx, in.seq_len, y, blocks), at::Tensor()};
+      }
+    }
+  }
   switch (strategy_.kind) {
     case ParallelKind::kSingle:
       return dit.forward_cfg(x, t, ctx, ctx_null, in.seq_len, y, blocks);

@@ -66,7 +66,9 @@ class ParallelDitRunner {
                     std::uint64_t host_window_bytes = 0);
   ~ParallelDitRunner();
 
-  // Step k, both CFG branches: (cond, uncond) of rank 0, on rank 0's device.
+  // Step k, both CFG branches: (cond, uncond) of rank 0, on rank 0's device; with in.uncond
+  // false (guidance 1) the cond branch only: (cond, undefined) (Note [Guidance 1 in a group],
+  // parallel_runner.cpp).
   std::pair<at::Tensor, at::Tensor> step(std::int64_t k, const exec::StepInputs& in,
                                          const CancelToken* cancel = nullptr);
 

@@ -264,10 +264,12 @@ JobTimes job_times(const ModelShape& m, const JobGeometry& g, const HostPlan& h,
                    double cold_step_s, int cold_steps) {
   JobTimes t;
   const DeviceRates r = cal.device;
-  // umT5: prompt and negative prompt, text_len tokens each, 2 FLOP per param per token; its
-  // bf16 weights cross PCIe (from host) or come from disk when the host tier cannot keep them.
+  // umT5: prompt and negative prompt (the prompt alone when no step guides, Note [Guidance 1]),
+  // text_len tokens each, 2 FLOP per param per token; its bf16 weights cross PCIe (from host) or
+  // come from disk when the host tier cannot keep them.
   const double t5_params = static_cast<double>(m.t5_bytes) / 2.0;
-  const double t5_compute = 2.0 * 2.0 * t5_params * static_cast<double>(m.text_len) / (r.gemm_tflops.value * 1e12);
+  const double prompts = g.branches < 2 ? 1.0 : 2.0;
+  const double t5_compute = prompts * 2.0 * t5_params * static_cast<double>(m.text_len) / (r.gemm_tflops.value * 1e12);
   const double t5_load = h.t5_in_host ? static_cast<double>(m.t5_bytes) / (r.pcie_gbps.value * 1e9)
                                       : static_cast<double>(m.t5_bytes) / (cal.disk_gbps.value * 1e9);
   t.t5_s = t5_compute + t5_load;

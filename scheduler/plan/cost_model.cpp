@@ -18,14 +18,39 @@ nlohmann::json JobGeometry::to_json() const {
   return {{"width", width},       {"height", height},       {"frames", frames},
           {"steps", steps},       {"latent", {lat_f, lat_h, lat_w}},
           {"tokens", tokens},     {"steps_high", steps_high}, {"steps_low", steps_low},
-          {"shift", shift}};
+          {"shift", shift}, {"branches", branches}};
 }
+
+namespace {
+// Note [Euler schedule] (model/sampler_schedule.cpp): the timesteps of diffusers'
+// FlowMatchEulerDiscreteScheduler(shift).set_timesteps(steps), truncated.
+std::vector<std::int64_t> euler_timesteps(int steps, double shift) {
+  const float fs = static_cast<float>(shift), fs1 = static_cast<float>(shift - 1.0);
+  auto shifted_f32 = [&](float s) { return (fs * s) / (1.0f + fs1 * s); };
+  const double t_max = static_cast<double>(shifted_f32(1.0f)) * 1000;
+  const double t_min = static_cast<double>(shifted_f32(1.0f / 1000.0f)) * 1000;
+  std::vector<std::int64_t> out;
+  for (int k = 0; k < steps; ++k) {
+    const double x = steps == 1 ? t_max : (k == steps - 1 ? t_min : static_cast<double>(k) * ((t_min - t_max) / (steps - 1)) + t_max);
+    double sig = x / 1000;
+    sig = shift * sig / (1 + (shift - 1) * sig);
+    out.push_back(static_cast<std::int64_t>(static_cast<float>(sig) * 1000.0f));
+  }
+  return out;
+}
+}  // namespace
 
 int high_noise_steps(const std::string& sampler, int steps, double shift, double boundary) {
   if (boundary <= 0) return steps;
+  if (sampler == "euler") {
+    int n = 0;
+    for (std::int64_t t : euler_timesteps(steps, shift)) n += static_cast<double>(t) >= boundary * 1000 ? 1 : 0;
+    return n;
+  }
   // model/sampler_schedule.cpp: UniPC linspace(float32(0.999), 0, N + 1)[:N]; DPM++ linspace(1, 0, N + 1)[:N];
   // shifted sigma = shift s / (1 + (shift - 1) s); timestep = trunc(1000 sigma); high iff t >= 1000 boundary.
-  const double start = sampler == "dpm++" ? 1.0 : static_cast<double>(static_cast<float>(1.0 - 1.0 / 1000));
+  const double start =
+      sampler == "dpm++" || sampler == "dpmpp" ? 1.0 : static_cast<double>(static_cast<float>(1.0 - 1.0 / 1000));
   int n = 0;
   for (int k = 0; k < steps; ++k) {
     const double s = static_cast<double>(k) * ((0.0 - start) / steps) + start;
@@ -60,6 +85,17 @@ JobGeometry job_geometry(const ModelShape& m, const JobSpec& spec) {
     g.steps_high = g.steps;
     g.steps_low = 0;
   }
+  // Note [Guidance 1]: the scales of the job (1 value: both experts; 2: (low noise, high
+  // noise)), else the model's; one model uses the high-noise scale. Two branches when a step
+  // that runs guides.
+  double g_low = m.guide_scale_low, g_high = m.guide_scale_high;
+  if (spec.guide_scale.size() == 1) g_low = g_high = spec.guide_scale[0];
+  if (spec.guide_scale.size() == 2) {
+    g_low = spec.guide_scale[0];
+    g_high = spec.guide_scale[1];
+  }
+  const bool guided = (g.steps_high > 0 && g_high != 1.0) || (g.steps_low > 0 && g_low != 1.0);
+  g.branches = guided ? 2 : 1;
   return g;
 }
 

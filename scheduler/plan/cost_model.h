@@ -40,6 +40,11 @@ struct JobGeometry {
   int steps_high = 0;        // steps on experts[0] (high-noise; every step for one expert)
   int steps_low = 0;         // steps on experts[1]
   double shift = 0.0;
+  // CFG branches per step (Note [Guidance 1], model/sampler_schedule.h): 1 when no step of the
+  // job guides (guide scale 1 on every step), else 2. A job whose two experts differ (one scale
+  // 1) counts 2: the card must hold the guided steps' two streams, and the time is counted as
+  // if every step guided (an overestimate of the unguided expert's steps).
+  int branches = 2;
   nlohmann::json to_json() const;
 };
 
@@ -49,6 +54,7 @@ JobGeometry job_geometry(const ModelShape& m, const JobSpec& spec);
 
 // Number of the first `steps` sampler steps that run on the high-noise expert
 // (timestep >= boundary x 1000, model/sampler_schedule.cpp; reimplemented: LibTorch-free).
+// sampler: "unipc", "dpm++" / "dpmpp" or "euler".
 int high_noise_steps(const std::string& sampler, int steps, double shift, double boundary);
 
 struct BlockWork {

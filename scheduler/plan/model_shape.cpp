@@ -134,6 +134,8 @@ void apply_config(ModelShape& m, const model::WanConfig& c) {
   m.boundary = c.boundary;
   m.sample_shift = c.sample_shift;
   m.sample_steps = c.sample_steps;
+  m.guide_scale_low = c.guide_scale_low;
+  m.guide_scale_high = c.guide_scale_high;
   m.vae_stride_t = c.vae_stride_t;
   m.vae_stride_h = c.vae_stride_h;
   m.vae_stride_w = c.vae_stride_w;

@@ -61,6 +61,7 @@ struct ModelShape {
   double boundary = 0.0;
   double sample_shift = 5.0;
   int sample_steps = 50;
+  double guide_scale_low = 5.0, guide_scale_high = 5.0;  // sample_guide_scale (low noise, high noise)
   int default_frames = 81;
   int default_width = 1280, default_height = 720;
   std::vector<ExpertShape> experts;

@@ -18,6 +18,11 @@ const DeviceSpec* find_device(const MachineSpec& mc, int index) {
   return nullptr;
 }
 
+// Note [Multi-card model] at guidance 1.
+constexpr const char* kNoCfgSplit =
+    "guidance 1 on every step: the job has no unconditional branch, so a CFG split has nothing to put on the "
+    "second card";
+
 StrategyPrediction infeasible(StrategyPrediction sp, std::string why) {
   sp.feasible = false;
   sp.reason = std::move(why);
@@ -40,16 +45,21 @@ StrategyPrediction evaluate_strategy(const ModelShape& m, const JobGeometry& g, 
   CardWork w;
   int need = 1;
   int N = 1;
+  w.branches = g.branches;  // Note [Guidance 1]: 1 when no step guides
   if (kind == "single") {
     sp.strategy = "single";
   } else if (kind == "cfg-parallel") {
     sp.strategy = kind;
     need = 2;
     w.branches = 1;
+    if (g.branches < 2) return infeasible(sp, kNoCfgSplit);
   } else if (kind == "ulysses" || kind == "cfg-x-ulysses") {
     N = ranks;
     sp.strategy = kind + "-" + std::to_string(N);
-    w.branches = kind == "ulysses" ? 2 : 1;
+    if (kind == "cfg-x-ulysses") {
+      w.branches = 1;
+      if (g.branches < 2) return infeasible(sp, kNoCfgSplit);
+    }
     w.ranks = N;
     need = kind == "ulysses" ? N : 2 * N;
     if (N < 2) return infeasible(sp, "Ulysses needs at least 2 ranks, got " + std::to_string(N));

@@ -22,7 +22,10 @@
 // each strategy the fastest cards that fit are chosen. A card that cannot fit the job under
 // any strategy is excluded with its reason. Throughput: jobs in queue order, each to the card
 // that finishes it first (list scheduling), with every usable card counted as streaming
-// concurrently. Embedding / head / all-gather of the prediction are not modelled.
+// concurrently. Embedding / head / all-gather of the prediction are not modelled. A job with
+// guidance 1 on every step (JobGeometry::branches 1, Note [Guidance 1] in
+// model/sampler_schedule.h) has one branch: single and ulysses-N count one, and cfg-parallel /
+// cfg-x-ulysses are infeasible with that reason (nothing to split), so the choice is another.
 // Free functions; any thread.
 #pragma once
 

@@ -105,6 +105,10 @@ std::optional<DeviceGroup> GroupPlanner::operator()(const JobSpec& spec, const s
   const ModelEntry entry = entry_of(registry_, spec.model);
   if (entry.factory != "wan" || !registry_.can_group(spec.model)) return std::nullopt;  // not planned
   std::string key = spec.model + "|" + entry.dir.string() + "|" + spec.task + "|" + job_text(spec) + "|";
+  // The guidance, sampler and steps decide whether a step has two branches (Note [Guidance 1]).
+  key += spec.sampler + "|" + std::to_string(spec.steps) + "|" + (spec.shift ? std::to_string(*spec.shift) : "") + "|";
+  for (double g : spec.guide_scale) key += std::to_string(g) + ",";
+  key += "|";
   for (const auto& d : idle) key += std::to_string(d.index) + ",";
   Decision dec;
   {
@@ -143,8 +147,11 @@ GroupPlanner::Decision GroupPlanner::decide(const ModelEntry& entry, const JobSp
     const StrategyPrediction& c = p.choice;
     char step[32];
     std::snprintf(step, sizeof step, "%.3g", c.step_s);
+    // Note [Guidance 1]: without an uncond branch the CFG splits were not candidates.
+    const std::string no_cfg =
+        p.geom.branches < 2 ? "; guidance 1 on every step: no uncond branch, so no CFG split" : "";
     if (c.strategy == "single" || c.devices.size() < 2) {
-      d.reason = std::string("planner v2: one card is fastest (step ") + step + " s)";
+      d.reason = std::string("planner v2: one card is fastest (step ") + step + " s)" + no_cfg;
       return d;
     }
     const std::string name = strategy_from_plan(c.strategy);
@@ -170,7 +177,7 @@ GroupPlanner::Decision GroupPlanner::decide(const ModelEntry& entry, const JobSp
       d.reason = "planner v2 chose " + c.strategy + " without the taking card " + idle[0].name;
       return d;
     }
-    d.reason = "planner v2 latency choice, step " + std::string(step) + " s";
+    d.reason = "planner v2 latency choice, step " + std::string(step) + " s" + no_cfg;
     d.group = std::move(g);
   } catch (const std::exception& e) {
     d.reason = std::string("cannot plan: ") + e.what();

@@ -88,7 +88,7 @@ SingleCardPlan plan_single_card(const ModelShape& m, const JobSpec& spec, const 
   SingleCardPlan p;
   p.geom = job_geometry(m, spec);
   CardWork w;
-  w.branches = 2;
+  w.branches = p.geom.branches;  // 1 at guidance 1 (Note [Guidance 1], model/sampler_schedule.h)
   w.ranks = 1;
   w.streaming_cards = 1;
   p.card = plan_card(m, p.geom, dev, cal, w);

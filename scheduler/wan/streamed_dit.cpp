@@ -117,7 +117,7 @@ std::uint64_t StreamedDit::max_block_bytes(int rank) const {
   return m;
 }
 
-std::vector<exec::CardJobBudget> StreamedDit::plan_job(std::int64_t seq_len) const {
+std::vector<exec::CardJobBudget> StreamedDit::plan_job(std::int64_t seq_len, bool uncond) const {
   const model::WanConfig& cfg = dits_[0][0]->config();
   const int n = num_ranks(), S = strategy_.seq_degree;
   std::vector<exec::CardJobBudget> out;
@@ -129,8 +129,9 @@ std::vector<exec::CardJobBudget> StreamedDit::plan_job(std::int64_t seq_len) con
     g.ffn_dim = cfg.ffn_dim;
     g.text_len = cfg.text_len;
     g.run_bytes = static_cast<int>(c10::elementSize(model::gemm_dtype(opt_.run)));
-    // One residual stream on this card when the branches run on two cards, or when spilled.
-    g.spill_uncond = strategy_.cfg_split() || (n == 1 && opt_.spill_uncond == 1);
+    // One residual stream on this card when the branches run on two cards, when spilled, or
+    // when no step has an uncond branch (guidance 1: the spill is moot).
+    g.spill_uncond = !uncond || strategy_.cfg_split() || (n == 1 && opt_.spill_uncond == 1);
     const bool one = n == 1;
     const std::string share =
         one ? "" : " (its share: " + std::to_string(g.tokens) + " of " + std::to_string(seq_len) + " tokens)";
@@ -153,7 +154,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
     }
   }
   const int n = num_ranks();
-  const std::vector<exec::CardJobBudget> cbs = plan_job(job.seq_len);
+  const std::vector<exec::CardJobBudget> cbs = plan_job(job.seq_len, job.uncond);
   std::uint64_t window = cbs[0].window;
   for (const exec::CardJobBudget& cb : cbs) window = std::min(window, cb.window);
   for (int q = 0; q < n; ++q) {
@@ -188,7 +189,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
     eo.window_bytes = window;
     eo.host_window_bytes = host_window;
     eo.budget = b;
-    eo.spill_uncond = cb.spill_uncond;
+    eo.spill_uncond = cb.spill_uncond && job.uncond;  // nothing to spill at guidance 1
     eo.activation_need_bytes = cb.need > 0 ? cb.need + (r.budget.activation_bytes > 0 ? 0 : nonblock_bytes_) : 0;
     exec_ = std::make_unique<exec::DitExecutor>(pool_, std::move(ex), expert_of_step, eo);
   } else {
@@ -227,14 +228,14 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
   host_planning_ = host_planning;
   expert_of_step_ = std::move(expert_of_step);
   first_step_ = job.first_step;
-  spill_ = n == 1 && cbs[0].spill_uncond;
+  spill_ = n == 1 && cbs[0].spill_uncond && job.uncond;
   activation_need_ = cbs[0].need;
   activation_room_ = cbs[0].room;
   ++jobs_;
   log::get("sched")->info(
-      "streamed dit job name={} strategy={} first_step={} steps={} tokens={} chunk={} spill_uncond={} act_need={} "
-      "room={} window={} host_planning={} collectives={}",
-      opt_.name, strategy_.name(), first_step_, steps, job.seq_len, chunks_[0], spill_, format_bytes(activation_need_),
+      "streamed dit job name={} strategy={} first_step={} steps={} tokens={} uncond={} chunk={} spill_uncond={} "
+      "act_need={} room={} window={} host_planning={} collectives={}",
+      opt_.name, strategy_.name(), first_step_, steps, job.seq_len, job.uncond, chunks_[0], spill_, format_bytes(activation_need_),
       format_bytes(activation_room_), format_bytes(window), host_planning_, collectives);
 }
 

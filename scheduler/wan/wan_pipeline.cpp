@@ -232,7 +232,11 @@ void WanPipeline::begin_streamed_job(const JobState& state) {
   const int done = st.completed_steps();
   std::vector<int> schedule = gen_->expert_of_step(st);
   schedule.erase(schedule.begin(), schedule.begin() + std::min<std::size_t>(schedule.size(), done));
-  dit_->begin_job(std::move(schedule), {done, st.seq_len});
+  // Note [Guidance 1] (model/sampler_schedule.h): one residual stream when no step left guides.
+  const std::vector<bool> uncond = gen_->uncond_of_step(st);
+  bool any_uncond = false;
+  for (std::size_t k = static_cast<std::size_t>(done); k < uncond.size(); ++k) any_uncond = any_uncond || uncond[k];
+  dit_->begin_job(std::move(schedule), {done, st.seq_len, any_uncond});
 }
 
 nlohmann::json WanPipeline::stream_stats() const {
@@ -301,7 +305,9 @@ void WanPipeline::preflight(const model::GenRequest& req) const {
   const std::string job = std::to_string(g.width) + "x" + std::to_string(g.height) + "x" + std::to_string(g.frames);
   if (dit_) {
     try {
-      dit_->plan_job(g.seq_len);
+      bool uncond = false;  // Note [Guidance 1]: one stream when no step guides
+      for (bool u : gen_->uncond_of_step(req)) uncond = uncond || u;
+      dit_->plan_job(g.seq_len, uncond);
     } catch (const Error& e) {
       throw Error(ErrorCode::kOutOfMemory, "job " + job + " does not fit the card (phase steps): " + e.what());
     }

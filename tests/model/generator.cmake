@@ -24,3 +24,10 @@ wand_add_test(determinism_test
   LABELS model
   TIMEOUT 300)
 wand_torch_pch(determinism_test)
+# Few-step jobs (issue 18 item 3): guidance 1, the Euler sampler, the expert switch at 4 / 8 steps.
+wand_add_test(fewstep_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fewstep_test.cpp
+  LIBS wand_generator_test_support wand_model
+  LABELS model
+  TIMEOUT 300)
+wand_torch_pch(fewstep_test)

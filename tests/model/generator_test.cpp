@@ -640,8 +640,10 @@ TEST_F(GeneratorTest, BadRequestsAndCheckpoints) {
   r.task = "i2v";
   EXPECT_THROW(gen->validate(r), Error);
   r = t2v_request(1);
-  r.sampler = "euler";
+  r.sampler = "heun";
   EXPECT_THROW(gen->validate(r), Error);
+  r.sampler = "euler";  // the flow-matching Euler sampler (issue 18)
+  EXPECT_NO_THROW(gen->validate(r));
   r = t2v_request(1);
   r.image = ppm_image(8, 8);
   EXPECT_THROW(gen->validate(r), Error);

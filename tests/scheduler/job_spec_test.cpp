@@ -71,8 +71,11 @@ TEST(JobSpec, ValidationNamesTheField) {
   s.steps = 5000;
   expect_bad(s, "'steps'");
   s = sample();
-  s.sampler = "euler";
+  s.sampler = "heun";
   expect_bad(s, "'sampler'");
+  expect_bad(s, "unipc, dpm++, euler");
+  s.sampler = "euler";  // the flow-matching Euler sampler (issue 18)
+  EXPECT_NO_THROW(validate_job_spec(s));
   s = sample();
   s.image.clear();
   expect_bad(s, "'image'");

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "scheduler/multigpu/parallel_strategy.h"
+#include "scheduler/plan/multi_planner.h"
 #include "scheduler/plan/placement.h"
 #include "scheduler/plan/planner.h"
 #include "tests/scheduler/plan/model_dir_writer.h"
@@ -108,6 +109,36 @@ TEST(GroupPlanner, PlannerStrategyNamesBecomeTheRunnersNames) {
   EXPECT_EQ(strategy_from_plan("cfg-parallel"), "cfg-parallel");
   EXPECT_EQ(strategy_from_plan("ulysses-4"), "ulysses-4");
   EXPECT_EQ(strategy_from_plan("single"), "single");
+}
+
+}  // namespace
+}  // namespace wand::sched::plan
+
+namespace wand::sched::plan {
+namespace {
+
+// Note [Guidance 1]: a job with guide scale 1 has no uncond branch; the group chooser never
+// puts it on a CFG split, and its log reason says so (planner v2 marks the splits infeasible).
+TEST(GroupPlanner, GuidanceOneJobsAreNeverCfgSplit) {
+  Fixture f;
+  GroupPlanner groups(f.machine, Calibration::defaults(), f.registry);
+  JobSpec spec = job("a14b", 832, 480, 81);
+  spec.steps = 4;
+  spec.guide_scale = {1.0};
+  const std::optional<DeviceGroup> g = groups(spec, f.slots, 0);
+  if (g) {
+    EXPECT_FALSE(parse_strategy(g->strategy).cfg_split()) << g->strategy;
+    EXPECT_EQ(parse_strategy(g->strategy).ranks(), static_cast<int>(g->members.size()));
+  }
+  // The decision is cached per guidance: the guided job is planned on its own.
+  JobSpec guided = spec;
+  guided.guide_scale = {3.5};
+  const std::optional<DeviceGroup> h = groups(guided, f.slots, 0);
+  if (h) EXPECT_EQ(parse_strategy(h->strategy).ranks(), static_cast<int>(h->members.size()));
+  const ModelShape shape = model_shape_from_dir(f.tmp.path() / "a14b");
+  MachineSpec mc{{f.machine.devices[1], f.machine.devices[0]}, f.machine.host_bytes};
+  const MultiPlan p = plan_multi(shape, {spec}, mc, Calibration::defaults());
+  EXPECT_NE(p.choice.strategy.rfind("cfg", 0), 0u) << p.choice.strategy;
 }
 
 }  // namespace

@@ -392,3 +392,88 @@ TEST(PlanCalibration, FileOverridesAreSourcedAndPerDevice) {
 
 }  // namespace
 }  // namespace wand::sched::plan
+
+namespace wand::sched::plan {
+namespace {
+
+// Note [Guidance 1] (model/sampler_schedule.h): a job with guide scale 1 on every step has one
+// CFG branch: the card plan counts one branch (compute and the activation streams), and on two
+// cards the CFG splits are infeasible with the reason, so the choice is another strategy.
+TEST_F(PlanA14B, GuidanceOneCountsOneBranchAndChoosesNoCfgSplit) {
+  const Calibration cal = Calibration::defaults();
+  JobSpec guided = job(832, 480, 81, 4);
+  JobSpec unguided = guided;
+  unguided.guide_scale = {1.0};
+  JobSpec mixed = guided;
+  mixed.guide_scale = {1.0, 4.0};  // (low noise, high noise): the high-noise steps still guide
+  EXPECT_EQ(job_geometry(m(), guided).branches, 2);  // the model's (3.0, 4.0)
+  EXPECT_EQ(job_geometry(m(), unguided).branches, 1);
+  EXPECT_EQ(job_geometry(m(), mixed).branches, 2);
+  JobSpec high_one = guided;  // (4.0, 1.0): the low-noise steps still guide
+  high_one.guide_scale = {4.0, 1.0};
+  EXPECT_EQ(job_geometry(m(), high_one).branches, 2);
+  EXPECT_EQ(job_geometry(m(), unguided).to_json()["branches"], 1);
+
+  // One card: one branch of compute and one fp32 stream fewer.
+  const DeviceSpec card{0, 22 * kGiB};
+  const SingleCardPlan pg = plan_single_card(m(), guided, card, 160 * kGiB, cal);
+  const SingleCardPlan pu = plan_single_card(m(), unguided, card, 160 * kGiB, cal);
+  EXPECT_DOUBLE_EQ(pu.card.block_compute_s, pg.card.block_compute_s / 2);
+  EXPECT_LT(pu.card.step_s, pg.card.step_s);
+  if (pu.card.chunk_tokens == pg.card.chunk_tokens) {
+    EXPECT_EQ(pg.card.activation_need - pu.card.activation_need, 32760ull * 5120 * 4);  // one [S, D] fp32 stream
+  }
+
+  // Two cards: no CFG split for the unguided job, with the reason; a guided one may split.
+  MachineSpec two{{{0, 22 * kGiB}, {1, 22 * kGiB}}, 160 * kGiB};
+  const MultiPlan p = plan_multi(m(), {unguided}, two, cal);
+  EXPECT_NE(p.choice.strategy, "cfg-parallel");
+  EXPECT_TRUE(p.choice.strategy == "single" || p.choice.strategy == "ulysses-2") << p.choice.strategy;
+  bool listed = false;
+  for (const auto& s : p.strategies) {
+    if (s.strategy != "cfg-parallel") continue;
+    listed = true;
+    EXPECT_FALSE(s.feasible);
+    EXPECT_NE(s.reason.find("guidance 1"), std::string::npos) << s.reason;
+  }
+  EXPECT_TRUE(listed);
+  MachineSpec four{{{0, 22 * kGiB}, {1, 22 * kGiB}, {2, 22 * kGiB}, {3, 22 * kGiB}}, 160 * kGiB};
+  const MultiPlan p4 = plan_multi(m(), {unguided}, four, cal);
+  EXPECT_EQ(p4.choice.strategy.rfind("cfg", 0), std::string::npos) << p4.choice.strategy;
+  for (const auto& s : p4.strategies) {
+    if (s.strategy.rfind("cfg", 0) == 0) EXPECT_FALSE(s.feasible) << s.strategy;
+  }
+  const StrategyPrediction cg = evaluate_strategy(m(), job_geometry(m(), guided), two, cal, "cfg-parallel", 2, {0, 1});
+  EXPECT_TRUE(cg.feasible) << cg.reason;
+  const StrategyPrediction cm = evaluate_strategy(m(), job_geometry(m(), mixed), two, cal, "cfg-parallel", 2, {0, 1});
+  EXPECT_TRUE(cm.feasible) << cm.reason;
+  // Ulysses at guidance 1: one branch per rank, half the all-to-all traffic.
+  const StrategyPrediction ug = evaluate_strategy(m(), job_geometry(m(), guided), two, cal, "ulysses", 2, {0, 1});
+  const StrategyPrediction uu = evaluate_strategy(m(), job_geometry(m(), unguided), two, cal, "ulysses", 2, {0, 1});
+  ASSERT_TRUE(ug.feasible && uu.feasible);
+  EXPECT_DOUBLE_EQ(uu.cards[0].comm_s_per_block, ug.cards[0].comm_s_per_block / 2);
+  EXPECT_LT(uu.step_s, ug.step_s);
+}
+
+// The planner's LibTorch-free copy of the schedules agrees with the few-step switch worked out
+// in tests/model/dit_sampler_test.cpp (ExpertSwitch.FewStepsFollowTheBoundary).
+TEST(PlanSchedule, HighNoiseStepsAtFourAndEightSteps) {
+  struct Case {
+    const char* sampler;
+    int steps;
+    double shift, boundary;
+    int high;
+  };
+  for (const Case& c : std::vector<Case>{{"unipc", 4, 12.0, 0.875, 3}, {"unipc", 8, 12.0, 0.875, 6},
+                                         {"unipc", 4, 5.0, 0.9, 2},     {"unipc", 8, 5.0, 0.9, 3},
+                                         {"dpm++", 4, 12.0, 0.875, 3},  {"dpm++", 8, 12.0, 0.875, 6},
+                                         {"dpm++", 4, 5.0, 0.9, 2},     {"dpm++", 8, 5.0, 0.9, 3},
+                                         {"euler", 4, 12.0, 0.875, 2},  {"euler", 8, 12.0, 0.875, 5},
+                                         {"euler", 4, 5.0, 0.9, 2},     {"euler", 8, 5.0, 0.9, 3}}) {
+    EXPECT_EQ(high_noise_steps(c.sampler, c.steps, c.shift, c.boundary), c.high)
+        << c.sampler << " " << c.steps << " steps, boundary " << c.boundary;
+  }
+}
+
+}  // namespace
+}  // namespace wand::sched::plan

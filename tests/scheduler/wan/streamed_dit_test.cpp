@@ -509,3 +509,62 @@ TEST(StreamedDit, SharedStoresPlanTheHostTierOnlyForAJobAlone) {
 
 }  // namespace
 }  // namespace wand::sched
+
+namespace wand::sched {
+namespace {
+
+// Note [Guidance 1] (model/sampler_schedule.h) on the streamed single-card executor: a job with
+// guide scale 1 runs one forward per step (the executor's counter), equals the resident
+// generator bitwise, never spills, and plans one residual stream (a smaller activation need).
+TEST(StreamedDit, GuidanceOneRunsOneStreamedForwardPerStep) {
+  TinyModel m;
+  const auto [block, all] = block_sizes(m);
+  (void)all;
+  memory::MemoryPool pool(test::tiny_pool_config(32ull << 20, 3 * block));
+  StreamedDitOptions o = streamed_options(pool, m.spool());
+  o.spill_uncond = 1;  // asked for, and moot: there is no uncond stream
+  StreamedDit sd(pool, m.experts(), o);
+  WanGenerator resident(m.dir(), cpu_options());
+  GeneratorOptions so = cpu_options();
+  so.cfg_forward = sd.cfg_forward();
+  WanGenerator streamed(m.dir(), so);
+  GenRequest req = request();
+  req.guide_scale = {1.0};
+  GenState a = resident.prepare(req);
+  GenState b = streamed.prepare(req);
+  ASSERT_FALSE(b.context_null.defined());
+  sd.begin_job(streamed.expert_of_step(b), {0, b.seq_len, /*uncond=*/false});
+  EXPECT_FALSE(sd.spills_uncond());
+  while (a.completed_steps() < a.total_steps()) {
+    resident.step(a);
+    streamed.step(b);
+    ASSERT_TRUE(at::equal(a.latent, b.latent)) << "step " << a.completed_steps();
+  }
+  const nlohmann::json job = sd.stats_json()["job"];
+  EXPECT_EQ(job["steps"].get<int>(), 6);
+  EXPECT_EQ(job["forwards"].get<int>(), 6) << job.dump();
+  EXPECT_EQ(job["spill_bytes"].get<std::uint64_t>(), 0u);
+  sd.end_job();
+
+  // The same job guided: two forwards a step.
+  GenState c = streamed.prepare(request());
+  sd.begin_job(streamed.expert_of_step(c), {0, c.seq_len});
+  while (c.completed_steps() < c.total_steps()) streamed.step(c);
+  EXPECT_EQ(sd.stats_json()["job"]["forwards"].get<int>(), 12);
+  sd.end_job();
+  EXPECT_FALSE(at::equal(c.latent, b.latent));
+
+  // One stream fewer in the plan: a budget that fits the cond stream alone.
+  StreamedDitOptions bo = streamed_options(pool, m.spool());
+  bo.name = "budget";
+  bo.ranks[0].budget.budget_bytes = pool.tier(pool.device_tier(0)).bytes_capacity() + sd.nonblock_bytes() + (8ull << 20);
+  StreamedDit sb(pool, m.experts(), bo);
+  const std::vector<CardJobBudget> two = sb.plan_job(1200, true), one = sb.plan_job(1200, false);
+  ASSERT_EQ(two.size(), 1u);
+  ASSERT_GT(two[0].need, 0u);
+  EXPECT_LT(one[0].need, two[0].need);
+  EXPECT_EQ(two[0].need - one[0].need, 1200ull * 64 * 4) << "one fp32 [S, D] stream fewer";
+}
+
+}  // namespace
+}  // namespace wand::sched

@@ -318,3 +318,46 @@ TEST(WanGroupGpu, CfgParallelOnTwoCardsMatchesOneCardInBf16) {
 
 }  // namespace
 }  // namespace wand::sched
+
+namespace wand::sched {
+namespace {
+
+// Note [Guidance 1 in a group] (scheduler/multigpu/parallel_runner.cpp): a job with guide scale
+// 1 runs the cond branch alone on every strategy. The single card gives the reference (one
+// forward a step, bitwise the resident cond forward: tests/model/fewstep_test.cpp);
+// cfg-parallel, which has nothing to split, runs the same plain forward on each rank (bitwise);
+// the Ulysses kinds split it (within the group tolerance).
+TEST(WanGroup, GuidanceOneRunsTheCondBranchAloneOnEveryStrategy) {
+  GroupFixture f;
+  WanStreamContext single = f.context(*f.pool, "single");
+  single.stores = f.cache;
+  WanPipeline one(f.model.path(), single);
+  JobSpec s = spec(7);
+  s.guide_scale = {1.0};
+  const at::Tensor ref = run_job(one, s);
+  ASSERT_TRUE(ref.defined());
+  EXPECT_EQ(one.stream_stats()["job"]["forwards"].get<int>(), 4) << one.stream_stats().dump();
+  EXPECT_FALSE(at::equal(ref, run_job(one, spec(7)))) << "guidance 1 and the model's scales gave the same latents";
+
+  const std::vector<std::pair<std::string, std::vector<int>>> cases = {
+      {"cfg-parallel", {0, 1}}, {"ulysses-2", {2, 3}}, {"cfg2xulysses-2", {0, 1, 2, 3}}};
+  for (const auto& [strategy, cards] : cases) {
+    SCOPED_TRACE(strategy);
+    WanPipeline p(f.model.path(), f.group(strategy, cards));
+    const at::Tensor got = run_job(p, s);
+    if (strategy == "cfg-parallel") {
+      EXPECT_TRUE(at::equal(got, ref));
+    } else {
+      expect_close(got, ref, strategy);
+    }
+    EXPECT_EQ(p.generator().block_calls(), 0);
+    // Resumed after step 2 (the checkpoint has no negative embedding): the same latents.
+    StateBlobs saved;
+    WanPipeline q(f.model.path(), f.group(strategy, cards));
+    run_job(q, s, 2, &saved);
+    EXPECT_TRUE(at::equal(resume_job(q, s, saved), got));
+  }
+}
+
+}  // namespace
+}  // namespace wand::sched
