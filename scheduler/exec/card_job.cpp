@@ -48,6 +48,7 @@ StepInputs step_inputs_of(const model::StepForwardInputs& in) {
   s.context_null = in.context_null;
   s.seq_len = in.seq_len;
   s.y = in.y;
+  s.lora = in.lora;
   return s;
 }
 

@@ -41,6 +41,7 @@ class MemoryPool;
 }
 namespace wand::model {
 class WanDit;
+class DitLora;
 }
 namespace wand::sched {
 class CancelToken;
@@ -74,6 +75,7 @@ struct StepInputs {
   at::Tensor context_null;  // [L_txt, text_dim] negative prompt (step() only)
   std::int64_t seq_len = 0;
   c10::optional<at::Tensor> y;  // i2v conditioning
+  const model::DitLora* lora = nullptr;  // the job's LoRAs of this step's expert (model/lora.h, Note [LoRA merge])
 };
 
 // The streamer's counters (block_streamer.h) and the executor's own.

@@ -283,6 +283,10 @@ std::pair<at::Tensor, at::Tensor> StreamedDit::forward(const model::StepForwardI
       [this](std::int64_t i) { return expert_of_step_[static_cast<std::size_t>(i)]; });
   const exec::StepInputs s = exec::step_inputs_of(in);
   if (exec_) return exec_->step_checked(k, s, check);  // the check between blocks
+  if (in.lora != nullptr) {
+    throw Error(ErrorCode::kBadRequest, who() + ": LoRAs run on one card only for now (strategy " + strategy_.name() +
+                                            " spans " + std::to_string(num_ranks()) + " cards)");
+  }
   if (check) check();  // Note [Group cancel]: at step boundaries only
   auto out = runner_->step(k, s);
   if (check) check();

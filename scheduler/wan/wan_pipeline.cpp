@@ -63,6 +63,7 @@ const WanJobState& cast(const JobState& s) {
 model::GenRequest to_request(const JobSpec& spec) {
   model::GenRequest r;
   static_cast<JobRequest&>(r) = spec;  // one definition of the request (common/job_request.h)
+  r.lora_files = spec.lora_files;
   return r;
 }
 
