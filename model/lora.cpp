@@ -71,7 +71,9 @@ std::shared_ptr<const DitLora> DitLora::build(const std::vector<Use>& uses, at::
       };
       auto up = [&](const std::string& key) {
         at::Tensor t = u.file->tensor(key).to(device).contiguous();
-        d->factor_bytes_ += static_cast<std::uint64_t>(t.numel()) * t.element_size();
+        const auto bytes = static_cast<std::uint64_t>(t.numel()) * t.element_size();
+        d->factor_bytes_ += bytes;
+        d->factor_storage_.emplace_back(t.data_ptr(), bytes);
         return t;
       };
       if (!m.weight_key.empty()) {
@@ -127,7 +129,7 @@ at::Tensor merged(const at::Tensor& src, const Terms& terms, at::ScalarType g, s
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kMergeChunkBytes / 4) / std::max<int64_t>(cols, 1));
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
-    at::Tensor acc = s2.narrow(0, r0, n).to(at::kFloat).clone();  // [n, cols] fp32
+    at::Tensor acc = s2.narrow(0, r0, n).to(at::kFloat, /*non_blocking=*/false, /*copy=*/true);  // [n, cols] fp32
     for (const auto& t : terms) {
       if (t.up.defined()) {
         acc.addmm_(t.up.narrow(0, r0, n).to(at::kFloat), t.down.to(at::kFloat), /*beta=*/1, /*alpha=*/t.scale);
@@ -167,9 +169,22 @@ BlockLoop with_lora(BlockLoop inner, const DitLora* lora) {
   };
 }
 
-std::uint64_t lora_card_bytes(const DitLora& lora, RunDtype run) {
+std::uint64_t lora_card_bytes(const std::vector<std::shared_ptr<const DitLora>>& loras, RunDtype run) {
   const std::uint64_t es = run == RunDtype::kFloat32 ? 4 : 2;
-  return lora.factor_bytes() + lora.max_block_changed_elements() * es + kMergeChunkBytes;
+  std::vector<std::pair<const void*, std::uint64_t>> seen;
+  std::uint64_t factors = 0, scratch = 0;
+  bool any = false;
+  for (const auto& l : loras) {
+    if (!l || l->empty()) continue;
+    any = true;
+    for (const auto& f : l->factor_storage()) {
+      if (std::find(seen.begin(), seen.end(), f) != seen.end()) continue;
+      seen.push_back(f);
+      factors += f.second;
+    }
+    scratch = std::max(scratch, l->max_block_changed_elements() * es);
+  }
+  return any ? factors + scratch + kMergeChunkBytes : 0;
 }
 
 }  // namespace wand::model

@@ -90,6 +90,7 @@ class DitLora {
   std::uint64_t factor_bytes() const { return factor_bytes_; }     // on the device
   std::uint64_t max_block_changed_elements() const { return max_changed_; }  // per block
   std::string describe() const;  // "name:strength, ..." for logs
+  const std::vector<std::pair<const void*, std::uint64_t>>& factor_storage() const { return factor_storage_; }
 
  private:
   struct Term {
@@ -104,6 +105,7 @@ class DitLora {
   };
   std::vector<std::vector<Change>> terms_;  // [block][change]; empty when nothing changes
   std::uint64_t factor_bytes_ = 0;
+  std::vector<std::pair<const void*, std::uint64_t>> factor_storage_;  // (data, bytes) of each factor
   std::uint64_t max_changed_ = 0;
   RunDtype run_ = RunDtype::kFloat32;
   std::string describe_;
@@ -113,8 +115,9 @@ class DitLora {
 // loops]); `inner` itself when lora is null or empty.
 BlockLoop with_lora(BlockLoop inner, const DitLora* lora);
 
-// Card bytes of a LoRA set beside the blocks (Note [LoRA merge]): factors + one block's changed
-// tensors in the run dtype + one fp32 merge chunk.
-std::uint64_t lora_card_bytes(const DitLora& lora, RunDtype run);
+// Card bytes of a job's LoRAs beside the blocks (Note [LoRA merge]): the factors (a file used by
+// both experts counted once) + one block's changed tensors in the run dtype + one fp32 merge
+// chunk; 0 when there is none. Null entries are skipped.
+std::uint64_t lora_card_bytes(const std::vector<std::shared_ptr<const DitLora>>& loras, RunDtype run);
 
 }  // namespace wand::model

@@ -54,6 +54,9 @@ CardJobBudget plan_card_job(const std::string& who, const DeviceBudget& budget, 
 struct StreamedJob {
   std::int64_t first_step = 0;   // generator step index of expert_of_step[0] (a resume)
   std::int64_t seq_len = 0;      // tokens (0: unknown, no activation check or chunking)
+  // The job's LoRAs on the card (model::lora_card_bytes, Note [LoRA merge]): held beside the
+  // non-block weights, so the activation room shrinks by as much.
+  std::uint64_t lora_bytes = 0;
 };
 
 // The non-block weights of one expert as WanDit holds them in the run dtype (Note

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "memory/memory_pool.h"
+#include "model/lora.h"
 #include "model/pipeline.h"
 #include "model/pipeline_text.h"
 #include "model/tokenizer.h"
@@ -234,7 +235,7 @@ void WanPipeline::begin_streamed_job(const JobState& state) {
   const int done = st.completed_steps();
   std::vector<int> schedule = gen_->expert_of_step(st);
   schedule.erase(schedule.begin(), schedule.begin() + std::min<std::size_t>(schedule.size(), done));
-  dit_->begin_job(std::move(schedule), {done, st.seq_len});
+  dit_->begin_job(std::move(schedule), {done, st.seq_len, model::lora_card_bytes(st.loras, gen_->run_dtype())});
 }
 
 nlohmann::json WanPipeline::stream_stats() const {
