@@ -346,7 +346,6 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   };
   at::Tensor rgb;
   GenState st = start_state(req, &rgb);
-  st.loras = job_loras(req);
 
   // Text: the prompt and the default negative prompt when empty (reference §5.5); two separate
   // encodes, or one call of text_encoder_many that runs both (the same per-text results).
@@ -420,6 +419,9 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   log::get("model")->info("prepare task={} size={}x{} frames={} latent={} seq_len={} steps={} sampler={} seed={}",
                           st.task, st.width, st.height, st.frames, c10::str(st.latent.sizes()), st.seq_len,
                           st.total_steps(), solver_name(st.sampler->kind()), st.seed);
+  // The LoRAs last, right before the steps: the text and VAE phases' budgets do not hold them.
+  checkpoint();
+  st.loras = job_loras(req);
   return st;
 }
 

@@ -130,7 +130,9 @@ struct ToJson {
       if (!l.error.empty()) e["error"] = l.error;
       loras.push_back(std::move(e));
     }
-    return {{"type", "models"}, {"models", arr}, {"loras", loras}};
+    json out = {{"type", "models"}, {"models", arr}};
+    if (!loras.empty()) out["loras"] = loras;  // only from a daemon that serves LoRAs
+    return out;
   }
   json operator()(const ShutdownAck&) const { return {{"type", "shutdown"}}; }
   json operator()(const FetchChunk& m) const {
