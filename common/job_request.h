@@ -21,6 +21,36 @@ namespace wand {
 // The order of two guide scales, as messages say it.
 inline constexpr const char* kGuideScaleOrder = "(low noise, high noise)";
 
+// Note [LoRA references]: a job names a LoRA the daemon serves (the "loras" section of its
+// config, listed by `models`), never a path: the daemon opens no file a client names.
+// strength scales the LoRA's delta (W' = W + strength x alpha / rank x up @ down, and
+// strength x diff); expert "both" | "high" | "low" picks the A14B expert(s) it applies to
+// (a single-model ti2v runs "both" and "high"; "low" names nothing there). The model's
+// default LoRAs (its config entry) apply unless the request names the same LoRA: a request
+// entry replaces every default entry of that name (strength 0 switches a default off; a
+// LoRA of strength 0 is skipped, so the job is bitwise the job without it).
+struct LoraRef {
+  std::string name;         // [A-Za-z0-9._-]+, not starting with '.'
+  double strength = 1.0;    // finite, |strength| <= kMaxLoraStrength
+  std::string expert = "both";
+  bool operator==(const LoraRef& o) const {
+    return name == o.name && strength == o.strength && expert == o.expert;
+  }
+};
+inline constexpr double kMaxLoraStrength = 100.0;
+
+// "NAME[:STRENGTH][@high|@low|@both]" (wanctl --lora, the config's defaults). Throws
+// Error(kBadRequest) naming `what` and the text: a bad name, a strength that is not a number.
+LoraRef parse_lora_ref(const std::string& text, const std::string& what);
+// The same checks on a decoded reference (name charset, strength, expert).
+void check_lora_ref(const LoraRef& r, const std::string& what);
+// The LoRAs a job runs: `defaults` with each name the request names replaced by the
+// request's entries (Note [LoRA references]), entries of strength 0 dropped.
+std::vector<LoraRef> effective_loras(const std::vector<LoraRef>& defaults, const std::vector<LoraRef>& requested);
+std::string lora_ref_text(const LoraRef& r);  // "name:0.8@high"
+nlohmann::json lora_ref_to_json(const LoraRef& r);
+LoraRef lora_ref_from_json(const nlohmann::json& j, const std::string& what);
+
 struct JobRequest {
   std::string task = "t2v";          // "t2v" | "i2v" | "ti2v"
   std::string model;                 // a name from `models` (the generator has its model already)
@@ -36,6 +66,7 @@ struct JobRequest {
   std::optional<double> shift;       // empty: the model's sample_shift
   std::string sampler = "unipc";     // "unipc" | "dpm++" | "euler" (model/sampler_schedule.h)
   int priority = 0;                  // larger runs first; FIFO within a priority
+  std::vector<LoraRef> loras;        // Note [LoRA references]; "loras" on the wire, only when given
 };
 
 // The JSON object of a request: every field by its name, the image as "image_b64" (base64),

@@ -37,7 +37,7 @@ constexpr const char* kUsage = R"(usage: wanctl [--socket PATH] [--json] [--wait
 Commands:
   generate  --model NAME --prompt TEXT --size WxH --frames N --steps N --seed N -o FILE
             [--negative TEXT] [--image FILE] [--task t2v|i2v|ti2v] [--sampler unipc|dpm++|euler]
-            [--guide-scale X[,Y]] [--shift X] [--priority N] [--no-progress]
+            [--guide-scale X[,Y]] [--shift X] [--lora NAME[:S][@high|@low]]... [--priority N] [--no-progress]
             submit, follow the job (progress line on a terminal), write the video to FILE
   submit    (same options as generate, without -o)   print the job id
   ls                       list your jobs (all jobs for admins)
@@ -81,6 +81,11 @@ Job options:
   --guide-scale X[,Y]  classifier-free guidance (one value, or low-noise,high-noise);
                        1: the conditional branch alone, one DiT forward a step
   --shift X            the sampler's shift (default: the model's)
+  --lora NAME[:S][@high|@low]
+                       apply a LoRA the daemon serves (`wanctl models` lists them) at
+                       strength S (default 1) to both experts, or only the high- / low-noise
+                       one; several allowed. Replaces the model's default of that name
+                       (strength 0 switches a default off)
   --priority N         larger runs first (-1000..1000, default 0)
 )";
 
@@ -233,7 +238,7 @@ class UsageError : public std::runtime_error {
 
 const std::vector<std::string> kValueOptions = {
     "--socket", "--wait", "--model", "--prompt", "--negative", "--image", "--size", "--frames", "--steps",
-    "--seed", "--guide-scale", "--shift", "--sampler", "--priority", "--task", "-o", "--output"};
+    "--seed", "--guide-scale", "--shift", "--sampler", "--priority", "--task", "-o", "--output", "--lora"};
 
 // "unknown option --promt (did you mean --prompt?)".
 std::string unknown_option(const std::string& opt) {
@@ -343,6 +348,13 @@ proto::JobParams job_params(const Args& a) {
   if (a.has("--sampler")) p.sampler = a.get("--sampler");
   if (a.has("--priority")) p.priority = static_cast<int>(parse_int(a, "--priority", -1000, 1000));
   if (a.has("--shift")) p.shift = parse_double("--shift", a.get("--shift"));
+  for (const auto& l : a.opts.count("--lora") ? a.opts.at("--lora") : std::vector<std::string>{}) {
+    try {
+      p.loras.push_back(parse_lora_ref(l, "--lora"));
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
+  }
   for (const auto& g : a.opts.count("--guide-scale") ? a.opts.at("--guide-scale") : std::vector<std::string>{}) {
     std::size_t start = 0;
     while (start <= g.size()) {

@@ -411,6 +411,25 @@ void print_models(std::FILE* out, const proto::ModelList& m) {
   }
   std::fprintf(out, "frames are 4n + 1%s\n",
                i2v ? "; with --image, WxH is the area and the video follows the image's aspect" : "");
+  for (const auto& x : m.models) {
+    if (x.default_loras.empty()) continue;
+    std::string d;
+    for (const auto& l : x.default_loras) d += (d.empty() ? "" : ", ") + l;
+    std::fprintf(out, "%s default LoRAs: %s\n", x.name.c_str(), d.c_str());
+  }
+  if (m.loras.empty()) return;
+  std::fprintf(out, "\nLoRAs (--lora NAME[:STRENGTH][@high|@low]):\n");
+  for (const auto& l : m.loras) {
+    std::string line = "  " + l.name;
+    if (!l.error.empty()) {
+      line += "  ?  " + l.error;
+    } else {
+      line += "  " + l.layout + "  " + (l.rank > 0 ? "rank " + std::to_string(l.rank) : std::string("deltas only")) +
+              "  " + std::to_string(l.tensors) + " tensors  " + format_bytes(l.bytes);
+    }
+    if (!l.file.empty()) line += "  " + l.file;
+    std::fprintf(out, "%s\n", line.c_str());
+  }
 }
 
 std::string video_size(const proto::JobInfo& j) {

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "daemon/lora_catalog.h"
 #include "memory/pool_config.h"
 #include "scheduler/multigpu/parallel_strategy.h"
 #include "scheduler/plan/calibration.h"
@@ -122,9 +123,52 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
       if (!v.is_object()) c.bad(k, "expected an object mapping model names to directories");
       for (auto m = v.begin(); m != v.end(); ++m) {
         std::string f = "models." + m.key();
-        std::string dir = c.str(m.value(), f);
+        std::string dir;
+        if (m.value().is_object()) {  // {"dir": DIR, "loras": [...]} (Note [Daemon LoRAs])
+          for (auto e = m.value().begin(); e != m.value().end(); ++e) {
+            if (e.key() == "dir") {
+              dir = c.str(e.value(), f + ".dir");
+            } else if (e.key() == "loras") {
+              if (!e.value().is_array()) c.bad(f + ".loras", "expected an array of \"NAME[:STRENGTH][@high|@low]\"");
+              std::vector<LoraRef> defaults;
+              for (std::size_t i = 0; i < e.value().size(); ++i) {
+                const std::string fi = f + ".loras[" + std::to_string(i) + "]";
+                try {
+                  defaults.push_back(parse_lora_ref(c.str(e.value()[i], fi), fi));
+                } catch (const Error& err) {
+                  throw Error(ErrorCode::kConfig, source + ": " + err.what());
+                }
+              }
+              cfg.model_loras[m.key()] = defaults;
+            } else {
+              c.bad(f + "." + e.key(), "unknown field (expected dir, loras)");
+            }
+          }
+        } else {
+          dir = c.str(m.value(), f);
+        }
         if (dir.empty()) c.bad(f, "empty directory");
         cfg.models[m.key()] = dir;
+      }
+    } else if (k == "loras") {
+      try {
+        if (v.is_string()) {
+          cfg.lora_dir = v.get<std::string>();
+          cfg.loras = lora_files_in_dir(cfg.lora_dir, "loras");
+        } else if (v.is_object()) {
+          for (auto m = v.begin(); m != v.end(); ++m) {
+            const std::string f = "loras." + m.key();
+            check_lora_ref(LoraRef{m.key()}, f);
+            const std::string file = c.str(m.value(), f);
+            check_lora_file(file, f);
+            cfg.loras[m.key()] = file;
+          }
+        } else if (!v.is_null()) {
+          c.bad(k, "expected a directory of .safetensors files or an object mapping LoRA names to files");
+        }
+      } catch (const Error& err) {
+        if (err.code() == ErrorCode::kConfig && std::string(err.what()).rfind(source, 0) == 0) throw;
+        throw Error(ErrorCode::kConfig, source + ": " + err.what());
       }
     } else if (k == "memory") {
       // Absent or null (the default) or "auto": sized from the machine at start (Note [Auto
@@ -195,7 +239,15 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
       }
     } else {
       c.bad(k, "unknown field (expected socket, state_dir, admin_group, max_message_bytes, "
-               "max_clients, log_level, models, memory, executor)");
+               "max_clients, log_level, models, loras, memory, executor)");
+    }
+  }
+  for (const auto& [model, defaults] : cfg.model_loras) {
+    for (std::size_t i = 0; i < defaults.size(); ++i) {
+      if (cfg.loras.count(defaults[i].name) == 0) {
+        c.bad("models." + model + ".loras[" + std::to_string(i) + "]",
+              "unknown LoRA '" + defaults[i].name + "' (" + served_loras_text(cfg.loras) + ")");
+      }
     }
   }
   return cfg;
@@ -220,6 +272,23 @@ json executor_to_json(const ExecutorConfig& e) {
           {"pack_dir", e.pack_dir}, {"run_dtype", e.run_dtype}, {"parallel", e.parallel}};
 }
 
+namespace {
+json models_to_json(const DaemonConfig& c) {
+  json m = json::object();
+  for (const auto& [name, dir] : c.models) {
+    auto d = c.model_loras.find(name);
+    if (d == c.model_loras.end() || d->second.empty()) {
+      m[name] = dir;
+      continue;
+    }
+    json l = json::array();
+    for (const LoraRef& r : d->second) l.push_back(lora_ref_text(r));
+    m[name] = {{"dir", dir}, {"loras", l}};
+  }
+  return m;
+}
+}  // namespace
+
 json config_to_json(const DaemonConfig& c) {
   char mode[8];
   std::snprintf(mode, sizeof mode, "0%o", c.socket_mode);
@@ -229,7 +298,8 @@ json config_to_json(const DaemonConfig& c) {
           {"max_message_bytes", c.max_message_bytes},
           {"max_clients", c.max_clients},
           {"log_level", c.log_level},
-          {"models", c.models},
+          {"models", models_to_json(c)},
+          {"loras", c.lora_dir.empty() ? json(c.loras) : json(c.lora_dir)},
           {"memory", c.memory_mode == "config" ? c.memory() : json(c.memory_mode)},
           {"executor", executor_to_json(c.executor)}};
 }
@@ -330,6 +400,7 @@ void host_tier_warnings(const DaemonConfig& cfg, std::vector<std::string>& w) {
 std::vector<std::string> config_warnings(const DaemonConfig& cfg) {
   std::vector<std::string> w;
   host_tier_warnings(cfg, w);
+  lora_warnings(cfg, w);
   const std::vector<CardBudget> cards = card_budgets(cfg);
   const std::uint64_t context = cfg.executor.context_bytes > 0
                                     ? cfg.executor.context_bytes

@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/job_request.h"  // LoraRef
 #include "memory/pool_config.h"
 
 namespace wand::daemon {
@@ -95,6 +96,14 @@ struct DaemonConfig {
   int max_clients = 512;
   std::string log_level = "info";
   std::map<std::string, std::string> models;  // name -> model directory
+  // Note [Daemon LoRAs] (daemon/lora_catalog.h): the LoRAs the daemon serves, name -> file
+  // (the "loras" section: a directory, each *.safetensors file named by its stem, or an
+  // object mapping names to files), and each model's default LoRAs ("models": {"NAME":
+  // {"dir": DIR, "loras": ["NAME[:S][@high|@low]", ...]}}). Checked at load: the files
+  // exist, the names are names, every default names a served LoRA.
+  std::map<std::string, std::string> loras;
+  std::string lora_dir;                                     // when "loras" is a directory
+  std::map<std::string, std::vector<LoraRef>> model_loras;  // model name -> default LoRAs
   // "config": memory() is the file's section; "auto": none in the file (or "auto"), memory()
   // is null until the daemon sizes it from the machine (resolve_memory, auto_memory.h), then
   // that section; "off": no pool (resident models).
@@ -126,7 +135,8 @@ std::vector<CardBudget> card_budgets(const DaemonConfig& cfg);
 // field and says what to change): a host tier below what a configured Wan model needs (Note
 // [Host tier need], config.cpp: reads the model's headers); a device tier without a card
 // budget; a tier that leaves no activation room (budget - context - tier); a tier larger
-// than its card's budget.
+// than its card's budget; a served LoRA whose file cannot be read, or a model's default LoRA
+// that does not fit the model (its keys or shapes, model/formats/lora_keys.h).
 std::vector<std::string> config_warnings(const DaemonConfig& cfg);
 
 nlohmann::json executor_to_json(const ExecutorConfig& e);

@@ -308,6 +308,7 @@ struct Daemon::Impl {
       p.add(pc->disk->dir, "<spool>");  // the parsed section (Note [One memory section])
     }
     if (!services.pack_dir.empty()) p.add(services.pack_dir, "<pack_dir>");  // often the spool's
+    for (const auto& [name, file] : config.loras) p.add(file, "<lora " + name + ">");  // Note [Daemon LoRAs]
     return p;
   }
 
@@ -384,6 +385,10 @@ struct Daemon::Impl {
       server->set_max_message_bytes(next.max_message_bytes);
       config.admin_group = next.admin_group;
       config.models = next.models;
+      config.loras = next.loras;
+      config.lora_dir = next.lora_dir;
+      config.model_loras = next.model_loras;
+      ctx->loras = LoraCatalog(config);
       config.log_level = next.log_level;
       config.max_message_bytes = next.max_message_bytes;
       ctx->server_paths = server_paths();  // the models may have moved
@@ -509,6 +514,7 @@ int Daemon::run() {
   d.ctx = std::make_unique<HandlerContext>(
       HandlerContext{*d.queue, d.registry, *d.store, *d.resources, *d.access, true, {}, {}});
   d.ctx->server_paths = d.server_paths();
+  d.ctx->loras = LoraCatalog(d.config);  // Note [Daemon LoRAs]
   {
     // Note [Job admission].
     const std::uint64_t host = host_memory_bytes();

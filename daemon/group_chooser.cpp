@@ -59,6 +59,20 @@ sched::GroupChooser forced_chooser(const std::string& name, const sched::Pipelin
   };
 }
 
+// LoRAs run on one card for now (Note [LoRA merge], model/lora.h: the factors live on the
+// generator's card; a group's other ranks have none): a job with LoRAs never gets a group.
+sched::GroupChooser one_card_with_loras(sched::GroupChooser inner) {
+  return [inner = std::move(inner)](const sched::JobSpec& spec, const std::vector<sched::DeviceSlot>& idle,
+                                    std::size_t waiting) -> std::optional<sched::DeviceGroup> {
+    if (!spec.loras.empty()) {
+      log::get("sched")->info("card group job={} idle={} waiting={} choice=one-card reason=\"LoRAs run on one card\"",
+                              job_text(spec), names_of(idle), waiting);
+      return std::nullopt;
+    }
+    return inner(spec, idle, waiting);
+  };
+}
+
 }  // namespace
 
 sched::GroupChooser make_group_chooser(const DaemonConfig& cfg, const PlanMachine& machine,
@@ -72,16 +86,17 @@ sched::GroupChooser make_group_chooser(const DaemonConfig& cfg, const PlanMachin
   if (mode != "auto") {
     log->info("card groups: executor.parallel \"{}\" whenever {} cards are idle", mode,
               sched::parse_strategy(mode).ranks());
-    return forced_chooser(mode, registry);
+    return one_card_with_loras(forced_chooser(mode, registry));
   }
   if (!cfg.pool_config()) return {};
   log->info("card groups auto: a job alone on >= 2 idle cards runs as planner v2 chooses");
   // Note [Daemon card groups]: the machine `wanctl plan` plans (every card's whole budget and
   // fixed tier), the calibration read once.
   auto planner = std::make_shared<sched::plan::GroupPlanner>(machine.machine, plan_calibration(cfg), registry);
-  return [planner](const sched::JobSpec& spec, const std::vector<sched::DeviceSlot>& idle, std::size_t waiting) {
-    return (*planner)(spec, idle, waiting);
-  };
+  return one_card_with_loras(
+      [planner](const sched::JobSpec& spec, const std::vector<sched::DeviceSlot>& idle, std::size_t waiting) {
+        return (*planner)(spec, idle, waiting);
+      });
 }
 
 }  // namespace wand::daemon

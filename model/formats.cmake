@@ -5,6 +5,7 @@
 target_sources(wand_model_facts PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/formats/diffusers_keys.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/formats/diffusers_vae_keys.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/formats/lora_keys.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/formats/model_layout.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/formats/single_file.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/formats/transformers_umt5_keys.cpp

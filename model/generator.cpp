@@ -19,8 +19,9 @@
 #include "model/formats/part_sources.h"
 #include "model/formats/single_file.h"
 #include "model/image_prep.h"
-#include "model/tensor_bytes.h"
 #include "model/generator_text.h"
+#include "model/lora.h"
+#include "model/tensor_bytes.h"
 #include "model/pth.h"
 #include "model/sampler_schedule.h"
 #include "model/vae.h"
@@ -216,6 +217,13 @@ void WanGenerator::validate_request(const WanConfig& cfg, const GenRequest& req)
     std::string list;
     for (const auto& t : rules.tasks) list += (list.empty() ? "" : ", ") + t;
     bad("task", "'" + req.task + "' is not supported by " + cfg.variant + " (" + list + ")");
+  }
+  for (std::size_t i = 0; i < req.loras.size(); ++i) {
+    check_lora_ref(req.loras[i], "field 'loras[" + std::to_string(i) + "]'");
+    if (req.loras[i].expert == "low" && is_ti2v(cfg)) {
+      bad("loras", "LoRA '" + req.loras[i].name + "' is for the low-noise expert (@low), but " + cfg.variant +
+                       " is a single model");
+    }
   }
   if (req.task == "i2v" && !has_image) bad("image", "task i2v needs an input image: pass --image FILE");
   if (req.task == "t2v" && has_image) bad("image", "task t2v takes no input image");
@@ -440,6 +448,9 @@ GenState WanGenerator::prepare(const GenRequest& req, const CancelCheck& check) 
   log::get("model")->info("prepare task={} size={}x{} frames={} latent={} seq_len={} steps={} sampler={} seed={}",
                           st.task, st.width, st.height, st.frames, c10::str(st.latent.sizes()), st.seq_len,
                           st.total_steps(), solver_name(st.sampler->kind()), st.seed);
+  // The LoRAs last, right before the steps: the text and VAE phases' budgets do not hold them.
+  checkpoint();
+  st.loras = job_loras(req);
   return st;
 }
 
@@ -456,6 +467,7 @@ GenState WanGenerator::resume(const GenRequest& req, const std::map<std::string,
   use_deterministic_cpu_threads(device_);
   at::Tensor rgb;  // decoded for the geometry only (an i2v / ti2v size follows the image)
   GenState st = start_state(req, &rgb);
+  st.loras = job_loras(req);
   if (check) check();
   // The shapes prepare() would give (the noise, y = cat(mask(4), image latent), z, mask2).
   Expected want;
@@ -520,6 +532,55 @@ const WanDit& WanGenerator::expert(bool high_noise) {
   return *slot;
 }
 
+std::vector<std::shared_ptr<const DitLora>> WanGenerator::job_loras(const GenRequest& req) {
+  if (req.loras.empty()) return {};
+  if (req.lora_files.size() != req.loras.size()) {
+    throw Error(ErrorCode::kBadRequest, "loras: " + std::to_string(req.loras.size()) + " LoRAs but " +
+                                            std::to_string(req.lora_files.size()) +
+                                            " files (the daemon resolves each name to a file of its config)");
+  }
+  // The set: every (name, strength, expert, file, file size, mtime); the same set reuses the
+  // factors already on the device.
+  std::string key;
+  for (std::size_t i = 0; i < req.loras.size(); ++i) {
+    std::error_code ec;
+    const auto size = fs::file_size(req.lora_files[i], ec);
+    const auto mtime = fs::last_write_time(req.lora_files[i], ec).time_since_epoch().count();
+    key += lora_ref_text(req.loras[i]) + "=" + req.lora_files[i] + "#" + std::to_string(ec ? 0 : size) + "@" +
+           std::to_string(ec ? 0 : mtime) + ";";
+  }
+  if (key == lora_key_) return lora_cache_;
+  lora_cache_.clear();
+  lora_key_.clear();
+  std::vector<DitLora::Use> per_expert[2];
+  std::map<std::string, std::shared_ptr<const LoraFile>> files;
+  for (std::size_t i = 0; i < req.loras.size(); ++i) {
+    const LoraRef& r = req.loras[i];
+    if (r.strength == 0.0) continue;
+    auto& f = files[req.lora_files[i]];
+    if (!f) {
+      try {
+        f = LoraFile::read(req.lora_files[i], cfg_)->to(device_);  // one device copy for both experts
+      } catch (const Error& e) {
+        throw Error(e.code(), "LoRA '" + r.name + "': " + e.what());
+      }
+    }
+    if (r.expert != "low") per_expert[0].push_back({f, r.strength});
+    if (r.expert != "high" && two_experts_) per_expert[1].push_back({f, r.strength});
+  }
+  std::vector<std::shared_ptr<const DitLora>> out(two_experts_ ? 2 : 1);
+  for (std::size_t e = 0; e < out.size(); ++e) {
+    if (!per_expert[e].empty()) out[e] = DitLora::build(per_expert[e], device_, run_);
+    if (out[e]) {
+      log::get("model")->info("lora expert={} set=[{}] factors={}", e == 0 ? (two_experts_ ? "high" : "single") : "low",
+                              out[e]->describe(), format_bytes(out[e]->factor_bytes()));
+    }
+  }
+  lora_key_ = key;
+  lora_cache_ = out;
+  return out;
+}
+
 const Vae& WanGenerator::vae() {
   if (!vae_) {
     const std::unique_ptr<TensorSource> src = open_part(formats::detect_model_layout(dir_).vae(cfg_.model_type));
@@ -562,6 +623,8 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
     throw Error(ErrorCode::kInternal, "step: guide scale " + std::to_string(g) + " needs the negative prompt's "
                                       "embedding, which this job did not encode");
   }
+  const std::size_t e = two_experts_ && !high ? 1 : 0;
+  const DitLora* lora = e < st.loras.size() ? st.loras[e].get() : nullptr;
   at::Tensor v_c, v_u;
   if (opt_.cfg_forward) {
     StepForwardInputs in;
@@ -574,6 +637,7 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
     in.context_null = st.context_null;
     in.seq_len = st.seq_len;
     in.y = y;
+    in.lora = lora;
     std::tie(v_c, v_u) = opt_.cfg_forward(in, check);
     if (!v_c.defined() || (uncond && !v_u.defined())) {
       throw Error(ErrorCode::kInternal, "step: the CFG-forward hook returned no prediction for a branch it was asked for");
@@ -589,10 +653,11 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
       }
       if (check) check();
     };
+    const BlockLoop merged = with_lora(blocks, lora);  // Note [LoRA merge]
     if (uncond) {
-      std::tie(v_c, v_u) = dit.forward_cfg(x, t_in, st.context, st.context_null, st.seq_len, y, blocks);
+      std::tie(v_c, v_u) = dit.forward_cfg(x, t_in, st.context, st.context_null, st.seq_len, y, merged);
     } else {
-      v_c = dit.forward(x, t_in, st.context, st.seq_len, y, blocks);
+      v_c = dit.forward(x, t_in, st.context, st.seq_len, y, merged);
     }
   }
   // Guidance 1: the cond prediction is the step's velocity as it is (no fp32 round trip
@@ -604,6 +669,13 @@ void WanGenerator::step(GenState& st, const CancelCheck& check) {
   if (st.mask2.defined()) next = (1.0 - st.mask2) * st.z + st.mask2 * next;  // ti2v re-injection
   st.latent = next;
   st.experts_run.push_back(who);
+  if (st.sampler->done() && !st.loras.empty()) {
+    // Note [LoRA merge]: the factors leave the card with the last step (the decode's budget
+    // does not hold them).
+    st.loras.clear();
+    lora_cache_.clear();
+    lora_key_.clear();
+  }
 }
 
 at::Tensor WanGenerator::decode(const GenState& st, const CancelCheck& check) {

@@ -64,6 +64,7 @@ namespace wand::model {
 
 class WanDit;
 class Vae;
+class DitLora;
 
 // Encodes one prompt to its trimmed umT5 embedding [L_txt, text_dim] (EOS
 // included); the prompt is passed as given (cleaning is the encoder's job).
@@ -88,6 +89,7 @@ struct StepForwardInputs {
   at::Tensor context_null;   // [L', text_dim] negative prompt embedding
   int64_t seq_len = 0;
   c10::optional<at::Tensor> y;  // i2v conditioning [20, F, H, W]
+  const DitLora* lora = nullptr;  // the job's LoRAs of this expert (model/lora.h); null: none
 };
 // Runs both CFG branches of a step, returns (cond, uncond) velocities, each
 // [C, F, H, W] fp32 (with in.uncond false the cond branch only: (cond, undefined)); must call
@@ -140,8 +142,11 @@ struct GenGeometry {
 // A job request (common/job_request.h: task, prompt, negative, image bytes, sizes, steps,
 // seed, guide_scale, shift, sampler; model and priority are not read here) and, instead of
 // the encoded image, a decoded one.
+// loras (JobRequest) are the effective set (common/job_request.h effective_loras); lora_files[i]
+// is the file of loras[i], resolved by the daemon from its config (a job never names a path).
 struct GenRequest : JobRequest {
   at::Tensor image_rgb;      // [H, W, 3] uint8; wins over image
+  std::vector<std::string> lora_files;  // parallel to loras
 };
 
 // Everything a job needs between steps. Tensors live on the generator's device.
@@ -164,6 +169,10 @@ struct GenState {
   at::Tensor rng_state;              // CPU generator state after the noise draw (uint8)
   std::optional<FlowSampler> sampler;
   std::string experts_run;           // one char per completed step: 'h' high, 'l' low, 's' single model
+  // The job's LoRAs per expert (0 high noise / single model, 1 low noise), on the device;
+  // null: none (Note [LoRA merge], model/lora.h). Set by prepare() / resume() from the request,
+  // dropped after the last step.
+  std::vector<std::shared_ptr<const DitLora>> loras;
 
   int completed_steps() const { return sampler ? static_cast<int>(sampler->step_index()) : 0; }
   int total_steps() const { return sampler ? sampler->steps() : 0; }
@@ -265,6 +274,9 @@ class WanGenerator {
   // start_state's guidance scales and sampler (into st).
   void set_guidance_and_sampler(const GenRequest& req, GenState& st) const;
   std::vector<bool> uncond_of(const GenState& st) const;
+  // The request's LoRAs read and built for this generator's device (kept until a job's last
+  // step: a prepare / resume of the same set and files meanwhile reuses them).
+  std::vector<std::shared_ptr<const DitLora>> job_loras(const GenRequest& req);
   struct Expected;  // what a checkpoint of a job must match (generator.cpp)
   void restore(GenState& st, const std::map<std::string, std::vector<std::uint8_t>>& blobs,
                const Expected& want) const;
@@ -282,6 +294,8 @@ class WanGenerator {
   std::int64_t vae_weight_bytes_ = 0;  // the VAE's weights in its run dtype (fp32)
   TextEncodeFn text_;
   int64_t block_calls_ = 0;
+  std::string lora_key_;  // the set lora_cache_ was built for ("" none)
+  std::vector<std::shared_ptr<const DitLora>> lora_cache_;
 };
 
 }  // namespace wand::model

@@ -120,9 +120,19 @@ struct ToJson {
       if (x.default_steps > 0) e["default_steps"] = x.default_steps;
       if (x.fps > 0) e["fps"] = x.fps;
       if (!x.error.empty()) e["error"] = x.error;
+      if (!x.default_loras.empty()) e["default_loras"] = x.default_loras;
       arr.push_back(std::move(e));
     }
-    return {{"type", "models"}, {"models", arr}};
+    json loras = json::array();
+    for (const auto& l : m.loras) {
+      json e = {{"name", l.name}, {"layout", l.layout}, {"rank", l.rank}, {"tensors", l.tensors}, {"bytes", l.bytes}};
+      if (!l.file.empty()) e["file"] = l.file;
+      if (!l.error.empty()) e["error"] = l.error;
+      loras.push_back(std::move(e));
+    }
+    json out = {{"type", "models"}, {"models", arr}};
+    if (!loras.empty()) out["loras"] = loras;  // only from a daemon that serves LoRAs
+    return out;
   }
   json operator()(const ShutdownAck&) const { return {{"type", "shutdown"}}; }
   json operator()(const FetchChunk& m) const {
@@ -191,7 +201,22 @@ Response decode(const std::string& type, const json& j) {
       m.default_steps = field_or<int>(e, "default_steps", 0);
       m.fps = field_or<int>(e, "fps", 0);
       m.error = field_or<std::string>(e, "error", "");
+      m.default_loras = field_or<std::vector<std::string>>(e, "default_loras", {});
       out.models.push_back(std::move(m));
+    }
+    if (j.contains("loras") && j["loras"].is_array()) {
+      for (const auto& e : j["loras"]) {
+        require_object(e, "lora");
+        LoraInfo l;
+        l.name = field<std::string>(e, "name");
+        l.file = field_or<std::string>(e, "file", "");
+        l.layout = field_or<std::string>(e, "layout", "");
+        l.rank = field_or<std::int64_t>(e, "rank", 0);
+        l.tensors = field_or<std::int64_t>(e, "tensors", 0);
+        l.bytes = field_or<std::uint64_t>(e, "bytes", 0);
+        l.error = field_or<std::string>(e, "error", "");
+        out.loras.push_back(std::move(l));
+      }
     }
     return out;
   }

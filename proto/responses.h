@@ -87,8 +87,22 @@ struct ModelInfo : ModelTraits {
   std::string dir;
   std::string pipeline;                  // which factory serves it ("fake", "wan", ...)
   std::string error;                     // the configs could not be read: why
+  std::vector<std::string> default_loras;  // "name:strength@expert" (Note [LoRA references])
 };
-struct ModelList { std::vector<ModelInfo> models; };
+// A LoRA the daemon serves (its config's "loras"), from the file's header.
+struct LoraInfo {
+  std::string name;
+  std::string file;                      // admins only
+  std::string layout;                    // "diffusers" | "comfyui" | "kohya"
+  std::int64_t rank = 0;                 // largest rank of its pairs (0: deltas only)
+  std::int64_t tensors = 0;
+  std::uint64_t bytes = 0;
+  std::string error;                     // the header could not be read: why
+};
+struct ModelList {
+  std::vector<ModelInfo> models;
+  std::vector<LoraInfo> loras;
+};
 struct ShutdownAck {};
 struct FetchChunk {
   std::string id;

@@ -15,6 +15,7 @@ json job_spec_to_json(const JobSpec& s) {
   json j = job_request_to_json(s);
   j["owner_uid"] = s.owner_uid;
   j["owner_gid"] = s.owner_gid;
+  if (!s.lora_files.empty()) j["lora_files"] = s.lora_files;
   return j;
 }
 
@@ -22,6 +23,7 @@ JobSpec job_spec_from_json(const json& j) {
   JobSpec s{job_request_from_json(j, "job spec")};
   s.owner_uid = static_cast<unsigned>(field_or<std::int64_t>(j, "owner_uid", 0));
   s.owner_gid = static_cast<unsigned>(field_or<std::int64_t>(j, "owner_gid", 0));
+  s.lora_files = field_or<std::vector<std::string>>(j, "lora_files", {});
   return s;
 }
 

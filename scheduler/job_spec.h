@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +21,10 @@ namespace wand::sched {
 struct JobSpec : JobRequest {
   unsigned owner_uid = 0;  // the submitting client's uid (SO_PEERCRED)
   unsigned owner_gid = 0;  // and its gid
+  // The file of each of loras (parallel to it), resolved by the daemon at submit from its
+  // config (Note [LoRA references], common/job_request.h): never read from a client's message
+  // (a proto::JobParams has no such field), journaled so a resumed job reads the same files.
+  std::vector<std::string> lora_files;
 };
 
 nlohmann::json job_spec_to_json(const JobSpec& spec);

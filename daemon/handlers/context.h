@@ -12,6 +12,7 @@
 
 #include "daemon/access.h"
 #include "daemon/job_view.h"
+#include "daemon/lora_catalog.h"
 #include "daemon/resource_provider.h"
 #include "proto/requests.h"
 #include "proto/responses.h"
@@ -34,6 +35,9 @@ struct HandlerContext {
   // Note [Server paths] (job_view.h): the server's directories, hidden from users' messages.
   // Set at start and on reload (the models), on the io thread.
   ServerPaths server_paths;
+  // Note [Daemon LoRAs] (lora_catalog.h): the served LoRAs and the models' defaults. Set at
+  // start and on reload, on the io thread.
+  LoraCatalog loras;
 };
 
 proto::ErrorReply error_reply(const char* code, std::string message);

@@ -23,6 +23,15 @@ proto::Response handle_plan(HandlerContext& ctx, const Peer& peer, const proto::
   if (!ctx.registry.has_model(spec.model)) {
     return error_reply(proto::errc::kUnknownModel, "unknown model '" + spec.model + "'");
   }
+  try {  // the job's LoRAs as submit resolves them (Note [Daemon LoRAs]): the plan counts them
+    std::filesystem::path dir;
+    for (const auto& e : ctx.registry.models()) {
+      if (e.name == spec.model) dir = e.dir;
+    }
+    ctx.loras.resolve(spec, dir);
+  } catch (const Error& e) {
+    return error_reply(proto::errc::kBadRequest, user_message(peer, ctx.server_paths, e.what()));
+  }
   return ctx.resources.plan(spec);
 }
 
@@ -42,6 +51,7 @@ proto::Response handle_models(HandlerContext& ctx, const Peer& peer, const proto
     }
     out.models.push_back(std::move(info));
   }
+  ctx.loras.describe(out, peer.admin);  // Note [Daemon LoRAs]
   return out;
 }
 

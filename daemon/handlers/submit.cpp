@@ -25,6 +25,16 @@ proto::Response handle_submit(HandlerContext& ctx, const Peer& peer, const proto
     return error_reply(proto::errc::kUnknownModel,
                        "unknown model '" + spec.model + "' (see `wanctl models`)");
   }
+  // Note [Daemon LoRAs]: the effective set, each name resolved to a file and checked against the model.
+  try {
+    std::filesystem::path dir;
+    for (const auto& m : ctx.registry.models()) {
+      if (m.name == spec.model) dir = m.dir;
+    }
+    ctx.loras.resolve(spec, dir);
+  } catch (const Error& e) {
+    return error_reply(proto::errc::kBadRequest, user_message(peer, ctx.server_paths, e.what()));
+  }
   // Model-specific checks, without loading the model on the io thread (that can
   // take minutes): see PipelineRegistry::validate.
   try {

@@ -49,6 +49,7 @@ StepInputs step_inputs_of(const model::StepForwardInputs& in) {
   s.seq_len = in.seq_len;
   s.y = in.y;
   s.uncond = in.uncond;
+  s.lora = in.lora;
   return s;
 }
 

@@ -57,6 +57,9 @@ struct StreamedJob {
   // false: no step still to run guides (Note [Guidance 1], model/sampler_schedule.h): one
   // residual stream on each card, the branch spill moot.
   bool uncond = true;
+  // The job's LoRAs on the card (model::lora_card_bytes, Note [LoRA merge]): held beside the
+  // non-block weights, so the activation room shrinks by as much.
+  std::uint64_t lora_bytes = 0;
 };
 
 // The non-block weights of one expert as WanDit holds them in the run dtype (Note

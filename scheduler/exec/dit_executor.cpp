@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "memory/memory_pool.h"
 #include "model/dit.h"
+#include "model/lora.h"
 #include "scheduler/cancel_token.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/weight_store.h"
@@ -130,7 +131,9 @@ std::vector<at::Tensor> DitExecutor::run(std::int64_t k, const StepInputs& in, b
   }
   const auto t_step = Clock::now();
   const model::WanDit& dit = *experts_[static_cast<std::size_t>(streamer_->expert_of_step(k))].dit;
-  const model::BlockLoop blocks = streamer_->loop(k, check);
+  // Note [LoRA merge] (model/lora.h): the job's LoRAs merge into a per-block scratch between
+  // the streamer's pin and the block; the slots keep the checkpoint's bytes.
+  const model::BlockLoop blocks = model::with_lora(streamer_->loop(k, check), in.lora);
   std::vector<at::Tensor> out;
   try {
     if (cfg && in.uncond) {

@@ -41,6 +41,7 @@ class MemoryPool;
 }
 namespace wand::model {
 class WanDit;
+class DitLora;
 }
 namespace wand::sched {
 class CancelToken;
@@ -77,6 +78,7 @@ struct StepInputs {
   // false: guidance 1 at this step (Note [Guidance 1], model/sampler_schedule.h): step() runs
   // the cond branch alone and returns (cond, undefined); context_null may be undefined.
   bool uncond = true;
+  const model::DitLora* lora = nullptr;  // the job's LoRAs of this step's expert (model/lora.h, Note [LoRA merge])
 };
 
 // The streamer's counters (block_streamer.h) and the executor's own.

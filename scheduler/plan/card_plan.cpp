@@ -69,13 +69,14 @@ CardPlan plan_card(const ModelShape& m, const JobGeometry& g, const DeviceSpec& 
     nb += m.non_block_run_bytes(e);
     all_blocks += m.blocks_run_bytes(e);
   }
+  nb += g.lora.card_bytes;  // Note [LoRA cost]: held for the job beside the non-block weights
   const auto ctx = static_cast<std::uint64_t>(cal.context_bytes.value);
   const int W = std::max(1, work.ranks);
   const std::int64_t s_local = (g.tokens + W - 1) / W;
   const std::int64_t s_pad = s_local * W;
   base.block_one_branch = block_time(m, block_work(m, s_local, s_pad, W), rates, cal);
   const double c1 = base.block_one_branch.total();
-  const double c = c1 * work.branches;
+  const double c = c1 * work.branches + lora_merge_s(g.lora, rates);  // one merge for both branches
   const double comm = work.comm_s_per_block;
   base.pcie_gbps_effective =
       std::min(rates.pcie_gbps.value, cal.host_mem_gbps.value / std::max(1, work.streaming_cards));

@@ -8,7 +8,8 @@
 //   if (!p.feasible) std::puts(p.reason.c_str());     // names every number
 //   HostPlan h = plan_host(shape, geom, host_bytes, cal, p.prefetch_depth);   // throws kConfig
 //
-// Note [Card plan]: the card holds context + both experts' non-block weights + activations
+// Note [Card plan]: the card holds context + both experts' non-block weights (with the job's LoRAs,
+// Note [LoRA cost], cost_model.h) + activations
 // (x activation_cap_factor, the allocator cap) + weight slots. When everything fits, every
 // block of every expert stays resident (depth 0, no streaming). Otherwise the slots are the
 // prefetch window (depth d blocks, 2 when room else 1) plus the block being released, and

@@ -1,10 +1,12 @@
 #include "scheduler/plan/cost_model.h"
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "common/error.h"
 #include "model/dit_memory.h"
+#include "model/safetensors_header.h"
 
 namespace wand::sched::plan {
 
@@ -18,7 +20,63 @@ nlohmann::json JobGeometry::to_json() const {
   return {{"width", width},       {"height", height},       {"frames", frames},
           {"steps", steps},       {"latent", {lat_f, lat_h, lat_w}},
           {"tokens", tokens},     {"steps_high", steps_high}, {"steps_low", steps_low},
-          {"shift", shift}, {"branches", branches}};
+          {"shift", shift}, {"branches", branches}, {"lora", lora.to_json()}};
+}
+
+nlohmann::json LoraCost::to_json() const {
+  return {{"files", files}, {"card_bytes", card_bytes}, {"merge_flop_per_block", merge_flop_per_block},
+          {"merge_elements_per_block", merge_elements_per_block}};
+}
+
+LoraCost lora_cost(const ModelShape& m, const std::vector<std::string>& files) {
+  // Note [LoRA cost].
+  LoraCost c;
+  std::vector<std::string> seen;
+  double flop = 0, elements = 0;
+  std::uint64_t factors = 0;
+  for (const std::string& f : files) {
+    if (std::find(seen.begin(), seen.end(), f) != seen.end()) continue;
+    seen.push_back(f);
+    model::SafetensorsHeader h;
+    try {
+      h = model::read_safetensors_header(f);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kBadRequest, std::string("plan: LoRA: ") + e.what());
+    }
+    std::map<std::string, std::vector<std::int64_t>> by_name;
+    for (const model::SafetensorsEntry& e : h.entries) {
+      by_name[e.name] = e.shape;
+      factors += e.bytes();
+    }
+    auto ends = [](const std::string& s, const std::string& suf) {
+      return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    for (const auto& [name, shape] : by_name) {
+      if (ends(name, ".lora_down.weight") || ends(name, ".lora_A.weight")) {
+        const std::string base = name.substr(0, name.rfind(".lora_"));
+        auto up = by_name.find(base + (ends(name, ".lora_A.weight") ? ".lora_B.weight" : ".lora_up.weight"));
+        if (up == by_name.end() || shape.size() != 2 || up->second.size() != 2) continue;
+        flop += 2.0 * static_cast<double>(shape[0]) * static_cast<double>(up->second[0]) * static_cast<double>(shape[1]);
+        elements += static_cast<double>(up->second[0]) * static_cast<double>(shape[1]);
+      } else if (ends(name, ".diff") || ends(name, ".diff_b") || ends(name, ".lora_B.bias")) {
+        double n = 1;
+        for (std::int64_t d : shape) n *= static_cast<double>(d);
+        elements += n;
+      }
+    }
+    ++c.files;
+  }
+  if (c.files == 0) return c;
+  const double blocks = static_cast<double>(std::max<std::int64_t>(1, m.num_layers));
+  c.merge_flop_per_block = flop / blocks;
+  c.merge_elements_per_block = elements / blocks;
+  c.card_bytes = factors + static_cast<std::uint64_t>(c.merge_elements_per_block * m.run_bytes) + (64ull << 20);
+  return c;
+}
+
+double lora_merge_s(const LoraCost& c, const DeviceRates& r) {
+  if (c.files == 0) return 0;
+  return c.merge_flop_per_block / (r.gemm_tflops.value * 1e12) + c.merge_elements_per_block * 12.0 / (r.hbm_gbps.value * 1e9);
 }
 
 namespace {
@@ -78,6 +136,7 @@ JobGeometry job_geometry(const ModelShape& m, const JobSpec& spec) {
   g.lat_h = g.height / m.vae_stride_h;
   g.lat_w = g.width / m.vae_stride_w;
   g.tokens = g.lat_f * (g.lat_h / m.patch_h) * (g.lat_w / m.patch_w);
+  g.lora = lora_cost(m, spec.lora_files);
   if (m.experts.size() >= 2) {
     g.steps_high = high_noise_steps(spec.sampler, g.steps, g.shift, m.boundary);
     g.steps_low = g.steps - g.steps_high;

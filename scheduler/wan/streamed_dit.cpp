@@ -117,7 +117,8 @@ std::uint64_t StreamedDit::max_block_bytes(int rank) const {
   return m;
 }
 
-std::vector<exec::CardJobBudget> StreamedDit::plan_job(std::int64_t seq_len, bool uncond) const {
+std::vector<exec::CardJobBudget> StreamedDit::plan_job(std::int64_t seq_len, bool uncond,
+                                                     std::uint64_t lora_bytes) const {
   const model::WanConfig& cfg = dits_[0][0]->config();
   const int n = num_ranks(), S = strategy_.seq_degree;
   std::vector<exec::CardJobBudget> out;
@@ -138,7 +139,8 @@ std::vector<exec::CardJobBudget> StreamedDit::plan_job(std::int64_t seq_len, boo
     const std::string tokens_text =
         one ? std::to_string(seq_len) + " tokens" : std::to_string(g.tokens) + " of " + std::to_string(seq_len) + " tokens";
     out.push_back(exec::plan_card_job(rank_who(q), r.budget, pool_.tier(r.device_tier).bytes_capacity(),
-                                      max_block_bytes(q), opt_.window_bytes, nonblock_bytes_, g, opt_.chunk_tokens,
+                                      max_block_bytes(q), opt_.window_bytes, nonblock_bytes_ + lora_bytes, g,
+                                      opt_.chunk_tokens,
                                       /*spill_fallback=*/one && opt_.spill_uncond == -1, share, tokens_text));
   }
   return out;
@@ -154,7 +156,8 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
     }
   }
   const int n = num_ranks();
-  const std::vector<exec::CardJobBudget> cbs = plan_job(job.seq_len, job.uncond);
+  const std::vector<exec::CardJobBudget> cbs = plan_job(job.seq_len, job.uncond, job.lora_bytes);
+  const std::uint64_t nonblock = nonblock_bytes_ + job.lora_bytes;  // the LoRAs sit beside them
   std::uint64_t window = cbs[0].window;
   for (const exec::CardJobBudget& cb : cbs) window = std::min(window, cb.window);
   for (int q = 0; q < n; ++q) {
@@ -180,7 +183,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
     b.slot_bytes = cb.slots;
     // check_device_budget counts context + slots + activation cap; the non-block weights live
     // inside LibTorch's allocator, next to the activations.
-    if (b.activation_bytes == 0 && b.budget_bytes > 0) b.activation_bytes = cb.room + nonblock_bytes_;
+    if (b.activation_bytes == 0 && b.budget_bytes > 0) b.activation_bytes = cb.room + nonblock;
     std::vector<exec::ExecutorExpert> ex;
     for (std::size_t e = 0; e < stores_.size(); ++e) ex.push_back({dits_[0][e].get(), stores_[e].get()});
     exec::ExecutorOptions eo;
@@ -190,7 +193,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
     eo.host_window_bytes = host_window;
     eo.budget = b;
     eo.spill_uncond = cb.spill_uncond && job.uncond;  // nothing to spill at guidance 1
-    eo.activation_need_bytes = cb.need > 0 ? cb.need + (r.budget.activation_bytes > 0 ? 0 : nonblock_bytes_) : 0;
+    eo.activation_need_bytes = cb.need > 0 ? cb.need + (r.budget.activation_bytes > 0 ? 0 : nonblock) : 0;
     exec_ = std::make_unique<exec::DitExecutor>(pool_, std::move(ex), expert_of_step, eo);
   } else {
     std::vector<ParallelRank> ranks;
@@ -219,7 +222,7 @@ void StreamedDit::begin_job(std::vector<int> expert_of_step, exec::StreamedJob j
   for (int q = 0; q < n; ++q) {
     const StreamedDitRank& r = opt_.ranks[static_cast<std::size_t>(q)];
     if (r.cuda_device >= 0 && cbs[static_cast<std::size_t>(q)].room > 0) {
-      exec::cap_caching_allocator(r.cuda_device, nonblock_bytes_ + cbs[static_cast<std::size_t>(q)].room);
+      exec::cap_caching_allocator(r.cuda_device, nonblock + cbs[static_cast<std::size_t>(q)].room);
       capped_[static_cast<std::size_t>(q)] = true;
     }
     chunks_[static_cast<std::size_t>(q)] = cbs[static_cast<std::size_t>(q)].chunk;
@@ -284,6 +287,10 @@ std::pair<at::Tensor, at::Tensor> StreamedDit::forward(const model::StepForwardI
       [this](std::int64_t i) { return expert_of_step_[static_cast<std::size_t>(i)]; });
   const exec::StepInputs s = exec::step_inputs_of(in);
   if (exec_) return exec_->step_checked(k, s, check);  // the check between blocks
+  if (in.lora != nullptr) {
+    throw Error(ErrorCode::kBadRequest, who() + ": LoRAs run on one card only for now (strategy " + strategy_.name() +
+                                            " spans " + std::to_string(num_ranks()) + " cards)");
+  }
   if (check) check();  // Note [Group cancel]: at step boundaries only
   auto out = runner_->step(k, s);
   if (check) check();

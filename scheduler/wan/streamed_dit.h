@@ -149,8 +149,10 @@ class StreamedDit {
   void begin_job(std::vector<int> expert_of_step, exec::StreamedJob job = {});
   // The budget begin_job() would take on each card for a job of `seq_len` tokens (rank
   // order); throws what it would throw (a job's preflight, before any phase runs).
-  // uncond false: no step guides (one residual stream per card, StreamedJob::uncond).
-  std::vector<exec::CardJobBudget> plan_job(std::int64_t seq_len, bool uncond = true) const;
+  // uncond false: no step guides (one residual stream per card, StreamedJob::uncond);
+  // lora_bytes: the job's LoRAs on each card (exec::StreamedJob::lora_bytes).
+  std::vector<exec::CardJobBudget> plan_job(std::int64_t seq_len, bool uncond = true,
+                                            std::uint64_t lora_bytes = 0) const;
   // Drops the job's executor (its device copies stay cached in the pool until evicted).
   void end_job();
   bool in_job() const { return exec_ != nullptr || runner_ != nullptr; }

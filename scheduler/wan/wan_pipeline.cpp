@@ -12,6 +12,7 @@
 #include "model/formats/part_sources.h"
 #include "model/generator.h"
 #include "model/generator_text.h"
+#include "model/lora.h"
 #include "model/tokenizer.h"
 #include "model/video.h"
 #include "scheduler/exec/device_runtime.h"
@@ -64,6 +65,7 @@ const WanJobState& cast(const JobState& s) {
 model::GenRequest to_request(const JobSpec& spec) {
   model::GenRequest r;
   static_cast<JobRequest&>(r) = spec;  // one definition of the request (common/job_request.h)
+  r.lora_files = spec.lora_files;
   return r;
 }
 
@@ -236,7 +238,7 @@ void WanPipeline::begin_streamed_job(const JobState& state) {
   const std::vector<bool> uncond = gen_->uncond_of_step(st);
   bool any_uncond = false;
   for (std::size_t k = static_cast<std::size_t>(done); k < uncond.size(); ++k) any_uncond = any_uncond || uncond[k];
-  dit_->begin_job(std::move(schedule), {done, st.seq_len, any_uncond});
+  dit_->begin_job(std::move(schedule), {done, st.seq_len, any_uncond, model::lora_card_bytes(st.loras, gen_->run_dtype())});
 }
 
 nlohmann::json WanPipeline::stream_stats() const {
