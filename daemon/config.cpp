@@ -9,6 +9,7 @@
 #include "scheduler/plan/card_plan.h"
 #include "scheduler/plan/cost_model.h"
 #include "scheduler/plan/model_shape.h"
+#include "model/weight_storage.h"
 
 namespace wand::daemon {
 
@@ -122,7 +123,28 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
       if (!v.is_object()) c.bad(k, "expected an object mapping model names to directories");
       for (auto m = v.begin(); m != v.end(); ++m) {
         std::string f = "models." + m.key();
-        std::string dir = c.str(m.value(), f);
+        std::string dir;
+        if (m.value().is_object()) {  // {"dir": ..., "weights_dtype": ...}
+          for (auto x = m.value().begin(); x != m.value().end(); ++x) {
+            const std::string fx = f + "." + x.key();
+            if (x.key() == "dir") {
+              dir = c.str(x.value(), fx);
+            } else if (x.key() == "weights_dtype") {
+              const std::string w = c.str(x.value(), fx);
+              try {
+                model::parse_weights_dtype(w, fx);
+              } catch (const Error& e) {
+                c.bad(fx, e.what());
+              }
+              if (w != "auto") cfg.model_weights[m.key()] = w;
+            } else {
+              c.bad(fx, "unknown field (expected dir, weights_dtype)");
+            }
+          }
+          if (!m.value().contains("dir")) c.bad(f, "expected a \"dir\"");
+        } else {
+          dir = c.str(m.value(), f);
+        }
         if (dir.empty()) c.bad(f, "empty directory");
         cfg.models[m.key()] = dir;
       }
@@ -229,7 +251,13 @@ json config_to_json(const DaemonConfig& c) {
           {"max_message_bytes", c.max_message_bytes},
           {"max_clients", c.max_clients},
           {"log_level", c.log_level},
-          {"models", c.models},
+          {"models", [&] {
+             json m = json::object();
+             for (const auto& [name, dir] : c.models) {
+               m[name] = c.model_weights.count(name) ? json{{"dir", dir}, {"weights_dtype", c.weights_of(name)}} : json(dir);
+             }
+             return m;
+           }()},
           {"memory", c.memory_mode == "config" ? c.memory() : json(c.memory_mode)},
           {"executor", executor_to_json(c.executor)}};
 }
@@ -294,7 +322,7 @@ void host_tier_warnings(const DaemonConfig& cfg, std::vector<std::string>& w) {
     plan::ModelShape m;
     plan::JobGeometry g;
     try {
-      m = plan::model_shape_from_dir(dir);
+      m = plan::model_shape_from_dir(dir, cfg.weights_of(name));
       g = plan::job_geometry(m, sched::JobSpec{});  // the model's default job (only its step split matters)
     } catch (const std::exception&) {
       continue;
@@ -302,7 +330,11 @@ void host_tier_warnings(const DaemonConfig& cfg, std::vector<std::string>& w) {
     std::uint64_t dit = 0;
     for (std::size_t e = 0; e < m.experts.size(); ++e) dit += m.expert_run_bytes(e);
     const std::string model = "models." + name + " (" + m.variant + ")";
-    const std::string need = "its DiT needs " + format_bytes(dit) + " of host memory in bf16 (" +
+    const bool fp8 = m.max_block_dequant_bytes() > 0;
+    const std::string need = "its DiT needs " + format_bytes(dit) + " of host memory in " +
+                             (fp8 ? "fp8 (weights_dtype " + m.weights_dtype + ": the large linear weights fp8, the rest bf16"
+                                  : std::string("bf16 (") + (m.weights_dtype == "auto" ? "set weights_dtype \"fp8\" to halve it; " : "")) +
+                             (fp8 ? "; " : "") +
                              (m.experts.size() >= 2 ? "both experts: the idle one is held there between switches"
                                                     : "one expert") +
                              "), umT5 another " + format_bytes(m.t5_bytes);
