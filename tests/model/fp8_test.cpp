@@ -93,7 +93,7 @@ TEST(Fp8Codec, DecodesAll256CodesAsTheFormatDefines) {
   for (int c = 0; c < 256; ++c) {
     const float want = definition(c);
     const float got = v[c].item<float>();
-    EXPECT_EQ(fp8_e4m3fn_decode(static_cast<std::uint8_t>(c)), got) << c;
+    EXPECT_EQ(bits_of(fp8_e4m3fn_decode(static_cast<std::uint8_t>(c))), bits_of(got)) << c;
     if (std::isnan(want)) {
       EXPECT_TRUE(std::isnan(got)) << "code " << c;
       ++nans;
@@ -170,6 +170,8 @@ TEST(Fp8Quantize, RoundTripErrorIsWithinTheFormatsHalfStep) {
     const at::Tensor back = fp8_dequantize(q.codes, q.scale, at::kFloat);
     return rel_l2(back.narrow(0, 8, 80), w.narrow(0, 8, 80));
   };
+  std::printf("[fp8] 96x160 N(0,1) with one row x50: ordinary rows' rel_l2 per row %.5f, per tensor %.5f\n",
+              normal_rows(Fp8Scaling::kRow), normal_rows(Fp8Scaling::kTensor));
   EXPECT_LT(normal_rows(Fp8Scaling::kRow), 0.036);
   EXPECT_GT(normal_rows(Fp8Scaling::kTensor), normal_rows(Fp8Scaling::kRow));
   // An all-zero weight gets scale 1 and zero codes.
@@ -274,7 +276,7 @@ TEST(Fp8Files, FixtureIsReadStraight) {
       EXPECT_TRUE(at::equal(got, ref)) << n;
     }
   }
-  EXPECT_EQ(fp8, 8 * ck16.config().num_layers);  // q, k, v, o twice, ffn.0, ffn.2 per block
+  EXPECT_EQ(fp8, 10 * ck16.config().num_layers);  // q, k, v, o twice, ffn.0, ffn.2 per block
 }
 
 // Plain fp8_e4m3fn (no marker, no scales): scale 1. Per-row scales ([R]) read the same way.
@@ -372,9 +374,11 @@ TEST(Fp8Files, BadFp8InputNamesTheFileAndTheKey) {
 
 // One expert forward (both CFG branches, bf16 run) with fp8 weights against the same
 // weights in bf16. Bound: each GEMM weight carries a relative L2 error of at most 0.036
-// (above); a block's output error is the sum of its GEMMs' through the residual stream, so
-// after the model's blocks the error stays of that order; 0.1 leaves room for the bf16 run's
-// own rounding, and a wrong scale or code (a factor, a sign) gives O(1).
+// (above); a GEMM's output inherits its weight's relative error (at most, for errors
+// uncorrelated with the input), and the residual stream adds the blocks' contributions to an
+// unquantized skip path, so the output's error stays below the per-weight bound; 0.05 leaves
+// 40% for the bf16 run's own rounding, and a wrong scale or code (a factor, a sign) gives O(1).
+// Measured (bench/results/fp8_tiny.md): 0.0130 per tensor, 0.0133 per row.
 TEST(Fp8Accuracy, TinyExpertForwardAgainstBf16) {
   TempDir t("fp8-fwd");
   for (const char* kind : {"", "scaled", "scaled-row"}) {
@@ -398,14 +402,16 @@ TEST(Fp8Accuracy, TinyExpertForwardAgainstBf16) {
     const double r = rel_l2(got, ref);
     const double range = (ref.max() - ref.min()).item<double>();
     std::printf("[fp8] expert forward %-10s rel_l2 %.5f psnr %.2f dB\n", kind, r, psnr(got, ref, range));
-    EXPECT_LT(r, 0.1) << kind;
+    EXPECT_LT(r, 0.05) << kind;
     EXPECT_GT(r, 0.0) << kind;  // the weights did change
   }
 }
 
 // A tiny t2v video (both experts, 4 steps, VAE decode) with fp8 weights against bf16.
-// Latents: relative L2 below 0.15 (the 0.1 of one forward, compounded over the few steps:
-// the sampler feeds each step's error into the next). Video in [-1, 1]: PSNR above 30 dB.
+// Latents: relative L2 below 0.05, the forward's bound: each step's prediction error enters
+// the latent scaled by the step's sigma change (< 1 in sum over the schedule), so the latent
+// error stays below one forward's. Video in [-1, 1]: PSNR above 40 dB (an error of 1% of the
+// range). Measured: 0.0053 / 58.7 dB per tensor, 0.0063 / 55.7 dB per row.
 TEST(Fp8Accuracy, TinyVideoAgainstBf16) {
   TempDir t("fp8-video");
   for (const char* kind : {"", "scaled", "scaled-row"}) make::make_model(tiny(t.path() / (std::string("m") + kind), kind));
@@ -434,8 +440,8 @@ TEST(Fp8Accuracy, TinyVideoAgainstBf16) {
     const at::Tensor l = gen_of(kind, &v);
     const double r = rel_l2(l, lref), p = psnr(v, vref, 2.0);
     std::printf("[fp8] tiny video %-10s latent rel_l2 %.5f video psnr %.2f dB\n", kind, r, p);
-    EXPECT_LT(r, 0.15) << kind;
-    EXPECT_GT(p, 30.0) << kind;
+    EXPECT_LT(r, 0.05) << kind;
+    EXPECT_GT(p, 40.0) << kind;
   }
 }
 

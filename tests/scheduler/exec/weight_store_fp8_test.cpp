@@ -65,7 +65,7 @@ TEST(WeightStoreFp8, Bf16ExpertIsRepackedToFp8Once) {
     const WeightStore ws = WeightStore::open(ck, pool, o);
     EXPECT_FALSE(ws.direct());
     EXPECT_TRUE(ws.repacked_now());
-    EXPECT_EQ(ws.fp8_tensors(), 8 * ws.num_blocks());
+    EXPECT_EQ(ws.fp8_tensors(), 10 * ws.num_blocks());
     packed = ws.packed_path();
     // 1 byte a weight for the linear weights: a little over half the bf16 block.
     EXPECT_LT(ws.max_block_bytes(), bf16.max_block_bytes() * 6 / 10);
@@ -88,7 +88,7 @@ TEST(WeightStoreFp8, Bf16ExpertIsRepackedToFp8Once) {
       }
     }
     const nlohmann::json s = ws.status_json();
-    EXPECT_EQ(s.at("fp8_tensors").get<std::int64_t>(), 8 * ws.num_blocks());
+    EXPECT_EQ(s.at("fp8_tensors").get<std::int64_t>(), 10 * ws.num_blocks());
   }
   {
     const WeightStore again = WeightStore::open(ck, pool, o);  // reused across restarts
@@ -145,7 +145,7 @@ TEST(WeightStoreFp8, PackIdentityDiffersForFp8AndBf16) {
   o.weights = WeightsDtype::kFp8;
   auto b = cache.get(ck, o);
   EXPECT_NE(a.get(), b.get());
-  EXPECT_EQ(b->fp8_tensors(), 8 * b->num_blocks());
+  EXPECT_EQ(b->fp8_tensors(), 10 * b->num_blocks());
 }
 
 // An fp8_scaled file is packed with its own codes and scales (never requantized): each
@@ -162,7 +162,7 @@ TEST(WeightStoreFp8, Fp8FileIsReadStraightAndMatchesTheRepack) {
   o.pack_dir = (tmp.path() / "spool").string();
   o.name = "file";
   const WeightStore file = WeightStore::open(ck8, pool, o);  // weights auto: fp8 stays fp8
-  EXPECT_EQ(file.fp8_tensors(), 8 * file.num_blocks());
+  EXPECT_EQ(file.fp8_tensors(), 10 * file.num_blocks());
   o.name = "repack";
   o.weights = WeightsDtype::kFp8;
   o.fp8_scaling = model::Fp8Scaling::kTensor;

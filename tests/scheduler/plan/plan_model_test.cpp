@@ -130,7 +130,7 @@ TEST(PlanModelShapeMakeModel, Fp8ScaledModelIsPlannedAsStored) {
     EXPECT_EQ(f.experts[e].stored_dtype, "mixed");
     for (std::size_t i = 0; i < f.experts[e].block_params.size(); ++i) {
       const std::uint64_t p = b.experts[e].block_params[i];
-      EXPECT_EQ(f.block_run_bytes(e, i), fp8_params + 2 * (p - fp8_params) + 8 * 4);  // 8 scalar scales
+      EXPECT_EQ(f.block_run_bytes(e, i), fp8_params + 2 * (p - fp8_params) + 10 * 4);  // 10 scalar scales
       EXPECT_EQ(q.block_run_bytes(e, i), fp8_params + 2 * (p - fp8_params) + 4 * (8 * D + F + D));
       EXPECT_EQ(r.block_run_bytes(e, i), 2 * p);
       EXPECT_EQ(b.block_run_bytes(e, i), 2 * p);
