@@ -112,7 +112,6 @@ TEST(PlanModelShapeMakeModel, Fp8ScaledModelIsPlannedAsStored) {
   o.seed = 3;
   o.dtype = at::kBFloat16;
   o.fp8 = "scaled";
-  o.dit_only = true;
   model::make::make_model(o);
   o.out = tmp.path() / "bf16";
   o.fp8 = "";
