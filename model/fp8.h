@@ -26,15 +26,18 @@
 // model repacked with weights_dtype "fp8", and wand-make-model --dtype fp8) takes absmax
 // scales, scale = max|w| / 448 over a row (per output channel, kRow) or the whole tensor
 // (kTensor, what ComfyUI's files carry), codes = round-to-nearest-even(w / scale). Measured
-// on the tiny model (bench/results/fp8_tiny.md, CPU): one expert forward has relative L2
-// 0.0130 per tensor and 0.0133 per row against bf16, the tiny video's latents 0.0053 and
-// 0.0063: equal within the noise of where the roundings fall, because fp8 is a floating-point
-// format (its relative step does not depend on the scale) and the random weights have rows of
-// one magnitude. Scales matter where rows differ in magnitude: a per-tensor scale set by a
-// large row pushes the small rows into the subnormal range, where the relative step grows
-// (fp8_test: with one row x50, the other rows' error is 0.023 per row and 0.13 per tensor).
-// Real checkpoints have such rows (per-channel outliers), so per row is the default; it costs
-// 4 bytes a row (20 KiB of a 26 MiB A14B attention weight). fp8 files keep their own scales.
+// on the tiny model (bench/results/fp8_tiny.md, CPU), relative L2 against bf16: one expert
+// forward 0.0130 per tensor, 0.0133 per row; the tiny video's latents 0.0053 and 0.0063. Per
+// tensor is marginally ahead there, by less than the noise of where the roundings fall: fp8
+// is a floating-point format, its relative step does not depend on the scale, and the random
+// weights have rows of one magnitude. The scale matters only for rows far below the tensor's
+// largest (more than ~2^9, where a per-tensor scale pushes them into the subnormal range and
+// their relative step grows); with one row x50 the other rows' error is 0.0259 per row and
+// 0.0265 per tensor (fp8_test). wand keeps per row as its default for that robustness, at 4
+// bytes a row (20 KiB of a 26 MiB A14B attention weight); the two are within noise of each
+// other on every case measured, so the lead may switch the default (WeightStoreOptions::
+// fp8_scaling, and the planner's scale count in scheduler/plan/model_shape.cpp) if the GPU
+// measurement (bench/exec/fp8.sh: fp8 vs fp8-tensor) says otherwise. fp8 files keep theirs.
 // Free functions; any thread.
 #pragma once
 
