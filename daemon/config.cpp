@@ -10,6 +10,7 @@
 #include "scheduler/plan/card_plan.h"
 #include "scheduler/plan/cost_model.h"
 #include "scheduler/plan/model_shape.h"
+#include "model/weight_storage.h"
 
 namespace wand::daemon {
 
@@ -124,15 +125,16 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
       for (auto m = v.begin(); m != v.end(); ++m) {
         std::string f = "models." + m.key();
         std::string dir;
-        if (m.value().is_object()) {  // {"dir": DIR, "loras": [...]} (Note [Daemon LoRAs])
+        if (m.value().is_object()) {  // {"dir": DIR, "loras": [...], "weights_dtype": ...}
           for (auto e = m.value().begin(); e != m.value().end(); ++e) {
+            const std::string fx = f + "." + e.key();
             if (e.key() == "dir") {
-              dir = c.str(e.value(), f + ".dir");
-            } else if (e.key() == "loras") {
-              if (!e.value().is_array()) c.bad(f + ".loras", "expected an array of \"NAME[:STRENGTH][@high|@low]\"");
+              dir = c.str(e.value(), fx);
+            } else if (e.key() == "loras") {  // Note [Daemon LoRAs]
+              if (!e.value().is_array()) c.bad(fx, "expected an array of \"NAME[:STRENGTH][@high|@low]\"");
               std::vector<LoraRef> defaults;
               for (std::size_t i = 0; i < e.value().size(); ++i) {
-                const std::string fi = f + ".loras[" + std::to_string(i) + "]";
+                const std::string fi = fx + "[" + std::to_string(i) + "]";
                 try {
                   defaults.push_back(parse_lora_ref(c.str(e.value()[i], fi), fi));
                 } catch (const Error& err) {
@@ -140,10 +142,19 @@ DaemonConfig parse_config(const json& raw, const std::string& source) {
                 }
               }
               cfg.model_loras[m.key()] = defaults;
+            } else if (e.key() == "weights_dtype") {  // Note [fp8 stored dtype]
+              const std::string w = c.str(e.value(), fx);
+              try {
+                model::parse_weights_dtype(w, fx);
+              } catch (const Error& err) {
+                c.bad(fx, err.what());
+              }
+              if (w != "auto") cfg.model_weights[m.key()] = w;
             } else {
-              c.bad(f + "." + e.key(), "unknown field (expected dir, loras)");
+              c.bad(fx, "unknown field (expected dir, loras, weights_dtype)");
             }
           }
+          if (!m.value().contains("dir")) c.bad(f, "expected a \"dir\"");
         } else {
           dir = c.str(m.value(), f);
         }
@@ -277,13 +288,19 @@ json models_to_json(const DaemonConfig& c) {
   json m = json::object();
   for (const auto& [name, dir] : c.models) {
     auto d = c.model_loras.find(name);
-    if (d == c.model_loras.end() || d->second.empty()) {
+    const bool loras = d != c.model_loras.end() && !d->second.empty();
+    if (!loras && !c.model_weights.count(name)) {
       m[name] = dir;
       continue;
     }
-    json l = json::array();
-    for (const LoraRef& r : d->second) l.push_back(lora_ref_text(r));
-    m[name] = {{"dir", dir}, {"loras", l}};
+    json e = {{"dir", dir}};
+    if (loras) {
+      json l = json::array();
+      for (const LoraRef& r : d->second) l.push_back(lora_ref_text(r));
+      e["loras"] = l;
+    }
+    if (c.model_weights.count(name)) e["weights_dtype"] = c.weights_of(name);
+    m[name] = e;
   }
   return m;
 }
@@ -364,7 +381,7 @@ void host_tier_warnings(const DaemonConfig& cfg, std::vector<std::string>& w) {
     plan::ModelShape m;
     plan::JobGeometry g;
     try {
-      m = plan::model_shape_from_dir(dir);
+      m = plan::model_shape_from_dir(dir, cfg.weights_of(name));
       g = plan::job_geometry(m, sched::JobSpec{});  // the model's default job (only its step split matters)
     } catch (const std::exception&) {
       continue;
@@ -372,7 +389,11 @@ void host_tier_warnings(const DaemonConfig& cfg, std::vector<std::string>& w) {
     std::uint64_t dit = 0;
     for (std::size_t e = 0; e < m.experts.size(); ++e) dit += m.expert_run_bytes(e);
     const std::string model = "models." + name + " (" + m.variant + ")";
-    const std::string need = "its DiT needs " + format_bytes(dit) + " of host memory in bf16 (" +
+    const bool fp8 = m.max_block_dequant_bytes() > 0;
+    const std::string need = "its DiT needs " + format_bytes(dit) + " of host memory in " +
+                             (fp8 ? "fp8 (weights_dtype " + m.weights_dtype + ": the large linear weights fp8, the rest bf16"
+                                  : std::string("bf16 (") + (m.weights_dtype == "auto" ? "set weights_dtype \"fp8\" to halve it; " : "")) +
+                             (fp8 ? "; " : "") +
                              (m.experts.size() >= 2 ? "both experts: the idle one is held there between switches"
                                                     : "one expert") +
                              "), umT5 another " + format_bytes(m.t5_bytes);

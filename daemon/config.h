@@ -104,6 +104,14 @@ struct DaemonConfig {
   std::map<std::string, std::string> loras;
   std::string lora_dir;                                     // when "loras" is a directory
   std::map<std::string, std::vector<LoraRef>> model_loras;  // model name -> default LoRAs
+  // name -> the model's weights_dtype ("fp8", "run"; absent: "auto"), from an entry
+  // "models": {"a14b": {"dir": "/srv/Wan2.2-T2V-A14B", "weights_dtype": "fp8"}} (Note [fp8
+  // stored dtype], model/weight_storage.h). weights_of() reads it.
+  std::map<std::string, std::string> model_weights;
+  std::string weights_of(const std::string& model) const {
+    auto it = model_weights.find(model);
+    return it == model_weights.end() ? "auto" : it->second;
+  }
   // "config": memory() is the file's section; "auto": none in the file (or "auto"), memory()
   // is null until the daemon sizes it from the machine (resolve_memory, auto_memory.h), then
   // that section; "off": no pool (resident models).

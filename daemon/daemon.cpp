@@ -424,6 +424,10 @@ struct Daemon::Impl {
     }
     services.pool = pool.get();
     services.executor = config.executor;
+    for (const auto& [name, w] : config.model_weights) {  // read at start (a reload keeps them)
+      auto it = config.models.find(name);
+      if (it != config.models.end()) services.weights_by_dir[std::filesystem::path(it->second).lexically_normal().string()] = w;
+    }
     const std::vector<int> devs = pool->device_tiers();
     if (!devs.empty()) {
       services.device_tier = devs[0];

@@ -84,6 +84,8 @@ struct PipelineServices {
   ExecutorConfig executor;             // the "executor" section
   std::string pack_dir;                // resolved (never empty when pool is set)
   std::vector<DeviceService> devices;  // every card, memory.devices[] order (devices[0]: the first)
+  // Model directory (lexically normal) -> its weights_dtype when not "auto" (config models.<name>).
+  std::map<std::string, std::string> weights_by_dir;
   bool streaming() const { return pool != nullptr && device_tier >= 0; }
   // The card of a runner slot index (nullptr: none, e.g. the default slot without devices).
   const DeviceService* device(int index) const {

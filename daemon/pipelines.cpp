@@ -24,6 +24,7 @@ sched::WanStreamContext wan_stream_context(const PipelineServices& s) {
   c.window_bytes = s.executor.window;
   c.host_window_bytes = s.executor.host_window;
   c.chunk_tokens = s.executor.chunk_tokens;
+  c.weights_by_dir = s.weights_by_dir;
   for (const DeviceService& d : s.devices) {
     sched::WanStreamRank card;
     card.device_tier = d.tier;

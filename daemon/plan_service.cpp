@@ -110,7 +110,7 @@ proto::PlanReport plan_report(const DaemonConfig& cfg, const PlanMachine& machin
     const fs::path cal_file = calibration_path(cfg);
     bool have_cal = false;
     const plan::Calibration cal = plan_calibration(cfg, &have_cal);
-    const plan::ModelShape shape = plan::model_shape_from_dir(model_dir);
+    const plan::ModelShape shape = plan::model_shape_from_dir(model_dir, cfg.weights_of(spec.model));
     json j;
     try {
       if (mc.devices.size() == 1) {

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "model/formats/diffusers_keys.h"
 #include "model/formats/single_file.h"
+#include "model/weight_storage.h"
 
 namespace wand::model {
 
@@ -104,6 +105,7 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
       diffusers_ ? formats::diffusers_dit_key_map(config_) : std::map<std::string, std::string>{};
   const std::string naming = diffusers_ ? std::string(" (diffusers ") + formats::kDiffusersDitClass + ")" : "";
   for (const auto& [fkey, f] : file_where) {
+    if (is_fp8_aux_key(fkey)) continue;  // scales and the marker of fp8_scaled files (SafetensorsFile)
     std::string key = fkey;
     if (!prefix.empty()) {
       if (fkey.compare(0, prefix.size(), prefix) != 0) {
@@ -142,11 +144,12 @@ CheckpointDir::CheckpointDir(fs::path dir) : dir_(std::move(dir)) {
       throw Error(ErrorCode::kModelFormat, ti.path + ": key " + shown + " has shape " + shape_str(ti.shape) +
                                                ", expected " + shape_str(shape));
     }
-    // fp8 and other storage dtypes are not weights the DiT reads yet (issue 17 item 2).
-    if (ti.dtype != at::kFloat && ti.dtype != at::kHalf && ti.dtype != at::kBFloat16) {
+    // fp8_e4m3fn is read with its scale (SafetensorsFile; Note [fp8 stored dtype]); other
+    // storage dtypes are not DiT weights.
+    if (!ti.fp8 && ti.dtype != at::kFloat && ti.dtype != at::kHalf && ti.dtype != at::kBFloat16) {
       throw Error(ErrorCode::kModelFormat, ti.path + ": key " + shown + " is stored as " +
                                                safetensors_dtype_name(ti.dtype) +
-                                               "; DiT weights must be F32, F16 or BF16");
+                                               "; DiT weights must be F32, F16, BF16 or F8_E4M3");
     }
     ti.name = name;  // the weight store and the DiT look tensors up by wand's names
     info_.emplace(name, std::move(ti));
@@ -179,11 +182,25 @@ const TensorInfo& CheckpointDir::info(const std::string& name) const {
 }
 
 at::Tensor CheckpointDir::load(const std::string& name, c10::optional<at::ScalarType> dtype) const {
+  return shard_of(name).load(file_key_.at(name), dtype);
+}
+
+const SafetensorsFile& CheckpointDir::shard_of(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end() || !info_.count(name)) {
     throw Error(ErrorCode::kModelFormat, dir_.string() + ": no key '" + name + "'");
   }
-  return it->second->load(file_key_.at(name), dtype);
+  return *it->second;
+}
+
+at::Tensor CheckpointDir::load_stored(const std::string& name) const {
+  return shard_of(name).load_stored(file_key_.at(name));
+}
+
+bool CheckpointDir::has_scale(const std::string& name) const { return shard_of(name).has_scale(file_key_.at(name)); }
+
+at::Tensor CheckpointDir::load_scale(const std::string& name) const {
+  return shard_of(name).load_scale(file_key_.at(name));
 }
 
 }  // namespace wand::model

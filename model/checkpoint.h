@@ -18,7 +18,9 @@
 // against the config at open: a missing, unexpected or mis-shaped key, or a
 // truncated shard, throws wand::Error(kModelFormat) naming the file and the key (the
 // file's own key name, and wand's when they differ). A stored dtype other than fp32,
-// fp16 or bf16 (fp8: issue 17 item 2) is refused the same way.
+// fp16, bf16 or fp8_e4m3fn is refused the same way. fp8 weights (F8_E4M3, with or
+// without ComfyUI's "<layer>.scale_weight" scales, SafetensorsFile) load dequantized; the
+// weight store reads their codes and scales (load_stored, load_scale) and keeps them fp8.
 // Only shard headers are read at open; tensors are read one at a time by load()
 // (never twice the model in memory).
 // Owns the parsed shard headers. Immutable after construction: any thread.
@@ -57,7 +59,15 @@ class CheckpointDir : public TensorSource {
                   c10::optional<at::ScalarType> dtype = c10::nullopt) const override;
   std::string describe() const override { return dir_.string(); }
 
+  // The stored elements (kByte codes for an fp8 tensor) and the scale ([] or [R, 1] fp32; 1
+  // when the file has none): SafetensorsFile's, under wand's key names.
+  at::Tensor load_stored(const std::string& name) const;
+  bool has_scale(const std::string& name) const;
+  at::Tensor load_scale(const std::string& name) const;
+
  private:
+  const SafetensorsFile& shard_of(const std::string& name) const;
+
   std::filesystem::path dir_;
   WanConfig config_;
   std::map<std::string, std::unique_ptr<SafetensorsFile>> shards_;  // by resolved path

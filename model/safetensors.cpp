@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "model/fp8.h"
 #include "model/safetensors_header.h"
+#include "model/weight_storage.h"
 
 namespace wand::model {
 
@@ -23,7 +25,12 @@ SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
     TensorInfo ti;
     ti.name = e.name;
     ti.path = path_;
-    ti.dtype = parse_safetensors_dtype(e.dtype, path_ + ": tensor '" + e.name + "'");
+    if (e.dtype == "F8_E4M3") {
+      ti.dtype = at::kByte;
+      ti.fp8 = true;
+    } else {
+      ti.dtype = parse_safetensors_dtype(e.dtype, path_ + ": tensor '" + e.name + "'");
+    }
     ti.shape = e.shape;
     ti.offset = data_start_ + e.begin;
     ti.nbytes = e.bytes();
@@ -32,6 +39,35 @@ SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
   }
   std::sort(by_offset.begin(), by_offset.end());
   for (auto& p : by_offset) order_.push_back(p.second);
+
+  // Scales of fp8_scaled files (Note [fp8 dequantization]).
+  const bool marker = index_.count(kFp8MarkerKey) != 0;
+  for (const auto& [name, ti] : index_) {
+    if (is_fp8_scale_key(name)) {
+      const std::string w = fp8_weight_key_of(name);
+      auto it = index_.find(w);
+      if (it == index_.end()) continue;  // a scale of nothing: ignored with the other aux keys
+      if (ti.fp8 || (ti.dtype != at::kFloat && ti.dtype != at::kHalf && ti.dtype != at::kBFloat16)) {
+        throw Error(ErrorCode::kModelFormat, path_ + ": scale '" + name + "' of '" + w +
+                                                 "' must be F32, F16 or BF16");
+      }
+      const std::int64_t rows = it->second.shape.empty() ? 1 : it->second.shape[0];
+      if (ti.numel() != 1 && ti.numel() != rows) {
+        throw Error(ErrorCode::kModelFormat, path_ + ": scale '" + name + "' has " + std::to_string(ti.numel()) +
+                                                 " elements; '" + w + "' needs 1 (per tensor) or " +
+                                                 std::to_string(rows) + " (per row)");
+      }
+      scale_of_[w] = name;
+    }
+  }
+  for (const auto& [name, ti] : index_) {
+    if (!ti.fp8 || is_fp8_aux_key(name)) continue;
+    if (marker && !scale_of_.count(name)) {
+      throw Error(ErrorCode::kModelFormat, path_ + ": fp8 weight '" + name + "' has no scale: the file has the '" +
+                                               kFp8MarkerKey + "' marker of an fp8_scaled file but no '" +
+                                               fp8_scale_key_of(name) + "'");
+    }
+  }
 }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
@@ -42,10 +78,34 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   return it->second;
 }
 
-at::Tensor SafetensorsFile::load(const std::string& name, c10::optional<at::ScalarType> dtype) const {
+at::Tensor SafetensorsFile::load_stored(const std::string& name) const {
   const TensorInfo& ti = info(name);
   at::Tensor t = at::empty(ti.shape, at::TensorOptions().dtype(ti.dtype));
   if (ti.nbytes) read_exact(path_, ti.offset, t.data_ptr(), ti.nbytes);
+  return t;
+}
+
+at::Tensor SafetensorsFile::load_scale(const std::string& name) const {
+  auto it = scale_of_.find(name);
+  if (it == scale_of_.end()) return at::ones({}, at::kFloat);
+  at::Tensor s = load_stored(it->second).to(at::kFloat);
+  if (s.numel() == 1) return s.reshape({});
+  return s.reshape({s.numel(), 1});
+}
+
+at::Tensor SafetensorsFile::load(const std::string& name, c10::optional<at::ScalarType> dtype) const {
+  const TensorInfo& ti = info(name);
+  at::Tensor t = load_stored(name);
+  if (ti.fp8) return fp8_dequantize(t, load_scale(name), dtype ? *dtype : at::kFloat);
+  if (has_scale(name)) {  // a scale beside a weight in another dtype (ComfyUI multiplies it too)
+    at::Tensor sc = load_scale(name);
+    if (sc.dim() > 0) {
+      std::vector<std::int64_t> shape(static_cast<std::size_t>(t.dim()), 1);
+      shape[0] = sc.size(0);
+      sc = sc.reshape(shape);
+    }
+    return (t.to(at::kFloat) * sc).to(dtype ? *dtype : ti.dtype);
+  }
   if (dtype && *dtype != ti.dtype) t = t.to(*dtype);
   return t;
 }
@@ -79,11 +139,16 @@ void SafetensorsWriter::declare(const std::string& name, at::ScalarType dtype,
   decl_.push_back(std::move(ti));
 }
 
+void SafetensorsWriter::declare_fp8(const std::string& name, std::vector<int64_t> shape) {
+  declare(name, at::kByte, std::move(shape));
+  decl_.back().fp8 = true;
+}
+
 void SafetensorsWriter::write_header() {
   json h = json::object();
   if (!metadata_.empty()) h["__metadata__"] = metadata_;
   for (const auto& ti : decl_) {
-    h[ti.name] = {{"dtype", safetensors_dtype_name(ti.dtype)},
+    h[ti.name] = {{"dtype", ti.fp8 ? std::string("F8_E4M3") : safetensors_dtype_name(ti.dtype)},
                   {"shape", ti.shape},
                   {"data_offsets", {ti.offset, ti.offset + ti.nbytes}}};
   }

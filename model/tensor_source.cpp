@@ -46,9 +46,10 @@ at::ScalarType parse_safetensors_dtype(const std::string& s, const std::string& 
   if (s == "I8") return at::kChar;
   if (s == "U8") return at::kByte;
   if (s == "BOOL") return at::kBool;
-  if (s.rfind("F8_", 0) == 0) {  // F8_E4M3, F8_E5M2: the fp8 storage of issue 17 item 2
+  if (s.rfind("F8_", 0) == 0) {  // F8_E4M3 is read by SafetensorsFile itself (model/fp8.h)
     throw Error(ErrorCode::kModelFormat, context + ": stored as " + s +
-                                             " (fp8), which wand does not read yet; use a bf16, fp16 or fp32 file");
+                                             " (fp8), which wand does not read here; wand reads F8_E4M3 "
+                                             "(fp8_e4m3fn) DiT weights only, and no other fp8 format");
   }
   throw Error(ErrorCode::kModelFormat, context + ": unsupported dtype '" + s + "'");
 }

@@ -27,6 +27,9 @@ struct TensorInfo {
   std::string path;         // file holding the bytes
   std::uint64_t offset = 0;  // absolute byte offset of the first element in `path`
   std::uint64_t nbytes = 0;  // numel * element size (contiguous, little-endian)
+  // Stored as fp8_e4m3fn (safetensors F8_E4M3): dtype is kByte (the raw codes) and load()
+  // returns the dequantized values (model/fp8.h, Note [fp8 dequantization]).
+  bool fp8 = false;
 
   int64_t numel() const;
 };

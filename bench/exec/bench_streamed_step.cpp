@@ -13,6 +13,9 @@
 //                       [--layers 40] [--sizes 832x480,1280x720] [--frames 81]
 //                       [--budget 23GiB] [--repeat 1] [--chunk 0] [--spool DIR]
 //                       [--json FILE] [--skip-resident]
+//                       [--weights auto|fp8|fp8-tensor]   (b)'s stored dtype (Note [fp8 stored
+//                                                dtype]); with (a) run, the error of (b)'s
+//                                                forward against (a)'s bf16 one (rel L2, PSNR)
 //                       [--tiny]                 CPU smoke: a tiny-t2v expert (fp32, --layers blocks,
 //                                                default 4) at 64x48, 5 frames, no budget
 // Without CUDA it prints "skip" and exits 0 (unless --tiny: then it runs on the CPU, where the
@@ -20,6 +23,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -39,6 +43,7 @@
 #include "model/dit.h"
 #include "bench/bench_util.h"
 #include "model/make_model/make_model.h"
+#include "model/weight_storage.h"
 #include "scheduler/exec/device_runtime.h"
 #include "scheduler/exec/dit_executor.h"
 #include "scheduler/exec/exec_budget.h"
@@ -71,6 +76,7 @@ struct Args {
   std::string json;
   bool skip_resident = false;
   bool tiny = false;
+  std::string weights = "auto";  // auto | fp8 | fp8-tensor
 };
 
 std::uint64_t used_device_bytes() {
@@ -95,6 +101,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--spool") a.spool = next();
     else if (k == "--json") a.json = next();
     else if (k == "--skip-resident") a.skip_resident = true;
+    else if (k == "--weights") a.weights = next();
     else if (k == "--tiny") a.tiny = true;
     else if (k == "--sizes") {
       a.sizes.clear();
@@ -201,6 +208,11 @@ int main(int argc, char** argv) {
 
     // (a) all blocks resident.
     std::vector<nlohmann::json> resident(a.sizes.size());
+    std::vector<at::Tensor> reference(a.sizes.size());  // (a)'s forward (CPU), for (b)'s error
+    WeightStoreOptions wopt;
+    wopt.weights = model::parse_weights_dtype(a.weights == "fp8-tensor" ? "fp8" : a.weights, "--weights");
+    wopt.fp8_scaling = a.weights == "fp8-tensor" ? model::Fp8Scaling::kTensor : model::Fp8Scaling::kRow;
+    out["weights"] = a.weights;
     if (!a.skip_resident) {
       auto t0 = Clock::now();
       model::WanDit dit = model::WanDit::load(ck, run, cuda, true);
@@ -210,7 +222,7 @@ int main(int argc, char** argv) {
       for (std::size_t si = 0; si < a.sizes.size(); ++si) {
         const StepInputs& in = inputs[si].in;
         reset_caching_allocator_peak(0);
-        dit.forward(in.x, in.t, in.context, in.seq_len);  // warm-up
+        reference[si] = dit.forward(in.x, in.t, in.context, in.seq_len).to(at::kCPU);  // warm-up
         synchronize_device(0);
         double fwd = 1e30, cfg_s = 1e30;
         std::uint64_t peak = used_device_bytes();
@@ -278,7 +290,14 @@ int main(int argc, char** argv) {
       std::uint64_t host_exact = 0;
       for (std::int64_t i = 0; i < cfg.num_layers; ++i) {
         std::uint64_t b = 0;
-        for (const auto& n : model::DitBlockWeights::tensor_names(i)) b += ck.info(n).nbytes;
+        for (const auto& n : model::DitBlockWeights::tensor_names(i)) {
+          const model::TensorInfo& ti = ck.info(n);
+          const std::string fd = ti.fp8 ? "F8_E4M3" : model::safetensors_dtype_name(ti.dtype);
+          // fp8 blocks are packed: codes + one fp32 scale a row, each 256-byte aligned.
+          b += model::block_tensor_storage(n, ti.shape.size(), fd, wopt.weights) == model::StoredAs::kFp8
+                   ? static_cast<std::uint64_t>(ti.numel()) + 4 * static_cast<std::uint64_t>(ti.shape[0]) + 512
+                   : ti.nbytes + 256;
+        }
         host_exact += (b + 2 * 4096 + 4095) / 4096 * 4096;
       }
       pj["host"]["bytes"] = n_experts * host_exact + (16ull << 20);
@@ -289,7 +308,7 @@ int main(int argc, char** argv) {
       if (on_cuda) deps = memory::cuda::pool_deps();
 #endif
       memory::MemoryPool pool(memory::PoolConfig::from_json(pj), deps);
-      WeightStoreOptions wo;
+      WeightStoreOptions wo = wopt;
       wo.name = "hi";
       wo.pack_dir = a.spool;
       wo.run = run;
@@ -335,7 +354,17 @@ int main(int argc, char** argv) {
       for (std::size_t si = 0; si < a.sizes.size(); ++si) {
         const StepInputs& in = inputs[si].in;
         reset_caching_allocator_peak(0);
-        exec.forward(k++, in);  // warm-up
+        const at::Tensor streamed_out = exec.forward(k++, in).to(at::kCPU);  // warm-up
+        nlohmann::json error = nullptr;
+        if (reference[si].defined()) {  // (b) against (a): the fp8 error when --weights fp8
+          const at::Tensor ref = reference[si].to(at::kDouble), got = streamed_out.to(at::kDouble);
+          const double mse = (got - ref).pow(2).mean().item<double>();
+          const double range = (ref.max() - ref.min()).item<double>();
+          error = {{"rel_l2", (got - ref).norm().item<double>() / ref.norm().item<double>()},
+                   {"psnr_db", mse > 0 ? 10.0 * std::log10(range * range / mse) : 999.0},
+                   {"max_abs", (got - ref).abs().max().item<double>()}};
+          std::printf("(b) vs (a) forward error: %s\n", error.dump().c_str());
+        }
         double fwd = 1e30, cfg_s = 1e30, fwd_wait = 0, cfg_wait = 0;
         std::uint64_t peak = used_device_bytes();
         for (int r = 0; r < a.repeat; ++r) {
@@ -356,6 +385,7 @@ int main(int argc, char** argv) {
                             {"height", a.sizes[si].height},
                             {"tokens", inputs[si].tokens},
                             {"resident", resident[si]},
+                            {"streamed_vs_resident_error", error},
                             {"streamed",
                              {{"forward_s", fwd},
                               {"forward_wait_s", fwd_wait},

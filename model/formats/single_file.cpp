@@ -27,7 +27,7 @@ void refuse_unread_weights(const SafetensorsHeader& h) {
     if (e.dtype.rfind("F8", 0) == 0 || ends_with(e.name, "scale_weight") || ends_with(e.name, "scale_input")) {
       throw Error(ErrorCode::kModelFormat,
                   h.path + ": key '" + e.name + "' is " + (e.dtype.rfind("F8", 0) == 0 ? e.dtype : "an fp8 scale") +
-                      ": fp8 weights are not read yet (issue 17 item 2); use the fp16 or bf16 file");
+                      ": fp8 weights are read from the release and diffusers layouts, not yet from ComfyUI single files; use the fp16 or bf16 file, or configure the model with \"weights_dtype\": \"fp8\" to keep its blocks in fp8");
     }
   }
 }

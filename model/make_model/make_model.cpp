@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -12,7 +13,9 @@
 #include "model/formats/diffusers_keys.h"
 #include "model/formats/model_layout.h"
 #include "model/make_model/parts.h"
+#include "model/fp8.h"
 #include "model/safetensors.h"
+#include "model/weight_storage.h"
 
 namespace wand::model::make {
 
@@ -130,41 +133,88 @@ at::Tensor random_dit_tensor(const std::string& name, const std::vector<int64_t>
 }
 
 std::uint64_t write_dit_expert(const fs::path& dir, const WanConfig& cfg, at::ScalarType dtype, std::uint64_t seed,
-                               std::uint64_t max_shard_bytes, bool diffusers) {
+                               std::uint64_t max_shard_bytes, bool diffusers, const std::string& fp8) {
   if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf) {
     throw Error(ErrorCode::kBadRequest, "make-model: stored dtype must be fp32, bf16 or fp16");
+  }
+  if (!fp8.empty() && fp8 != "scaled" && fp8 != "scaled-row" && fp8 != "plain") {
+    throw Error(ErrorCode::kBadRequest, "make-model: fp8 must be scaled, scaled-row or plain, got '" + fp8 + "'");
   }
   fs::create_directories(dir);
   const auto order = state_dict_order(cfg, diffusers);
   // The name on disk; the values always come from the release name (same seed, same weights).
   auto file_key = [&](const std::string& n) { return diffusers ? formats::diffusers_dit_key(n) : n; };
+  // Note [fp8 stored dtype]: the one decision says which tensors are fp8.
+  auto is_fp8 = [&](const std::string& n, const std::vector<int64_t>& shape) {
+    return !fp8.empty() && block_tensor_storage(n, shape.size(), "BF16", WeightsDtype::kFp8) == StoredAs::kFp8;
+  };
+  const bool scaled = fp8 == "scaled" || fp8 == "scaled-row";
   const std::uint64_t esize = dtype == at::kFloat ? 4 : 2;
   std::uint64_t total = 0;
-  for (const auto& [n, s] : order) {
-    std::uint64_t k = esize;
-    for (int64_t d : s) k *= static_cast<std::uint64_t>(d);
+  std::vector<std::uint64_t> sizes;
+  for (const auto& [n, shape] : order) {
+    std::uint64_t k = is_fp8(n, shape) ? 1 : esize;
+    for (int64_t d : shape) k *= static_cast<std::uint64_t>(d);
+    sizes.push_back(k);
     total += k;
   }
   if (max_shard_bytes == 0) max_shard_bytes = kDefaultShardBytes;
-  std::vector<std::uint64_t> sizes;
-  for (const auto& [n, shape] : order) {
-    std::uint64_t k = esize;
-    for (int64_t d : shape) k *= static_cast<std::uint64_t>(d);
-    sizes.push_back(k);
-  }
   const std::vector<std::vector<size_t>> nonempty = plan_shards(sizes, max_shard_bytes);
 
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t si = 0; si < nonempty.size(); ++si) {
     const std::string sname = nonempty.size() == 1 ? CheckpointDir::kSingleName : shard_name(si + 1, nonempty.size());
-    std::vector<size_t> idx = nonempty[si];
-    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return file_key(order[a].first) < file_key(order[b].first); });
+    // Every key of this shard (the fp8 scales beside their weights, the marker in the first
+    // shard) in sorted order, each with how to write it.
+    struct Entry {
+      std::string key;
+      size_t index;   // into order
+      int kind;       // 0 tensor in dtype, 1 fp8 codes, 2 its scale, 3 the marker
+    };
+    std::vector<Entry> entries;
+    for (size_t i : nonempty[si]) {
+      const bool q = is_fp8(order[i].first, order[i].second);
+      entries.push_back({file_key(order[i].first), i, q ? 1 : 0});
+      if (q && scaled) entries.push_back({fp8_scale_key_of(file_key(order[i].first)), i, 2});
+    }
+    if (scaled && si == 0) entries.push_back({kFp8MarkerKey, 0, 3});
+    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
     SafetensorsWriter w((dir / sname).string(), {{"format", "pt"}});
-    for (size_t i : idx) w.declare(file_key(order[i].first), dtype, order[i].second);
-    for (size_t i : idx) {
-      at::Tensor t = random_dit_tensor(order[i].first, order[i].second, cfg.dim, seed);
-      w.write(file_key(order[i].first), t.to(dtype).contiguous());
-      weight_map[file_key(order[i].first)] = sname;
+    for (const Entry& e : entries) {
+      const auto& shape = order[e.index].second;
+      if (e.kind == 0) w.declare(e.key, dtype, shape);
+      if (e.kind == 1) w.declare_fp8(e.key, shape);
+      if (e.kind == 2) w.declare(e.key, at::kFloat, fp8 == "scaled-row" ? std::vector<int64_t>{shape[0]} : std::vector<int64_t>{});
+      if (e.kind == 3) w.declare_fp8(e.key, {0});  // ComfyUI's marker: an empty fp8 tensor
+    }
+    // A weight's codes and scale come from one quantization (consecutive keys share it).
+    std::map<size_t, Fp8Tensor> quantized;
+    auto quantize = [&](size_t i) -> const Fp8Tensor& {
+      auto it = quantized.find(i);
+      if (it != quantized.end()) return it->second;
+      const at::Tensor t = random_dit_tensor(order[i].first, order[i].second, cfg.dim, seed).to(at::kBFloat16);
+      Fp8Tensor q;
+      if (fp8 == "plain") {  // the values themselves (a plain cast to fp8_e4m3fn)
+        q.codes = fp8_e4m3fn_encode(t.to(at::kFloat));
+        q.scale = at::ones({}, at::kFloat);
+      } else {
+        q = quantize_fp8_e4m3fn(t, fp8 == "scaled-row" ? Fp8Scaling::kRow : Fp8Scaling::kTensor);
+      }
+      return quantized.emplace(i, std::move(q)).first->second;
+    };
+    for (const Entry& e : entries) {
+      if (e.kind == 0) {
+        at::Tensor t = random_dit_tensor(order[e.index].first, order[e.index].second, cfg.dim, seed);
+        w.write(e.key, t.to(dtype).contiguous());
+      } else if (e.kind == 1) {
+        w.write(e.key, quantize(e.index).codes);
+      } else if (e.kind == 2) {
+        w.write(e.key, quantize(e.index).scale.reshape(fp8 == "scaled-row" ? std::vector<int64_t>{order[e.index].second[0]}
+                                                                           : std::vector<int64_t>{}));
+      } else {
+        w.write(e.key, at::empty({0}, at::kByte));
+      }
+      weight_map[e.key] = sname;
     }
     w.finish();
   }
@@ -245,29 +295,29 @@ void make_model(const MakeModelOptions& o) {
   } else if (diffusers) {
     // Same seeds as the release experts: high noise = transformer/, low noise = transformer_2/.
     if (cfg.model_type == "ti2v") {
-      write_dit_expert(o.out / "transformer", cfg, o.dtype, o.seed, shard, true);
+      write_dit_expert(o.out / "transformer", cfg, o.dtype, o.seed, shard, true, o.fp8);
     } else {
-      write_dit_expert(o.out / "transformer", cfg, o.dtype, mix(o.seed) + 1, shard, true);
-      write_dit_expert(o.out / "transformer_2", cfg, o.dtype, mix(o.seed) + 2, shard, true);
+      write_dit_expert(o.out / "transformer", cfg, o.dtype, mix(o.seed) + 1, shard, true, o.fp8);
+      write_dit_expert(o.out / "transformer_2", cfg, o.dtype, mix(o.seed) + 2, shard, true, o.fp8);
     }
     write_text(o.out / formats::kModelIndexName, formats::diffusers_model_index_json(cfg).dump(2) + "\n");
   } else if (cfg.model_type == "ti2v") {
-    write_dit_expert(o.out, cfg, o.dtype, o.seed, shard);
+    write_dit_expert(o.out, cfg, o.dtype, o.seed, shard, false, o.fp8);
   } else {
-    write_dit_expert(o.out / "high_noise_model", cfg, o.dtype, mix(o.seed) + 1, shard);
+    write_dit_expert(o.out / "high_noise_model", cfg, o.dtype, mix(o.seed) + 1, shard, false, o.fp8);
     if (o.share_experts) {
       write_shared_expert(o.out / "low_noise_model", o.out / "high_noise_model", cfg);
     } else {
-      write_dit_expert(o.out / "low_noise_model", cfg, o.dtype, mix(o.seed) + 2, shard);
+      write_dit_expert(o.out / "low_noise_model", cfg, o.dtype, mix(o.seed) + 2, shard, false, o.fp8);
     }
   }
   if (!o.dit_only && !comfyui) {  // diffusers: text_encoder/, tokenizer/, vae/ (Note [Diffusers parts])
     write_t5_part(o.out, o.preset, o.seed, o.layout);
     write_vae_part(o.out, o.preset, o.seed, o.layout);
   }
-  log::get("model")->info("make-model preset={} out={} layout={} dtype={} shared_experts={}", o.preset, o.out.string(),
-                          o.layout, o.dtype == at::kFloat ? "fp32" : (o.dtype == at::kHalf ? "fp16" : "bf16"),
-                          o.share_experts);
+  log::get("model")->info("make-model preset={} out={} layout={} dtype={} fp8={} shared_experts={}", o.preset,
+                          o.out.string(), o.layout, o.dtype == at::kFloat ? "fp32" : (o.dtype == at::kHalf ? "fp16" : "bf16"),
+                          o.fp8.empty() ? "no" : o.fp8, o.share_experts);
 }
 
 }  // namespace wand::model::make

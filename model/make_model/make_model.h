@@ -41,6 +41,12 @@ struct MakeModelOptions {
   bool share_experts = false;         // A14B: low_noise_model's index points at high_noise_model's shards
   std::uint64_t max_shard_bytes = 0;  // 0: 10 GB (diffusers default); tiny presets: half the expert
   bool dit_only = false;              // skip the T5 / VAE / tokenizer parts
+  // fp8 weights (--dtype fp8*, Note [fp8 stored dtype]): "" none; "scaled" ComfyUI's
+  // fp8_scaled (the "scaled_fp8" marker and a per-tensor fp32 "<layer>.scale_weight" of
+  // shape []), "scaled-row" (one scale a row, shape [R]) or "plain" (fp8_e4m3fn codes of
+  // the weights themselves, no scales). The block linear weights are quantized from their
+  // bf16 rounding (as from a bf16 release); every other tensor is written in `dtype`.
+  std::string fp8;
 };
 
 void make_model(const MakeModelOptions& o);
@@ -48,8 +54,10 @@ void make_model(const MakeModelOptions& o);
 // Writes one DiT expert directory (config.json, shards, index). Returns total bytes.
 // diffusers: keys, config.json and state-dict order of WanTransformer3DModel
 // (model/formats/diffusers_keys.h); each tensor's values are those of its release key.
+// fp8: MakeModelOptions::fp8.
 std::uint64_t write_dit_expert(const std::filesystem::path& dir, const WanConfig& cfg, at::ScalarType dtype,
-                               std::uint64_t seed, std::uint64_t max_shard_bytes, bool diffusers = false);
+                               std::uint64_t seed, std::uint64_t max_shard_bytes, bool diffusers = false,
+                               const std::string& fp8 = "");
 // Writes an expert directory whose index points at another expert's shards
 // (relative paths "../<other>/<shard>"), plus its config.json.
 void write_shared_expert(const std::filesystem::path& dir, const std::filesystem::path& shared_from,

@@ -1,4 +1,4 @@
-// wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16] [--share-experts]
+// wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16|fp8|fp8-row|fp8-plain] [--share-experts]
 //                 [--max-shard-bytes N] [--dit-only] [--layout release|diffusers|comfyui]
 // Writes a model directory in the exact release layout with random weights
 // (see model/make_model/make_model.h).
@@ -13,11 +13,14 @@
 namespace {
 void usage(std::FILE* f) {
   std::fprintf(f,
-               "usage: wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16]\n"
+               "usage: wand-make-model --preset NAME --out DIR [--seed N] [--dtype fp32|bf16|fp16|fp8|fp8-row|fp8-plain]\n"
                "                       [--share-experts] [--max-shard-bytes N] [--dit-only]\n"
                "                       [--layout release|diffusers|comfyui]\n"
                "presets: tiny-t2v tiny-i2v tiny-ti2v t2v-A14B i2v-A14B ti2v-5B\n"
-               "  --dtype          stored DiT dtype (default fp32, like the release)\n"
+               "  --dtype          stored DiT dtype (default fp32, like the release); fp8: the block linear\n"
+               "                   weights in fp8_e4m3fn with per-tensor scales and the scaled_fp8 marker\n"
+               "                   (ComfyUI's fp8_scaled), the rest bf16; fp8-row: one scale a row;\n"
+               "                   fp8-plain: no scales\n"
                "  --share-experts  A14B: low_noise_model's index points at high_noise_model's shards\n"
                "  --dit-only       write only the DiT expert(s) and configs\n"
                "  --layout         release (default); diffusers: model_index.json, transformer/ (+\n"
@@ -47,7 +50,13 @@ int main(int argc, char** argv) {
         if (d == "fp32") o.dtype = at::kFloat;
         else if (d == "bf16") o.dtype = at::kBFloat16;
         else if (d == "fp16") o.dtype = at::kHalf;
-        else throw wand::Error(wand::ErrorCode::kBadRequest, "--dtype must be fp32, bf16 or fp16, got '" + d + "'");
+        else if (d == "fp8" || d == "fp8-row" || d == "fp8-plain") {
+          o.dtype = at::kBFloat16;
+          o.fp8 = d == "fp8" ? "scaled" : (d == "fp8-row" ? "scaled-row" : "plain");
+        } else {
+          throw wand::Error(wand::ErrorCode::kBadRequest,
+                            "--dtype must be fp32, bf16, fp16, fp8, fp8-row or fp8-plain, got '" + d + "'");
+        }
       } else if (a == "--share-experts") {
         o.share_experts = true;
       } else if (a == "--max-shard-bytes") {

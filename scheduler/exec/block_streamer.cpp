@@ -74,7 +74,10 @@ BlockStreamer::BlockStreamer(memory::MemoryPool& pool, std::vector<const WeightS
   const std::uint64_t cap = pool_.tier(dev).bytes_capacity();
   DeviceBudget b = opt_.budget;
   if (b.slot_bytes == 0) b.slot_bytes = cap;
-  check_device_budget(b, window_, max_block, opt_.activation_need_bytes);
+  // fp8 blocks are dequantized beside their slot while they run (Note [fp8 dequantization]).
+  std::uint64_t dequant = 0;
+  for (const WeightStore* st : stores_) dequant = std::max(dequant, st->max_block_dequant_bytes());
+  check_device_budget(b, window_, max_block, opt_.activation_need_bytes > 0 ? opt_.activation_need_bytes + dequant : 0);
   device_rm_ = std::make_unique<memory::ResidencyManager>(dev_sched, cap, window_);
   if (opt_.host_window_bytes > 0) {
     host_rm_ = std::make_unique<memory::ResidencyManager>(host_sched, pool_.tier(pool_.host_tier()).bytes_capacity(),

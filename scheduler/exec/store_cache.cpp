@@ -34,7 +34,8 @@ std::shared_ptr<WeightStore> StoreCache::get(const model::CheckpointDir& ck, con
   // maker's --share-experts fixture) are two stores, as two real experts are: each holds its
   // own copies in the tiers, so the fixture streams and spills as much as a real model.
   const std::string key = ck.dir().lexically_normal().string() + "|" + checkpoint_fingerprint(ck.shard_paths(), run) +
-                          "|" + run + "|" + o.pack_dir + "|" + (o.force_pack ? "pack" : "auto");
+                          "|" + run + "|" + o.pack_dir + "|" + (o.force_pack ? "pack" : "auto") + "|" +
+                          WeightStore::storage_tag(o);
   std::lock_guard<std::mutex> lock(state_->mu);
   auto it = state_->entries.find(key);
   if (it != state_->entries.end()) {

@@ -1,6 +1,6 @@
 // StoreCache: the weight stores of a memory pool shared by every pipeline that streams the
 // same expert, so that one pinned host copy of each block blob feeds every card (issue 7,
-// item 1). Keyed by (checkpoint fingerprint, run dtype, pack dir, force_pack); each key
+// item 1). Keyed by (checkpoint fingerprint, run dtype, pack dir, force_pack, stored dtype); each key
 // opens its WeightStore once, under a blob prefix of its own ("<prefix>.<expert dir
 // name>.<run dtype>.<n>", n counting the stores this cache opened).
 //

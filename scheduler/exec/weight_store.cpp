@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "memory/memory_pool.h"
 #include "model/checkpoint.h"
+#include "model/fp8.h"
 #include "scheduler/exec/fingerprint.h"
 
 namespace wand::sched::exec {
@@ -27,6 +28,13 @@ std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / 
 
 std::string manifest_path(const std::string& packed) { return packed + ".json"; }
 
+// Note [fp8 stored dtype]: the one decision, on the checkpoint's tensor.
+bool stored_fp8(const model::CheckpointDir& ck, const std::string& name, model::WeightsDtype w) {
+  const model::TensorInfo& ti = ck.info(name);
+  const std::string file_dtype = ti.fp8 ? std::string("F8_E4M3") : model::safetensors_dtype_name(ti.dtype);
+  return model::block_tensor_storage(name, ti.shape.size(), file_dtype, w) == model::StoredAs::kFp8;
+}
+
 // Note [Weight store paths]: a block goes direct when every one of its tensors is stored
 // in the run's GEMM dtype, all in one shard, back to back (offset_k + nbytes_k ==
 // offset_{k+1} once sorted by offset) and each offset a multiple of its element size (the
@@ -34,10 +42,15 @@ std::string manifest_path(const std::string& packed) { return packed + ".json"; 
 // written by save_pretrained satisfy this except for a block that straddles two shards;
 // such blocks (or every block of an fp32 release for a bf16 run) are packed: only they
 // go into the packed file, the others stay direct.
-std::optional<BlockBlob> direct_block(const model::CheckpointDir& ck, std::int64_t i, at::ScalarType g) {
+std::optional<BlockBlob> direct_block(const model::CheckpointDir& ck, std::int64_t i, at::ScalarType g,
+                                      model::WeightsDtype w) {
   BlockBlob b;
   std::vector<const model::TensorInfo*> infos;
-  for (const std::string& n : model::DitBlockWeights::tensor_names(i)) infos.push_back(&ck.info(n));
+  for (const std::string& n : model::DitBlockWeights::tensor_names(i)) {
+    // fp8 blocks are packed (codes + scales); so is a tensor with a scale beside it.
+    if (stored_fp8(ck, n, w) || ck.has_scale(n)) return std::nullopt;
+    infos.push_back(&ck.info(n));
+  }
   for (const auto* ti : infos) {
     if (ti->dtype != g) return std::nullopt;
     if (ti->path != infos[0]->path) return std::nullopt;
@@ -59,7 +72,7 @@ std::optional<BlockBlob> direct_block(const model::CheckpointDir& ck, std::int64
 
 // The packed layout of the given blocks (offsets only; no I/O).
 std::vector<BlockBlob> packed_layout(const model::CheckpointDir& ck, const std::vector<std::int64_t>& which,
-                                     at::ScalarType g, const std::string& path) {
+                                     at::ScalarType g, const std::string& path, const WeightStoreOptions& o) {
   std::vector<BlockBlob> blocks;
   std::uint64_t file_off = 0;
   for (std::int64_t i : which) {
@@ -69,6 +82,25 @@ std::vector<BlockBlob> packed_layout(const model::CheckpointDir& ck, const std::
     std::uint64_t off = 0;
     for (const std::string& n : model::DitBlockWeights::tensor_names(i)) {
       const model::TensorInfo& ti = ck.info(n);
+      if (stored_fp8(ck, n, o.weights)) {
+        // codes, then the fp32 scales: the file's (read straight) or one a row / one per
+        // tensor for a tensor wand quantizes (Note [fp8 scale granularity]).
+        BlockTensor t{n, round_up(off, WeightStore::kTensorAlign), at::kByte, ti.shape,
+                      static_cast<std::uint64_t>(ti.numel())};
+        t.fp8 = true;
+        t.dequant_to = g;
+        if (ti.fp8) {
+          t.scale_shape = ck.load_scale(n).sizes().vec();
+        } else if (o.fp8_scaling == model::Fp8Scaling::kRow) {
+          t.scale_shape = {ti.shape[0], 1};
+        }
+        std::uint64_t scale_n = 1;
+        for (auto d : t.scale_shape) scale_n *= static_cast<std::uint64_t>(d);
+        t.scale_offset = round_up(t.offset + t.nbytes, WeightStore::kTensorAlign);
+        off = t.scale_offset + scale_n * sizeof(float);
+        b.tensors.push_back(std::move(t));
+        continue;
+      }
       const std::uint64_t nb = static_cast<std::uint64_t>(ti.numel()) * model::dtype_size(g);
       off = round_up(off, WeightStore::kTensorAlign);
       b.tensors.push_back(BlockTensor{n, off, g, ti.shape, nb});
@@ -87,8 +119,13 @@ nlohmann::json layout_json(const std::vector<std::int64_t>& which, const std::ve
     const BlockBlob& b = blocks[k];
     nlohmann::json t = nlohmann::json::array();
     for (const auto& x : b.tensors) {
-      t.push_back({{"name", x.name}, {"offset", x.offset}, {"dtype", model::safetensors_dtype_name(x.dtype)},
+      t.push_back({{"name", x.name}, {"offset", x.offset},
+                   {"dtype", x.fp8 ? std::string("F8_E4M3") : model::safetensors_dtype_name(x.dtype)},
                    {"shape", x.shape}, {"nbytes", x.nbytes}});
+      if (x.fp8) {
+        t.back()["scale_offset"] = x.scale_offset;
+        t.back()["scale_shape"] = x.scale_shape;
+      }
     }
     arr.push_back({{"block", which[k]}, {"offset", b.file_offset}, {"bytes", b.bytes}, {"tensors", t}});
   }
@@ -128,7 +165,8 @@ void write_text_atomic(const std::string& path, const std::string& text) {
 }
 
 // Converts every block into the packed file (tmp + rename), one block in memory at a time.
-void write_pack(const model::CheckpointDir& ck, const std::vector<BlockBlob>& blocks, const std::string& path) {
+void write_pack(const model::CheckpointDir& ck, const std::vector<BlockBlob>& blocks, const std::string& path,
+                const WeightStoreOptions& o) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(ErrorCode::kIo, "weight store: cannot create " + tmp + ": " + std::strerror(errno));
@@ -137,6 +175,21 @@ void write_pack(const model::CheckpointDir& ck, const std::vector<BlockBlob>& bl
     for (const BlockBlob& b : blocks) {
       buf.assign(b.bytes, 0);
       for (const BlockTensor& t : b.tensors) {
+        if (t.fp8) {
+          model::Fp8Tensor q;
+          if (ck.info(t.name).fp8) {  // read straight: the file's codes and scale
+            q.codes = ck.load_stored(t.name);
+            q.scale = ck.load_scale(t.name);
+          } else {
+            q = model::quantize_fp8_e4m3fn(ck.load(t.name), o.fp8_scaling);
+          }
+          q.scale = q.scale.to(at::kFloat).contiguous();
+          WAND_ASSERT(static_cast<std::uint64_t>(q.codes.numel()) == t.nbytes && q.scale.sizes().vec() == t.scale_shape,
+                      "weight store: fp8 layout of " + t.name);
+          std::memcpy(buf.data() + t.offset, q.codes.contiguous().data_ptr(), t.nbytes);
+          std::memcpy(buf.data() + t.scale_offset, q.scale.data_ptr(), q.scale.numel() * sizeof(float));
+          continue;
+        }
         at::Tensor x = ck.load(t.name, t.dtype).contiguous();
         WAND_ASSERT(static_cast<std::uint64_t>(x.numel()) * x.element_size() == t.nbytes, "weight store: size of " + t.name);
         std::memcpy(buf.data() + t.offset, x.data_ptr(), t.nbytes);
@@ -163,10 +216,21 @@ std::uint64_t file_size_or_zero(const std::string& path) {
 
 }  // namespace
 
-std::string WeightStore::pack_path(const std::string& pack_dir, const model::CheckpointDir& ck, model::RunDtype run) {
+std::string WeightStore::storage_tag(const WeightStoreOptions& o) {
+  switch (o.weights) {
+    case model::WeightsDtype::kAuto: return "";
+    case model::WeightsDtype::kRun: return "run";
+    case model::WeightsDtype::kFp8: return std::string("fp8-") + model::fp8_scaling_name(o.fp8_scaling);
+  }
+  return "";
+}
+
+std::string WeightStore::pack_path(const std::string& pack_dir, const model::CheckpointDir& ck, model::RunDtype run,
+                                   const std::string& storage) {
   std::error_code ec;
   fs::path canon = fs::weakly_canonical(ck.dir(), ec);
-  const std::string key_src = (ec ? ck.dir().string() : canon.string()) + "|" + model::run_dtype_name(run);
+  const std::string key_src = (ec ? ck.dir().string() : canon.string()) + "|" + model::run_dtype_name(run) +
+                              (storage.empty() ? "" : "|" + storage);
   return (fs::path(pack_dir) / ("wand-pack-" + hex64(fnv1a64(key_src.data(), key_src.size())) + ".bin")).string();
 }
 
@@ -183,7 +247,7 @@ WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool
   ws.blocks_.resize(static_cast<std::size_t>(layers));
   std::vector<std::int64_t> to_pack;
   for (std::int64_t i = 0; i < layers; ++i) {
-    std::optional<BlockBlob> d = o.force_pack ? std::nullopt : direct_block(ck, i, g);
+    std::optional<BlockBlob> d = o.force_pack ? std::nullopt : direct_block(ck, i, g, o.weights);
     if (d) {
       ws.blocks_[static_cast<std::size_t>(i)] = std::move(*d);
     } else {
@@ -208,12 +272,14 @@ WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool
   fs::create_directories(o.pack_dir, ec);
   if (ec) throw Error(ErrorCode::kIo, "weight store: cannot create pack dir " + o.pack_dir + ": " + ec.message());
 
-  ws.packed_path_ = pack_path(o.pack_dir, ck, o.run);
-  const std::vector<BlockBlob> packed = packed_layout(ck, to_pack, g, ws.packed_path_);
+  const std::string storage = storage_tag(o);
+  ws.packed_path_ = pack_path(o.pack_dir, ck, o.run, storage);
+  const std::vector<BlockBlob> packed = packed_layout(ck, to_pack, g, ws.packed_path_, o);
   std::uint64_t want_bytes = 0;
   for (const BlockBlob& b : packed) want_bytes += b.bytes;
   const nlohmann::json layout = layout_json(to_pack, packed);
-  const std::string tag = std::string("wand-pack v") + std::to_string(kPackVersion) + " " + model::run_dtype_name(o.run);
+  const std::string tag = std::string("wand-pack v") + std::to_string(kPackVersion) + " " + model::run_dtype_name(o.run) +
+                          (storage.empty() ? "" : " " + storage);
   const std::string fp = checkpoint_fingerprint(ck.shard_paths(), tag);
   const std::string mpath = manifest_path(ws.packed_path_);
 
@@ -251,12 +317,13 @@ WeightStore WeightStore::open(const model::CheckpointDir& ck, memory::MemoryPool
     log->info("weight store repack name={} reason=\"{}\" packed_blocks={} of={} bytes={} dtype={} path={}", o.name,
               reason, to_pack.size(), layers, format_bytes(want_bytes), model::run_dtype_name(o.run), ws.packed_path_);
     ::unlink(mpath.c_str());  // a crash mid-repack leaves no manifest: the next open repacks
-    write_pack(ck, packed, ws.packed_path_);
+    write_pack(ck, packed, ws.packed_path_, o);
     nlohmann::json m = {{"version", kPackVersion},
                         {"fingerprint", fp},
                         {"checkpoint", ck.dir().string()},
                         {"shards", ck.shard_paths()},
                         {"run_dtype", model::run_dtype_name(o.run)},
+                        {"weights", storage.empty() ? std::string("auto") : storage},
                         {"file_bytes", want_bytes},
                         {"blocks", layout}};
     write_text_atomic(mpath, m.dump(1));
@@ -314,6 +381,26 @@ std::uint64_t WeightStore::max_block_bytes() const {
   return m;
 }
 
+std::uint64_t WeightStore::max_block_dequant_bytes() const {
+  std::uint64_t m = 0;
+  for (const auto& b : blocks_) {
+    std::uint64_t n = 0;
+    for (const auto& t : b.tensors) {
+      if (t.fp8) n += t.nbytes * model::dtype_size(t.dequant_to);
+    }
+    m = std::max(m, n);
+  }
+  return m;
+}
+
+std::int64_t WeightStore::fp8_tensors() const {
+  std::int64_t n = 0;
+  for (const auto& b : blocks_) {
+    for (const auto& t : b.tensors) n += t.fp8 ? 1 : 0;
+  }
+  return n;
+}
+
 std::uint64_t WeightStore::total_bytes() const {
   std::uint64_t n = 0;
   for (const auto& b : blocks_) n += b.bytes;
@@ -328,6 +415,7 @@ nlohmann::json WeightStore::status_json() const {
           {"blocks", blocks_.size()},
           {"bytes", total_bytes()},
           {"max_block_bytes", max_block_bytes()},
+          {"fp8_tensors", fp8_tensors()},
           {"packed_path", packed_path_}};
 }
 
@@ -342,6 +430,14 @@ model::DitBlockWeights view_block_weights(const BlockBlob& b, std::byte* data, a
   for (std::size_t k = 0; k < f.size(); ++k) {
     const BlockTensor& t = b.tensors[k];
     *f[k] = at::from_blob(data + t.offset, t.shape, at::TensorOptions().dtype(t.dtype).device(device));
+    if (t.fp8) {
+      // Dequantized on the blob's device right after the transfer (Note [fp8 dequantization]):
+      // kernels on the current stream, before the streamer's fence, so the slot stays pinned
+      // while they read it; the result lives as long as the body holds the weights.
+      const at::Tensor scale =
+          at::from_blob(data + t.scale_offset, t.scale_shape, at::TensorOptions().dtype(at::kFloat).device(device));
+      *f[k] = model::fp8_dequantize(*f[k], scale, t.dequant_to);
+    }
   }
   return w;
 }

@@ -21,6 +21,14 @@
 //   header hashes; scheduler/exec/fingerprint.h). A matching manifest is reused across
 //   restarts; a different fingerprint repacks; a packed file shorter than its manifest says
 //   throws wand::Error(kIo) naming both sizes.
+// fp8 (Note [fp8 stored dtype], model/weight_storage.h): with WeightStoreOptions::weights
+// the large linear weights of a block are held as fp8_e4m3fn codes (1 byte a weight) with
+// their fp32 scales after them in the blob, so the host tier and the transfers carry fp8;
+// view_block_weights dequantizes them on the blob's device right after the transfer
+// (model/fp8.h, Note [fp8 dequantization]). Such blocks are always packed: the codes of an
+// fp8 file are copied as they are (with their scales), a bf16/fp32 checkpoint is quantized
+// once (Note [fp8 scale granularity]). The stored dtype is part of the pack's identity (its
+// file name and fingerprint: storage_tag()).
 // Non-block weights (patch, text, time, head) are not in the store: WanDit owns them
 // (WanDit::load(ck, run, device, /*load_blocks=*/false)).
 //
@@ -37,6 +45,7 @@
 
 #include "memory/blob.h"
 #include "model/dit_block_weights.h"
+#include "model/weight_storage.h"
 
 namespace wand::memory {
 class MemoryPool;
@@ -54,6 +63,12 @@ struct BlockTensor {
   at::ScalarType dtype = at::kBFloat16;
   std::vector<int64_t> shape;
   std::uint64_t nbytes = 0;
+  // fp8: dtype is kByte (the codes), the fp32 scale ([] or [R, 1]) lies at scale_offset and
+  // the view is dequantized to dequant_to (the run's GEMM dtype).
+  bool fp8 = false;
+  std::uint64_t scale_offset = 0;
+  std::vector<int64_t> scale_shape;
+  at::ScalarType dequant_to = at::kBFloat16;
 };
 
 // One block's blob: the tensors in DitBlockWeights::tensor_names() order.
@@ -71,6 +86,9 @@ struct WeightStoreOptions {
   std::string name = "dit";      // blob name prefix
   std::string pack_dir;          // where packed files live; needed only when a repack is
   bool force_pack = false;       // pack even when the direct path is possible (tests, benches)
+  // Which tensors are held in fp8 (Note [fp8 stored dtype]); the model's weights_dtype.
+  model::WeightsDtype weights = model::WeightsDtype::kAuto;
+  model::Fp8Scaling fp8_scaling = model::Fp8Scaling::kRow;  // for tensors wand quantizes
 };
 
 class WeightStore {
@@ -97,11 +115,20 @@ class WeightStore {
   const std::vector<BlockBlob>& blocks() const { return blocks_; }
   std::uint64_t max_block_bytes() const;
   std::uint64_t total_bytes() const;
+  // The largest block's fp8 tensors in the run dtype: the device memory its dequantization
+  // takes beside the slot while the block runs (0 without fp8).
+  std::uint64_t max_block_dequant_bytes() const;
+  std::int64_t fp8_tensors() const;  // over all blocks
   model::RunDtype run_dtype() const { return run_; }
   nlohmann::json status_json() const;
 
-  // Packed file and manifest paths for a checkpoint (without opening anything).
-  static std::string pack_path(const std::string& pack_dir, const model::CheckpointDir& ck, model::RunDtype run);
+  // Packed file and manifest paths for a checkpoint (without opening anything). storage:
+  // storage_tag() of the options ("" keeps the names packs had before fp8).
+  static std::string pack_path(const std::string& pack_dir, const model::CheckpointDir& ck, model::RunDtype run,
+                               const std::string& storage = "");
+  // The stored dtype's part of a pack's identity: "" for weights kAuto, else "fp8-row",
+  // "fp8-tensor" or "run".
+  static std::string storage_tag(const WeightStoreOptions& o);
 
  private:
   WeightStore() = default;
@@ -119,7 +146,8 @@ class WeightStore {
 
 // DitBlockWeights whose tensors are views (at::from_blob, no copy) into a copy of the
 // block's blob starting at `data` on `device`. The copy must stay pinned while the views
-// are used.
+// are used. fp8 tensors are dequantized instead (new tensors on `device`, Note [fp8
+// dequantization]); the copy must stay pinned until those kernels ran.
 model::DitBlockWeights view_block_weights(const BlockBlob& b, std::byte* data, at::Device device);
 
 // Makes every block of `stores` take one whole slot on `tier` (Note [Size classes] in

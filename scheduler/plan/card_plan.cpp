@@ -88,7 +88,9 @@ CardPlan plan_card(const ModelShape& m, const JobGeometry& g, const DeviceSpec& 
   auto eval = [&](std::int64_t chunk) {
     CardPlan p = base;
     p.chunk_tokens = chunk;
-    p.activation_need = activation_bytes(s_local, m.dim, m.ffn_dim, m.text_len, chunk, m.run_bytes, work.branches);
+    // fp8 blocks are dequantized beside their slot while they run (Note [fp8 dequantization]).
+    p.activation_need = activation_bytes(s_local, m.dim, m.ffn_dim, m.text_len, chunk, m.run_bytes, work.branches) +
+                        m.max_block_dequant_bytes();
     const auto act = static_cast<std::uint64_t>(std::ceil(static_cast<double>(p.activation_need) *
                                                           cal.activation_cap_factor.value));
     p.peak.context = ctx;

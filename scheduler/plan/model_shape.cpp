@@ -12,6 +12,7 @@
 #include "model/formats/single_file.h"
 #include "model/safetensors_header.h"
 #include "model/wan_config.h"
+#include "model/weight_storage.h"
 
 namespace wand::sched::plan {
 
@@ -77,22 +78,43 @@ std::vector<fs::path> shard_files(const fs::path& dir) {
 
 // prefix: the single-file expert's key prefix (model/formats/single_file.h), "" otherwise.
 ExpertShape read_expert(const fs::path& dir, const std::string& name, std::int64_t num_layers, bool* shares_with_high,
-                        const std::string& prefix = "") {
+                        model::WeightsDtype weights, const std::string& prefix = "") {
   ExpertShape e;
   e.name = name;
   e.dir = dir;
   e.block_params.assign(static_cast<std::size_t>(num_layers), 0);
   e.block_stored_bytes.assign(static_cast<std::size_t>(num_layers), 0);
+  e.block_fp8_params.assign(static_cast<std::size_t>(num_layers), 0);
+  e.block_scale_bytes.assign(static_cast<std::size_t>(num_layers), 0);
   std::set<std::string> dtypes;
   for (const fs::path& shard : shard_files(dir)) {
     if (shares_with_high && shard.lexically_normal().string().find(std::string("/") + kHighDir + "/") != std::string::npos) {
       *shares_with_high = true;
     }
-    for (const model::SafetensorsEntry& t : model::read_safetensors_header(shard.string()).entries) {
+    const model::SafetensorsHeader h = model::read_safetensors_header(shard.string());
+    std::map<std::string, std::uint64_t> scale_elems;  // weight key -> its file scale's elements
+    for (const model::SafetensorsEntry& t : h.entries) {
+      if (!model::is_fp8_scale_key(t.name)) continue;
+      std::uint64_t n = 1;
+      for (auto d : t.shape) n *= static_cast<std::uint64_t>(d);
+      scale_elems[model::fp8_weight_key_of(t.name)] = n;
+    }
+    for (const model::SafetensorsEntry& t : h.entries) {
+      if (model::is_fp8_aux_key(t.name)) continue;  // scales, the marker: not weights (counted below)
       std::uint64_t params = 1;
       for (auto d : t.shape) params *= static_cast<std::uint64_t>(d);
       dtypes.insert(t.dtype);
-      const std::int64_t b = block_index(t.name.compare(0, prefix.size(), prefix) == 0 ? t.name.substr(prefix.size()) : t.name);
+      const std::string key = t.name.compare(0, prefix.size(), prefix) == 0 ? t.name.substr(prefix.size()) : t.name;
+      const std::int64_t b = block_index(key);
+      if (b >= 0 && b < num_layers &&
+          model::block_tensor_storage(key, t.shape.size(), t.dtype, weights) == model::StoredAs::kFp8) {
+        // Note [fp8 stored dtype]: the file's scales, or one a row where wand quantizes.
+        const auto it = scale_elems.find(t.name);
+        const std::uint64_t scales = t.dtype == "F8_E4M3" ? (it != scale_elems.end() ? it->second : 1)
+                                                          : static_cast<std::uint64_t>(t.shape[0]);
+        e.block_fp8_params[static_cast<std::size_t>(b)] += params;
+        e.block_scale_bytes[static_cast<std::size_t>(b)] += scales * 4;
+      }
       if (b >= 0) {
         if (b >= num_layers) {
           bad(shard, "tensor " + t.name + " has block index " + std::to_string(b) + " but config.json says num_layers " +
@@ -153,17 +175,33 @@ std::uint64_t ExpertShape::stored_bytes() const {
   return n;
 }
 
+std::uint64_t ModelShape::block_run_bytes(std::size_t e, std::size_t b) const {
+  const ExpertShape& x = experts.at(e);
+  const std::uint64_t rb = static_cast<std::uint64_t>(run_bytes);
+  const std::uint64_t fp8 = b < x.block_fp8_params.size() ? x.block_fp8_params[b] : 0;
+  const std::uint64_t scales = b < x.block_scale_bytes.size() ? x.block_scale_bytes[b] : 0;
+  return (x.block_params.at(b) - fp8) * rb + fp8 + scales;
+}
+
 std::uint64_t ModelShape::max_block_run_bytes() const {
   std::uint64_t m = 0;
+  for (std::size_t e = 0; e < experts.size(); ++e) {
+    for (std::size_t b = 0; b < experts[e].block_params.size(); ++b) m = std::max(m, block_run_bytes(e, b));
+  }
+  return m;
+}
+
+std::uint64_t ModelShape::max_block_dequant_bytes() const {
+  std::uint64_t m = 0;
   for (const auto& e : experts) {
-    for (auto p : e.block_params) m = std::max<std::uint64_t>(m, p * static_cast<std::uint64_t>(run_bytes));
+    for (auto p : e.block_fp8_params) m = std::max<std::uint64_t>(m, p * static_cast<std::uint64_t>(run_bytes));
   }
   return m;
 }
 
 std::uint64_t ModelShape::blocks_run_bytes(std::size_t e) const {
   std::uint64_t n = 0;
-  for (auto p : experts.at(e).block_params) n += p * static_cast<std::uint64_t>(run_bytes);
+  for (std::size_t b = 0; b < experts.at(e).block_params.size(); ++b) n += block_run_bytes(e, b);
   return n;
 }
 
@@ -181,17 +219,19 @@ json ModelShape::to_json() const {
                   {"stored_dtype", e.stored_dtype},
                   {"stored_bytes", e.stored_bytes()},
                   {"run_bytes", expert_run_bytes(i)},
-                  {"block_run_bytes", e.block_params.empty() ? 0 : e.block_params[0] * run_bytes},
+                  {"block_run_bytes", e.block_params.empty() ? 0 : block_run_bytes(i, 0)},
                   {"non_block_run_bytes", non_block_run_bytes(i)}});
   }
   return {{"dir", dir.string()},       {"variant", variant},       {"model_type", model_type},
           {"dim", dim},                {"ffn_dim", ffn_dim},       {"num_heads", num_heads},
           {"num_layers", num_layers},  {"text_len", text_len},     {"experts", ex},
           {"experts_share_shards", experts_share_shards},
-          {"t5_bytes", t5_bytes},      {"vae_bytes", vae_bytes},   {"run_dtype", run_bytes == 2 ? "bf16" : "fp32"}};
+          {"t5_bytes", t5_bytes},      {"vae_bytes", vae_bytes},   {"run_dtype", run_bytes == 2 ? "bf16" : "fp32"},
+          {"weights_dtype", weights_dtype}};
 }
 
-ModelShape model_shape_from_dir(const fs::path& dir) {
+ModelShape model_shape_from_dir(const fs::path& dir, const std::string& weights_dtype) {
+  const model::WeightsDtype weights = model::parse_weights_dtype(weights_dtype, dir.string() + ": weights_dtype");
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::kModelFormat, dir.string() + ": not a directory");
   ModelShape m;
@@ -230,9 +270,11 @@ ModelShape model_shape_from_dir(const fs::path& dir) {
   for (std::size_t i = 0; i < expert_dirs.size(); ++i) {
     bool shares = false;
     m.experts.push_back(
-        read_expert(expert_dirs[i].second, expert_dirs[i].first, m.num_layers, i > 0 ? &shares : nullptr, prefixes[i]));
+        read_expert(expert_dirs[i].second, expert_dirs[i].first, m.num_layers, i > 0 ? &shares : nullptr, weights,
+                    prefixes[i]));
     if (shares) m.experts_share_shards = true;
   }
+  m.weights_dtype = model::weights_dtype_name(weights);
   // The text encoder and VAE where the model reads them (a release file, or a diffusers
   // folder's text_encoder/ and vae/: Note [Diffusers parts]); their bytes are the files' sum.
   const model::formats::PartFiles t5 = layout.text_encoder();

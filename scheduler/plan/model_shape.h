@@ -22,7 +22,12 @@
 // config.json; the bytes come from the safetensors headers (shape x dtype of every tensor
 // named blocks.<i>.*), never from formulas, so a checkpoint in another dtype or a custom
 // geometry is planned from what is on disk. Run-dtype bytes (what the weight store streams,
-// bf16) are params x 2. config.json is parsed by model::WanConfig and the shard headers by
+// bf16) are params x 2, except for the tensors the store holds in fp8 (Note [fp8 stored
+// dtype], model/weight_storage.h: the one decision, on the same header entries and the
+// model's weights_dtype): 1 byte a weight plus 4 bytes a scale (the file's, or one a row
+// when wand quantizes). The scales and the "scaled_fp8" marker of fp8_scaled files are not
+// model weights. An fp8 block is dequantized on the card beside its slot:
+// max_block_dequant_bytes() is that scratch. config.json is parsed by model::WanConfig and the shard headers by
 // model::read_safetensors_header (library wand_model_facts, LibTorch-free): the planner and
 // the model accept and refuse the same files, with the same variant and family constants.
 //
@@ -43,6 +48,8 @@ struct ExpertShape {
   std::filesystem::path dir;
   std::vector<std::uint64_t> block_params; // per block index 0..num_layers-1
   std::vector<std::uint64_t> block_stored_bytes;
+  std::vector<std::uint64_t> block_fp8_params;   // of block_params, held in fp8 by the store
+  std::vector<std::uint64_t> block_scale_bytes;  // their fp32 scales
   std::uint64_t non_block_params = 0;
   std::uint64_t non_block_stored_bytes = 0;
   std::string stored_dtype;                // "F32", "BF16" or "mixed"
@@ -70,8 +77,12 @@ struct ModelShape {
   std::uint64_t t5_bytes = 0;         // size of the umT5 file(s) (bf16 in the release)
   std::uint64_t vae_bytes = 0;        // size of the VAE file(s) (fp32)
   int run_bytes = 2;                  // element size of the run dtype (bf16)
+  std::string weights_dtype = "auto"; // the model's weights_dtype (model/weight_storage.h)
 
+  // "run" bytes: what the weight store holds (run dtype; fp8 tensors 1 byte a weight + scales).
+  std::uint64_t block_run_bytes(std::size_t e, std::size_t b) const;
   std::uint64_t max_block_run_bytes() const;      // largest block over the experts, run dtype
+  std::uint64_t max_block_dequant_bytes() const;  // largest block's fp8 weights in the run dtype
   std::uint64_t expert_run_bytes(std::size_t e) const;  // blocks + non-block, run dtype
   std::uint64_t blocks_run_bytes(std::size_t e) const;  // blocks only, run dtype
   std::uint64_t non_block_run_bytes(std::size_t e) const;
@@ -79,6 +90,7 @@ struct ModelShape {
 };
 
 // Reads a model directory; throws Error naming the file that is missing or malformed.
-ModelShape model_shape_from_dir(const std::filesystem::path& dir);
+// weights_dtype: the model's (daemon config models.<name>.weights_dtype; "auto" by default).
+ModelShape model_shape_from_dir(const std::filesystem::path& dir, const std::string& weights_dtype = "auto");
 
 }  // namespace wand::sched::plan

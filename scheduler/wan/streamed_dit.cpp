@@ -83,6 +83,7 @@ StreamedDit::StreamedDit(memory::MemoryPool& pool, const std::vector<std::filesy
     exec::WeightStoreOptions wo;
     wo.run = opt_.run;
     wo.pack_dir = opt_.pack_dir;
+    wo.weights = opt_.weights;
     wo.name = expert_dirs.size() == 1 ? opt_.name : opt_.name + (e == 0 ? ".hi" : ".lo");
     if (opt_.stores != nullptr) {
       stores_.push_back(opt_.stores->get(ck, wo));  // shared (Note [Shared weight stores])

@@ -85,6 +85,7 @@
 
 #include "model/dit_block_weights.h"  // RunDtype
 #include "model/generator.h"           // CfgForwardFn
+#include "model/weight_storage.h"     // WeightsDtype
 #include "scheduler/exec/card_job.h"
 #include "scheduler/exec/exec_budget.h"
 #include "scheduler/exec/store_cache.h"
@@ -129,6 +130,8 @@ struct StreamedDitOptions {
   // Set: the weight stores come from this cache (Note [Shared weight stores]); it must be over
   // the same pool and outlive this object's jobs. Null: this object opens its own.
   exec::StoreCache* stores = nullptr;
+  // Which block tensors the stores hold in fp8 (Note [fp8 stored dtype]).
+  model::WeightsDtype weights = model::WeightsDtype::kAuto;
 };
 
 class StreamedDit {

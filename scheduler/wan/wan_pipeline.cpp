@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "model/weight_storage.h"
 #include "common/log.h"
 #include "memory/memory_pool.h"
 #include "model/formats/part_sources.h"
@@ -210,6 +211,9 @@ WanPipeline::WanPipeline(const std::filesystem::path& dir, const WanStreamContex
   o.host_window_bytes = c.host_window_bytes;
   o.chunk_tokens = c.chunk_tokens;
   o.stores = c.stores.get();
+  if (auto w = c.weights_by_dir.find(dir.lexically_normal().string()); w != c.weights_by_dir.end()) {
+    o.weights = model::parse_weights_dtype(w->second, "model " + dir.string() + ": weights_dtype");
+  }
   dit_ = std::make_unique<StreamedDit>(*c.pool, experts, o);
 }
 

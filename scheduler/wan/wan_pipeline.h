@@ -101,6 +101,9 @@ struct WanStreamContext {
   // device_tier / cuda_device / budget above.
   std::vector<WanStreamRank> ranks;
   std::string strategy;
+  // Model directory (lexically normal) -> its weights_dtype ("fp8", "run"; absent: "auto"),
+  // the daemon config's models.<name>.weights_dtype (Note [fp8 stored dtype]).
+  std::map<std::string, std::string> weights_by_dir;
   // The cards a runner slot or a group member names by its index (the daemon's
   // memory.devices[] entries, Note [Daemon slots] in daemon/daemon.h): each card's device tier,
   // CUDA ordinal and budget (its whole-card budget). Used by register_wan_pipeline(registry,

@@ -363,6 +363,35 @@ struct HostNeedFixture {
   }
 };
 
+// weights_dtype "fp8" (models.<name> as {"dir", "weights_dtype"}): the host need drops to the
+// fp8 store's 27.1 GiB for both A14B experts, so a 32 GiB tier holds them and is not warned
+// about, while the same tier is warned about for the bf16 store (53.2 GiB).
+TEST(HostTierNeed, Fp8WeightsAreCountedAsTheStoreHoldsThem) {
+  HostNeedFixture f;
+  DaemonConfig bf16 = f.config("32GiB");
+  EXPECT_EQ(config_warnings(bf16).size(), 1u);
+  DaemonConfig fp8 = parse_config(
+      {{"models", {{"a14b", {{"dir", f.model.string()}, {"weights_dtype", "fp8"}}}}}, {"memory", f.memory("32GiB")}},
+      "t.json");
+  EXPECT_EQ(fp8.models.at("a14b"), f.model.string());
+  EXPECT_EQ(fp8.weights_of("a14b"), "fp8");
+  const auto w = config_warnings(fp8);
+  EXPECT_TRUE(w.empty()) << ::testing::PrintToString(w);
+  // 16 GiB: warned, with the fp8 need in the message.
+  fp8.set_memory(f.memory("16GiB"));
+  const auto w16 = config_warnings(fp8);
+  ASSERT_EQ(w16.size(), 1u) << ::testing::PrintToString(w16);
+  EXPECT_NE(w16[0].find("fp8"), std::string::npos) << w16[0];
+  // The entry round-trips through --check-config's JSON; a bad dtype names the field.
+  EXPECT_EQ(parse_config(config_to_json(fp8), "again").weights_of("a14b"), "fp8");
+  try {
+    parse_config({{"models", {{"a14b", {{"dir", "/m"}, {"weights_dtype", "int4"}}}}}}, "t.json");
+    ADD_FAILURE() << "int4 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("models.a14b.weights_dtype"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HostTierNeed, ATierBelowTheModelsDitIsWarnedAboutWithTheNumbers) {
   HostNeedFixture f;
   ASSERT_GT(f.dit, 40 * GiB);  // two experts of ~14B parameters in bf16

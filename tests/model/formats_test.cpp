@@ -568,10 +568,9 @@ TEST(ModelLayoutErrors, MissingExtraMisshapenKeyNameTheFileAndKey) {
   }
 }
 
-// A stored dtype the DiT does not read yet (fp8, issue 17 item 2) is refused naming the
-// file and the key; the file is written by hand (LibTorch 1.13 has no fp8 type).
-// Rewrites a safetensors file with `fp8_key` stored as F8_E4M3 (zero bytes; written by hand:
-// LibTorch 1.13 has no fp8 type), other tensors kept.
+// Rewrites a safetensors file with `fp8_key` stored as F8_E4M3 (zero bytes) and the
+// "scaled_fp8" marker, without the key's scale (written by hand: LibTorch 1.13 has no fp8 type),
+// other tensors kept.
 void store_one_as_fp8(const fs::path& f, const std::string& fp8_key) {
   const SafetensorsFile src(f.string());
   json header = json::object();
@@ -591,20 +590,21 @@ void store_one_as_fp8(const fs::path& f, const std::string& fp8_key) {
                  {"data_offsets", {data.size(), data.size() + bytes.size()}}};
     data += bytes;
   }
+  header["scaled_fp8"] = {{"dtype", "F8_E4M3"}, {"shape", {0}}, {"data_offsets", {data.size(), data.size()}}};
   const std::string h = header.dump();
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
   write_text(f, out + h + data);
 }
 
-// A stored dtype the DiT does not read yet (fp8, issue 17 item 2) is refused naming the
-// file and the key.
-TEST(ModelLayoutErrors, Fp8IsRefusedNamingFileAndKey) {
+// An fp8_scaled file (the "scaled_fp8" marker) without a weight's scale is refused naming
+// the file and the key (issue 17 item 2; tests/model/fp8_test.cpp has the rest).
+TEST(ModelLayoutErrors, Fp8WithoutScaleIsRefusedNamingFileAndKey) {
   TempDir t("formats-fp8");
   const fs::path f = single_file_expert(t.path() / "fp8");
   store_one_as_fp8(f, "blocks.0.attn1.to_q.weight");
   const std::string w = what_of([&] { CheckpointDir ck(t.path() / "fp8"); });
-  EXPECT_TRUE(has(w, f.string()) && has(w, "blocks.0.attn1.to_q.weight") && has(w, "F8_E4M3")) << w;
+  EXPECT_TRUE(has(w, f.string()) && has(w, "blocks.0.attn1.to_q.weight") && has(w, "scale")) << w;
 }
 
 TEST(ModelLayoutErrors, DiffusersFolderMissingAPart) {

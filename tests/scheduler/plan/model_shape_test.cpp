@@ -116,5 +116,35 @@ TEST(PlanModelShape, MissingPartsNameTheFile) {
   }
 }
 
+// weights_dtype "fp8" (Note [fp8 stored dtype]): the store holds each block's 8 attention
+// weights and 2 FFN weights in fp8 (1 byte a weight) with one fp32 scale a row, the rest in
+// bf16, so both A14B experts take 29.07 GB (27.1 GiB) of host memory instead of 57.2 GB.
+TEST(PlanModelShape, Fp8WeightsHalveTheA14BHostNeed) {
+  wand::test::TempDir tmp;
+  const auto dir = tmp.path() / "a14b";
+  test::write_model_dir(dir, test::Geometry::t2v_a14b(), "BF16", test::kT5Bytes, test::kVae21Bytes);
+  const ModelShape bf16 = model_shape_from_dir(dir);
+  const ModelShape fp8 = model_shape_from_dir(dir, "fp8");
+  EXPECT_EQ(fp8.weights_dtype, "fp8");
+  const std::uint64_t D = 5120, F = 13824;
+  const std::uint64_t fp8_params = 8 * D * D + 2 * D * F;  // 351,272,960 of the block's 351,394,304
+  const std::uint64_t rows = 8 * D + F + D;
+  const std::uint64_t block = fp8_params + 2 * (351394304u - fp8_params) + 4 * rows;
+  EXPECT_EQ(fp8.max_block_run_bytes(), block);
+  EXPECT_EQ(fp8.max_block_dequant_bytes(), 2 * fp8_params);
+  EXPECT_EQ(bf16.max_block_dequant_bytes(), 0u);
+  EXPECT_EQ(fp8.expert_run_bytes(0), 40 * block + 2u * 232719424u);  // non-block weights stay bf16
+  EXPECT_EQ(fp8.expert_run_bytes(0) + fp8.expert_run_bytes(1), 29071298816u);
+  EXPECT_EQ(bf16.expert_run_bytes(0), 2u * 14288491584u);
+  EXPECT_EQ(fp8.to_json().at("weights_dtype").get<std::string>(), "fp8");
+  EXPECT_EQ(model_shape_from_dir(dir, "run").max_block_run_bytes(), bf16.max_block_run_bytes());
+  try {
+    model_shape_from_dir(dir, "int4");
+    ADD_FAILURE() << "int4 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("int4"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace wand::sched::plan

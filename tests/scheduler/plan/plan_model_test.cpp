@@ -145,5 +145,42 @@ TEST(PlanModelShapeMakeModel, ComfyuiTinyTi2vPlansLikeTheRelease) { check_comfyu
 TEST(PlanModelShapeMakeModel, DiffusersTinyT2vPlansLikeTheRelease) { check_diffusers("tiny-t2v"); }
 TEST(PlanModelShapeMakeModel, DiffusersTinyTi2vPlansLikeTheRelease) { check_diffusers("tiny-ti2v"); }
 
+// An fp8_scaled model (wand-make-model --dtype fp8): the planner counts what the store holds
+// of it as stored (fp8 weights + their per-tensor scales; the scales and the marker are not
+// parameters), the same bytes as weights_dtype "fp8" on the bf16 model but for the scales.
+TEST(PlanModelShapeMakeModel, Fp8ScaledModelIsPlannedAsStored) {
+  wand::test::TempDir tmp;
+  model::make::MakeModelOptions o;
+  o.preset = "tiny-t2v";
+  o.out = tmp.path() / "fp8";
+  o.seed = 3;
+  o.dtype = at::kBFloat16;
+  o.fp8 = "scaled";
+  model::make::make_model(o);
+  o.out = tmp.path() / "bf16";
+  o.fp8 = "";
+  model::make::make_model(o);
+  const ModelShape f = model_shape_from_dir(tmp.path() / "fp8");
+  const ModelShape b = model_shape_from_dir(tmp.path() / "bf16");
+  const ModelShape q = model_shape_from_dir(tmp.path() / "bf16", "fp8");
+  const ModelShape r = model_shape_from_dir(tmp.path() / "fp8", "run");
+  ASSERT_EQ(f.experts.size(), 2u);
+  const std::uint64_t D = static_cast<std::uint64_t>(f.dim), F = static_cast<std::uint64_t>(f.ffn_dim);
+  const std::uint64_t fp8_params = 8 * D * D + 2 * D * F;
+  for (std::size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(f.experts[e].block_params, b.experts[e].block_params);
+    EXPECT_EQ(f.experts[e].non_block_params, b.experts[e].non_block_params);
+    EXPECT_EQ(f.experts[e].stored_dtype, "mixed");
+    for (std::size_t i = 0; i < f.experts[e].block_params.size(); ++i) {
+      const std::uint64_t p = b.experts[e].block_params[i];
+      EXPECT_EQ(f.block_run_bytes(e, i), fp8_params + 2 * (p - fp8_params) + 10 * 4);  // 10 scalar scales
+      EXPECT_EQ(q.block_run_bytes(e, i), fp8_params + 2 * (p - fp8_params) + 4 * (8 * D + F + D));
+      EXPECT_EQ(r.block_run_bytes(e, i), 2 * p);
+      EXPECT_EQ(b.block_run_bytes(e, i), 2 * p);
+    }
+  }
+  EXPECT_EQ(f.max_block_dequant_bytes(), 2 * fp8_params);
+}
+
 }  // namespace
 }  // namespace wand::sched::plan
